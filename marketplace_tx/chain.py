@@ -1,0 +1,201 @@
+"""The state transition: build a block from candidates, or validate and apply a block.
+
+In the manner of the Ethereum execution specs' `state_transition`: `apply_block`
+checks the header against its parent, executes the body, recomputes every root and
+raises `InvalidBlock` on any mismatch (R11, R23, R24). `build_block` is the proposer's
+side of the same computation. Neither writes anything: both return the block's net
+state changes for storage to commit atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from marketplace_tx import codec
+from marketplace_tx.admission import check_stateless
+from marketplace_tx.block import Block, Commit, Header, last_commit_hash
+from marketplace_tx.context import BlockContext
+from marketplace_tx.errors import AdmissionError, InvalidBlock
+from marketplace_tx.execution import execute_transaction, inclusion_error
+from marketplace_tx.genesis import Genesis, apply_genesis
+from marketplace_tx.merkle import merkle_root
+from marketplace_tx.params import Params
+from marketplace_tx.receipts import Receipt
+from marketplace_tx.state import MemoryStateReader, State, StateReader
+from marketplace_tx.state_root import ZERO_ROOT, next_state_root
+from marketplace_tx.transaction import Transaction
+from marketplace_tx.validators import load_validators, validators_hash
+
+BLOCK_OVERHEAD_BYTES = 4096
+"""Room kept in `max_block_bytes` for the header, last commit and framing."""
+
+PER_TX_OVERHEAD_BYTES = 5
+"""msgpack bin header of one transaction inside a block."""
+
+
+@dataclass(frozen=True)
+class ChainTip:
+    """What the next block needs to know about the last final block (or genesis)."""
+
+    height: int
+    """The tip's height; 0 for genesis."""
+    block_hash: bytes
+    """The tip's block hash; the genesis hash at height 0."""
+    time: int
+    """The tip's block time (genesis_time at height 0)."""
+    state_root: bytes
+    """The state root after the tip."""
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """A block together with what executing it produced."""
+
+    block: Block
+    """The block."""
+    transactions: tuple[Transaction, ...]
+    """Its decoded transactions, in order."""
+    receipts: tuple[Receipt, ...]
+    """One receipt per transaction."""
+    changes: dict[bytes, bytes | None]
+    """Its net state changes, to be written with it atomically."""
+
+
+def genesis_changes(genesis: Genesis) -> tuple[ChainTip, dict[bytes, bytes | None]]:
+    """The state genesis creates and the tip at height 0 (R33, docs/state.md)."""
+    state = State(MemoryStateReader())
+    apply_genesis(state, genesis)
+    changes = state.changes()
+    root = next_state_root(ZERO_ROOT, changes)
+    return ChainTip(0, genesis.hash, genesis.genesis_time, root), changes
+
+
+def _results_root(receipts: Iterable[Receipt]) -> bytes:
+    return merkle_root([codec.encode(receipt.committed_form()) for receipt in receipts])
+
+
+def _evidence_root(evidence: Iterable[dict]) -> bytes:
+    return merkle_root([codec.encode(item) for item in evidence])
+
+
+def begin_block(state: State, context: BlockContext) -> None:
+    """Work the chain does at the start of every block, before its transactions.
+
+    Order deadlines (R15) and validator changes (R34) run here as their rules land;
+    the single-authority chain has none yet.
+    """
+
+
+def build_block(
+    base: StateReader,
+    tip: ChainTip,
+    chain_id: str,
+    params: Params,
+    proposer: bytes,
+    time: int,
+    candidates: Iterable[Transaction],
+    last_commit: Commit | None,
+) -> BlockResult:
+    """Assemble the next block from `candidates` (already admitted, in priority order).
+
+    Candidates that cannot be included at their turn (R11: wrong nonce, fee not
+    payable) are skipped; the block stops at `max_block_txs` or `max_block_bytes`.
+    """
+    state = State(base)
+    validators = load_validators(state)
+    context = BlockContext(chain_id, tip.height + 1, time, proposer, params)
+    begin_block(state, context)
+    included: list[Transaction] = []
+    receipts: list[Receipt] = []
+    budget = params.max_block_bytes - BLOCK_OVERHEAD_BYTES
+    for tx in candidates:
+        if len(included) >= params.max_block_txs:
+            break
+        cost = len(tx.raw) + PER_TX_OVERHEAD_BYTES
+        if cost > budget or inclusion_error(state, tx) is not None:
+            continue
+        budget -= cost
+        receipts.append(execute_transaction(state, context, tx, len(included)))
+        included.append(tx)
+    changes = state.changes()
+    header = Header(
+        chain_id=chain_id,
+        height=context.height,
+        time=time,
+        prev_hash=tip.block_hash,
+        tx_root=merkle_root([tx.hash for tx in included]),
+        results_root=_results_root(receipts),
+        state_root=next_state_root(tip.state_root, changes),
+        validators_hash=validators_hash(validators),
+        next_validators_hash=validators_hash(load_validators(state)),
+        proposer=proposer,
+        last_commit_hash=last_commit_hash(last_commit),
+        evidence_hash=_evidence_root(()),
+    )
+    block = Block(header, tuple(tx.raw for tx in included), last_commit, ())
+    return BlockResult(block, tuple(included), tuple(receipts), changes)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidBlock(message)
+
+
+def apply_block(
+    base: StateReader,
+    tip: ChainTip,
+    chain_id: str,
+    params: Params,
+    block: Block,
+    signature_known_valid: Callable[[bytes], bool] = lambda tx_hash: False,
+) -> BlockResult:
+    """Validate `block` as the child of `tip` and execute it, or raise `InvalidBlock`.
+
+    Checks header fields against the parent (R23, R28), structure and limits, each
+    transaction's stateless validity (R10, R11), then executes and compares every
+    root. Commit signatures are the consensus layer's job (R24, R30).
+    `signature_known_valid(tx_hash)` lets a caller skip signatures it already checked.
+    """
+    header = block.header
+    _check(header.chain_id == chain_id, "header.chain_id is not this chain")
+    _check(header.height == tip.height + 1, f"header.height must be {tip.height + 1}")
+    _check(header.time > tip.time, "header.time must be after the parent's time (R28)")
+    _check(header.prev_hash == tip.block_hash, "header.prev_hash is not the parent's hash")
+    _check(len(block.txs) <= params.max_block_txs, "block holds more than max_block_txs")
+    _check(len(block.encode()) <= params.max_block_bytes, "block exceeds max_block_bytes")
+    if tip.height == 0:
+        _check(block.last_commit is None, "block 1 carries an empty last_commit")
+    else:
+        _check(block.last_commit is not None, "last_commit is missing")
+        assert block.last_commit is not None
+        _check(block.last_commit.height == tip.height, "last_commit.height is not the parent's")
+        _check(block.last_commit.block_hash == tip.block_hash, "last_commit is not for the parent")
+    _check(header.last_commit_hash == last_commit_hash(block.last_commit), "last_commit_hash mismatch")
+    _check(not block.evidence, "evidence is not accepted by this version")
+    _check(header.evidence_hash == _evidence_root(block.evidence), "evidence_hash mismatch")
+    state = State(base)
+    validators = load_validators(state)
+    _check(header.validators_hash == validators_hash(validators), "validators_hash mismatch")
+    _check(header.proposer in validators, "header.proposer is not a validator")
+    transactions = []
+    for index, raw in enumerate(block.txs):
+        tx_hash = hashlib.sha256(raw).digest()
+        try:
+            tx = check_stateless(raw, chain_id, params, not signature_known_valid(tx_hash))
+        except AdmissionError as error:
+            raise InvalidBlock(f"transaction {index}: {error.code}: {error.message}") from None
+        transactions.append(tx)
+    context = BlockContext(chain_id, header.height, header.time, header.proposer, params)
+    begin_block(state, context)
+    receipts = [execute_transaction(state, context, tx, index) for index, tx in enumerate(transactions)]
+    changes = state.changes()
+    _check(header.tx_root == merkle_root([tx.hash for tx in transactions]), "tx_root mismatch")
+    _check(header.results_root == _results_root(receipts), "results_root mismatch")
+    _check(header.state_root == next_state_root(tip.state_root, changes), "state_root mismatch")
+    _check(
+        header.next_validators_hash == validators_hash(load_validators(state)),
+        "next_validators_hash mismatch",
+    )
+    return BlockResult(block, tuple(transactions), tuple(receipts), changes)

@@ -1,0 +1,72 @@
+"""Transaction execution: dispatch, fees, nonces and receipts (PROTOCOL R11).
+
+One table maps each transaction `type` to the function that applies its rule. An
+included transaction always pays its fee to the block's proposer and bumps the
+sender's nonce; its rule then runs inside a nested state transaction that is rolled
+back if the rule fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from marketplace_tx.accounts import Account, credit, load_account, store_account
+from marketplace_tx.context import BlockContext, TxContext
+from marketplace_tx.errors import InvalidBlock, RuleError
+from marketplace_tx.receipts import Receipt
+from marketplace_tx.roles import apply_role_grant, apply_role_revoke
+from marketplace_tx.schema import check_payload
+from marketplace_tx.state import State
+from marketplace_tx.transaction import Transaction
+from marketplace_tx.transfers import apply_transfer
+
+Handler = Callable[[State, TxContext, dict[str, Any]], list[dict[str, Any]]]
+"""A rule: reads and writes state, returns events, raises `RuleError` on failure."""
+
+HANDLERS: dict[str, Handler] = {
+    "transfer": apply_transfer,
+    "role_grant": apply_role_grant,
+    "role_revoke": apply_role_revoke,
+}
+"""Transaction types this node executes; admission rejects any other as `unknown_type`."""
+
+
+def inclusion_error(state: State, tx: Transaction) -> str | None:
+    """Why `tx` cannot be included next in block order, or None (R11).
+
+    A transaction is includable only if its nonce is the sender's next nonce and the
+    sender can pay the fee.
+    """
+    account = load_account(state, tx.sender)
+    if tx.nonce != account.nonce:
+        return f"nonce {tx.nonce} is not the sender's next nonce {account.nonce}"
+    if account.balance < tx.fee:
+        return f"sender's balance {account.balance} cannot pay the fee {tx.fee}"
+    return None
+
+
+def execute_transaction(
+    state: State, block: BlockContext, tx: Transaction, index: int
+) -> Receipt:
+    """Apply one included transaction and return its receipt (R11).
+
+    The caller has checked the stateless rules of R10. Raises `InvalidBlock` if the
+    transaction cannot be included at this point of the block.
+    """
+    problem = inclusion_error(state, tx)
+    if problem is not None:
+        raise InvalidBlock(f"transaction {index} ({tx.hash.hex()}): {problem}")
+    account = load_account(state, tx.sender)
+    store_account(state, tx.sender, Account(account.balance - tx.fee, account.nonce + 1))
+    credit(state, block.proposer, tx.fee, "fee")
+    context = TxContext(block=block, tx_hash=tx.hash, index=index, sender=tx.sender)
+    state.begin()
+    try:
+        check_payload(tx.type, tx.payload)
+        events = HANDLERS[tx.type](state, context, tx.payload)
+    except RuleError as error:
+        state.rollback()
+        return Receipt(ok=False, code=error.code, message=error.message)
+    state.commit()
+    return Receipt(ok=True, events=tuple(events))

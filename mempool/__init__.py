@@ -1,0 +1,1 @@
+"""The mempool: admitted transactions waiting for a block (PROTOCOL R10)."""

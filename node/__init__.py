@@ -1,0 +1,1 @@
+"""The node: storage, block production, the HTTP API and configuration, wired together."""
