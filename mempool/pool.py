@@ -1,0 +1,171 @@
+"""The mempool: admitted transactions waiting for a block (PROTOCOL R10, R11).
+
+Admission runs every check of R10 once per transaction: the stateless checks of
+`marketplace_tx.admission`, then the stateful ones against the committed state
+(nonce window, fee payable, duplicates, capacity). Pending transactions are kept per
+sender in nonce order; only a run of consecutive nonces starting at the sender's next
+nonce is *ready* for a block. Future nonces (up to +64) wait for the gap to fill.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from marketplace_tx.accounts import Account
+from marketplace_tx.admission import check_stateless
+from marketplace_tx.errors import AdmissionError
+from marketplace_tx.params import Params
+from marketplace_tx.transaction import Transaction
+
+NONCE_WINDOW = 64
+"""How far above the sender's next nonce a transaction may be admitted (R10)."""
+
+
+@dataclass(frozen=True)
+class MempoolLimits:
+    """Capacity of the mempool."""
+
+    max_transactions: int = 50_000
+    """Most transactions held at once."""
+    max_bytes: int = 128 * 1024 * 1024
+    """Most bytes of transactions held at once."""
+
+
+@dataclass
+class _SenderQueue:
+    """One sender's pending transactions by nonce."""
+
+    first_arrival: int
+    """Arrival sequence of the oldest pending transaction; orders senders in blocks."""
+    by_nonce: dict[int, Transaction] = field(default_factory=dict)
+
+
+class Mempool:
+    """Pending transactions with admission, readiness and removal after blocks."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        params: Params,
+        account_of: Callable[[bytes], Account],
+        is_committed: Callable[[bytes], bool],
+        limits: MempoolLimits | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        """The chain whose transactions are admitted."""
+        self.params = params
+        """The chain's parameters (min_fee, max_tx_bytes …)."""
+        self.limits = limits or MempoolLimits()
+        """Capacity limits."""
+        self._account_of = account_of
+        self._is_committed = is_committed
+        self._by_hash: dict[bytes, Transaction] = {}
+        self._senders: dict[bytes, _SenderQueue] = {}
+        self._bytes = 0
+        self._arrivals = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    @property
+    def size_bytes(self) -> int:
+        """Total bytes of pending transactions."""
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        """A pending transaction by hash."""
+        return self._by_hash.get(tx_hash)
+
+    def add(self, raw: bytes) -> Transaction:
+        """Admit signed transaction bytes or raise `AdmissionError` (R10)."""
+        tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
+        if tx.hash in self._by_hash or self._is_committed(tx.hash):
+            raise AdmissionError("duplicate", "this transaction is already known")
+        if not tx.has_valid_signature():
+            raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
+        self.check_against_state(tx)
+        if len(self._by_hash) >= self.limits.max_transactions or (
+            self._bytes + len(tx.raw) > self.limits.max_bytes
+        ):
+            raise AdmissionError("mempool_full", "the mempool is full; retry later")
+        queue = self._senders.get(tx.sender)
+        if queue is None:
+            queue = self._senders[tx.sender] = _SenderQueue(next(self._arrivals))
+        queue.by_nonce[tx.nonce] = tx
+        self._by_hash[tx.hash] = tx
+        self._bytes += len(tx.raw)
+        return tx
+
+    def check_against_state(self, tx: Transaction) -> None:
+        """The stateful admission checks: nonce window, nonce taken, fees payable (R10)."""
+        account = self._account_of(tx.sender)
+        if tx.nonce < account.nonce:
+            raise AdmissionError(
+                "bad_nonce", f"nonce: {tx.nonce} was used; the sender's next nonce is {account.nonce}"
+            )
+        if tx.nonce > account.nonce + NONCE_WINDOW:
+            raise AdmissionError(
+                "bad_nonce",
+                f"nonce: {tx.nonce} is more than {NONCE_WINDOW} above the next nonce {account.nonce}",
+            )
+        queue = self._senders.get(tx.sender)
+        if queue is not None and tx.nonce in queue.by_nonce:
+            raise AdmissionError("bad_nonce", f"nonce: {tx.nonce} is already pending for this sender")
+        pending_fees = sum(item.fee for item in queue.by_nonce.values()) if queue else 0
+        if account.balance < pending_fees + tx.fee:
+            raise AdmissionError(
+                "insufficient_funds",
+                f"fee: balance {account.balance} cannot pay {tx.fee} after pending fees {pending_fees}",
+            )
+
+    def pending_nonce(self, sender: bytes, committed_nonce: int) -> int:
+        """The nonce the sender's next new transaction should carry, counting ready ones."""
+        queue = self._senders.get(sender)
+        nonce = committed_nonce
+        while queue is not None and nonce in queue.by_nonce:
+            nonce += 1
+        return nonce
+
+    def has_ready(self) -> bool:
+        """True iff some transaction could go into the next block."""
+        return any(
+            self._account_of(sender).nonce in queue.by_nonce for sender, queue in self._senders.items()
+        )
+
+    def ready(self) -> Iterator[Transaction]:
+        """Ready transactions in block order: senders by first arrival, each in nonce order."""
+        queues = sorted(self._senders.items(), key=lambda item: item[1].first_arrival)
+        for sender, queue in queues:
+            nonce = self._account_of(sender).nonce
+            while nonce in queue.by_nonce:
+                yield queue.by_nonce[nonce]
+                nonce += 1
+
+    def remove_committed(self, transactions: list[Transaction]) -> None:
+        """Drop transactions that a block included, then re-check the rest (R10)."""
+        for tx in transactions:
+            self._remove(tx)
+        self.recheck()
+
+    def recheck(self) -> None:
+        """Drop every transaction that can no longer be admitted against the new state."""
+        for sender in list(self._senders):
+            queue = self._senders[sender]
+            account = self._account_of(sender)
+            fees = 0
+            for nonce in sorted(queue.by_nonce):
+                tx = queue.by_nonce[nonce]
+                fees += tx.fee
+                if nonce < account.nonce or fees > account.balance:
+                    self._remove(tx)
+
+    def _remove(self, tx: Transaction) -> None:
+        if self._by_hash.pop(tx.hash, None) is None:
+            return
+        self._bytes -= len(tx.raw)
+        queue = self._senders[tx.sender]
+        queue.by_nonce.pop(tx.nonce, None)
+        if not queue.by_nonce:
+            del self._senders[tx.sender]

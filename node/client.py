@@ -1,0 +1,98 @@
+"""A small synchronous HTTP client of the node API, for the CLI and scripts."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_NODE_URL = "http://127.0.0.1:26657"
+"""Where the CLI looks for a node when neither `--node` nor `MARKETCHAIN_NODE` says."""
+
+
+class ClientError(Exception):
+    """A request that failed: the node's error code and message, or why it is unreachable."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        """The node's error code, or `unreachable`/`timeout`."""
+        self.message = message
+        """What went wrong."""
+        self.status = status
+        """The HTTP status, if the node answered."""
+
+
+class NodeClient:
+    """Talks to one node's HTTP API."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        """The node's base URL, e.g. http://127.0.0.1:26657."""
+        self.timeout = timeout
+        """Seconds to wait for one response."""
+
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
+        request = urllib.request.Request(self.base_url + path, data=body, method=method)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = response.read()
+                if response.headers.get_content_type() == "application/json":
+                    return json.loads(data)
+                return data
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                detail = json.loads(raw)["error"]
+                raise ClientError(detail["code"], detail["message"], error.code) from None
+            except (ValueError, KeyError, TypeError):
+                raise ClientError("http_error", f"HTTP {error.code} from {self.base_url}", error.code) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ClientError("unreachable", f"cannot reach the node at {self.base_url}: {reason}") from None
+
+    def get(self, path: str) -> Any:
+        """GET a JSON resource."""
+        return self._request("GET", path)
+
+    def status(self) -> dict[str, Any]:
+        """`GET /status`."""
+        return self.get("/status")
+
+    def account(self, address: bytes) -> dict[str, Any]:
+        """`GET /accounts/{address}`."""
+        return self.get(f"/accounts/{address.hex()}")
+
+    def submit(self, raw: bytes) -> str:
+        """`POST /txs` with canonical bytes; returns the hash."""
+        return self._request("POST", "/txs", raw, "application/msgpack")["hash"]
+
+    def submit_batch(self, raws: list[bytes]) -> list[dict[str, Any]]:
+        """`POST /txs/batch` as JSON hex."""
+        body = json.dumps({"txs": [raw.hex() for raw in raws]}).encode()
+        return self._request("POST", "/txs/batch", body, "application/json")["results"]
+
+    def tx(self, tx_hash: str) -> dict[str, Any]:
+        """`GET /txs/{hash}`."""
+        return self.get(f"/txs/{tx_hash}")
+
+    def wait_for_tx(self, tx_hash: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll until the transaction is final; raise `ClientError("timeout")` after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            try:
+                view = self.tx(tx_hash)
+                if view.get("status") == "committed":
+                    return view
+            except ClientError as error:
+                if error.code != "not_found":
+                    raise
+            if time.monotonic() > deadline:
+                raise ClientError("timeout", f"transaction {tx_hash} was not final after {timeout:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)

@@ -1,0 +1,331 @@
+"""The HTTP API (PROTOCOL §10): status, transaction submission, blocks, proofs, accounts."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from marketplace_tx import codec
+from marketplace_tx.accounts import load_account, role_record, roles_of
+from marketplace_tx.block import Block
+from marketplace_tx.errors import AdmissionError, CodecError
+from marketplace_tx.merkle import inclusion_path
+from marketplace_tx.state import State
+from marketplace_tx.transaction import Transaction
+from node.http_errors import ApiError, error_middleware
+from node.json_view import to_json
+
+if TYPE_CHECKING:
+    from node.node import Node
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
+"""Content types taken as raw canonical msgpack."""
+MAX_PAGE = 100
+"""Most items one page of a list returns."""
+NODE_KEY = web.AppKey("node", object)
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]  # type: ignore[return-value]
+
+
+def _hex32(text: str, name: str) -> bytes:
+    if len(text) != 64:
+        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters") from None
+
+
+def _integer(text: str | None, name: str, default: int, minimum: int, maximum: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or len(text) > 20:
+        raise ApiError(400, "invalid_query", f"{name} must be a non-negative integer")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid_query", f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def _height(request: web.Request) -> int:
+    return _integer(request.match_info["height"], "height", 0, 1, 2**63 - 1)
+
+
+# --- status -------------------------------------------------------------------------
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """`GET /status`."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    return web.json_response(
+        {
+            "chain_id": node.genesis.chain_id,
+            "genesis_hash": node.genesis.hash.hex(),
+            "height": tip.height,
+            "latest_block_hash": tip.block_hash.hex() if tip.height else None,
+            "latest_block_time": tip.time if tip.height else None,
+            "state_root": tip.state_root.hex(),
+            "node_id": node.node_key.address.hex(),
+            "moniker": node.config.moniker,
+            "validator": node.validator_address.hex() if node.validator_address else None,
+            "peers": 0,
+            "syncing": False,
+            "mempool_size": len(node.mempool),
+            "min_fee": node.genesis.params.min_fee,
+            "version": node.version,
+        }
+    )
+
+
+# --- transactions -------------------------------------------------------------------
+
+
+async def _body_transactions(request: web.Request, batch: bool) -> list[bytes]:
+    content_type = request.content_type
+    body = await request.read()
+    if content_type in MSGPACK_TYPES:
+        if not batch:
+            return [body]
+        try:
+            items = codec.decode(body)
+        except CodecError as error:
+            raise ApiError(400, "malformed", f"body: {error.message}") from None
+        if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
+            raise ApiError(400, "malformed", "body must be a msgpack array of bin")
+        return items
+    if content_type == "application/json":
+        try:
+            value = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ApiError(400, "malformed", f"body is not valid JSON: {error}") from None
+        key = "txs" if batch else "tx"
+        if not isinstance(value, dict) or key not in value:
+            raise ApiError(400, "malformed", f'body must be {{"{key}": ...}}')
+        items = value[key] if batch else [value[key]]
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ApiError(400, "malformed", f"{key} must hold hex strings")
+        decoded = []
+        for position, item in enumerate(items):
+            try:
+                decoded.append(bytes.fromhex(item))
+            except ValueError:
+                raise ApiError(400, "malformed", f"{key}[{position}] is not hex") from None
+        return decoded
+    raise ApiError(
+        415, "unsupported_media_type", "send application/msgpack or application/json"
+    )
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    """`POST /txs`: admit one transaction; 202 `{"hash"}` or 400 with its R12 code."""
+    node = _node(request)
+    (raw,) = await _body_transactions(request, batch=False)
+    tx = node.submit(raw)
+    return web.json_response({"hash": tx.hash.hex()}, status=202)
+
+
+async def post_tx_batch(request: web.Request) -> web.Response:
+    """`POST /txs/batch`: per transaction `{"hash"}` or `{"error"}`, in order."""
+    node = _node(request)
+    items = await _body_transactions(request, batch=True)
+    limit = node.config.http.max_batch_txs
+    if len(items) > limit:
+        raise ApiError(400, "malformed", f"a batch holds at most {limit} transactions")
+    results: list[dict[str, Any]] = []
+    for raw in items:
+        try:
+            tx = node.submit(raw)
+        except AdmissionError as error:
+            results.append({"error": {"code": error.code, "message": error.message}})
+        else:
+            results.append({"hash": tx.hash.hex()})
+    return web.json_response({"results": results})
+
+
+def tx_view(tx: Transaction) -> dict[str, Any]:
+    """The JSON fields of a signed transaction."""
+    return {
+        "hash": tx.hash.hex(),
+        "type": tx.type,
+        "sender": tx.sender.hex(),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "chain_id": tx.chain_id,
+        "payload": to_json(tx.payload),
+        "sig": tx.sig.hex(),
+    }
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    """`GET /txs/{hash}`: a pending or committed transaction with its result."""
+    node = _node(request)
+    tx_hash = _hex32(request.match_info["hash"], "hash")
+    pending = node.mempool.get(tx_hash)
+    if pending is not None:
+        return web.json_response({**tx_view(pending), "status": "pending"})
+    location = node.store.tx_location(tx_hash)
+    if location is None:
+        raise ApiError(404, "not_found", f"no transaction {tx_hash.hex()}")
+    block = node.store.block(location.height)
+    assert block is not None
+    tx = node.decode_committed(block.txs[location.index])
+    receipt = node.store.receipts(location.height)[location.index]
+    return web.json_response(
+        {
+            **tx_view(tx),
+            "status": "committed",
+            "height": location.height,
+            "index": location.index,
+            "block_hash": block.hash.hex(),
+            "time": block.header.time,
+            "result": to_json(receipt.to_map()),
+        }
+    )
+
+
+async def get_tx_proof(request: web.Request) -> web.Response:
+    """`GET /txs/{hash}/proof`: the Merkle path of a committed transaction to its block's tx_root."""
+    node = _node(request)
+    tx_hash = _hex32(request.match_info["hash"], "hash")
+    location = node.store.tx_location(tx_hash)
+    if location is None:
+        raise ApiError(404, "not_found", f"no committed transaction {tx_hash.hex()}")
+    block = node.store.block(location.height)
+    assert block is not None
+    hashes = [node.hash_of(raw) for raw in block.txs]
+    return web.json_response(
+        {
+            "hash": tx_hash.hex(),
+            "height": location.height,
+            "index": location.index,
+            "total": len(hashes),
+            "tx_root": block.header.tx_root.hex(),
+            "block_hash": block.hash.hex(),
+            "path": [item.hex() for item in inclusion_path(hashes, location.index)],
+        }
+    )
+
+
+# --- blocks -------------------------------------------------------------------------
+
+
+def block_view(node: Node, block: Block) -> dict[str, Any]:
+    """Header, transaction hashes, the last commit and this block's own commit."""
+    height = block.header.height
+    commit = node.store.commit(height)
+    return {
+        "hash": block.hash.hex(),
+        "height": height,
+        "header": to_json(block.header.to_map()),
+        "txs": [node.hash_of(raw).hex() for raw in block.txs],
+        "tx_count": len(block.txs),
+        "last_commit": to_json(block.last_commit.to_map()) if block.last_commit else {},
+        "evidence": to_json(list(block.evidence)),
+        "commit": to_json(commit.to_map()) if commit else None,
+    }
+
+
+def _block_at(node: Node, height: int) -> Block:
+    block = node.store.block(height)
+    if block is None:
+        raise ApiError(404, "not_found", f"no block at height {height}")
+    return block
+
+
+async def get_latest_block(request: web.Request) -> web.Response:
+    """`GET /blocks/latest`."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    if tip.height == 0:
+        raise ApiError(404, "not_found", "no block has been made yet")
+    return web.json_response(block_view(node, _block_at(node, tip.height)))
+
+
+async def get_block(request: web.Request) -> web.Response:
+    """`GET /blocks/{height}`."""
+    node = _node(request)
+    return web.json_response(block_view(node, _block_at(node, _height(request))))
+
+
+async def get_block_raw(request: web.Request) -> web.Response:
+    """`GET /blocks/{height}/raw`: canonical block bytes."""
+    node = _node(request)
+    height = _height(request)
+    raw = node.store.block_bytes(height)
+    if raw is None:
+        raise ApiError(404, "not_found", f"no block at height {height}")
+    return web.Response(body=raw, content_type="application/msgpack")
+
+
+async def get_block_commit(request: web.Request) -> web.Response:
+    """`GET /blocks/{height}/commit`: the precommits that finalized the block."""
+    node = _node(request)
+    height = _height(request)
+    commit = node.store.commit(height)
+    if commit is None:
+        raise ApiError(404, "not_found", f"no commit for height {height}")
+    return web.json_response(to_json(commit.to_map()))
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    """`GET /blocks?before=&limit=`: newest first; `next` is the cursor for the next page."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    before = _integer(request.query.get("before"), "before", tip.height + 1, 1, 2**63 - 1)
+    limit = _integer(request.query.get("limit"), "limit", 20, 1, MAX_PAGE)
+    top = min(before - 1, tip.height)
+    heights = range(top, max(top - limit, 0), -1)
+    blocks = [block_view(node, _block_at(node, height)) for height in heights]
+    lowest = heights[-1] if len(heights) else 1
+    return web.json_response({"blocks": blocks, "next": lowest if lowest > 1 else None})
+
+
+# --- accounts -----------------------------------------------------------------------
+
+
+async def get_account(request: web.Request) -> web.Response:
+    """`GET /accounts/{address}`: balance, nonce, roles, points; zeros for an unseen address."""
+    node = _node(request)
+    address = _hex32(request.match_info["address"], "address")
+    state = State(node.store)
+    account = load_account(state, address)
+    roles = roles_of(state, address)
+    return web.json_response(
+        {
+            "id": address.hex(),
+            "address": address.hex(),
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "pending_nonce": node.mempool.pending_nonce(address, account.nonce),
+            "roles": roles,
+            "role_grants": {role: to_json(role_record(state, address, role)) for role in roles},
+            "points": {},
+        }
+    )
+
+
+def build_app(node: Node) -> web.Application:
+    """The aiohttp application of the API."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=node.config.http.max_body_bytes)
+    app[NODE_KEY] = node
+    app["max_body_bytes"] = node.config.http.max_body_bytes
+    app.router.add_get("/status", get_status)
+    app.router.add_post("/txs", post_tx)
+    app.router.add_post("/txs/batch", post_tx_batch)
+    app.router.add_get("/txs/{hash}", get_tx)
+    app.router.add_get("/txs/{hash}/proof", get_tx_proof)
+    app.router.add_get("/blocks", list_blocks)
+    app.router.add_get("/blocks/latest", get_latest_block)
+    app.router.add_get("/blocks/{height}", get_block)
+    app.router.add_get("/blocks/{height}/raw", get_block_raw)
+    app.router.add_get("/blocks/{height}/commit", get_block_commit)
+    app.router.add_get("/accounts/{address}", get_account)
+    return app

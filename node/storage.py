@@ -1,0 +1,193 @@
+"""LevelDB storage of the chain: blocks, commits, indexes, receipts, state and head.
+
+Everything one block changes is written in **one atomic, synced LevelDB batch**
+(`commit_block`): the block, its commit, the block-hash and transaction indexes,
+the receipts, the net state changes and the head pointer. LevelDB applies a batch
+entirely or not at all, and `sync=True` makes it durable before the call returns, so
+a crash at any moment leaves the previous block as head, never half a block
+(docs/storage.md has the key layout).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from marketplace_tx import codec
+from marketplace_tx.block import Block, Commit, decode_block, decode_commit
+from marketplace_tx.chain import BlockResult, ChainTip, genesis_changes
+from marketplace_tx.genesis import Genesis
+from marketplace_tx.receipts import Receipt
+
+STATE = b"S"
+"""S ‖ state key → state value (marketplace_tx.state_keys)."""
+BLOCK = b"B"
+"""B ‖ height(8, big-endian) → canonical block bytes."""
+COMMIT = b"C"
+"""C ‖ height(8) → canonical commit that finalized that block."""
+BLOCK_HASH = b"K"
+"""K ‖ block hash → height(8)."""
+TX_INDEX = b"T"
+"""T ‖ tx hash → height(8) ‖ index(4)."""
+RECEIPTS = b"R"
+"""R ‖ height(8) → canonical list of full receipts (ok, code, message, events)."""
+META = b"M"
+"""M ‖ name → metadata: head, genesis hash, chain id."""
+
+HEAD_KEY = META + b"head"
+GENESIS_HASH_KEY = META + b"genesis_hash"
+
+
+class StorageError(Exception):
+    """The database cannot be used: wrong genesis, corruption, or locked by another node."""
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    """Where a committed transaction sits."""
+
+    height: int
+    """The block's height."""
+    index: int
+    """Its position in the block."""
+
+
+def _height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + struct.pack(">Q", height)
+
+
+class ChainStore:
+    """The node's LevelDB database; also the committed `StateReader` for the state machine."""
+
+    def __init__(self, path: Path | str) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.IOError as error:
+            raise StorageError(f"cannot open the database at {path}: {error}") from None
+        self._state = self.db.prefixed_db(STATE)
+
+    def close(self) -> None:
+        """Close the database."""
+        if not self.db.closed:
+            self.db.close()
+
+    # --- StateReader -----------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """The committed state value under `key`."""
+        return self._state.get(key)
+
+    def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Committed state pairs with start ≤ key < end, ascending."""
+        yield from self._state.iterator(start=start, stop=end)
+
+    # --- genesis and head ------------------------------------------------------------
+
+    def initialize(self, genesis: Genesis) -> ChainTip:
+        """Write the genesis state on first use, or check the stored genesis matches.
+
+        Returns the current head (height 0 right after genesis).
+        """
+        stored = self.db.get(GENESIS_HASH_KEY)
+        if stored is not None:
+            if stored != genesis.hash:
+                raise StorageError(
+                    f"the database belongs to genesis {stored.hex()}, not {genesis.hash.hex()}"
+                )
+            head = self.head()
+            assert head is not None
+            return head
+        tip, changes = genesis_changes(genesis)
+        with self.db.write_batch(sync=True) as batch:
+            for key, value in changes.items():
+                if value is not None:
+                    batch.put(STATE + key, value)
+            batch.put(GENESIS_HASH_KEY, genesis.hash)
+            batch.put(HEAD_KEY, _encode_tip(tip))
+        return tip
+
+    def head(self) -> ChainTip | None:
+        """The last final block (height 0: genesis), or None before `initialize`."""
+        raw = self.db.get(HEAD_KEY)
+        return None if raw is None else _decode_tip(raw)
+
+    # --- writing a block -------------------------------------------------------------
+
+    def commit_block(self, result: BlockResult, commit: Commit) -> ChainTip:
+        """Write a final block and everything it changed in one atomic, synced batch."""
+        block = result.block
+        height = block.header.height
+        head = self.head()
+        if head is None or height != head.height + 1:
+            raise StorageError(f"block {height} does not follow the head")
+        tip = ChainTip(height, block.hash, block.header.time, block.header.state_root)
+        height_bytes = struct.pack(">Q", height)
+        with self.db.write_batch(sync=True, transaction=True) as batch:
+            batch.put(BLOCK + height_bytes, block.encode())
+            batch.put(COMMIT + height_bytes, commit.encode())
+            batch.put(BLOCK_HASH + block.hash, height_bytes)
+            for index, tx in enumerate(result.transactions):
+                batch.put(TX_INDEX + tx.hash, height_bytes + struct.pack(">I", index))
+            batch.put(RECEIPTS + height_bytes, codec.encode([r.to_map() for r in result.receipts]))
+            for key, value in result.changes.items():
+                if value is None:
+                    batch.delete(STATE + key)
+                else:
+                    batch.put(STATE + key, value)
+            batch.put(HEAD_KEY, _encode_tip(tip))
+        return tip
+
+    # --- reading ---------------------------------------------------------------------
+
+    def block_bytes(self, height: int) -> bytes | None:
+        """Canonical bytes of the block at `height`."""
+        return self.db.get(_height_key(BLOCK, height))
+
+    def block(self, height: int) -> Block | None:
+        """The block at `height`, decoded."""
+        raw = self.block_bytes(height)
+        return None if raw is None else decode_block(raw, len(raw))
+
+    def commit(self, height: int) -> Commit | None:
+        """The commit that finalized the block at `height`."""
+        raw = self.db.get(_height_key(COMMIT, height))
+        return None if raw is None else decode_commit(raw)
+
+    def height_of_block(self, block_hash: bytes) -> int | None:
+        """The height of the block with hash `block_hash`."""
+        raw = self.db.get(BLOCK_HASH + block_hash)
+        return None if raw is None else struct.unpack(">Q", raw)[0]
+
+    def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        """Where a committed transaction is, or None."""
+        raw = self.db.get(TX_INDEX + tx_hash)
+        if raw is None:
+            return None
+        height, index = struct.unpack(">QI", raw)
+        return TxLocation(height, index)
+
+    def receipts(self, height: int) -> list[Receipt]:
+        """The full receipts of the block at `height`."""
+        raw = self.db.get(_height_key(RECEIPTS, height))
+        return [] if raw is None else [Receipt.from_map(item) for item in codec.decode(raw)]
+
+    def approximate_size(self) -> int:
+        """Bytes LevelDB uses on disk, approximately."""
+        return self.db.approximate_size(b"\x00", b"\xff")
+
+
+def _encode_tip(tip: ChainTip) -> bytes:
+    return codec.encode(
+        {"block_hash": tip.block_hash, "height": tip.height, "state_root": tip.state_root, "time": tip.time}
+    )
+
+
+def _decode_tip(raw: bytes) -> ChainTip:
+    value: dict[str, Any] = codec.decode(raw)
+    return ChainTip(value["height"], value["block_hash"], value["time"], value["state_root"])
