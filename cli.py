@@ -343,6 +343,65 @@ def testnet_status_command(home: Path, as_json: bool) -> None:
     ))
 
 
+@main.command("devnet")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the devnet in this directory (default: a fresh temporary one, removed on exit).")
+@click.option("--nodes", "node_count", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--base-port", default=26656, show_default=True, type=click.IntRange(1024, 65000))
+def devnet(home: Path | None, node_count: int, base_port: int) -> None:
+    """The one-command demo: a local testnet with demo data; Ctrl-C stops it."""
+    import shutil
+    import signal
+    import tempfile
+
+    from node.devnet import seed_demo_data
+
+    temporary = home is None
+    directory = Path(tempfile.mkdtemp(prefix="marketchain-devnet-")) if home is None else home
+    fresh = not (directory / "testnet.json").exists()
+    try:
+        if fresh:
+            create_testnet(directory, node_count, base_port, Params(), "marketchain-devnet")
+        nodes = start_testnet(directory, progress=lambda n: click.echo(f"{n.name} serving {n.http}"))
+    except (TestnetError, ConfigError) as error:
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+        _fail(str(error))
+        return
+    stop_requested = False
+
+    def request_stop(signal_number: int, frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        if fresh:
+            click.echo("seeding demo data (roles with KYC evidence, transfers)…")
+            seed_demo_data(nodes[0].http, directory / "accounts", click.echo)
+        url = nodes[0].http
+        click.echo(f"""
+marketchain devnet is running ({len(nodes)} node(s), chain marketchain-devnet)
+  explorer      {url}/
+  API           {url}/status   {url}/blocks/latest
+  dev accounts  {directory}/accounts/  (faucet is a funded registrar)
+  try           marketchain query account {directory}/accounts/alice.json --node {url}
+                marketchain tx transfer --key {directory}/accounts/alice.json --to {directory}/accounts/bob.json \\
+                    --amount 1MKT --node {url} --wait
+Press Ctrl-C to stop.""")
+        while not stop_requested:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    except ClientError as error:
+        click.echo(f"demo data failed: {error}", err=True)
+    finally:
+        click.echo("\nstopping the devnet…")
+        stop_testnet(directory)
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 # --- transactions -------------------------------------------------------------------
 
 
@@ -538,6 +597,36 @@ def query_block(height: str, node_url: str, as_json: bool) -> None:
         ("commit", f"{len(view['commit']['signatures'])} signature(s), round {view['commit']['round']}"
          if view["commit"] else "-"),
     ] + [(f"tx {i}", tx_hash) for i, tx_hash in enumerate(view["txs"])]))
+
+
+@main.group()
+def verify() -> None:
+    """Check finality proofs locally instead of trusting the node."""
+
+
+@verify.command("tx")
+@click.argument("tx_hash")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Trust anchor: take the validator set from this genesis file, not from the node.")
+@node_option
+@json_option
+def verify_tx(tx_hash: str, genesis_file: Path | None, node_url: str, as_json: bool) -> None:
+    """Verify a transaction's inclusion proof against its block's commit signatures."""
+    from node.verification import VerificationFailed, verify_transaction
+
+    try:
+        genesis = read_genesis(genesis_file) if genesis_file else None
+    except ConfigError as error:
+        _fail(str(error))
+        return
+    try:
+        result = _call(verify_transaction, _client(node_url), tx_hash.lower(), genesis)
+    except VerificationFailed as error:
+        _fail(f"NOT verified: {error}")
+        return
+    view = {"tx": result.tx_hash, "verified": True, "height": result.height, "block_hash": result.block_hash,
+            "signatures": f"{result.signers} of {result.validators} validators"}
+    _echo_json(view) if as_json else click.echo(key_value_table(list(view.items())))
 
 
 if __name__ == "__main__":

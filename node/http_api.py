@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -14,7 +15,8 @@ from marketplace_tx.errors import AdmissionError, CodecError
 from marketplace_tx.merkle import inclusion_path
 from marketplace_tx.state import State
 from marketplace_tx.transaction import Transaction
-from node.http_errors import ApiError, error_middleware
+from marketplace_tx.validators import load_validators, validators_hash
+from node.http_errors import MAX_BODY_KEY, ApiError, error_middleware
 from node.json_view import to_json
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/oc
 MAX_PAGE = 100
 """Most items one page of a list returns."""
 NODE_KEY = web.AppKey("node", object)
+STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 
 
 def _node(request: web.Request) -> Node:
@@ -312,11 +315,37 @@ async def get_account(request: web.Request) -> web.Response:
     )
 
 
+async def get_validators(request: web.Request) -> web.Response:
+    """`GET /validators`: the current validator set (pending votes and evidence arrive with R34, R27)."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    if "height" in request.query:
+        height = _integer(request.query.get("height"), "height", tip.height, 0, 2**63 - 1)
+        if height != tip.height:
+            raise ApiError(400, "invalid_query", "only the current height is served by this version")
+    validators = load_validators(State(node.store))
+    return web.json_response(
+        {
+            "height": tip.height,
+            "validators": [{"address": address.hex()} for address in validators],
+            "validators_hash": validators_hash(validators).hex(),
+            "pending_votes": [],
+            "evidence": [],
+        }
+    )
+
+
+async def get_explorer(request: web.Request) -> web.FileResponse:
+    """`GET /`: the block explorer page."""
+    return web.FileResponse(STATIC_DIRECTORY / "index.html")
+
+
 def build_app(node: Node) -> web.Application:
     """The aiohttp application of the API."""
     app = web.Application(middlewares=[error_middleware], client_max_size=node.config.http.max_body_bytes)
     app[NODE_KEY] = node
-    app["max_body_bytes"] = node.config.http.max_body_bytes
+    app[MAX_BODY_KEY] = node.config.http.max_body_bytes
     app.router.add_get("/status", get_status)
     app.router.add_post("/txs", post_tx)
     app.router.add_post("/txs/batch", post_tx_batch)
@@ -328,4 +357,6 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/blocks/{height}/raw", get_block_raw)
     app.router.add_get("/blocks/{height}/commit", get_block_commit)
     app.router.add_get("/accounts/{address}", get_account)
+    app.router.add_get("/validators", get_validators)
+    app.router.add_get("/", get_explorer)
     return app

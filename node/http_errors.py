@@ -17,6 +17,9 @@ from marketplace_tx.errors import MarketchainError
 
 log = logging.getLogger("marketchain.http")
 
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+"""Application key holding the request body limit, for the 413 message."""
+
 
 class ApiError(Exception):
     """An error to return to the client with a status and stable code."""
@@ -62,7 +65,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
         if error.status == 404:
             message = f"no route for {request.method} {request.path}"
         elif error.status == 413:
-            message = f"request body exceeds {request.app['max_body_bytes']} bytes"
+            message = f"request body exceeds {request.app[MAX_BODY_KEY]} bytes"
         return error_response(error.status if error.status < 500 else 400, code, message)
     except json.JSONDecodeError as error:
         return error_response(400, "malformed", f"body is not valid JSON: {error}")
