@@ -39,6 +39,9 @@ def verify_commit(
     if commit.block_hash != block_hash or commit.height != height:
         raise InvalidBlock("commit is for another block")
     members = set(validators)
+    signers = [entry.validator for entry in commit.signatures]
+    if signers != sorted(set(signers)):
+        raise InvalidBlock("commit signatures must be sorted by validator and unique")
     vote = Vote(chain_id, height, commit.round, "precommit", block_hash)
     message = vote.signing_bytes()
     for entry in commit.signatures:

@@ -28,11 +28,25 @@ from marketplace_tx.state_root import ZERO_ROOT, next_state_root
 from marketplace_tx.transaction import Transaction
 from marketplace_tx.validators import load_validators, validators_hash
 
-BLOCK_OVERHEAD_BYTES = 4096
-"""Room kept in `max_block_bytes` for the header, last commit and framing."""
 
-PER_TX_OVERHEAD_BYTES = 5
-"""msgpack bin header of one transaction inside a block."""
+def _array_header_bytes(count: int) -> int:
+    """Bytes of the msgpack array header of `count` items."""
+    return 1 if count < 16 else 3 if count < 65536 else 5
+
+
+def _bin_header_bytes(length: int) -> int:
+    """Bytes of the msgpack `bin` header in front of `length` bytes."""
+    return 2 if length < 256 else 3 if length < 65536 else 5
+
+
+def _envelope_bytes(chain_id: str, height: int, time: int, last_commit: Commit | None) -> int:
+    """Exact size of a block at (height, time) with this last commit and no transactions.
+
+    Every hash field has a fixed 32-byte size, so zeros stand in for the real roots.
+    """
+    zero = bytes(32)
+    header = Header(chain_id, height, time, zero, zero, zero, zero, zero, zero, zero, zero, zero)
+    return len(Block(header, (), last_commit, ()).encode())
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,8 @@ def build_block(
     """Assemble the next block from `candidates` (already admitted, in priority order).
 
     Candidates that cannot be included at their turn (R11: wrong nonce, fee not
-    payable) are skipped; the block stops at `max_block_txs` or `max_block_bytes`.
+    payable) are skipped, and so are those that would take the block past
+    `max_block_bytes` (computed exactly); the block stops at `max_block_txs`.
     """
     state = State(base)
     validators = load_validators(state)
@@ -109,14 +124,16 @@ def build_block(
     begin_block(state, context)
     included: list[Transaction] = []
     receipts: list[Receipt] = []
-    budget = params.max_block_bytes - BLOCK_OVERHEAD_BYTES
+    size = _envelope_bytes(chain_id, context.height, time, last_commit)
     for tx in candidates:
         if len(included) >= params.max_block_txs:
             break
-        cost = len(tx.raw) + PER_TX_OVERHEAD_BYTES
-        if cost > budget or inclusion_error(state, tx) is not None:
+        count = len(included)
+        cost = len(tx.raw) + _bin_header_bytes(len(tx.raw))
+        cost += _array_header_bytes(count + 1) - _array_header_bytes(count)
+        if size + cost > params.max_block_bytes or inclusion_error(state, tx) is not None:
             continue
-        budget -= cost
+        size += cost
         receipts.append(execute_transaction(state, context, tx, len(included)))
         included.append(tx)
     changes = state.changes()

@@ -27,7 +27,10 @@ def encode(value: Any) -> bytes:
     Floats, non-text keys, integers outside −2^63 … 2^64−1 and any other type
     raise `CodecError`.
     """
-    return msgpack.packb(_canonical_form(value, 0), use_bin_type=True)
+    try:
+        return msgpack.packb(_canonical_form(value, 0), use_bin_type=True)
+    except UnicodeEncodeError:
+        raise CodecError("malformed", "text is not valid UTF-8 (lone surrogate)") from None
 
 
 def _canonical_form(value: Any, depth: int) -> Any:
@@ -113,3 +116,6 @@ def _check_canonical_structure(value: Any, depth: int) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_canonical_structure(item, depth + 1)
+    elif not (value is None or isinstance(value, (str, bytes, int))):
+        # msgpack decodes its Timestamp extension (type −1) without calling ext_hook.
+        raise CodecError("malformed", f"type {type(value).__name__} is not allowed")

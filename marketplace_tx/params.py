@@ -7,6 +7,11 @@ from typing import Any
 
 from marketplace_tx.errors import InvalidGenesis
 
+BLOCK_ENVELOPE_ALLOWANCE = 16384
+"""Room a block needs beside one largest transaction: header, last commit of 100+
+validators, framing. Genesis requires max_block_bytes ≥ max_tx_bytes + this, so a
+transaction of max_tx_bytes always fits a block."""
+
 
 @dataclass(frozen=True)
 class Params:
@@ -67,8 +72,10 @@ class Params:
             raise InvalidGenesis("params.arbiter_fee_bps must be at most 10000")
         if values["max_tx_bytes"] < 256 or values["max_block_txs"] < 1:
             raise InvalidGenesis("params: max_tx_bytes ≥ 256 and max_block_txs ≥ 1 are required")
-        if values["max_block_bytes"] < values["max_tx_bytes"] + 1024:
-            raise InvalidGenesis("params.max_block_bytes must exceed max_tx_bytes by 1024")
+        if values["max_block_bytes"] < values["max_tx_bytes"] + BLOCK_ENVELOPE_ALLOWANCE:
+            raise InvalidGenesis(
+                f"params.max_block_bytes must exceed max_tx_bytes by {BLOCK_ENVELOPE_ALLOWANCE}"
+            )
         return cls(**values)
 
     def with_overrides(self, overrides: dict[str, str]) -> Params:

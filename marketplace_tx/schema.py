@@ -281,7 +281,10 @@ def _check_value(name: str, spec: FieldSpec, value: Any) -> None:
 def _check_text(name: str, spec: FieldSpec, value: Any) -> None:
     if not isinstance(value, str):
         raise _invalid(name, "must be text")
-    length = len(value.encode("utf-8"))
+    try:
+        length = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _invalid(name, "must be valid UTF-8") from None
     if length < spec.minimum or (spec.maximum is not None and length > spec.maximum):
         raise _invalid(name, f"must be {spec.minimum}..{spec.maximum} UTF-8 bytes")
     if spec.choices is not None and value not in spec.choices:

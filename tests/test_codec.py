@@ -284,15 +284,16 @@ def test_decode_messages_name_the_problem() -> None:
             decode(bytes.fromhex(hex_bytes))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: msgpack's built-in Timestamp (ext type -1) bypasses ext_hook; "
-    "decode returns msgpack.Timestamp, which encode then refuses",
-)
 @pytest.mark.parametrize("hex_bytes", ["d6ff00000001", "d7ff" + "0000000400000000"])
 def test_decode_rejects_the_timestamp_extension(hex_bytes: str) -> None:
     with pytest.raises(CodecError):
         decode(bytes.fromhex(hex_bytes))
+
+
+@pytest.mark.parametrize("value", ["\ud800", {"\udfff": 1}, ["ok", "\ud83d"]], ids=repr)
+def test_encode_rejects_lone_surrogates_with_codec_error(value: Any) -> None:
+    with pytest.raises(CodecError):
+        encode(value)
 
 
 def test_bin_and_str_are_distinct() -> None:

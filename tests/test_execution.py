@@ -13,21 +13,20 @@ from hypothesis import strategies as st
 from consensus.commit import sign_commit
 from marketplace_tx import codec
 from marketplace_tx.accounts import Account, has_role, load_account, role_record, store_account
-from marketplace_tx.block import Block, decode_block
+from marketplace_tx.block import Block, Commit, decode_block
 from marketplace_tx.chain import ChainTip, apply_block, build_block, genesis_changes
 from marketplace_tx.context import BlockContext
 from marketplace_tx.crypto import KeyPair, signing_bytes
-from marketplace_tx.errors import InvalidBlock
+from marketplace_tx.errors import InvalidBlock, InvalidGenesis
 from marketplace_tx.execution import execute_transaction
 from marketplace_tx.genesis import Genesis, GenesisAccount
 from marketplace_tx.merkle import EMPTY_ROOT, merkle_root
-from marketplace_tx.params import Params
+from marketplace_tx.params import BLOCK_ENVELOPE_ALLOWANCE, Params
 from marketplace_tx.receipts import Receipt
 from marketplace_tx.state import MemoryStateReader, State, StateReader
 from marketplace_tx.state_keys import ACCOUNT, account_key
 from marketplace_tx.state_root import next_state_root
 from marketplace_tx.transaction import Transaction, decode_transaction, sign_transaction
-from marketplace_tx.validators import validators_hash
 
 CHAIN_ID = "marketchain-test"
 PARAMS = Params()
@@ -364,6 +363,36 @@ def test_build_stops_at_max_block_txs(chain: Chain) -> None:
         apply_block(chain.base, chain.tip, CHAIN_ID, params, too_many.block)
 
 
+def test_a_largest_transaction_fits_under_the_smallest_genesis_valid_block() -> None:
+    tx = transfer(ALICE, BOB, 5, memo="m" * 200)
+    limit = len(tx.raw)
+    assert limit >= 256
+    params = Params.from_map(
+        {**PARAMS.to_map(), "max_tx_bytes": limit, "max_block_bytes": limit + BLOCK_ENVELOPE_ALLOWANCE}
+    )
+    with pytest.raises(InvalidGenesis, match="max_block_bytes"):
+        Params.from_map({**params.to_map(), "max_block_bytes": limit + BLOCK_ENVELOPE_ALLOWANCE - 1})
+    genesis = dataclasses.replace(make_genesis(), params=params)
+    tip, changes = genesis_changes(genesis)
+    base = MemoryStateReader(changes)
+    built = build_block(base, tip, CHAIN_ID, params, VALIDATOR.address, BLOCK_TIME, [tx], None)
+    assert built.transactions == (tx,)
+    assert apply_block(base, tip, CHAIN_ID, params, built.block).transactions == (tx,)
+
+
+def test_build_block_fills_max_block_bytes_exactly(chain: Chain) -> None:
+    txs = [transfer(ALICE, BOB, 1, nonce=nonce) for nonce in range(20)]  # crosses fixarray → array16
+    full = block_1(chain, txs)
+    exact = dataclasses.replace(PARAMS, max_block_bytes=len(full.block.encode()))
+    built = build_block(chain.base, chain.tip, CHAIN_ID, exact, VALIDATOR.address, BLOCK_TIME, txs, None)
+    assert built.transactions == tuple(txs)
+    assert len(built.block.encode()) == exact.max_block_bytes
+    tight = dataclasses.replace(exact, max_block_bytes=exact.max_block_bytes - 1)
+    built = build_block(chain.base, chain.tip, CHAIN_ID, tight, VALIDATOR.address, BLOCK_TIME, txs, None)
+    assert built.transactions == tuple(txs[:19])
+    assert apply_block(chain.base, chain.tip, CHAIN_ID, tight, built.block).transactions == tuple(txs[:19])
+
+
 def test_block_over_max_block_bytes_is_invalid(chain: Chain) -> None:
     built = block_1(chain, sample_txs())
     params = dataclasses.replace(PARAMS, max_block_bytes=len(built.block.encode()) - 1)
@@ -553,6 +582,7 @@ def test_transfers_conserve_the_supply(block_plans: list[list[tuple[int, int, in
     assert supply == ALICE_FUNDS + BOB_FUNDS + CAROL_FUNDS + VALIDATOR_FUNDS
     assert total_balance(base) == supply
     included_per_sender = dict.fromkeys((k.address for k in FUNDED), 0)
+    commit: Commit | None = None
     for offset, plan in enumerate(block_plans, start=1):
         nonces = {k.address: account(base, k).nonce for k in FUNDED}
         candidates = []
@@ -561,7 +591,7 @@ def test_transfers_conserve_the_supply(block_plans: list[list[tuple[int, int, in
             candidates.append(transfer(sender, RECIPIENTS[recipient_index], amount, nonces[sender.address], fee))
             nonces[sender.address] += 1
         time = GENESIS_TIME + offset * 1_000
-        built = build_block(base, tip, CHAIN_ID, PARAMS, VALIDATOR.address, time, candidates, None if offset == 1 else commit)
+        built = build_block(base, tip, CHAIN_ID, PARAMS, VALIDATOR.address, time, candidates, commit)
         applied = apply_block(base, tip, CHAIN_ID, PARAMS, built.block)
         assert applied.changes == built.changes
         assert all(r.ok or r.code == "insufficient_funds" for r in applied.receipts)

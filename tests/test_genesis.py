@@ -18,6 +18,7 @@ from marketplace_tx.errors import InvalidGenesis
 from marketplace_tx.genesis import MAX_SUPPLY, Genesis
 from marketplace_tx.params import Params
 from marketplace_tx.state import MemoryStateReader, State
+from marketplace_tx.state_keys import account_key
 from marketplace_tx.state_root import ZERO_ROOT, next_state_root
 from marketplace_tx.validators import load_validators
 
@@ -184,6 +185,9 @@ def test_genesis_state() -> None:
     assert load_account(state, alice) == Account(1_000_000, 0)
     assert load_account(state, carol) == Account(42, 0)
     assert load_account(state, bob) == Account(0, 0)
+    # an all-zero account has no record at all (this shapes the state root)
+    assert state.get(account_key(bob)) is None
+    assert state.get(account_key(carol)) is not None
     assert load_validators(state) == genesis.validators
     assert tip.height == 0
     assert tip.block_hash == genesis.hash

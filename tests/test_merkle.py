@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import pytest
@@ -52,6 +53,11 @@ def reference_path(m: int, leaves: list[bytes]) -> list[bytes]:
     if m < k:
         return reference_path(m, leaves[:k]) + [reference_root(leaves[k:])]
     return reference_path(m - k, leaves[k:]) + [reference_root(leaves[:k])]
+
+
+@functools.cache
+def reference_path_length(index: int, total: int) -> int:
+    return len(reference_path(index, leaves_of(total)))
 
 
 def leaves_of(count: int) -> list[bytes]:
@@ -223,12 +229,32 @@ def test_tampered_total_fails(trees) -> None:
         for other_total in range(0, 45):
             if other_total == size:
                 continue
-            if other_total <= index or len(reference_path(index, leaves_of(other_total))) != len(path):
+            if other_total <= index or reference_path_length(index, other_total) != len(path):
                 assert not verify_inclusion(leaves[index], index, other_total, path, root), (
                     size,
                     index,
                     other_total,
                 )
+
+
+def test_path_of_the_wrong_length_for_the_claimed_position_fails(trees) -> None:
+    """Any (index, total) claim whose audit path has another length is refused,
+    e.g. leaf 1 of 2 passed off as the single leaf of a 1-leaf tree."""
+    leaves, root, paths = trees[2]
+    assert not verify_inclusion(leaves[1], 0, 1, paths[1], root)
+    path_lengths = {
+        (index, total): reference_path_length(index, total)
+        for total in range(1, 19)
+        for index in range(total)
+    }
+    for size in range(1, 17):
+        leaves, root, paths = trees[size]
+        for index in range(size):
+            for (other_index, other_total), length in path_lengths.items():
+                if length != len(paths[index]):
+                    assert not verify_inclusion(
+                        leaves[index], other_index, other_total, paths[index], root
+                    ), (size, index, other_index, other_total)
 
 
 def test_inclusion_path_rejects_an_index_out_of_range() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import nacl.signing
@@ -331,6 +332,15 @@ def test_memo_bound_counts_utf8_bytes() -> None:
     assert admission_code(raw_tx(payload=transfer_payload(memo="a" * 256))) is None
     assert admission_code(raw_tx(payload=transfer_payload(memo="茶" * 85 + "ab"))) == "invalid_field"
     assert admission_code(raw_tx(payload=transfer_payload(memo="😀" * 65))) == "invalid_field"  # 260
+
+
+def test_memo_with_a_lone_surrogate_is_invalid_field() -> None:
+    document = '{"to": "' + "01" * 32 + '", "amount": 1, "memo": "\\ud800"}'
+    payload = payload_from_json("transfer", json.loads(document))
+    assert payload["memo"] == "\ud800"
+    with pytest.raises(RuleError) as error:
+        check_payload("transfer", payload)
+    assert error.value.code == "invalid_field"
 
 
 def test_empty_optional_list_is_invalid() -> None:
