@@ -9,6 +9,7 @@ comes from a genesis file when given (the trust anchor), else from the node.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from consensus.commit import verify_commit
@@ -52,8 +53,11 @@ def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None
     header = block.header
     if header.height != height:
         raise VerificationFailed("the node served a block of another height")
+    total = len(block.txs)  # from the hashed block itself: a path alone does not bind it
+    if not 0 <= proof["index"] < total or hashlib.sha256(block.txs[proof["index"]]).hexdigest() != tx_hash:
+        raise VerificationFailed("the block does not hold the transaction at the proof's index")
     if not verify_inclusion(
-        bytes.fromhex(tx_hash), proof["index"], proof["total"], [bytes.fromhex(p) for p in proof["path"]], header.tx_root
+        bytes.fromhex(tx_hash), proof["index"], total, [bytes.fromhex(p) for p in proof["path"]], header.tx_root
     ):
         raise VerificationFailed("the Merkle path does not lead to the header's tx_root")
     commit_view = client.get(f"/blocks/{height}/commit")
