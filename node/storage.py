@@ -104,7 +104,7 @@ class ChainStore:
             assert head is not None
             return head
         tip, changes = genesis_changes(genesis)
-        with self.db.write_batch(sync=True) as batch:
+        with self.db.write_batch(sync=True, transaction=True) as batch:
             for key, value in changes.items():
                 if value is not None:
                     batch.put(STATE + key, value)
@@ -124,8 +124,10 @@ class ChainStore:
         block = result.block
         height = block.header.height
         head = self.head()
-        if head is None or height != head.height + 1:
+        if head is None or height != head.height + 1 or block.header.prev_hash != head.block_hash:
             raise StorageError(f"block {height} does not follow the head")
+        if commit.block_hash != block.hash or commit.height != height:
+            raise StorageError(f"the commit is not for block {height}")
         tip = ChainTip(height, block.hash, block.header.time, block.header.state_root)
         height_bytes = struct.pack(">Q", height)
         with self.db.write_batch(sync=True, transaction=True) as batch:

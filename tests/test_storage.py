@@ -460,11 +460,6 @@ def test_commit_block_on_an_uninitialized_store_is_refused(open_store: Callable[
     assert everything(empty) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ChainStore.commit_block checks only header.height == head.height + 1, "
-    "never header.prev_hash == head.block_hash",
-)
 def test_commit_block_refuses_a_block_on_another_parent(open_store: Callable[..., ChainStore]) -> None:
     store, genesis, chain = committed_store(open_store)
     head = chain.tips[-1]
@@ -477,6 +472,21 @@ def test_commit_block_refuses_a_block_on_another_parent(open_store: Callable[...
     with pytest.raises(StorageError):
         store.commit_block(result, commit)
     assert everything(store) == before
+
+
+def test_commit_block_refuses_a_commit_for_another_block(open_store: Callable[..., ChainStore]) -> None:
+    store, genesis, chain = committed_store(open_store)
+    head = chain.tips[-1]
+    before = everything(store)
+    result, commit = next_block(store, genesis, head, chain.commits[-1], [chain.wallet.transfer(ALICE, BOB, 5)])
+    wrong_hash = dataclasses.replace(commit, block_hash=hashlib.sha256(b"elsewhere").digest())
+    wrong_height = dataclasses.replace(commit, height=commit.height + 1)
+    for bad in (wrong_hash, wrong_height):
+        with pytest.raises(StorageError, match="commit"):
+            store.commit_block(result, bad)
+        assert everything(store) == before
+    store.commit_block(result, commit)
+    assert store.head().height == head.height + 1
 
 
 # --------------------------------------------------------------------------- atomicity of the batch
@@ -576,11 +586,6 @@ def test_a_failure_inside_the_batch_writes_nothing(
     assert store.db.get(storage.RECEIPTS + struct.pack(">Q", head.height + 1)) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ChainStore.initialize opens its write batch without transaction=True, so a failure "
-    "inside it writes the genesis hash and state without a head; the next initialize then fails",
-)
 def test_a_failure_inside_initialize_writes_nothing(
     open_store: Callable[..., ChainStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
