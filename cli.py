@@ -582,7 +582,7 @@ def query_tx(tx_hash: str, node_url: str, as_json: bool) -> None:
 @json_option
 def query_block(height: str, node_url: str, as_json: bool) -> None:
     """A block (default: the latest)."""
-    if height != "latest" and not height.isdigit():
+    if height != "latest" and not (height.isascii() and height.isdigit()):
         _fail("HEIGHT is a block number or 'latest'")
     view = _call(_client(node_url).get, f"/blocks/{height}")
     if as_json:

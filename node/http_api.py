@@ -34,19 +34,20 @@ def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]  # type: ignore[return-value]
 
 
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+DECIMAL_DIGITS = frozenset("0123456789")
+
+
 def _hex32(text: str, name: str) -> bytes:
-    if len(text) != 64:
+    if len(text) != 64 or not HEX_DIGITS.issuperset(text):
         raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters")
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters") from None
+    return bytes.fromhex(text)
 
 
 def _integer(text: str | None, name: str, default: int, minimum: int, maximum: int) -> int:
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 20:
+    if not DECIMAL_DIGITS.issuperset(text) or len(text) > 20:
         raise ApiError(400, "invalid_query", f"{name} must be a non-negative integer")
     value = int(text)
     if not minimum <= value <= maximum:
@@ -105,8 +106,8 @@ async def _body_transactions(request: web.Request, batch: bool) -> list[bytes]:
     if content_type == "application/json":
         try:
             value = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ApiError(400, "malformed", f"body is not valid JSON: {error}") from None
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, int limits
+            raise ApiError(400, "malformed", f"body is not valid JSON: {str(error)[:200]}") from None
         key = "txs" if batch else "tx"
         if not isinstance(value, dict) or key not in value:
             raise ApiError(400, "malformed", f'body must be {{"{key}": ...}}')

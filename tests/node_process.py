@@ -12,6 +12,18 @@ until a deadline, never a fixed sleep.
 
 The module imports nothing from the project at import time, so that a test of an
 independent client can use it for process management alone.
+
+    from node_process import NodeProcess
+
+    def test_something(tmp_path):
+        with NodeProcess(tmp_path / "node", fund={address: 10_000_000},
+                         params={"min_fee": 1}, config={"http": {"max_body_bytes": 4096}}) as node:
+            status, body = node.get("/status")
+            tx_hash = node.submit(raw_tx_bytes)
+            view = node.wait_for_tx(tx_hash)
+            node.kill()       # SIGKILL
+            node.start()      # same home, same port
+            node.restart()    # SIGTERM (asserts exit 0), then start
 """
 
 from __future__ import annotations
@@ -30,7 +42,10 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from marketplace_tx.crypto import KeyPair
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The repository root: `python -m cli` runs from here."""
@@ -46,6 +61,9 @@ MAX_POLL_INTERVAL = 0.2
 
 LOG_TAIL_LINES = 60
 """Lines of node.log quoted in a failure message."""
+
+PORT_ATTEMPTS = 5
+"""Fresh ports tried when a first start finds its ephemeral port taken meanwhile."""
 
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
@@ -253,6 +271,7 @@ class NodeProcess:
         """The P2P port written to config.toml."""
         self.process: subprocess.Popen[bytes] | None = None
         """The running node process, if any."""
+        self._ports_never_served = False
         self._log_handle: Any = None
 
     # --- paths and identity ---------------------------------------------------------
@@ -272,7 +291,7 @@ class NodeProcess:
         return json.loads((self.home / name).read_text())
 
     @property
-    def validator_key(self) -> Any:
+    def validator_key(self) -> KeyPair:
         """The validator's `marketplace_tx.crypto.KeyPair` from `HOME/validator_key.json`."""
         from marketplace_tx.crypto import KeyPair
 
@@ -413,6 +432,7 @@ class NodeProcess:
             arguments += ["--param", param]
         for address, amount in self.fund.items():
             arguments += ["--fund", f"{address}={amount}"]
+        self._ports_never_served = True
         result = self._cli(*arguments)
         assert result.returncode == 0, (
             f"marketchain init failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -421,7 +441,11 @@ class NodeProcess:
             edit_config(self.home, self.config_overrides)
 
     def start(self) -> NodeProcess:
-        """Start the node (running `init` first if the home is new); wait until it serves."""
+        """Start the node (running `init` first if the home is new); wait until it serves.
+
+        Until the node has served once, a port taken between choosing and binding it
+        is replaced by a fresh one; restarts keep the node's port.
+        """
         assert not self.running, "the node is already running"
         if not (self.home / "config.toml").exists():
             self.init()
@@ -429,6 +453,23 @@ class NodeProcess:
             config = tomllib.loads((self.home / "config.toml").read_text())
             self.http_port = config["http"]["port"]
             self.p2p_port = config["p2p"]["port"]
+        for attempt in range(PORT_ATTEMPTS):
+            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._launch()
+                self._ports_never_served = False
+                return self
+            except AssertionError:
+                log = self.log_path.read_bytes()[log_offset:].decode(errors="replace").lower()
+                port_taken = "address already in use" in log or "errno 98" in log
+                if not (self._ports_never_served and port_taken and attempt + 1 < PORT_ATTEMPTS):
+                    raise
+            self.http_port = free_port()
+            self.p2p_port = free_port()
+            edit_config(self.home, {"http": {"port": self.http_port}, "p2p": {"port": self.p2p_port}})
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
         self._log_handle = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli", "node", "start", "--home", str(self.home)],
@@ -455,7 +496,6 @@ class NodeProcess:
         except BaseException:
             self.kill()
             raise
-        return self
 
     def _reap(self) -> int:
         assert self.process is not None
