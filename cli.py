@@ -374,7 +374,9 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
         nonlocal stop_requested
         stop_requested = True
 
+    # Installed explicitly: a process started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
         if fresh:
             click.echo("seeding demo data (roles with KYC evidence, transfers)…")
@@ -391,8 +393,6 @@ marketchain devnet is running ({len(nodes)} node(s), chain marketchain-devnet)
 Press Ctrl-C to stop.""")
         while not stop_requested:
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
     except ClientError as error:
         click.echo(f"demo data failed: {error}", err=True)
     finally:

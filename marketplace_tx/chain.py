@@ -17,6 +17,7 @@ from marketplace_tx import codec
 from marketplace_tx.admission import check_stateless
 from marketplace_tx.block import Block, Commit, Header, last_commit_hash
 from marketplace_tx.context import BlockContext
+from marketplace_tx.deadlines import fire_deadlines
 from marketplace_tx.errors import AdmissionError, InvalidBlock
 from marketplace_tx.execution import execute_transaction, inclusion_error
 from marketplace_tx.genesis import Genesis, apply_genesis
@@ -75,6 +76,8 @@ class BlockResult:
     """One receipt per transaction."""
     changes: dict[bytes, bytes | None]
     """Its net state changes, to be written with it atomically."""
+    block_events: tuple[dict, ...] = ()
+    """Events of the work done before the transactions (deadlines, R15)."""
 
 
 def genesis_changes(genesis: Genesis) -> tuple[ChainTip, dict[bytes, bytes | None]]:
@@ -94,12 +97,10 @@ def _evidence_root(evidence: Iterable[dict]) -> bytes:
     return merkle_root([codec.encode(item) for item in evidence])
 
 
-def begin_block(state: State, context: BlockContext) -> None:
-    """Work the chain does at the start of every block, before its transactions.
-
-    Order deadlines (R15) and validator changes (R34) run here as their rules land;
-    the single-authority chain has none yet.
-    """
+def begin_block(state: State, context: BlockContext) -> list[dict]:
+    """Work the chain does at the start of every block, before its transactions:
+    order deadlines (R15). Returns the events it produced."""
+    return fire_deadlines(state, context)
 
 
 def build_block(
@@ -121,7 +122,7 @@ def build_block(
     state = State(base)
     validators = load_validators(state)
     context = BlockContext(chain_id, tip.height + 1, time, proposer, params)
-    begin_block(state, context)
+    block_events = begin_block(state, context)
     included: list[Transaction] = []
     receipts: list[Receipt] = []
     size = _envelope_bytes(chain_id, context.height, time, last_commit)
@@ -152,7 +153,7 @@ def build_block(
         evidence_hash=_evidence_root(()),
     )
     block = Block(header, tuple(tx.raw for tx in included), last_commit, ())
-    return BlockResult(block, tuple(included), tuple(receipts), changes)
+    return BlockResult(block, tuple(included), tuple(receipts), changes, tuple(block_events))
 
 
 def _check(condition: bool, message: str) -> None:
@@ -205,7 +206,7 @@ def apply_block(
             raise InvalidBlock(f"transaction {index}: {error.code}: {error.message}") from None
         transactions.append(tx)
     context = BlockContext(chain_id, header.height, header.time, header.proposer, params)
-    begin_block(state, context)
+    block_events = begin_block(state, context)
     receipts = [execute_transaction(state, context, tx, index) for index, tx in enumerate(transactions)]
     changes = state.changes()
     _check(header.tx_root == merkle_root([tx.hash for tx in transactions]), "tx_root mismatch")
@@ -215,4 +216,4 @@ def apply_block(
         header.next_validators_hash == validators_hash(load_validators(state)),
         "next_validators_hash mismatch",
     )
-    return BlockResult(block, tuple(transactions), tuple(receipts), changes)
+    return BlockResult(block, tuple(transactions), tuple(receipts), changes, tuple(block_events))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from marketplace_tx import after_sales, items, listings, orders, reviews, shops
 from marketplace_tx.accounts import Account, credit, load_account, store_account
 from marketplace_tx.context import BlockContext, TxContext
 from marketplace_tx.errors import InvalidBlock, RuleError
@@ -28,6 +29,26 @@ HANDLERS: dict[str, Handler] = {
     "transfer": apply_transfer,
     "role_grant": apply_role_grant,
     "role_revoke": apply_role_revoke,
+    "shop_create": shops.apply_shop_create,
+    "shop_update": shops.apply_shop_update,
+    "listing_create": listings.apply_listing_create,
+    "listing_update": listings.apply_listing_update,
+    "order_place": orders.apply_order_place,
+    "order_accept": orders.apply_order_accept,
+    "order_reject": orders.apply_order_reject,
+    "order_cancel": orders.apply_order_cancel,
+    "order_ship": orders.apply_order_ship,
+    "shipment_update": orders.apply_shipment_update,
+    "order_confirm": orders.apply_order_confirm,
+    "return_request": after_sales.apply_return_request,
+    "order_refund": after_sales.apply_order_refund,
+    "dispute_open": after_sales.apply_dispute_open,
+    "dispute_resolve": after_sales.apply_dispute_resolve,
+    "review_submit": reviews.apply_review_submit,
+    "review_reply": reviews.apply_review_reply,
+    "item_register": items.apply_item_register,
+    "item_event": items.apply_item_event,
+    "item_transfer": items.apply_item_transfer,
 }
 """Transaction types this node executes; admission rejects any other as `unknown_type`."""
 

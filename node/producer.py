@@ -1,7 +1,8 @@
 """Block production by a single authority: the n = 1 case of consensus (PROTOCOL R25, R26, R29).
 
-The producer sleeps until the mempool holds a ready transaction (R29: an idle chain
-makes no blocks and does no work), builds the next block from the ready
+The producer sleeps until the mempool holds a ready transaction or the earliest order
+deadline falls due (R29: an idle chain makes no blocks and does no work; a due
+deadline makes a block even with no transaction), builds the next block from the ready
 transactions, signs its precommit (R26) and, since one validator is the whole set,
 that precommit is the block's commit (R24). Block and commit are written in one
 synced batch before anything is announced, so a signature never leaves the node
@@ -18,7 +19,9 @@ from collections.abc import Callable
 from consensus.commit import sign_commit
 from marketplace_tx.chain import BlockResult, build_block
 from marketplace_tx.crypto import KeyPair
+from marketplace_tx.deadlines import next_deadline
 from marketplace_tx.genesis import Genesis
+from marketplace_tx.state import State
 from mempool.pool import Mempool
 from node.storage import ChainStore
 
@@ -66,15 +69,26 @@ class BlockProducer:
         self._stopping = True
         self._wake.set()
 
+    def seconds_until_deadline(self) -> float | None:
+        """Seconds until the earliest order deadline (≤ 0: due now), or None if none (R29)."""
+        deadline = next_deadline(State(self.store))
+        return None if deadline is None else (deadline - self.clock()) / 1000
+
     async def run(self) -> None:
-        """Produce blocks until `stop`."""
+        """Produce blocks until `stop`: when transactions are ready or a deadline is due (R29)."""
+        stalled = False
         while not self._stopping:
-            await self._wake.wait()
+            wait = self.seconds_until_deadline()
+            due = wait is not None and wait <= 0
+            if due or (self.mempool.has_ready() and not stalled):
+                stalled = not await self.produce_block()
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
             self._wake.clear()
-            while not self._stopping and self.mempool.has_ready():
-                produced = await self.produce_block()
-                if not produced:
-                    break
+            stalled = False
 
     async def produce_block(self) -> bool:
         """Build, seal and store one block; False if nothing was includable."""
@@ -95,17 +109,18 @@ class BlockProducer:
             candidates,
             last_commit,
         )
-        if not result.transactions:
+        if not result.transactions and not result.block_events:
             self.mempool.recheck()
             return False
         commit = sign_commit([self.key], self.genesis.chain_id, result.block.header.height, 0, result.block.hash)
         await asyncio.to_thread(self.store.commit_block, result, commit)
         self.mempool.remove_committed(list(result.transactions))
         log.info(
-            "block %d %s txs=%d",
+            "block %d %s txs=%d deadlines=%d",
             result.block.header.height,
             result.block.hash.hex()[:16],
             len(result.transactions),
+            len(result.block_events),
         )
         self.on_block(result)
         return True

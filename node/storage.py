@@ -36,6 +36,8 @@ TX_INDEX = b"T"
 """T ‖ tx hash → height(8) ‖ index(4)."""
 RECEIPTS = b"R"
 """R ‖ height(8) → canonical list of full receipts (ok, code, message, events)."""
+BLOCK_EVENTS = b"E"
+"""E ‖ height(8) → canonical list of events of the block's begin-block work (deadlines, R15)."""
 META = b"M"
 """M ‖ name → metadata: head, genesis hash, chain id."""
 
@@ -137,6 +139,8 @@ class ChainStore:
             for index, tx in enumerate(result.transactions):
                 batch.put(TX_INDEX + tx.hash, height_bytes + struct.pack(">I", index))
             batch.put(RECEIPTS + height_bytes, codec.encode([r.to_map() for r in result.receipts]))
+            if result.block_events:
+                batch.put(BLOCK_EVENTS + height_bytes, codec.encode(list(result.block_events)))
             for key, value in result.changes.items():
                 if value is None:
                     batch.delete(STATE + key)
@@ -178,6 +182,11 @@ class ChainStore:
         """The full receipts of the block at `height`."""
         raw = self.db.get(_height_key(RECEIPTS, height))
         return [] if raw is None else [Receipt.from_map(item) for item in codec.decode(raw)]
+
+    def block_events(self, height: int) -> list[dict[str, Any]]:
+        """Events of the work done at the start of block `height` (deadlines that fired)."""
+        raw = self.db.get(_height_key(BLOCK_EVENTS, height))
+        return [] if raw is None else codec.decode(raw)
 
     def approximate_size(self) -> int:
         """Bytes LevelDB uses on disk, approximately."""

@@ -498,7 +498,7 @@ def test_stateless_checks_apply_inside_blocks(chain: Chain) -> None:
     assert skipped.changes == built.changes
     for bad in (
         sign_transaction(ALICE, "marketchain-other", "transfer", {"to": BOB.address, "amount": 1}, 0, 10),
-        sign_transaction(ALICE, CHAIN_ID, "shop_create", {"name": "x", "points_bps": 0, "max_redeem_bps": 0}, 0, 10),
+        sign_transaction(ALICE, CHAIN_ID, "bogus", {"name": "x"}, 0, 10),
         transfer(ALICE, BOB, 1, fee=9),
     ):
         block = dataclasses.replace(built.block, txs=(bad.raw,))

@@ -268,7 +268,6 @@ def test_wrong_chain() -> None:
 @pytest.mark.parametrize(
     ("tx_type", "payload"),
     [
-        ("shop_create", {"name": "Tea", "points_bps": 0, "max_redeem_bps": 0}),
         ("validator_vote", {"action": "add", "validator": b"\x01" * 32}),
         ("bogus", {}),
         ("", {}),

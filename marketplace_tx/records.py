@@ -1,0 +1,43 @@
+"""Storing frozen dataclass records in state as canonical maps.
+
+A record's map has one key per field; a field that is None or an empty tuple is
+omitted (R1: an absent optional field is an absent key, an empty optional list is
+omitted). Tuples are stored as arrays and read back as tuples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from marketplace_tx import codec
+from marketplace_tx.state import State
+
+RecordType = TypeVar("RecordType")
+
+
+def record_to_map(record: Any) -> dict[str, Any]:
+    """The canonical map of a dataclass record."""
+    result: dict[str, Any] = {}
+    for item in fields(record):
+        value = getattr(record, item.name)
+        if value is None or value == ():
+            continue
+        result[item.name] = list(value) if isinstance(value, tuple) else value
+    return result
+
+
+def record_from_map(record_type: type[RecordType], value: dict[str, Any]) -> RecordType:
+    """Rebuild a record from its map (arrays become tuples)."""
+    return record_type(**{key: tuple(item) if isinstance(item, list) else item for key, item in value.items()})
+
+
+def load_record(state: State, key: bytes, record_type: type[RecordType]) -> RecordType | None:
+    """The record stored under `key`, or None."""
+    raw = state.get(key)
+    return None if raw is None else record_from_map(record_type, codec.decode(raw))
+
+
+def store_record(state: State, key: bytes, record: Any) -> None:
+    """Write a record under `key`."""
+    state.put(key, codec.encode(record_to_map(record)))
