@@ -19,6 +19,7 @@ from marketplace_tx.block import Block, Commit, Header, last_commit_hash
 from marketplace_tx.context import BlockContext
 from marketplace_tx.deadlines import fire_deadlines
 from marketplace_tx.errors import AdmissionError, InvalidBlock
+from marketplace_tx.evidence import apply_evidence
 from marketplace_tx.execution import execute_transaction, inclusion_error
 from marketplace_tx.genesis import Genesis, apply_genesis
 from marketplace_tx.merkle import merkle_root
@@ -27,7 +28,12 @@ from marketplace_tx.receipts import Receipt
 from marketplace_tx.state import MemoryStateReader, State, StateReader
 from marketplace_tx.state_root import ZERO_ROOT, next_state_root
 from marketplace_tx.transaction import Transaction
-from marketplace_tx.validators import load_validators, validators_hash
+from marketplace_tx.validators import (
+    apply_scheduled,
+    load_validators,
+    validators_for,
+    validators_hash,
+)
 
 
 def _array_header_bytes(count: int) -> int:
@@ -40,14 +46,16 @@ def _bin_header_bytes(length: int) -> int:
     return 2 if length < 256 else 3 if length < 65536 else 5
 
 
-def _envelope_bytes(chain_id: str, height: int, time: int, last_commit: Commit | None) -> int:
+def _envelope_bytes(
+    chain_id: str, height: int, time: int, last_commit: Commit | None, evidence: tuple[dict, ...] = ()
+) -> int:
     """Exact size of a block at (height, time) with this last commit and no transactions.
 
     Every hash field has a fixed 32-byte size, so zeros stand in for the real roots.
     """
     zero = bytes(32)
     header = Header(chain_id, height, time, zero, zero, zero, zero, zero, zero, zero, zero, zero)
-    return len(Block(header, (), last_commit, ()).encode())
+    return len(Block(header, (), last_commit, tuple(evidence)).encode())
 
 
 @dataclass(frozen=True)
@@ -97,10 +105,17 @@ def _evidence_root(evidence: Iterable[dict]) -> bytes:
     return merkle_root([codec.encode(item) for item in evidence])
 
 
-def begin_block(state: State, context: BlockContext) -> list[dict]:
-    """Work the chain does at the start of every block, before its transactions:
-    order deadlines (R15). Returns the events it produced."""
-    return fire_deadlines(state, context)
+def begin_block(state: State, context: BlockContext, evidence: tuple[dict, ...] = ()) -> list[dict]:
+    """Work the chain does at the start of every block, before its transactions: the
+    validator set decided for this height comes into force (R34), evidence is applied
+    (R27), and due order deadlines fire (R15). Returns the events it produced."""
+    events: list[dict] = []
+    new_set = apply_scheduled(state, context.height)
+    if new_set is not None:
+        events.append({"type": "validator_set", "validators": list(new_set), "height": context.height})
+    events += apply_evidence(state, context, evidence)
+    events += fire_deadlines(state, context)
+    return events
 
 
 def build_block(
@@ -112,20 +127,22 @@ def build_block(
     time: int,
     candidates: Iterable[Transaction],
     last_commit: Commit | None,
+    evidence: tuple[dict, ...] = (),
 ) -> BlockResult:
-    """Assemble the next block from `candidates` (already admitted, in priority order).
+    """Assemble the next block from `candidates` (already admitted, in priority order)
+    and `evidence` (already checked: invalid evidence raises `InvalidBlock`).
 
     Candidates that cannot be included at their turn (R11: wrong nonce, fee not
     payable) are skipped, and so are those that would take the block past
     `max_block_bytes` (computed exactly); the block stops at `max_block_txs`.
     """
     state = State(base)
-    validators = load_validators(state)
     context = BlockContext(chain_id, tip.height + 1, time, proposer, params)
-    block_events = begin_block(state, context)
+    block_events = begin_block(state, context, evidence)
+    validators = load_validators(state)
     included: list[Transaction] = []
     receipts: list[Receipt] = []
-    size = _envelope_bytes(chain_id, context.height, time, last_commit)
+    size = _envelope_bytes(chain_id, context.height, time, last_commit, evidence)
     for tx in candidates:
         if len(included) >= params.max_block_txs:
             break
@@ -147,12 +164,12 @@ def build_block(
         results_root=_results_root(receipts),
         state_root=next_state_root(tip.state_root, changes),
         validators_hash=validators_hash(validators),
-        next_validators_hash=validators_hash(load_validators(state)),
+        next_validators_hash=validators_hash(validators_for(state, context.height + 1)),
         proposer=proposer,
         last_commit_hash=last_commit_hash(last_commit),
-        evidence_hash=_evidence_root(()),
+        evidence_hash=_evidence_root(evidence),
     )
-    block = Block(header, tuple(tx.raw for tx in included), last_commit, ())
+    block = Block(header, tuple(tx.raw for tx in included), last_commit, tuple(evidence))
     return BlockResult(block, tuple(included), tuple(receipts), changes, tuple(block_events))
 
 
@@ -191,9 +208,10 @@ def apply_block(
         _check(block.last_commit.height == tip.height, "last_commit.height is not the parent's")
         _check(block.last_commit.block_hash == tip.block_hash, "last_commit is not for the parent")
     _check(header.last_commit_hash == last_commit_hash(block.last_commit), "last_commit_hash mismatch")
-    _check(not block.evidence, "evidence is not accepted by this version")
     _check(header.evidence_hash == _evidence_root(block.evidence), "evidence_hash mismatch")
     state = State(base)
+    context = BlockContext(chain_id, header.height, header.time, header.proposer, params)
+    block_events = begin_block(state, context, block.evidence)
     validators = load_validators(state)
     _check(header.validators_hash == validators_hash(validators), "validators_hash mismatch")
     _check(header.proposer in validators, "header.proposer is not a validator")
@@ -205,15 +223,13 @@ def apply_block(
         except AdmissionError as error:
             raise InvalidBlock(f"transaction {index}: {error.code}: {error.message}") from None
         transactions.append(tx)
-    context = BlockContext(chain_id, header.height, header.time, header.proposer, params)
-    block_events = begin_block(state, context)
     receipts = [execute_transaction(state, context, tx, index) for index, tx in enumerate(transactions)]
     changes = state.changes()
     _check(header.tx_root == merkle_root([tx.hash for tx in transactions]), "tx_root mismatch")
     _check(header.results_root == _results_root(receipts), "results_root mismatch")
     _check(header.state_root == next_state_root(tip.state_root, changes), "state_root mismatch")
     _check(
-        header.next_validators_hash == validators_hash(load_validators(state)),
+        header.next_validators_hash == validators_hash(validators_for(state, header.height + 1)),
         "next_validators_hash mismatch",
     )
     return BlockResult(block, tuple(transactions), tuple(receipts), changes, tuple(block_events))

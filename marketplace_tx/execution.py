@@ -15,6 +15,7 @@ from marketplace_tx import after_sales, items, listings, orders, reviews, shops
 from marketplace_tx.accounts import Account, credit, load_account, store_account
 from marketplace_tx.context import BlockContext, TxContext
 from marketplace_tx.errors import InvalidBlock, RuleError
+from marketplace_tx.governance import apply_validator_vote
 from marketplace_tx.receipts import Receipt
 from marketplace_tx.roles import apply_role_grant, apply_role_revoke
 from marketplace_tx.schema import check_payload
@@ -29,6 +30,7 @@ HANDLERS: dict[str, Handler] = {
     "transfer": apply_transfer,
     "role_grant": apply_role_grant,
     "role_revoke": apply_role_revoke,
+    "validator_vote": apply_validator_vote,
     "shop_create": shops.apply_shop_create,
     "shop_update": shops.apply_shop_update,
     "listing_create": listings.apply_listing_create,

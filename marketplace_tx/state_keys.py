@@ -103,3 +103,26 @@ def shop_reputation_key(shop_id: bytes) -> bytes:
 def merchant_reputation_key(address: bytes) -> bytes:
     """The key of a merchant address's reputation."""
     return MERCHANT_REPUTATION + address
+VALIDATOR_SCHEDULE = b"n"
+"""n → canonical {changes: [{height, validators}]}: validator sets decided but not yet in force (R34, R27)."""
+VALIDATOR_HISTORY = b"y"
+"""y ‖ height(8) → canonical {validators}: the set in force from that height, written on each change."""
+VALIDATOR_VOTES = b"g"
+"""g ‖ action (`add`/`remove`) ‖ 0x00 ‖ validator(32) → canonical {voters: [address]} (R34)."""
+PUNISHED = b"x"
+"""x ‖ validator(32) → canonical {height, evidence_height}: a validator removed for equivocation (R27)."""
+
+
+def validator_history_key(height: int) -> bytes:
+    """The key of the set that came into force at `height`."""
+    return VALIDATOR_HISTORY + height.to_bytes(8, "big")
+
+
+def validator_vote_key(action: str, validator: bytes) -> bytes:
+    """The key of the pending votes to add or remove `validator`."""
+    return VALIDATOR_VOTES + action.encode() + b"\x00" + validator
+
+
+def punished_key(validator: bytes) -> bytes:
+    """The key recording a validator's punishment."""
+    return PUNISHED + validator

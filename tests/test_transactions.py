@@ -268,7 +268,6 @@ def test_wrong_chain() -> None:
 @pytest.mark.parametrize(
     ("tx_type", "payload"),
     [
-        ("validator_vote", {"action": "add", "validator": b"\x01" * 32}),
         ("bogus", {}),
         ("", {}),
         ("Transfer", transfer_payload()),
