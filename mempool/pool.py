@@ -10,6 +10,7 @@ nonce is *ready* for a block. Future nonces (up to +64) wait for the gap to fill
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +32,10 @@ class MempoolLimits:
     """Most transactions held at once."""
     max_bytes: int = 128 * 1024 * 1024
     """Most bytes of transactions held at once."""
+    ttl_ms: int = 10 * 60 * 1000
+    """A transaction still pending this long after admission is dropped (clients resubmit)."""
+    signature_cache_size: int = 200_000
+    """How many verified transaction hashes are remembered, so a block holding them skips re-verification."""
 
 
 @dataclass
@@ -62,9 +67,11 @@ class Mempool:
         self._account_of = account_of
         self._is_committed = is_committed
         self._by_hash: dict[bytes, Transaction] = {}
+        self._admitted_at: dict[bytes, int] = {}
         self._senders: dict[bytes, _SenderQueue] = {}
         self._bytes = 0
         self._arrivals = itertools.count()
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -78,25 +85,72 @@ class Mempool:
         """A pending transaction by hash."""
         return self._by_hash.get(tx_hash)
 
-    def add(self, raw: bytes) -> Transaction:
-        """Admit signed transaction bytes or raise `AdmissionError` (R10)."""
+    def signature_known_valid(self, tx_hash: bytes) -> bool:
+        """True if this node already verified the signature of `tx_hash` (admission cache)."""
+        return tx_hash in self._verified
+
+    def _remember_verified(self, tx_hash: bytes) -> None:
+        self._verified[tx_hash] = None
+        if len(self._verified) > self.limits.signature_cache_size:
+            self._verified.popitem(last=False)
+
+    def add(self, raw: bytes, now_ms: int = 0, signature_checked: bool = False) -> Transaction:
+        """Admit signed transaction bytes or raise `AdmissionError` (R10).
+
+        `signature_checked` says the caller verified the signature already (e.g. in a
+        thread pool); otherwise it is verified here, once, and remembered.
+        """
         tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
         if tx.hash in self._by_hash or self._is_committed(tx.hash):
             raise AdmissionError("duplicate", "this transaction is already known")
-        if not tx.has_valid_signature():
+        if not (signature_checked or tx.hash in self._verified or tx.has_valid_signature()):
             raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
+        self._remember_verified(tx.hash)
         self.check_against_state(tx)
-        if len(self._by_hash) >= self.limits.max_transactions or (
-            self._bytes + len(tx.raw) > self.limits.max_bytes
-        ):
-            raise AdmissionError("mempool_full", "the mempool is full; retry later")
+        self._make_room(tx)
         queue = self._senders.get(tx.sender)
         if queue is None:
             queue = self._senders[tx.sender] = _SenderQueue(next(self._arrivals))
         queue.by_nonce[tx.nonce] = tx
         self._by_hash[tx.hash] = tx
+        self._admitted_at[tx.hash] = now_ms
         self._bytes += len(tx.raw)
         return tx
+
+    def _is_full_for(self, tx: Transaction) -> bool:
+        return len(self._by_hash) >= self.limits.max_transactions or (
+            self._bytes + len(tx.raw) > self.limits.max_bytes
+        )
+
+    def _make_room(self, tx: Transaction) -> None:
+        """Evict lower-fee transactions for a better-paying one, or `mempool_full`.
+
+        Only the last pending nonce of a sender is evictable, so no queue gets a gap.
+        """
+        while self._is_full_for(tx):
+            tails = [queue.by_nonce[max(queue.by_nonce)] for queue in self._senders.values()]
+            victims = [item for item in tails if item.sender != tx.sender]
+            if not victims:
+                raise AdmissionError("mempool_full", "the mempool is full; retry later")
+            victim = min(victims, key=lambda item: (item.fee * 1000 // len(item.raw), -self._admitted_at[item.hash]))
+            if victim.fee * 1000 // len(victim.raw) >= tx.fee * 1000 // len(tx.raw):
+                raise AdmissionError("mempool_full", "the mempool is full of better-paying transactions; retry later or raise the fee")
+            self._remove(victim)
+
+    def expire(self, now_ms: int) -> list[Transaction]:
+        """Drop transactions pending longer than `ttl_ms`, with every later nonce of their senders."""
+        expired = [tx for tx_hash, tx in self._by_hash.items() if now_ms - self._admitted_at[tx_hash] > self.limits.ttl_ms]
+        dropped = []
+        for tx in expired:
+            queue = self._senders.get(tx.sender)
+            if queue is None:
+                continue
+            for nonce in sorted(n for n in queue.by_nonce if n >= tx.nonce):
+                dropped.append(queue.by_nonce[nonce])
+                self._remove(queue.by_nonce[nonce])
+                if tx.sender not in self._senders:
+                    break
+        return dropped
 
     def check_against_state(self, tx: Transaction) -> None:
         """The stateful admission checks: nonce window, nonce taken, fees payable (R10)."""
@@ -164,6 +218,7 @@ class Mempool:
     def _remove(self, tx: Transaction) -> None:
         if self._by_hash.pop(tx.hash, None) is None:
             return
+        self._admitted_at.pop(tx.hash, None)
         self._bytes -= len(tx.raw)
         queue = self._senders[tx.sender]
         queue.by_nonce.pop(tx.nonce, None)

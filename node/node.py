@@ -18,7 +18,7 @@ from marketplace_tx.transaction import Transaction
 from mempool.pool import Mempool, MempoolLimits
 from node.home import Home
 from node.http_api import build_app
-from node.producer import BlockProducer
+from node.producer import BlockProducer, wall_clock_ms
 from node.storage import ChainStore
 
 log = logging.getLogger("marketchain.node")
@@ -88,7 +88,7 @@ class Node:
 
     def submit(self, raw: bytes) -> Transaction:
         """Admit a transaction to the mempool (R10) and wake the producer."""
-        tx = self.mempool.add(raw)
+        tx = self.mempool.add(raw, wall_clock_ms())
         if self.producer is not None:
             self.producer.notify()
         return tx
