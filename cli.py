@@ -20,14 +20,40 @@ import click
 
 from marketplace_tx.crypto import KeyPair
 from marketplace_tx.errors import RuleError
+from marketplace_tx.order_records import ORDER_STATES
 from marketplace_tx.params import Params
-from marketplace_tx.schema import ROLES, check_payload
+from marketplace_tx.schema import ROLES, SHIPMENT_STATUSES, check_payload
 from marketplace_tx.transaction import sign_transaction
+from node import payloads
 from node.client import DEFAULT_NODE_URL, ClientError, NodeClient
 from node.config import ConfigError, HttpConfig, P2pConfig
-from node.formatting import column_table, format_amount, key_value_table, parse_amount
+from node.formatting import (
+    account_txs_table,
+    column_table,
+    format_amount,
+    item_view,
+    key_value_table,
+    listing_view,
+    listings_table,
+    order_view,
+    orders_table,
+    parse_amount,
+    reputation_rows,
+    reviews_view,
+    shop_view,
+    shops_table,
+)
 from node.home import init_home, load_home, read_genesis
 from node.keystore import Keystore, KeystoreError, load_key_file, read_key_info
+from node.payloads import (
+    CREATED_OBJECTS,
+    PayloadError,
+    parse_bps,
+    parse_id,
+    parse_item_id,
+    parse_signed,
+)
+from node.sealing import SealError, open_sealed, seal_for
 from node.testnet import (
     TestnetError,
     create_testnet,
@@ -107,14 +133,24 @@ def _client(node: str) -> NodeClient:
     return NodeClient(node)
 
 
+CLIENT_ERROR_HINTS = {
+    "unreachable": " (is a node running? start one with `marketchain testnet start` or pass --node)",
+    "not_found": " (ids are transaction hashes; an object exists once its transaction is final: "
+                 "send with --wait, or check the id and --node)",
+    "timeout": " (the node is up but slow or stalled; look it up later with `marketchain query tx HASH`)",
+    "bad_nonce": " (another transaction of this key is pending or committed; omit --nonce to use the next one)",
+    "fee_too_low": " (omit --fee to pay the chain's min_fee)",
+}
+"""What to do about a node error, by its code."""
+
+
 def _call(function, *args):  # type: ignore[no-untyped-def]
     try:
         return function(*args)
     except ClientError as error:
-        hint = ""
-        if error.code == "unreachable":
-            hint = " (is a node running? start one with `marketchain testnet start` or pass --node)"
-        _fail(f"{error.code}: {error.message}{hint}")
+        hint = CLIENT_ERROR_HINTS.get(error.code, "")
+        where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
+        _fail(f"{error.code}: {error.message}{where}{hint}")
 
 
 @click.group()
@@ -354,14 +390,16 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
     import signal
     import tempfile
 
-    from node.devnet import seed_demo_data
+    from node.devnet import DEMO_ACCEPT_WINDOW_MS, DemoError, describe, seed_demo_data
 
     temporary = home is None
     directory = Path(tempfile.mkdtemp(prefix="marketchain-devnet-")) if home is None else home
     fresh = not (directory / "testnet.json").exists()
     try:
         if fresh:
-            create_testnet(directory, node_count, base_port, Params(), "marketchain-devnet")
+            # A one-minute accept window: the demo's placed order visibly expires by deadline (R15).
+            params = Params().with_overrides({"accept_window_ms": str(DEMO_ACCEPT_WINDOW_MS)})
+            create_testnet(directory, node_count, base_port, params, "marketchain-devnet")
         nodes = start_testnet(directory, progress=lambda n: click.echo(f"{n.name} serving {n.http}"))
     except (TestnetError, ConfigError) as error:
         if temporary:
@@ -369,6 +407,7 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
         _fail(str(error))
         return
     stop_requested = False
+    failed = False
 
     def request_stop(signal_number: int, frame: Any) -> None:
         nonlocal stop_requested
@@ -377,56 +416,77 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
     # Installed explicitly: a process started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    url = nodes[0].http
+    accounts = directory / "accounts"
     try:
         if fresh:
-            click.echo("seeding demo data (roles with KYC evidence, transfers)…")
-            seed_demo_data(nodes[0].http, directory / "accounts", click.echo)
-        url = nodes[0].http
+            click.echo("seeding demo data through real transactions…")
+            started = time.monotonic()
+            demo = seed_demo_data(url, accounts, click.echo)
+            click.echo(f"seeded in {time.monotonic() - started:.1f} s\n")
+            click.echo(describe(demo, url))
         click.echo(f"""
 marketchain devnet is running ({len(nodes)} node(s), chain marketchain-devnet)
   explorer      {url}/
-  API           {url}/status   {url}/blocks/latest
-  dev accounts  {directory}/accounts/  (faucet is a funded registrar)
-  try           marketchain query account {directory}/accounts/alice.json --node {url}
-                marketchain tx transfer --key {directory}/accounts/alice.json --to {directory}/accounts/bob.json \\
-                    --amount 1MKT --node {url} --wait
+  API           {url}/status   {url}/shops   {url}/orders?state=completed
+  dev accounts  {accounts}/  (faucet: registrar; alice, bob: merchants; carol: arbiter;
+                dave: carrier; frank: producer; grace: inspector; erin, heidi: buyers)
+  try           marketchain query shops --node {url}
+                marketchain query orders --buyer {accounts}/erin.json --node {url}
+                marketchain query listings --q tea --node {url}
+                marketchain query item PUER-2019-0001 --node {url}
 Press Ctrl-C to stop.""")
         while not stop_requested:
             time.sleep(0.2)
-    except ClientError as error:
+    except (ClientError, DemoError) as error:
         click.echo(f"demo data failed: {error}", err=True)
+        failed = True
     finally:
         click.echo("\nstopping the devnet…")
         stop_testnet(directory)
         if temporary:
             shutil.rmtree(directory, ignore_errors=True)
+    if failed:
+        sys.exit(1)
 
 
 # --- transactions -------------------------------------------------------------------
 
 
 def _send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: str, fee: int | None,
-          nonce: int | None, wait: bool, as_json: bool) -> None:
+          nonce: int | None, wait: bool, as_json: bool, key: KeyPair | None = None) -> None:
+    """Check, sign locally, submit; with `wait`, print the receipt and the id of what it created."""
     try:
         check_payload(tx_type, payload)
     except RuleError as error:
         _fail(f"{error.code}: {error.message}")
-    key = _load_signing_key(key_reference)
+    key = key or _load_signing_key(key_reference)
     client = _client(node_url)
     status = _call(client.status)
     if nonce is None:
         nonce = _call(client.account, key.address)["pending_nonce"]
     tx = sign_transaction(key, status["chain_id"], tx_type, payload, nonce, fee if fee is not None else status["min_fee"])
     tx_hash = _call(client.submit, tx.raw)
+    created = CREATED_OBJECTS.get(tx_type)
     if not wait:
-        _echo_json({"hash": tx_hash}) if as_json else click.echo(tx_hash)
+        _echo_json({"hash": tx_hash, **({created.replace(" ", "_"): tx_hash} if created else {})}) if as_json \
+            else click.echo(tx_hash)
+        if created and not as_json:
+            click.echo(f"{created}: {tx_hash} (exists once the transaction is final; --wait waits for it)", err=True)
         return
     view = _call(client.wait_for_tx, tx_hash)
+    ok = view["result"]["ok"]
     if as_json:
+        if created and ok:
+            view = {**view, created.replace(" ", "_"): tx_hash}
         _echo_json(view)
-        return
-    _print_tx(view)
-    if not view["result"]["ok"]:
+    else:
+        _print_tx(view)
+        if created and ok:
+            click.echo(f"{created}: {tx_hash}")
+        elif tx_type == "item_register" and ok:
+            click.echo(f"item id: {payload['item_id']}")
+    if not ok:
         sys.exit(1)
 
 
@@ -510,6 +570,374 @@ def tx_role_revoke(account: str, role: str, **common: Any) -> None:
     _send("role_revoke", {"account": _address(account, "--account"), "role": role}, **common)
 
 
+# --- marketplace transactions (PROTOCOL §4) -----------------------------------------
+
+
+class BpsType(click.ParamType):
+    """Basis points: `500`, `500bps` or `5%`."""
+
+    name = "bps"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_bps(value, param.opts[0] if param else "bps")
+        except PayloadError as error:
+            self.fail(error.message, param, ctx)
+
+
+class IdType(click.ParamType):
+    """A shop, listing or order id (the hash of the transaction that created it), 64 hex."""
+
+    name = "id"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, bytes):
+            return value
+        try:
+            return parse_id(value, param.opts[0] if param else "id")
+        except PayloadError as error:
+            self.fail(error.message, param, ctx)
+
+
+class SignedType(click.ParamType):
+    """A signed whole number: `+5`, `-3`."""
+
+    name = "signed"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_signed(value, param.opts[0] if param else "value")
+        except PayloadError as error:
+            self.fail(error.message, param, ctx)
+
+
+class ItemIdType(click.ParamType):
+    """A unique item's id: 1..64 of [A-Za-z0-9._:-]."""
+
+    name = "item"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return parse_item_id(value, param.opts[0] if param else "--item-id")
+        except PayloadError as error:
+            self.fail(error.message, param, ctx)
+
+
+ID = IdType()
+BPS = BpsType()
+ITEM_ID = ItemIdType()
+FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+def _build(builder, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Run a payload builder of node/payloads.py, turning its error into a CLI error."""
+    try:
+        return builder(*args, **kwargs)
+    except PayloadError as error:
+        _fail(str(error))
+        raise AssertionError from None
+
+
+def _document_hash(path: Path | None, hash_text: str | None, option: str) -> bytes | None:
+    """SHA-256 of a file (only the hash goes on chain), or a hash given in hex."""
+    try:
+        return payloads.one_hash(path.read_bytes() if path else None, hash_text, option)
+    except PayloadError as error:
+        _fail(str(error))
+        raise AssertionError from None
+    except OSError as error:
+        _fail(f"{option}: cannot read {path}: {error}")
+        raise AssertionError from None
+
+
+def _order_option(function):  # type: ignore[no-untyped-def]
+    return click.option("--order", "order_id", required=True, type=ID, help="Order id (64 hex).")(function)
+
+
+def _reason_option(function):  # type: ignore[no-untyped-def]
+    return click.option("--reason", required=True, help="Why, up to 256 bytes of text.")(function)
+
+
+@tx.command("shop-create")
+@click.option("--name", required=True, help="Shop name, 1..64 bytes.")
+@click.option("--description", default=None, help="Up to 1000 bytes.")
+@click.option("--points-bps", type=BPS, default=0, show_default=True,
+              help="Loyalty points earned per µMKT paid: 500 or 5%.")
+@click.option("--max-redeem-bps", type=BPS, default=0, show_default=True,
+              help="Most of an order payable with points: 2000 or 20%.")
+@click.option("--arbiter", "arbiters", multiple=True,
+              help="An arbiter buyers may name (repeat; up to 8). None: no disputes, unconditional returns.")
+@_tx_options
+def tx_shop_create(name: str, description: str | None, points_bps: int, max_redeem_bps: int,
+                   arbiters: tuple[str, ...], **common: Any) -> None:
+    """Open a shop (needs the merchant role); its id is this transaction's hash."""
+    _send("shop_create", _build(payloads.shop_create, name, points_bps, max_redeem_bps, description,
+                                [_address(a, "--arbiter") for a in arbiters]), **common)
+
+
+@tx.command("shop-update")
+@click.option("--shop", "shop_id", required=True, type=ID, help="Shop id (64 hex).")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@click.option("--points-bps", type=BPS, default=None, help="e.g. 500 or 5%.")
+@click.option("--max-redeem-bps", type=BPS, default=None, help="e.g. 2000 or 20%.")
+@click.option("--arbiter", "arbiters", multiple=True, help="The new list of arbiters (repeat), replacing the old one.")
+@click.option("--open/--closed", "is_open", default=None, help="Take new orders, or stop taking them.")
+@_tx_options
+def tx_shop_update(shop_id: bytes, name: str | None, description: str | None, points_bps: int | None,
+                   max_redeem_bps: int | None, arbiters: tuple[str, ...], is_open: bool | None, **common: Any) -> None:
+    """Change a shop's name, terms, arbiters or open/closed (owner only)."""
+    _send("shop_update", _build(payloads.shop_update, shop_id, name, description, points_bps, max_redeem_bps,
+                                [_address(a, "--arbiter") for a in arbiters], is_open), **common)
+
+
+@tx.command("listing-create")
+@click.option("--shop", "shop_id", required=True, type=ID, help="Your shop's id (64 hex).")
+@click.option("--title", required=True, help="1..128 bytes.")
+@click.option("--price", required=True, type=AmountType(), help="Per unit: 12.5MKT or 12500000 (µMKT).")
+@click.option("--stock", type=click.IntRange(0), default=None,
+              help="Units for sale (default with --item-id: the number of items).")
+@click.option("--description", default=None, help="Up to 2000 bytes.")
+@click.option("--item-id", "item_ids", multiple=True, type=ITEM_ID,
+              help="A unique item you own and hold (repeat; R22).")
+@click.option("--tag", "tags", multiple=True, help="A search tag ≤ 32 bytes (repeat; up to 8).")
+@click.option("--metadata-file", type=FILE, help="Photos/specs document; only its SHA-256 goes on chain.")
+@click.option("--metadata-hash", default=None, help="SHA-256 of the metadata, hex.")
+@_tx_options
+def tx_listing_create(shop_id: bytes, title: str, price: int, stock: int | None, description: str | None,
+                      item_ids: tuple[str, ...], tags: tuple[str, ...], metadata_file: Path | None,
+                      metadata_hash: str | None, **common: Any) -> None:
+    """List goods in your shop; its id is this transaction's hash."""
+    digest = _document_hash(metadata_file, metadata_hash, "--metadata-file/--metadata-hash")
+    _send("listing_create", _build(payloads.listing_create, shop_id, title, price, stock, description, item_ids,
+                                   tags, digest), **common)
+
+
+@tx.command("listing-update")
+@click.option("--listing", "listing_id", required=True, type=ID, help="Listing id (64 hex).")
+@click.option("--price", type=AmountType(), default=None, help="New unit price.")
+@click.option("--stock-delta", type=SignedType(), default=None, help="Add or remove stock: +10 or -3.")
+@click.option("--active/--inactive", "active", default=None, help="Take orders, or pause the listing.")
+@click.option("--title", default=None)
+@click.option("--description", default=None)
+@click.option("--tag", "tags", multiple=True, help="The new tags (repeat), replacing the old ones.")
+@_tx_options
+def tx_listing_update(listing_id: bytes, price: int | None, stock_delta: int | None, active: bool | None,
+                      title: str | None, description: str | None, tags: tuple[str, ...], **common: Any) -> None:
+    """Change a listing's price, stock, activity, title, description or tags (shop owner only)."""
+    _send("listing_update", _build(payloads.listing_update, listing_id, price, stock_delta, active, title,
+                                   description, tags), **common)
+
+
+@tx.command("order-place")
+@click.option("--listing", "listing_id", required=True, type=ID, help="Listing id (64 hex).")
+@click.option("--quantity", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--max-unit-price", type=AmountType(), default=None,
+              help="Refuse if the price rose above this (default: the price now).")
+@click.option("--ship-to", required=True,
+              help="Delivery address; sealed locally to the merchant's key, never sent in clear.")
+@click.option("--arbiter", default=None, help="One of the shop's arbiters (default: its first one).")
+@click.option("--redeem-points", type=click.IntRange(0), default=None, help="Loyalty points to spend (1 = 1 µMKT).")
+@_tx_options
+def tx_order_place(listing_id: bytes, quantity: int, max_unit_price: int | None, ship_to: str, arbiter: str | None,
+                   redeem_points: int | None, **common: Any) -> None:
+    """Order from a listing, paying price × quantity into escrow (R13); the order id is this tx's hash."""
+    client = _client(common["node_url"])
+    listing = _call(client.listing, listing_id)
+    shop = _call(client.shop, bytes.fromhex(listing["shop_id"]))
+    merchant = bytes.fromhex(shop["owner"])
+    if max_unit_price is None:
+        max_unit_price = listing["price"]
+    named = _address(arbiter, "--arbiter") if arbiter else None
+    if named is None and shop.get("arbiters"):
+        named = bytes.fromhex(shop["arbiters"][0])
+        click.echo(f"arbiter: {named.hex()} (the shop's first; choose with --arbiter)", err=True)
+    try:
+        sealed = seal_for(merchant, ship_to.encode())
+    except SealError as error:
+        _fail(f"--ship-to: {error}")
+        return
+    _send("order_place", _build(payloads.order_place, listing_id, quantity, max_unit_price, sealed, named,
+                                redeem_points), **common)
+
+
+@tx.command("order-accept")
+@_order_option
+@_tx_options
+def tx_order_accept(order_id: bytes, **common: Any) -> None:
+    """Accept a placed order (merchant)."""
+    _send("order_accept", payloads.order_only(order_id), **common)
+
+
+@tx.command("order-reject")
+@_order_option
+@_reason_option
+@_tx_options
+def tx_order_reject(order_id: bytes, reason: str, **common: Any) -> None:
+    """Reject a placed or accepted order: escrow back to the buyer (merchant)."""
+    _send("order_reject", payloads.order_with_reason(order_id, reason), **common)
+
+
+@tx.command("order-cancel")
+@_order_option
+@_tx_options
+def tx_order_cancel(order_id: bytes, **common: Any) -> None:
+    """Cancel your order while it is still placed: escrow back (buyer)."""
+    _send("order_cancel", payloads.order_only(order_id), **common)
+
+
+@tx.command("order-ship")
+@_order_option
+@click.option("--carrier", required=True, help="The carrier: address, key name or key file.")
+@click.option("--tracking", required=True, help="The carrier's tracking number, ≤ 64 bytes.")
+@click.option("--no-reseal", is_flag=True,
+              help="Do not re-seal the buyer's address to the carrier (shipping_for_carrier).")
+@_tx_options
+def tx_order_ship(order_id: bytes, carrier: str, tracking: str, no_reseal: bool, **common: Any) -> None:
+    """Hand the order to a carrier (merchant); re-seals the address for the carrier locally."""
+    carrier_address = _address(carrier, "--carrier")
+    key = _load_signing_key(common["key_reference"])
+    for_carrier = None
+    if not no_reseal:
+        order = _call(_client(common["node_url"]).order, order_id)
+        if key.address.hex() != order["merchant"]:
+            _fail(f"--key {key.address.hex()} is not this order's merchant ({order['merchant']}): only the "
+                  "merchant can open the buyer's address to re-seal it; sign with the merchant's key "
+                  "(or pass --no-reseal)")
+        try:
+            for_carrier = seal_for(carrier_address, open_sealed(key, bytes.fromhex(order["shipping"])))
+        except SealError as error:
+            _fail(f"cannot re-seal the shipping address: {error} (pass --no-reseal to ship without it)")
+    _send("order_ship", payloads.order_ship(order_id, carrier_address, tracking, for_carrier), key=key, **common)
+
+
+@tx.command("shipment-update")
+@_order_option
+@click.option("--status", required=True, type=click.Choice(SHIPMENT_STATUSES))
+@click.option("--location", required=True, help="Where, ≤ 128 bytes.")
+@click.option("--note", default=None, help="≤ 256 bytes.")
+@_tx_options
+def tx_shipment_update(order_id: bytes, status: str, location: str, note: str | None, **common: Any) -> None:
+    """Post a shipment event (the order's carrier); `delivered` marks the order delivered."""
+    _send("shipment_update", payloads.shipment_update(order_id, status, location, note), **common)
+
+
+@tx.command("order-confirm")
+@_order_option
+@_tx_options
+def tx_order_confirm(order_id: bytes, **common: Any) -> None:
+    """Confirm receipt: escrow goes to the merchant, points and items to you (buyer)."""
+    _send("order_confirm", payloads.order_only(order_id), **common)
+
+
+@tx.command("return-request")
+@_order_option
+@_reason_option
+@_tx_options
+def tx_return_request(order_id: bytes, reason: str, **common: Any) -> None:
+    """Ask to return a shipped or delivered order (buyer)."""
+    _send("return_request", payloads.order_with_reason(order_id, reason), **common)
+
+
+@tx.command("order-refund")
+@_order_option
+@click.option("--amount", type=AmountType(), default=None, help="µMKT or MKT; less than the escrow is an offer.")
+@click.option("--all", "refund_all", is_flag=True, help="Refund the whole escrow (ends the order as refunded).")
+@_tx_options
+def tx_order_refund(order_id: bytes, amount: int | None, refund_all: bool, **common: Any) -> None:
+    """Refund part or all of the escrow to the buyer (merchant)."""
+    if (amount is None) == (not refund_all):
+        _fail("give exactly one of --amount and --all")
+    if refund_all:
+        order = _call(_client(common["node_url"]).order, order_id)
+        amount = order["escrow"]
+        if not amount:
+            _fail(f"--all: the order is {order['state']} and holds nothing in escrow")
+    assert amount is not None
+    _send("order_refund", payloads.order_refund(order_id, amount), **common)
+
+
+@tx.command("dispute-open")
+@_order_option
+@_reason_option
+@_tx_options
+def tx_dispute_open(order_id: bytes, reason: str, **common: Any) -> None:
+    """Escalate to the order's arbiter (buyer; merchant only from return_requested)."""
+    _send("dispute_open", payloads.order_with_reason(order_id, reason), **common)
+
+
+@tx.command("dispute-resolve")
+@_order_option
+@click.option("--buyer-amount", required=True, type=AmountType(), help="What the buyer gets back; the rest, "
+              "after the arbiter fee, goes to the merchant.")
+@click.option("--ruling", required=True, help="The ruling, ≤ 512 bytes.")
+@_tx_options
+def tx_dispute_resolve(order_id: bytes, buyer_amount: int, ruling: str, **common: Any) -> None:
+    """Resolve a dispute (the order's arbiter)."""
+    _send("dispute_resolve", payloads.dispute_resolve(order_id, buyer_amount, ruling), **common)
+
+
+@tx.command("review-submit")
+@_order_option
+@click.option("--rating", required=True, type=click.IntRange(1, 5), help="1 to 5 stars.")
+@click.option("--text", default=None, help="≤ 1000 bytes.")
+@_tx_options
+def tx_review_submit(order_id: bytes, rating: int, text: str | None, **common: Any) -> None:
+    """Review a completed, refunded or resolved order, once (its buyer, R19)."""
+    _send("review_submit", payloads.review_submit(order_id, rating, text), **common)
+
+
+@tx.command("review-reply")
+@_order_option
+@click.option("--text", required=True, help="≤ 1000 bytes.")
+@_tx_options
+def tx_review_reply(order_id: bytes, text: str, **common: Any) -> None:
+    """Answer the review of an order, once (its merchant)."""
+    _send("review_reply", payloads.review_reply(order_id, text), **common)
+
+
+@tx.command("item-register")
+@click.option("--item-id", required=True, type=ITEM_ID, help="1..64 of [A-Za-z0-9._:-], e.g. PUER-2019-0001.")
+@click.option("--description", required=True, help="What it is, ≤ 256 bytes.")
+@click.option("--metadata-file", type=FILE, help="Certificate/photos; only its SHA-256 goes on chain.")
+@click.option("--metadata-hash", default=None, help="SHA-256 of the metadata, hex.")
+@_tx_options
+def tx_item_register(item_id: str, description: str, metadata_file: Path | None, metadata_hash: str | None,
+                     **common: Any) -> None:
+    """Register a unique item you own and hold (producer or merchant)."""
+    digest = _document_hash(metadata_file, metadata_hash, "--metadata-file/--metadata-hash")
+    _send("item_register", payloads.item_register(item_id, description, digest), **common)
+
+
+@tx.command("item-event")
+@click.option("--item-id", required=True, type=ITEM_ID)
+@click.option("--kind", required=True, help="e.g. harvested, inspected, stored (not registered/transfer/listed/sold).")
+@click.option("--location", required=True, help="≤ 128 bytes.")
+@click.option("--data-file", type=FILE, help="A report or certificate; only its SHA-256 goes on chain.")
+@click.option("--data-hash", default=None, help="SHA-256 of the data, hex.")
+@click.option("--note", default=None, help="≤ 256 bytes.")
+@_tx_options
+def tx_item_event(item_id: str, kind: str, location: str, data_file: Path | None, data_hash: str | None,
+                  note: str | None, **common: Any) -> None:
+    """Record a supply-chain event on an item (owner, custodian or any inspector)."""
+    digest = _document_hash(data_file, data_hash, "--data-file/--data-hash")
+    _send("item_event", payloads.item_event(item_id, kind, location, digest, note), **common)
+
+
+@tx.command("item-transfer")
+@click.option("--item-id", required=True, type=ITEM_ID)
+@click.option("--to", "recipient", required=True, help="Recipient: address, key name or key file.")
+@click.option("--custody-only", is_flag=True, help="Hand over custody only (e.g. to a carrier); keep ownership.")
+@_tx_options
+def tx_item_transfer(item_id: str, recipient: str, custody_only: bool, **common: Any) -> None:
+    """Transfer an item: ownership and custody (owner), or custody only (owner or custodian)."""
+    _send("item_transfer", payloads.item_transfer(item_id, _address(recipient, "--to"), custody_only), **common)
+
+
 # --- queries ------------------------------------------------------------------------
 
 
@@ -537,7 +965,7 @@ def query_status(node_url: str, as_json: bool) -> None:
 @node_option
 @json_option
 def query_account(account: str, node_url: str, as_json: bool) -> None:
-    """Balance, nonce and roles of ACCOUNT (address, key name or key file)."""
+    """Balance, nonce, roles, loyalty points and merchant reputation of ACCOUNT (address, key name or key file)."""
     view = _call(_client(node_url).account, _address(account))
     if as_json:
         _echo_json(view)
@@ -548,7 +976,8 @@ def query_account(account: str, node_url: str, as_json: bool) -> None:
         ("nonce", view["nonce"]),
         ("pending nonce", view["pending_nonce"]),
         ("roles", ", ".join(view["roles"]) or "-"),
-    ]))
+    ] + [("points", f"{points:,} in shop {shop_id}") for shop_id, points in (view.get("points") or {}).items()]
+      + (reputation_rows(view["reputation"], "merchant ") if view.get("reputation") else [])))
 
 
 def _print_tx(view: dict[str, Any]) -> None:
@@ -597,6 +1026,165 @@ def query_block(height: str, node_url: str, as_json: bool) -> None:
         ("commit", f"{len(view['commit']['signatures'])} signature(s), round {view['commit']['round']}"
          if view["commit"] else "-"),
     ] + [(f"tx {i}", tx_hash) for i, tx_hash in enumerate(view["txs"])]))
+
+
+# --- marketplace queries (PROTOCOL §10) ---------------------------------------------
+
+
+def _page_options(function):  # type: ignore[no-untyped-def]
+    function = click.option("--cursor", default=None, help="Continue from the `next` cursor of a previous page.")(
+        function)
+    return click.option("--limit", type=click.IntRange(1, 100), default=None, help="Items per page.")(function)
+
+
+def _print_page(view: dict[str, Any], plural: str, table, as_json: bool, empty: str) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        _echo_json(view)
+        return
+    items = view.get(plural) or []
+    click.echo(table(items) if items else empty)
+    if view.get("next") is not None:
+        click.echo(f"\nmore: repeat with --cursor {view['next']}")
+
+
+@query.command("shops")
+@click.option("--owner", default=None, help="Only this merchant's shops: address, key name or key file.")
+@_page_options
+@node_option
+@json_option
+def query_shops(owner: str | None, limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Shops, with rating and trust score."""
+    view = _call(_client(node_url).shops, _address(owner, "--owner") if owner else None, limit, cursor)
+    _print_page(view, "shops", shops_table, as_json, "no shops")
+
+
+@query.command("shop")
+@click.argument("shop_id", type=ID)
+@node_option
+@json_option
+def query_shop(shop_id: bytes, node_url: str, as_json: bool) -> None:
+    """A shop with its reputation (R20) and stats."""
+    view = _call(_client(node_url).shop, shop_id)
+    _echo_json(view) if as_json else click.echo(shop_view(view))
+
+
+@query.command("reviews")
+@click.argument("shop_id", type=ID)
+@_page_options
+@node_option
+@json_option
+def query_reviews(shop_id: bytes, limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Verified-purchase reviews of a shop, with the merchant's replies."""
+    view = _call(_client(node_url).shop_reviews, shop_id, limit, cursor)
+    _print_page(view, "reviews", reviews_view, as_json, "no reviews yet")
+
+
+@query.command("listings")
+@click.option("--q", "text", default=None, help="Words to search in titles, descriptions and tags.")
+@click.option("--tag", default=None, help="Only listings with this tag.")
+@click.option("--shop", "shop_id", type=ID, default=None, help="Only this shop's listings.")
+@click.option("--min-price", type=AmountType(), default=None, help="e.g. 1MKT.")
+@click.option("--max-price", type=AmountType(), default=None, help="e.g. 50MKT.")
+@_page_options
+@node_option
+@json_option
+def query_listings(text: str | None, tag: str | None, shop_id: bytes | None, min_price: int | None,
+                   max_price: int | None, limit: int | None, cursor: str | None, node_url: str,
+                   as_json: bool) -> None:
+    """Search listings across every shop."""
+    view = _call(_client(node_url).listings, text, tag, shop_id, min_price, max_price, limit, cursor)
+    _print_page(view, "listings", listings_table, as_json, "no listing matches")
+
+
+@query.command("listing")
+@click.argument("listing_id", type=ID)
+@node_option
+@json_option
+def query_listing(listing_id: bytes, node_url: str, as_json: bool) -> None:
+    """A listing: price, stock, items, tags."""
+    view = _call(_client(node_url).listing, listing_id)
+    _echo_json(view) if as_json else click.echo(listing_view(view))
+
+
+@query.command("orders")
+@click.option("--buyer", default=None, help="Only this buyer's orders: address, key name or key file.")
+@click.option("--merchant", default=None, help="Only this merchant's orders.")
+@click.option("--state", default=None, type=click.Choice(ORDER_STATES), help="Only orders in this state.")
+@_page_options
+@node_option
+@json_option
+def query_orders(buyer: str | None, merchant: str | None, state: str | None, limit: int | None,
+                 cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Orders, filtered by buyer, merchant or state."""
+    view = _call(_client(node_url).orders, _address(buyer, "--buyer") if buyer else None,
+                 _address(merchant, "--merchant") if merchant else None, state, limit, cursor)
+    _print_page(view, "orders", orders_table, as_json, "no orders")
+
+
+def _decrypt_shipping(order: dict[str, Any], key: KeyPair) -> tuple[str, str]:
+    """(who, address): open the order's sealed address with the merchant's or the carrier's key."""
+    me = key.address.hex()
+    boxes = [("merchant", order.get("shipping"))]
+    if order.get("shipping_for_carrier"):
+        boxes.append(("carrier", order["shipping_for_carrier"]))
+    for who, box in boxes:
+        if box:
+            try:
+                return who, open_sealed(key, bytes.fromhex(box)).decode("utf-8", "replace")
+            except SealError:
+                continue
+    if me == order.get("carrier"):
+        _fail(f"key {me} is this order's carrier, but the merchant shipped without re-sealing the address "
+              "for it (no shipping_for_carrier)")
+    _fail(f"key {me} cannot open this order's shipping address: it is sealed to the merchant "
+          f"({order.get('merchant')}) and, once shipped with re-sealing, to the carrier "
+          f"({order.get('carrier') or 'none yet'}); use one of their keys")
+    raise AssertionError
+
+
+@query.command("order")
+@click.argument("order_id", type=ID)
+@click.option("--decrypt", is_flag=True, help="Open the sealed shipping address locally (merchant or carrier).")
+@click.option("--key", "key_reference", envvar="MARKETCHAIN_KEY", default=None,
+              help="With --decrypt: the merchant's or carrier's key (keystore name or key file).")
+@node_option
+@json_option
+def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, node_url: str, as_json: bool) -> None:
+    """An order: state, escrow, deadline, logistics, history, review."""
+    view = _call(_client(node_url).order, order_id)
+    address = None
+    if decrypt:
+        if not key_reference:
+            _fail("--decrypt needs --key: the merchant's or the carrier's key")
+        who, address = _decrypt_shipping(view, _load_signing_key(key_reference or ""))
+    if as_json:
+        _echo_json({**view, "shipping_plaintext": address} if decrypt else view)
+        return
+    click.echo(order_view(view))
+    if address is not None:
+        click.echo(f"\nshipping address (opened locally with the {who}'s key):\n  {address}")
+
+
+@query.command("item")
+@click.argument("item_id", type=ITEM_ID)
+@node_option
+@json_option
+def query_item(item_id: str, node_url: str, as_json: bool) -> None:
+    """A unique item: owner, custodian and its provenance history (R22)."""
+    view = _call(_client(node_url).item, item_id)
+    _echo_json(view) if as_json else click.echo(item_view(view))
+
+
+@query.command("account-txs")
+@click.argument("account")
+@_page_options
+@node_option
+@json_option
+def query_account_txs(account: str, limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Transactions ACCOUNT (address, key name or key file) sent or takes part in, newest first."""
+    address = _address(account)
+    view = _call(_client(node_url).account_txs, address, limit, cursor)
+    _print_page(view, "txs", lambda txs: account_txs_table(txs, address.hex()), as_json, "no transactions")
 
 
 @main.group()

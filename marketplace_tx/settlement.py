@@ -36,7 +36,7 @@ def finish_order(
     cancelled, rejected, expired, refunded: the whole escrow → buyer.
     resolved: arbiter fee → arbiter, `buyer_amount` → buyer, the rest → merchant.
     Every state but completed returns stock and items; redeemed points come back
-    iff the merchant received nothing (R21).
+    iff the merchant received nothing from an order that did not complete (R21).
     """
     escrow = order.escrow
     merchant_share = buyer_share = arbiter_fee = 0
@@ -62,7 +62,10 @@ def finish_order(
         add_points(state, order.shop_id, order.buyer, merchant_share * order.points_bps // 10000)
     else:
         return_stock(state, order.listing_id, order.quantity, order.item_ids)
-    if merchant_share == 0 and order.redeem_points:
+    if merchant_share == 0 and order.redeem_points and new_state != "completed":
+        # R21 "the merchant ends up receiving nothing": a sale that did not go through.
+        # A completed order paid wholly in points did go through; returning its points
+        # would make every such order free (docs/marketplace.md).
         add_points(state, order.shop_id, order.buyer, order.redeem_points)
     _record_reputation(state, order, new_state, buyer_amount, merchant_share)
     ended = enter_state(order, new_state, origin, params)

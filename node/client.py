@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -15,7 +16,7 @@ DEFAULT_NODE_URL = "http://127.0.0.1:26657"
 class ClientError(Exception):
     """A request that failed: the node's error code and message, or why it is unreachable."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None, node: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         """The node's error code, or `unreachable`/`timeout`."""
@@ -23,6 +24,8 @@ class ClientError(Exception):
         """What went wrong."""
         self.status = status
         """The HTTP status, if the node answered."""
+        self.node = node
+        """The base URL of the node that answered (or did not)."""
 
 
 class NodeClient:
@@ -48,12 +51,14 @@ class NodeClient:
             raw = error.read()
             try:
                 detail = json.loads(raw)["error"]
-                raise ClientError(detail["code"], detail["message"], error.code) from None
+                raise ClientError(detail["code"], detail["message"], error.code, self.base_url) from None
             except (ValueError, KeyError, TypeError):
-                raise ClientError("http_error", f"HTTP {error.code} from {self.base_url}", error.code) from None
+                raise ClientError("http_error", f"HTTP {error.code} from {self.base_url}", error.code,
+                                  self.base_url) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
             reason = getattr(error, "reason", error)
-            raise ClientError("unreachable", f"cannot reach the node at {self.base_url}: {reason}") from None
+            raise ClientError("unreachable", f"cannot reach the node at {self.base_url}: {reason}",
+                              node=self.base_url) from None
 
     def get(self, path: str) -> Any:
         """GET a JSON resource."""
@@ -66,6 +71,53 @@ class NodeClient:
     def account(self, address: bytes) -> dict[str, Any]:
         """`GET /accounts/{address}`."""
         return self.get(f"/accounts/{address.hex()}")
+
+    def _list(self, path: str, query: dict[str, Any]) -> dict[str, Any]:
+        given = {name: value for name, value in query.items() if value is not None and value != ""}
+        return self.get(path + ("?" + urllib.parse.urlencode(given) if given else ""))
+
+    def account_txs(self, address: bytes, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """`GET /accounts/{address}/txs`: `{"txs": [...], "next"}`."""
+        return self._list(f"/accounts/{address.hex()}/txs", {"limit": limit, "cursor": cursor})
+
+    def shops(self, owner: bytes | None = None, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """`GET /shops?owner=`: `{"shops": [...], "next"}`."""
+        return self._list("/shops", {"owner": owner.hex() if owner else None, "limit": limit, "cursor": cursor})
+
+    def shop(self, shop_id: bytes) -> dict[str, Any]:
+        """`GET /shops/{id}`: the shop with its reputation and stats."""
+        return self.get(f"/shops/{shop_id.hex()}")
+
+    def shop_reviews(self, shop_id: bytes, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """`GET /shops/{id}/reviews`: `{"reviews": [...], "next"}`."""
+        return self._list(f"/shops/{shop_id.hex()}/reviews", {"limit": limit, "cursor": cursor})
+
+    def listings(self, q: str | None = None, tag: str | None = None, shop: bytes | None = None,
+                 min_price: int | None = None, max_price: int | None = None, limit: int | None = None,
+                 cursor: str | None = None) -> dict[str, Any]:
+        """`GET /listings?q=&tag=&shop=&min_price=&max_price=`: `{"listings": [...], "next"}`."""
+        return self._list("/listings", {"q": q, "tag": tag, "shop": shop.hex() if shop else None,
+                                        "min_price": min_price, "max_price": max_price, "limit": limit,
+                                        "cursor": cursor})
+
+    def listing(self, listing_id: bytes) -> dict[str, Any]:
+        """`GET /listings/{id}`."""
+        return self.get(f"/listings/{listing_id.hex()}")
+
+    def orders(self, buyer: bytes | None = None, merchant: bytes | None = None, state: str | None = None,
+               limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """`GET /orders?buyer=&merchant=&state=`: `{"orders": [...], "next"}`."""
+        return self._list("/orders", {"buyer": buyer.hex() if buyer else None,
+                                      "merchant": merchant.hex() if merchant else None, "state": state,
+                                      "limit": limit, "cursor": cursor})
+
+    def order(self, order_id: bytes) -> dict[str, Any]:
+        """`GET /orders/{id}`: the order with its escrow, deadline and history."""
+        return self.get(f"/orders/{order_id.hex()}")
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        """`GET /items/{id}`: owner, custodian and provenance history."""
+        return self.get(f"/items/{urllib.parse.quote(item_id, safe='')}")
 
     def submit(self, raw: bytes) -> str:
         """`POST /txs` with canonical bytes; returns the hash."""
@@ -93,6 +145,7 @@ class NodeClient:
                 if error.code != "not_found":
                     raise
             if time.monotonic() > deadline:
-                raise ClientError("timeout", f"transaction {tx_hash} was not final after {timeout:.0f} s")
+                raise ClientError("timeout", f"transaction {tx_hash} was not final after {timeout:.0f} s",
+                                  node=self.base_url)
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)

@@ -1,4 +1,8 @@
-"""The HTTP API (PROTOCOL §10): status, transaction submission, blocks, proofs, accounts."""
+"""The HTTP API (PROTOCOL §10): status, transaction submission, blocks, proofs, accounts.
+
+The marketplace read endpoints (shops, listings, orders, items, account histories)
+live in node/http_marketplace.py and are registered by `build_app`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from marketplace_tx.state import State
 from marketplace_tx.transaction import Transaction
 from marketplace_tx.validators import load_validators, validators_hash
 from node.http_errors import MAX_BODY_KEY, ApiError, error_middleware
+from node.http_marketplace import account_marketplace_view, add_marketplace_routes
 from node.json_view import to_json
 
 if TYPE_CHECKING:
@@ -296,12 +301,17 @@ async def list_blocks(request: web.Request) -> web.Response:
 
 
 async def get_account(request: web.Request) -> web.Response:
-    """`GET /accounts/{address}`: balance, nonce, roles, points; zeros for an unseen address."""
+    """`GET /accounts/{address}`: balance, nonce, roles, points per shop, and the merchant
+    reputation of an address that owns a shop or holds `merchant` (else null); zeros
+    for an unseen address."""
     node = _node(request)
     address = _hex32(request.match_info["address"], "address")
-    state = State(node.store)
-    account = load_account(state, address)
-    roles = roles_of(state, address)
+    with node.store.read_view() as view:
+        state = State(view)
+        account = load_account(state, address)
+        roles = roles_of(state, address)
+        grants = {role: to_json(role_record(state, address, role)) for role in roles}
+        marketplace = account_marketplace_view(state, view, address)
     return web.json_response(
         {
             "id": address.hex(),
@@ -310,8 +320,8 @@ async def get_account(request: web.Request) -> web.Response:
             "nonce": account.nonce,
             "pending_nonce": node.mempool.pending_nonce(address, account.nonce),
             "roles": roles,
-            "role_grants": {role: to_json(role_record(state, address, role)) for role in roles},
-            "points": {},
+            "role_grants": grants,
+            **marketplace,
         }
     )
 
@@ -359,5 +369,6 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/blocks/{height}/commit", get_block_commit)
     app.router.add_get("/accounts/{address}", get_account)
     app.router.add_get("/validators", get_validators)
+    add_marketplace_routes(app, node)
     app.router.add_get("/", get_explorer)
     return app

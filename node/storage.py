@@ -2,7 +2,8 @@
 
 Everything one block changes is written in **one atomic, synced LevelDB batch**
 (`commit_block`): the block, its commit, the block-hash and transaction indexes,
-the receipts, the net state changes and the head pointer. LevelDB applies a batch
+the receipts, the net state changes, the marketplace read-model indexes
+(node/indexer.py) and the head pointer. LevelDB applies a batch
 entirely or not at all, and `sync=True` makes it durable before the call returns, so
 a crash at any moment leaves the previous block as head, never half a block
 (docs/storage.md has the key layout).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from marketplace_tx.block import Block, Commit, decode_block, decode_commit
 from marketplace_tx.chain import BlockResult, ChainTip, genesis_changes
 from marketplace_tx.genesis import Genesis
 from marketplace_tx.receipts import Receipt
+from node.indexer import block_index_writes
 
 STATE = b"S"
 """S ‖ state key → state value (marketplace_tx.state_keys)."""
@@ -132,6 +135,7 @@ class ChainStore:
             raise StorageError(f"the commit is not for block {height}")
         tip = ChainTip(height, block.hash, block.header.time, block.header.state_root)
         height_bytes = struct.pack(">Q", height)
+        index_writes = block_index_writes(self, result)  # reads the state before this block
         with self.db.write_batch(sync=True, transaction=True) as batch:
             batch.put(BLOCK + height_bytes, block.encode())
             batch.put(COMMIT + height_bytes, commit.encode())
@@ -146,6 +150,10 @@ class ChainStore:
                     batch.delete(STATE + key)
                 else:
                     batch.put(STATE + key, value)
+            for key in index_writes.deletes:
+                batch.delete(key)
+            for key, value in index_writes.puts.items():
+                batch.put(key, value)
             batch.put(HEAD_KEY, _encode_tip(tip))
         return tip
 
@@ -188,9 +196,41 @@ class ChainStore:
         raw = self.db.get(_height_key(BLOCK_EVENTS, height))
         return [] if raw is None else codec.decode(raw)
 
+    @contextmanager
+    def read_view(self) -> Iterator[ReadView]:
+        """A consistent view of state and indexes at one moment (a LevelDB snapshot)."""
+        snapshot = self.db.snapshot()
+        try:
+            yield ReadView(snapshot)
+        finally:
+            snapshot.close()
+
     def approximate_size(self) -> int:
         """Bytes LevelDB uses on disk, approximately."""
         return self.db.approximate_size(b"\x00", b"\xff")
+
+
+class ReadView:
+    """Reads of one LevelDB snapshot: the committed state (a `StateReader`) and the
+    read-model indexes, all as of the same block, whatever is committed meanwhile."""
+
+    def __init__(self, snapshot: Any) -> None:
+        self._snapshot = snapshot
+
+    def get(self, key: bytes) -> bytes | None:
+        """The state value under `key`."""
+        return self._snapshot.get(STATE + key)
+
+    def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """State pairs with start ≤ key < end, ascending."""
+        for key, value in self._snapshot.iterator(start=STATE + start, stop=STATE + end):
+            yield key[len(STATE):], value
+
+    def entries(
+        self, start: bytes, stop: bytes, reverse: bool = False, include_start: bool = True
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Raw index pairs (node/indexer.py) with start ≤ key < stop; descending if `reverse`."""
+        yield from self._snapshot.iterator(start=start, stop=stop, reverse=reverse, include_start=include_start)
 
 
 def _encode_tip(tip: ChainTip) -> bytes:

@@ -231,6 +231,38 @@ def test_devnet_seeds_demo_data_and_stops_on_interrupt(tmp_path: Path) -> None:
         alice = json.loads((accounts / "alice.json").read_text())["address"]
         with urllib.request.urlopen(f"{url}/accounts/{alice}", timeout=10) as response:
             assert json.load(response)["roles"] == ["merchant"]
+
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(url + path, timeout=10) as response:
+                return json.load(response)
+
+        assert "seeded in" in text and "demo data:" in text
+        assert len(get("/shops")["shops"]) == 2
+        for state in (
+            "accepted",
+            "shipped",
+            "delivered",
+            "return_requested",
+            "disputed",
+            "completed",
+            "cancelled",
+            "rejected",
+            "refunded",
+            "resolved",
+        ):
+            assert get(f"/orders?state={state}")["orders"], state
+        # The placed order expires by the chain's deadline a minute after it was placed (R15).
+        assert get("/orders?state=placed")["orders"] or get("/orders?state=expired")["orders"]
+        (offer,) = get("/orders?state=return_requested")["orders"]
+        assert 0 < offer["escrow"] < offer["total_price"], "a partial refund offer"
+        reviews = [
+            order["review"]
+            for order in get("/orders?state=completed")["orders"]
+            if order.get("review")
+        ]
+        assert any("reply" in review for review in reviews), "a review with the merchant's reply"
+        kinds = [entry["kind"] for entry in get("/items/PUER-2019-0001")["history"]]
+        assert kinds[0] == "registered" and "inspected" in kinds and kinds[-1] == "sold"
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=DEADLINE_SECONDS)

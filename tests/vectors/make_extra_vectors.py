@@ -92,7 +92,12 @@ def transaction_vector(label: str, tx: Transaction) -> dict[str, Any]:
 def transactions() -> list[dict[str, Any]]:
     alice, bob, registrar = key_of("alice"), key_of("bob"), key_of("validator-1")
     transfer = sign_transaction(
-        alice, CHAIN_ID, "transfer", {"to": bob.address, "amount": 250_000, "memo": "ürün 商品"}, 0, 10
+        alice,
+        CHAIN_ID,
+        "transfer",
+        {"to": bob.address, "amount": 250_000, "memo": "ürün 商品"},
+        0,
+        10,
     )
     grant = sign_transaction(
         registrar,
@@ -130,7 +135,11 @@ def merkle() -> list[dict[str, Any]]:
     return vectors
 
 
-GENESIS_BALANCES = {"alice": (1_000_000_000, ()), "bob": (2_500_000, ("merchant",)), "carol": (1_000, ())}
+GENESIS_BALANCES = {
+    "alice": (1_000_000_000, ()),
+    "bob": (2_500_000, ("merchant",)),
+    "carol": (1_000, ()),
+}
 VALIDATOR_LABELS = ("validator-1", "validator-2")
 
 
@@ -165,8 +174,23 @@ def block_1_vector(genesis: Genesis) -> dict[str, Any]:
     proposer_label = next(label for label in VALIDATOR_LABELS if key_of(label).address == proposer)
     alice, bob, carol = key_of("alice"), key_of("bob"), key_of("carol")
     candidates = [
-        ("alice", sign_transaction(alice, CHAIN_ID, "transfer", {"to": bob.address, "amount": 1_234_567, "memo": "block 1"}, 0, 10)),
-        ("carol", sign_transaction(carol, CHAIN_ID, "transfer", {"to": alice.address, "amount": 5_000}, 0, 10)),
+        (
+            "alice",
+            sign_transaction(
+                alice,
+                CHAIN_ID,
+                "transfer",
+                {"to": bob.address, "amount": 1_234_567, "memo": "block 1"},
+                0,
+                10,
+            ),
+        ),
+        (
+            "carol",
+            sign_transaction(
+                carol, CHAIN_ID, "transfer", {"to": alice.address, "amount": 5_000}, 0, 10
+            ),
+        ),
     ]
     result = build_block(
         MemoryStateReader(changes),
@@ -193,7 +217,9 @@ def block_1_vector(genesis: Genesis) -> dict[str, Any]:
         "tx_root": header.tx_root.hex(),
         "results_root": header.results_root.hex(),
         "state_root": header.state_root.hex(),
-        "state_changes": [[key.hex(), to_json(result.changes[key])] for key in sorted(result.changes)],
+        "state_changes": [
+            [key.hex(), to_json(result.changes[key])] for key in sorted(result.changes)
+        ],
         "canonical": result.block.encode().hex(),
         "hash": result.block.hash.hex(),
         "commit": {
