@@ -326,7 +326,7 @@ def testnet() -> None:
 
 
 @testnet.command("start")
-@click.option("--nodes", "node_count", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--nodes", "node_count", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--base-port", default=26656, show_default=True, type=click.IntRange(1024, 65000))
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Genesis parameter.")
@@ -382,7 +382,7 @@ def testnet_status_command(home: Path, as_json: bool) -> None:
 @main.command("devnet")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the devnet in this directory (default: a fresh temporary one, removed on exit).")
-@click.option("--nodes", "node_count", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--nodes", "node_count", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--base-port", default=26656, show_default=True, type=click.IntRange(1024, 65000))
 def devnet(home: Path | None, node_count: int, base_port: int) -> None:
     """The one-command demo: a local testnet with demo data; Ctrl-C stops it."""

@@ -47,3 +47,31 @@ class Vote:
     def verify(self, validator: bytes, signature: bytes) -> bool:
         """True iff `signature` is `validator`'s signature of this vote."""
         return verify_signature(validator, self.signing_bytes(), signature)
+
+
+@dataclass(frozen=True)
+class SignedVote:
+    """A vote with its signer and signature, as the consensus core counts it (R26, R27)."""
+
+    validator: bytes
+    """The signer's address."""
+    vote: Vote
+    """What was voted."""
+    signature: bytes
+    """The signer's Ed25519 signature (kind `vote`) of `vote`."""
+
+    def verify(self) -> bool:
+        """True iff `signature` is `validator`'s signature of `vote`."""
+        return self.vote.verify(self.validator, self.signature)
+
+    def conflicts_with(self, other: SignedVote) -> bool:
+        """True iff both are one validator's votes at one (height, round, type) for
+        different blocks: the double sign that R27 forbids and that is evidence."""
+        return (
+            self.validator == other.validator
+            and self.vote.chain_id == other.vote.chain_id
+            and self.vote.height == other.vote.height
+            and self.vote.round == other.vote.round
+            and self.vote.type == other.vote.type
+            and self.vote.block_hash != other.vote.block_hash
+        )

@@ -75,6 +75,8 @@ def finish_order(
         merchant_paid=order.merchant_paid + merchant_share,
         refunded=order.refunded + buyer_share,
     )
+    if new_state == "resolved":
+        details = {**details, "buyer_amount": buyer_share, "arbiter_fee": arbiter_fee, "merchant_amount": merchant_share}
     ended = with_history(ended, event, origin, **details)
     store_order(state, order_id, ended, order)
     return ended

@@ -1,4 +1,4 @@
-"""The node: storage, mempool, block production and the HTTP API, wired together."""
+"""The node: storage, mempool, consensus, peers, block sync and the HTTP API, wired together."""
 
 from __future__ import annotations
 
@@ -6,22 +6,35 @@ import asyncio
 import hashlib
 import logging
 import signal
+import time
 from importlib import metadata
+from typing import Any
 
 from aiohttp import web
 
 from marketplace_tx.accounts import Account, load_account
 from marketplace_tx.admission import check_stateless
 from marketplace_tx.chain import BlockResult
+from marketplace_tx.errors import AdmissionError
 from marketplace_tx.state import State
 from marketplace_tx.transaction import Transaction
+from marketplace_tx.validators import set_at
 from mempool.pool import Mempool, MempoolLimits
+from node.block_sync import BlockSync
+from node.consensus_driver import ConsensusDriver, wall_clock_ms
 from node.home import Home
 from node.http_api import build_app
-from node.producer import BlockProducer, wall_clock_ms
+from node.sign_guard import SignGuard
 from node.storage import ChainStore
+from p2p.config import PeerManagerConfig
+from p2p.peer_manager import PeerManager
 
 log = logging.getLogger("marketchain.node")
+
+TX_GOSSIP_BATCH = 500
+"""Most transactions in one `txs` gossip message."""
+TX_GOSSIP_DELAY_S = 0.02
+"""How long admitted transactions wait to be gossiped together."""
 
 
 def package_version() -> str:
@@ -33,7 +46,7 @@ def package_version() -> str:
 
 
 class Node:
-    """A running marketchain node."""
+    """A running marketchain node: a validator if its key is in the set, else a full node."""
 
     def __init__(self, home: Home) -> None:
         self.home = home
@@ -43,7 +56,9 @@ class Node:
         self.genesis = home.genesis
         """The chain's genesis."""
         self.node_key = home.node_key
-        """The node's identity key."""
+        """The node's identity key (P2P handshakes, `/status` node_id)."""
+        self.validator_key = home.validator_key
+        """The validator signing key, if this home has one."""
         self.version = package_version()
         """The software version reported by `/status`."""
         self.store = ChainStore(home.data_directory / "chain.db")
@@ -57,21 +72,41 @@ class Node:
             MempoolLimits(home.config.mempool.max_transactions, home.config.mempool.max_bytes),
         )
         """Transactions waiting for a block."""
-        key = home.validator_key
-        self.validator_address = (
-            key.address if key is not None and key.address in self.genesis.validators else None
-        )
-        """This node's validator address, if its key is in the set."""
-        self.producer = (
-            BlockProducer(self.store, self.mempool, self.genesis, key, self._on_block)
-            if key is not None and self.validator_address is not None
-            else None
-        )
-        """The block producer, on the authority's node."""
+        self.sign_guard = SignGuard(self.store.db, self.validator_key) if self.validator_key else None
+        """Double-sign protection of the validator key (R27)."""
         self.new_block = asyncio.Condition()
         """Notified after every stored block."""
+        self.peers = PeerManager(
+            self.node_key,
+            self.genesis.chain_id,
+            self.genesis.hash,
+            self.config.p2p.host,
+            self.config.p2p.port,
+            self.config.p2p.persistent_peers,
+            self._on_message,
+            PeerManagerConfig(),
+            on_connect=self._on_peer_connected,
+            on_disconnect=self._on_peer_disconnected,
+        )
+        """The peer-to-peer layer (R31, R32)."""
+        self.driver = ConsensusDriver(self, self.peers.broadcast)
+        """The Tendermint driver (R25)."""
+        self.sync = BlockSync(self, self.peers.send)
+        """Block sync (R30)."""
+        self._gossip_queue: list[bytes] = []
+        self._gossip_handle: asyncio.TimerHandle | None = None
         self._runner: web.AppRunner | None = None
-        self._producer_task: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+        """When this process started (s since the epoch)."""
+
+    @property
+    def validator_address(self) -> bytes | None:
+        """This node's validator address, if its key is in the current set."""
+        key = self.validator_key
+        if key is None:
+            return None
+        tip = self.store.head()
+        return key.address if key.address in set_at(State(self.store), tip.height + 1) else None
 
     def committed_account(self, address: bytes) -> Account:
         """An account as of the last final block."""
@@ -86,50 +121,139 @@ class Node:
         """Decode a transaction already final in a block (its checks passed before)."""
         return check_stateless(raw, self.genesis.chain_id, self.genesis.params, verify_signature=False)
 
+    # --- transactions ----------------------------------------------------------------
+
     def submit(self, raw: bytes) -> Transaction:
-        """Admit a transaction to the mempool (R10) and wake the producer."""
+        """Admit a transaction (R10), gossip it, and wake consensus."""
         tx = self.mempool.add(raw, wall_clock_ms())
-        if self.producer is not None:
-            self.producer.notify()
+        self._gossip_tx(tx.raw)
+        self.driver.notify_work()
         return tx
 
-    def _on_block(self, result: BlockResult) -> None:
+    def _gossip_tx(self, raw: bytes) -> None:
+        self._gossip_queue.append(raw)
+        if len(self._gossip_queue) >= TX_GOSSIP_BATCH:
+            self._flush_gossip()
+        elif self._gossip_handle is None:
+            self._gossip_handle = asyncio.get_running_loop().call_later(TX_GOSSIP_DELAY_S, self._flush_gossip)
+
+    def _flush_gossip(self) -> None:
+        if self._gossip_handle is not None:
+            self._gossip_handle.cancel()
+            self._gossip_handle = None
+        batch, self._gossip_queue = self._gossip_queue, []
+        if batch:
+            self.peers.broadcast("txs", batch)
+
+    def _receive_txs(self, peer: bytes, body: Any) -> None:
+        if not isinstance(body, list) or len(body) > 10_000 or not all(isinstance(item, bytes) for item in body):
+            self.penalize(peer, 20, "txs body malformed")
+            return
+        admitted = 0
+        for raw in body:
+            try:
+                self.mempool.add(raw, wall_clock_ms())
+            except AdmissionError as error:
+                if error.code in ("bad_signature", "malformed", "wrong_chain", "tx_too_large"):
+                    self.penalize(peer, 5, f"gossiped tx: {error.code}")
+                continue
+            admitted += 1
+            self._gossip_queue.append(raw)
+        if admitted:
+            self._flush_gossip()
+            self.driver.notify_work()
+
+    # --- peers -----------------------------------------------------------------------
+
+    def penalize(self, peer: bytes, penalty: float, reason: str) -> None:
+        """Lower a peer's score for bad data (R32)."""
+        self.peers.report(peer, penalty, reason)
+
+    def relay(self, peer: bytes, kind: str, body: Any) -> None:
+        """Pass a validated consensus message on to every other peer (R32)."""
+        self.peers.broadcast(kind, body, exclude=peer)
+
+    def maybe_sync(self, peer: bytes, height: int) -> None:
+        """A peer has blocks up to `height`: sync if we are behind."""
+        if height > self.store.head().height:
+            self.sync.peer_height(peer, height)
+
+    def _status_body(self) -> dict[str, Any]:
+        tip = self.store.head()
+        return {"height": tip.height, "block_hash": tip.block_hash}
+
+    def _on_peer_connected(self, peer: bytes) -> None:
+        self.peers.send(peer, "status", self._status_body())
+        self.driver.send_current_messages(peer, self.peers.send)
+
+    def _on_peer_disconnected(self, peer: bytes) -> None:
+        self.sync.peer_gone(peer)
+
+    def _on_message(self, peer: bytes, kind: str, body: Any) -> None:
+        if kind == "txs":
+            self._receive_txs(peer, body)
+        elif kind == "proposal":
+            self.driver.receive_proposal(peer, body)
+        elif kind == "vote":
+            self.driver.receive_vote(peer, body)
+        elif kind == "evidence":
+            self.driver.receive_evidence(peer, body)
+        elif kind == "status":
+            height = body.get("height") if isinstance(body, dict) else None
+            if isinstance(height, int) and not isinstance(height, bool) and height >= 0:
+                self.maybe_sync(peer, height)
+        elif kind == "block_request":
+            self.sync.serve(peer, body)
+        elif kind == "block_response":
+            self.sync.receive(peer, body)
+
+    # --- blocks ----------------------------------------------------------------------
+
+    def after_block(self, result: BlockResult) -> None:
+        """Bookkeeping after a final block is stored (by consensus or by sync)."""
+        self.mempool.remove_committed(list(result.transactions))
+        self.mempool.expire(wall_clock_ms())
+        height = result.block.header.height
+        if self.sign_guard is not None and height % 100 == 0:
+            self.sign_guard.prune(height)
+            self.store.prune_proposals(height - 10)
+
         async def announce() -> None:
             async with self.new_block:
                 self.new_block.notify_all()
 
         asyncio.get_running_loop().create_task(announce())
 
+    # --- lifecycle -------------------------------------------------------------------
+
     async def start(self) -> None:
-        """Open the HTTP API and start producing blocks."""
+        """Open the HTTP API and the P2P listener, then start consensus."""
         app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port, reuse_address=True)
         await site.start()
-        if self.producer is not None:
-            self._producer_task = asyncio.create_task(self.producer.run())
-            if self.mempool.has_ready():
-                self.producer.notify()
+        await self.peers.start()
+        await self.driver.start()
         tip = self.store.head()
-        assert tip is not None
         log.info(
-            "node %s serving http://%s:%d chain=%s height=%d validator=%s",
+            "node %s serving http://%s:%d p2p %s:%d chain=%s height=%d validator=%s",
             self.config.moniker,
             self.config.http.host,
             self.config.http.port,
+            self.config.p2p.host,
+            self.peers.listen_port,
             self.genesis.chain_id,
             tip.height,
             self.validator_address.hex() if self.validator_address else "no",
         )
 
     async def stop(self) -> None:
-        """Stop serving, let the block in progress finish, close the database."""
+        """Stop serving and gossiping, stop consensus, close the database."""
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.producer is not None and self._producer_task is not None:
-            self.producer.stop()
-            await self._producer_task
+        await self.driver.stop()
+        await self.peers.stop()
         self.store.close()
         log.info("node %s stopped", self.config.moniker)
 

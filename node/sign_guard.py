@@ -7,7 +7,7 @@ a conflicting message, even after a crash and restart, the guard refuses. Signin
 same message again returns the same signature (Ed25519 is deterministic).
 
 Key layout (in the node's LevelDB, docs/storage.md):
-    W ‖ height(8) ‖ round(4) ‖ kind(1: 1 prevote, 2 precommit, 3 proposal) → signed bytes
+    Z ‖ height(8) ‖ round(4) ‖ kind(1: 1 prevote, 2 precommit, 3 proposal) → signed bytes
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import plyvel
 
 from marketplace_tx.crypto import KeyPair
 
-SIGNED = b"W"
+SIGNED = b"Z"
 KIND_CODES = {"prevote": 1, "precommit": 2, "proposal": 3}
 KEEP_HEIGHTS = 1000
 """Records older than this many heights below the newest are pruned."""

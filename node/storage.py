@@ -41,6 +41,9 @@ RECEIPTS = b"R"
 """R ‖ height(8) → canonical list of full receipts (ok, code, message, events)."""
 BLOCK_EVENTS = b"E"
 """E ‖ height(8) → canonical list of events of the block's begin-block work (deadlines, R15)."""
+PROPOSAL_BLOCKS = b"P"
+"""P ‖ height(8) ‖ block hash → canonical bytes of a block this validator proposed or
+precommitted, kept so that a restarted validator can restore its lock (R27)."""
 META = b"M"
 """M ‖ name → metadata: head, genesis hash, chain id."""
 
@@ -190,6 +193,21 @@ class ChainStore:
         """The full receipts of the block at `height`."""
         raw = self.db.get(_height_key(RECEIPTS, height))
         return [] if raw is None else [Receipt.from_map(item) for item in codec.decode(raw)]
+
+    def save_proposal(self, height: int, block_hash: bytes, raw: bytes) -> None:
+        """Durably keep a block this validator proposed or precommitted (R27)."""
+        self.db.put(PROPOSAL_BLOCKS + struct.pack(">Q", height) + block_hash, raw, sync=True)
+
+    def saved_proposal(self, height: int, block_hash: bytes) -> bytes | None:
+        """A block kept by `save_proposal`."""
+        return self.db.get(PROPOSAL_BLOCKS + struct.pack(">Q", height) + block_hash)
+
+    def prune_proposals(self, below_height: int) -> None:
+        """Forget kept proposals of heights below `below_height`."""
+        stop = PROPOSAL_BLOCKS + struct.pack(">Q", below_height)
+        with self.db.write_batch() as batch:
+            for key in self.db.iterator(start=PROPOSAL_BLOCKS, stop=stop, include_value=False):
+                batch.delete(key)
 
     def block_events(self, height: int) -> list[dict[str, Any]]:
         """Events of the work done at the start of block `height` (deadlines that fired)."""

@@ -39,8 +39,6 @@ DEV_BALANCE = 100_000 * 1_000_000
 """µMKT of every other dev account (100,000 MKT)."""
 VALIDATOR_BALANCE = 1_000_000 * 1_000_000
 """µMKT of each validator's own account."""
-MAX_NODES_WITHOUT_CONSENSUS = 1
-"""Validators a testnet can run until multi-authority consensus lands (PROTOCOL R25)."""
 
 
 class TestnetError(Exception):
@@ -112,11 +110,6 @@ def create_testnet(
     """Write homes, shared genesis and dev accounts for a new testnet (nothing is started)."""
     if node_count < 1:
         raise TestnetError("a testnet needs at least one node")
-    if node_count > MAX_NODES_WITHOUT_CONSENSUS:
-        raise TestnetError(
-            f"--nodes {node_count}: this version runs a single authority; "
-            "several validators need the BFT consensus that is still being built"
-        )
     directory.mkdir(parents=True, exist_ok=True)
     validator_keys = sorted((KeyPair.generate() for _ in range(node_count)), key=lambda key: key.address)
     accounts_directory = directory / "accounts"
@@ -141,6 +134,8 @@ def create_testnet(
     )
     genesis.validate()
     nodes = []
+    node_keys = [KeyPair.generate() for _ in validator_keys]
+    listen = [f"{node_keys[i].address.hex()}@127.0.0.1:{base_port + 2 * i}" for i in range(node_count)]
     for index, key in enumerate(validator_keys):
         p2p_port, http_port = base_port + 2 * index, base_port + 2 * index + 1
         home = directory / f"node{index}"
@@ -148,9 +143,10 @@ def create_testnet(
             home,
             genesis=genesis,
             http=HttpConfig(port=http_port),
-            p2p=P2pConfig(port=p2p_port),
+            p2p=P2pConfig(port=p2p_port, persistent_peers=tuple(p for j, p in enumerate(listen) if j != index)),
             moniker=f"node{index}",
             validator_key=key,
+            node_key=node_keys[index],
         )
         nodes.append(
             TestnetNode(

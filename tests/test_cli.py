@@ -136,11 +136,33 @@ def test_query_unreachable_node_is_a_clear_error() -> None:
     assert "unreachable" in result.output and "is a node running" in result.output
 
 
-def test_testnet_of_several_nodes_is_refused_for_now(tmp_path: Path) -> None:
-    result = run_cli("testnet", "start", "--nodes", "4", "--home", str(tmp_path / "net"),
-                     "--base-port", str(free_base_port(8)), check=False)
-    assert result.returncode == 1
-    assert "single authority" in result.stderr
+@pytest.mark.integration
+def test_four_validator_testnet_agrees_and_reports_status(tmp_path: Path) -> None:
+    net = tmp_path / "net"
+    run_cli("testnet", "start", "--nodes", "4", "--home", str(net), "--base-port", str(free_base_port(8)))
+    try:
+        nodes = json.loads((net / "testnet.json").read_text())["nodes"]
+        assert len(nodes) == 4 and len({node["validator"] for node in nodes}) == 4
+        sent = json.loads(run_cli("tx", "transfer", "--key", str(net / "accounts" / "faucet.json"),
+                                  "--to", str(net / "accounts" / "alice.json"), "--amount", "2MKT",
+                                  "--node", nodes[3]["http"], "--wait", "--json").stdout)
+        height = sent["height"]
+        hashes = set()
+        for node in nodes:
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while True:
+                status = json.loads(run_cli("query", "status", "--node", node["http"], "--json").stdout)
+                if status["height"] >= height or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            block = json.loads(run_cli("query", "block", str(height), "--node", node["http"], "--json").stdout)
+            hashes.add(block["hash"])
+            assert len(block["commit"]["signatures"]) >= 3
+        assert len(hashes) == 1, "every node holds the same final block"
+        rows = json.loads(run_cli("testnet", "status", "--home", str(net), "--json").stdout)
+        assert all(row["running"] and row["peers"] == 3 for row in rows), rows
+    finally:
+        run_cli("testnet", "stop", "--home", str(net))
 
 
 # --- a real testnet -----------------------------------------------------------------
@@ -203,7 +225,7 @@ def test_testnet_transfer_query_verify_restart(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_devnet_seeds_demo_data_and_stops_on_interrupt(tmp_path: Path) -> None:
-    base = free_base_port(2)
+    base = free_base_port(8)
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "devnet", "--base-port", str(base), "--home", str(tmp_path / "dev")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,

@@ -1,0 +1,163 @@
+"""Block sync: a node that is behind fetches final blocks with their commits (PROTOCOL R30).
+
+For each missing height the node asks a peer that has it for the block and the
+commit that finalized it, checks the commit's signatures against the validator set of
+that height (known from the state after the previous block), re-executes the block and
+checks every root (`apply_block`), then stores it like any final block. Requests are
+pipelined (a window of heights in flight) and retried on another peer on timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from consensus.commit import verify_commit
+from marketplace_tx.block import decode_block, decode_commit
+from marketplace_tx.chain import apply_block
+from marketplace_tx.errors import CodecError, InvalidBlock
+from marketplace_tx.state import State
+from marketplace_tx.validators import set_at
+
+log = logging.getLogger("marketchain.sync")
+
+WINDOW = 16
+"""Heights requested at once."""
+REQUEST_TIMEOUT_S = 5.0
+"""A request unanswered this long is sent to another peer."""
+
+
+class BlockSync:
+    """Keeps the node's chain up to the highest height its peers report."""
+
+    def __init__(self, node: Any, send: Callable[[bytes, str, Any], bool]) -> None:
+        self.node = node
+        """The node (store, genesis, driver)."""
+        self.send = send
+        """Send one message to one peer."""
+        self.peer_heights: dict[bytes, int] = {}
+        """Latest height each peer reported."""
+        self._requested: dict[int, tuple[bytes, float]] = {}
+        self._received: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self._started_at: float | None = None
+        self._start_height = 0
+
+    @property
+    def target_height(self) -> int:
+        """The highest height a peer has reported."""
+        return max(self.peer_heights.values(), default=0)
+
+    @property
+    def syncing(self) -> bool:
+        """True while the node is more than one block behind a peer."""
+        return self.target_height > self.node.store.head().height + 1
+
+    def progress(self) -> dict[str, Any]:
+        """Heights done and to go, for `/status` and logs."""
+        head = self.node.store.head().height
+        return {"height": head, "target": self.target_height, "syncing": self.syncing}
+
+    def peer_height(self, peer: bytes, height: int) -> None:
+        """A peer says it has blocks up to `height`."""
+        if height > self.peer_heights.get(peer, 0):
+            self.peer_heights[peer] = height
+        self.request_missing()
+
+    def peer_gone(self, peer: bytes) -> None:
+        """Forget a disconnected peer and re-route its requests."""
+        self.peer_heights.pop(peer, None)
+        for height, (asked, _) in list(self._requested.items()):
+            if asked == peer:
+                del self._requested[height]
+        self.request_missing()
+
+    def request_missing(self) -> None:
+        """Ask for the next missing heights from peers that have them."""
+        head = self.node.store.head().height
+        now = time.monotonic()
+        for height in range(head + 1, min(head + WINDOW, self.target_height) + 1):
+            if height in self._received:
+                continue
+            asked = self._requested.get(height)
+            if asked is not None and now - asked[1] < REQUEST_TIMEOUT_S:
+                continue
+            candidates = [peer for peer, top in self.peer_heights.items() if top >= height and (asked is None or peer != asked[0])]
+            if not candidates and asked is not None:
+                candidates = [asked[0]]
+            if not candidates:
+                continue
+            peer = candidates[height % len(candidates)]
+            if self.send(peer, "block_request", {"height": height}):
+                self._requested[height] = (peer, now)
+                if self._started_at is None:
+                    self._started_at, self._start_height = now, head
+        if self._requested:
+            asyncio.get_running_loop().call_later(REQUEST_TIMEOUT_S, self.request_missing)
+
+    def serve(self, peer: bytes, body: Any) -> None:
+        """Answer a peer's `block_request` with the block and its commit, if stored."""
+        height = body.get("height") if isinstance(body, dict) else None
+        if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+            self.node.penalize(peer, 10, "block_request malformed")
+            return
+        block = self.node.store.block_bytes(height)
+        commit = self.node.store.commit(height)
+        if block is None or commit is None:
+            return
+        self.send(peer, "block_response", {"height": height, "block": block, "commit": commit.encode()})
+
+    def receive(self, peer: bytes, body: Any) -> None:
+        """A `block_response`: keep it, then apply every consecutive block."""
+        if not isinstance(body, dict) or not isinstance(body.get("height"), int) or isinstance(body.get("height"), bool):
+            self.node.penalize(peer, 10, "block_response malformed")
+            return
+        height = body["height"]
+        if not isinstance(body.get("block"), bytes) or not isinstance(body.get("commit"), bytes):
+            self.node.penalize(peer, 10, "block_response malformed")
+            return
+        if height <= self.node.store.head().height or height in self._received:
+            return
+        self._received[height] = (peer, body["block"], body["commit"])
+        self._requested.pop(height, None)
+        self.node.driver.submit(self._apply_ready)
+
+    async def _apply_ready(self) -> None:
+        store = self.node.store
+        applied = 0
+        while True:
+            tip = store.head()
+            entry = self._received.pop(tip.height + 1, None)
+            if entry is None:
+                break
+            peer, raw_block, raw_commit = entry
+            try:
+                block = decode_block(raw_block, self.node.genesis.params.max_block_bytes)
+                commit = decode_commit(raw_commit)
+                if commit.block_hash != block.hash or commit.height != block.header.height:
+                    raise InvalidBlock("the commit is not for this block")
+                validators = set_at(State(store), block.header.height)
+                verify_commit(commit, self.node.genesis.chain_id, block.hash, block.header.height, validators)
+                result = await asyncio.to_thread(
+                    apply_block, store, tip, self.node.genesis.chain_id, self.node.genesis.params, block,
+                    self.node.mempool.signature_known_valid,
+                )
+            except (InvalidBlock, CodecError) as error:
+                log.warning("block %d from %s rejected: %s", tip.height + 1, peer.hex()[:12], error)
+                self.node.penalize(peer, 50, f"sync block invalid: {error}")
+                self.peer_heights.pop(peer, None)
+                break
+            await asyncio.to_thread(store.commit_block, result, commit)
+            self.node.after_block(result)
+            applied += 1
+        if applied:
+            head = store.head().height
+            if self._started_at is not None:
+                rate = (head - self._start_height) / max(time.monotonic() - self._started_at, 1e-6)
+                log.info("synced to %d of %d (%.1f blocks/s)", head, self.target_height, rate)
+            if not self.syncing:
+                self._started_at = None
+            self.node.driver.resync()
+        self.request_missing()

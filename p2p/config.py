@@ -1,0 +1,76 @@
+"""Tunable limits of the peer-to-peer layer, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p2p.framing import MAX_FRAME_BYTES
+from p2p.handshake import HANDSHAKE_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class PeerManagerConfig:
+    """Every knob of `PeerManager`; the defaults suit a small authority network."""
+
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    """Largest encrypted frame accepted or sent (at most the protocol's 8 MiB, R31)."""
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    """Time a new connection has to complete the handshake."""
+    idle_timeout_s: float = 60.0
+    """A connection on which nothing arrives for this long is closed."""
+    ping_interval_s: float = 15.0
+    """How often a ping is sent, so that a healthy idle connection is never idle."""
+    max_inbound: int = 40
+    """Most accepted connections (those still in the handshake included)."""
+    max_outbound: int = 10
+    """Most dialed connections to peers learned by exchange (persistent peers are always dialed)."""
+    messages_per_s: float = 1000.0
+    """Sustained messages per second accepted from one peer."""
+    message_burst: float = 2000.0
+    """Messages a peer may send at once before the rate applies."""
+    bytes_per_s: float = 16 * 1024 * 1024
+    """Sustained bytes per second accepted from one peer."""
+    byte_burst: float = 32 * 1024 * 1024
+    """Bytes a peer may send at once before the rate applies."""
+    send_queue_size: int = 4096
+    """Messages waiting to be written to one peer; beyond it new ones are dropped."""
+    receive_queue_size: int = 1024
+    """Messages read from one peer and waiting for the application; beyond it reading pauses."""
+    initial_score: float = 100.0
+    """Score of a new peer, and the most it recovers to."""
+    score_recovery_per_s: float = 0.1
+    """Score a peer regains per second of good behaviour."""
+    ban_threshold: float = 0.0
+    """A peer whose score drops below this is disconnected and banned."""
+    ban_duration_s: float = 600.0
+    """How long a banned node address and listen address stay refused."""
+    penalty_invalid_message: float = 20.0
+    """Score lost for an envelope that does not decode or an unknown kind."""
+    penalty_bad_frame: float = 50.0
+    """Score lost for an oversized, truncated or unauthenticated frame (the connection closes)."""
+    penalty_flood: float = 5.0
+    """Score lost per message dropped by the rate limit."""
+    dial_timeout_s: float = 5.0
+    """Time to open a TCP connection before the handshake starts."""
+    backoff_initial_s: float = 0.5
+    """Delay before the first redial of a failed or lost peer."""
+    backoff_max_s: float = 60.0
+    """Longest delay between redials."""
+    backoff_jitter: float = 0.25
+    """Random extra delay, as a fraction of the backoff (0.25: up to +25 %)."""
+    max_dial_failures: int = 8
+    """Failed dials after which an exchanged (not persistent) address is forgotten."""
+    pex: bool = True
+    """Exchange peer addresses and dial new ones up to `max_outbound`."""
+    pex_interval_s: float = 30.0
+    """How often the connected peers' listen addresses are sent to every peer."""
+    max_known_addresses: int = 1000
+    """Most exchanged addresses remembered."""
+    seen_cache_size: int = 100_000
+    """Gossip message hashes remembered so that nothing is delivered or relayed twice."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_frame_bytes <= MAX_FRAME_BYTES:
+            raise ValueError(f"max_frame_bytes must be 1 … {MAX_FRAME_BYTES}")
+        if self.max_inbound < 0 or self.max_outbound < 0:
+            raise ValueError("peer limits cannot be negative")

@@ -1,0 +1,224 @@
+"""One live peer: an encrypted connection with send and receive queues (R31, R32).
+
+Four tasks serve it: the reader (decrypts frames, applies the rate limit and the idle
+timeout, answers pings), the dispatcher (hands messages to the manager in arrival
+order), the writer (seals and writes queued messages) and the pinger. Any broken
+frame closes the connection; a malformed or excess message is dropped and reported
+to the manager, which scores the peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from p2p.config import PeerManagerConfig
+from p2p.errors import ChannelError, ConnectionClosed, FrameError, MessageError
+from p2p.handshake import HandshakeResult
+from p2p.messages import Message, decode_message, encode_message
+from p2p.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+INBOUND = "inbound"
+"""Direction of a connection the peer opened to us."""
+OUTBOUND = "outbound"
+"""Direction of a connection we dialed."""
+
+_PING = encode_message("ping", {})
+_PONG = encode_message("pong", {})
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A snapshot of one connected peer, for the node and its `/status`."""
+
+    node_address: bytes
+    """The peer's proven node key; also its id in `send` and `report`."""
+    remote_address: str
+    """`host:port` of the TCP connection's far end."""
+    direction: str
+    """`inbound` (it dialed us) or `outbound` (we dialed it)."""
+    score: float
+    """Current score; below the ban threshold the peer is disconnected and banned."""
+    listen_address: str | None
+    """`host:port` where it accepts peers, if it announced a listen port."""
+    height: int | None
+    """The height of its last `status` message, if any."""
+
+
+class PeerHandler(Protocol):
+    """What a peer reports to its manager."""
+
+    async def handle_message(self, peer: Peer, message: Message, data: bytes) -> None:
+        """A valid message arrived (in order); `data` is its envelope bytes."""
+
+    def penalize(self, peer: Peer, penalty: float, reason: str) -> None:
+        """The peer misbehaved; lower its score (and maybe close and ban it)."""
+
+    def peer_closed(self, peer: Peer, reason: str) -> None:
+        """The connection is gone; called exactly once."""
+
+
+class Peer:
+    """An authenticated connection and the tasks that serve it."""
+
+    def __init__(
+        self,
+        result: HandshakeResult,
+        direction: str,
+        remote_host: str,
+        remote_port: int,
+        config: PeerManagerConfig,
+        handler: PeerHandler,
+    ) -> None:
+        self.channel = result.channel
+        """The encrypted frame stream."""
+        self.node_address = result.peer.node_address
+        """The peer's proven node key."""
+        self.listen_port = result.peer.listen_port
+        """The port the peer listens on (0: none)."""
+        self.direction = direction
+        """`inbound` or `outbound`."""
+        self.remote_host = remote_host
+        """IP address of the far end."""
+        self.remote_port = remote_port
+        """TCP port of the far end."""
+        self.height: int | None = None
+        """Height from the peer's last `status`."""
+        self.close_reason: str | None = None
+        """Why the connection was closed, once it is."""
+        self._config = config
+        self._handler = handler
+        self._limiter = RateLimiter(
+            config.messages_per_s, config.message_burst, config.bytes_per_s, config.byte_burst
+        )
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(config.send_queue_size)
+        self._inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(config.receive_queue_size)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._closed = asyncio.Event()
+
+    @property
+    def remote_address(self) -> str:
+        """`host:port` of the far end."""
+        return f"{self.remote_host}:{self.remote_port}"
+
+    @property
+    def listen_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) where the peer accepts connections, if it announced one."""
+        return (self.remote_host, self.listen_port) if self.listen_port else None
+
+    @property
+    def is_closing(self) -> bool:
+        """True once `close` was called."""
+        return self._closing
+
+    def start(self) -> None:
+        """Start serving the connection."""
+        for loop in (self._read_loop, self._dispatch_loop, self._write_loop, self._ping_loop):
+            self._tasks.append(
+                asyncio.create_task(
+                    loop(), name=f"peer-{self.node_address.hex()[:8]}-{loop.__name__}"
+                )
+            )
+
+    def send_encoded(self, data: bytes) -> bool:
+        """Queue an encoded envelope; False if the connection is closing or its queue is full."""
+        if self._closing or len(data) > self.channel.max_plaintext_bytes:
+            return False
+        try:
+            self._outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            log.debug("send queue of %s full; message dropped", self.node_address.hex())
+            return False
+        return True
+
+    def send(self, kind: str, body: object) -> bool:
+        """Encode and queue one message."""
+        return self.send_encoded(encode_message(kind, body))
+
+    def close(self, reason: str) -> None:
+        """Close the connection (idempotent); the manager hears of it through `peer_closed`."""
+        if self._closing:
+            return
+        self._closing = True
+        self.close_reason = reason
+        log.info("closing peer %s (%s): %s", self.node_address.hex(), self.remote_address, reason)
+        current = asyncio.current_task()
+        others = [task for task in self._tasks if task is not current]
+        for task in others:
+            task.cancel()
+        self._tasks.append(asyncio.create_task(self._finish(others, reason)))
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is fully closed."""
+        await self._closed.wait()
+
+    async def _finish(self, tasks: list[asyncio.Task[None]], reason: str) -> None:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.channel.close()
+        self._closed.set()
+        self._handler.peer_closed(self, reason)
+
+    async def _read_loop(self) -> None:
+        while not self._closing:
+            try:
+                async with asyncio.timeout(self._config.idle_timeout_s):
+                    plaintext = await self.channel.receive()
+            except TimeoutError:
+                self.close(f"idle for {self._config.idle_timeout_s:g} s")
+                return
+            except ConnectionClosed:
+                self.close("closed by the peer")
+                return
+            except (FrameError, ChannelError) as error:
+                self._handler.penalize(self, self._config.penalty_bad_frame, error.message)
+                self.close(f"{error.code}: {error.message}")
+                return
+            except OSError as error:
+                self.close(f"socket error: {error}")
+                return
+            self._receive(plaintext)
+            if self._inbox.full():
+                await self._inbox.join()
+
+    def _receive(self, plaintext: bytes) -> None:
+        if not self._limiter.allow(len(plaintext)):
+            self._handler.penalize(self, self._config.penalty_flood, "rate limit exceeded")
+            return
+        try:
+            message = decode_message(plaintext)
+        except MessageError as error:
+            self._handler.penalize(self, self._config.penalty_invalid_message, error.message)
+            return
+        if message.kind == "ping":
+            self.send_encoded(_PONG)
+        elif message.kind != "pong":
+            self._inbox.put_nowait((message, plaintext))
+
+    async def _dispatch_loop(self) -> None:
+        while not self._closing:
+            message, data = await self._inbox.get()
+            try:
+                await self._handler.handle_message(self, message, data)
+            except Exception:  # the handler's bug must not kill the connection
+                log.exception("handling %s from %s failed", message.kind, self.node_address.hex())
+            finally:
+                self._inbox.task_done()
+
+    async def _write_loop(self) -> None:
+        while not self._closing:
+            data = await self._outbox.get()
+            try:
+                await self.channel.send(data)
+            except (OSError, FrameError, ChannelError) as error:
+                self.close(f"write failed: {error}")
+                return
+
+    async def _ping_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self._config.ping_interval_s)
+            self.send_encoded(_PING)
