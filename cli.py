@@ -570,6 +570,15 @@ def tx_role_revoke(account: str, role: str, **common: Any) -> None:
     _send("role_revoke", {"account": _address(account, "--account"), "role": role}, **common)
 
 
+@tx.command("validator-vote")
+@click.option("--action", required=True, type=click.Choice(["add", "remove"]))
+@click.option("--validator", required=True, help="Validator: address, key name or key file.")
+@_tx_options
+def tx_validator_vote(action: str, validator: str, **common: Any) -> None:
+    """Vote to add or remove a validator (validators only; passes with > 2/3, signs from H+2, R34)."""
+    _send("validator_vote", {"action": action, "validator": _address(validator, "--validator")}, **common)
+
+
 # --- marketplace transactions (PROTOCOL §4) -----------------------------------------
 
 
@@ -958,6 +967,26 @@ def query_status(node_url: str, as_json: bool) -> None:
     """The node's chain, height and role."""
     status = _call(_client(node_url).status)
     _echo_json(status) if as_json else click.echo(key_value_table(list(status.items())))
+
+
+@query.command("validators")
+@click.option("--height", type=click.IntRange(1), default=None, help="Height (default: the next block).")
+@node_option
+@json_option
+def query_validators(height: int | None, node_url: str, as_json: bool) -> None:
+    """The validator set, decided changes, pending votes and punished validators."""
+    view = _call(_client(node_url).get, "/validators" + (f"?height={height}" if height else ""))
+    if as_json:
+        _echo_json(view)
+        return
+    click.echo(f"height {view['height']}  proposer (round 0) {view['proposer']}")
+    click.echo(column_table(["validator"], [[v["address"]] for v in view["validators"]]))
+    for change in view["scheduled"]:
+        click.echo(f"from height {change['height']}: {len(change['validators'])} validators")
+    for vote in view["pending_votes"]:
+        click.echo(f"pending: {vote['action']} {vote['validator']} ({len(vote['voters'])} vote(s))")
+    for item in view["evidence"]:
+        click.echo(f"punished: {item['validator']} (equivocated at height {item['evidence_height']})")
 
 
 @query.command("account")

@@ -137,18 +137,20 @@ def upon_decision(state: ConsensusState) -> Result | None:
             continue
         for record in records.values():
             if record.valid and quorum(state, precommits.count(record.block_hash)):
-                commit = Commit(
-                    record.block_hash,
-                    state.height,
-                    round_number,
-                    precommits.commit_signatures(record.block_hash),
-                )
                 decided = state.evolve(decision=Decision(round_number, record.block_hash))
-                action = DecideBlock(
-                    state.height, round_number, record.block_hash, record.block, commit
-                )
-                return decided, [action]
+                return decided, [decide_action(decided)]
     return None
+
+
+def decide_action(state: ConsensusState) -> DecideBlock:
+    """The `DecideBlock` of a decided height, with every precommit for the block known
+    in the deciding round (more than 2/3), sorted by validator (R24)."""
+    assert state.decision is not None
+    round_number, block_hash = state.decision.round, state.decision.block_hash
+    record = state.proposals[round_number][block_hash]
+    signatures = state.vote_set(round_number, PRECOMMIT).commit_signatures(block_hash)
+    commit = Commit(block_hash, state.height, round_number, signatures)
+    return DecideBlock(state.height, round_number, block_hash, record.block, commit)
 
 
 def upon_round_skip(state: ConsensusState) -> Result | None:

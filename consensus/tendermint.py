@@ -26,7 +26,14 @@ from consensus.events import (
     WorkAvailable,
 )
 from consensus.proposal import NO_POL_ROUND
-from consensus.rules import Result, apply_rules, on_timeout, schedule_timeout, start_round
+from consensus.rules import (
+    Result,
+    apply_rules,
+    decide_action,
+    on_timeout,
+    schedule_timeout,
+    start_round,
+)
 from consensus.state import ConsensusState, ProposalRecord, with_proposal, with_vote
 from consensus.timeouts import Step, TimeoutConfig
 from consensus.vote import VOTE_TYPES, SignedVote
@@ -189,8 +196,11 @@ def _proposal_built(state: ConsensusState, event: ProposalBuilt) -> Result:
 
 def _node_restarted(state: ConsensusState, event: NodeRestarted) -> Result:
     """Timers die with the process: schedule again those the current round still
-    waits on, and ask again for a block being built."""
-    if not state.started or state.decision is not None:
+    waits on, ask again for a block being built, and repeat a decision the driver may
+    not have stored (it must store a decided block idempotently)."""
+    if state.decision is not None:
+        return state, [decide_action(state)]
+    if not state.started:
         return state, []
     actions: list[Action] = []
     if state.pending_build == state.round:

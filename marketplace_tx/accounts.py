@@ -28,7 +28,7 @@ def load_account(state: State, address: bytes) -> Account:
     raw = state.get(account_key(address))
     if raw is None:
         return Account()
-    value = codec.decode(raw)
+    value = codec.decode_trusted(raw)
     return Account(balance=value["balance"], nonce=value["nonce"])
 
 
@@ -80,7 +80,7 @@ def roles_of(state: State, address: bytes) -> list[str]:
 def role_record(state: State, address: bytes, role: str) -> dict[str, Any] | None:
     """The record of a held role: evidence hash, granting registrar and height."""
     raw = state.get(role_key(address, role))
-    return None if raw is None else codec.decode(raw)
+    return None if raw is None else codec.decode_trusted(raw)
 
 
 def grant_role(state: State, address: bytes, role: str, record: dict[str, Any]) -> None:

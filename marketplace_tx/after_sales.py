@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from marketplace_tx.accounts import credit
@@ -16,6 +15,7 @@ from marketplace_tx.order_records import (
     with_history,
 )
 from marketplace_tx.orders import finish_by_tx, order_event
+from marketplace_tx.records import evolve
 from marketplace_tx.state import State
 
 REFUNDABLE_STATES = ("accepted", "shipped", "delivered", "return_requested", "disputed")
@@ -50,7 +50,7 @@ def apply_order_refund(state: State, context: TxContext, payload: dict[str, Any]
         return finish_by_tx(state, context, order_id, order, "refunded", "order_refund", amount=amount)
     credit(state, order.buyer, amount)
     origin = Origin.of_tx(context)
-    updated = replace(order, escrow=order.escrow - amount, refunded=order.refunded + amount)
+    updated = evolve(order, escrow=order.escrow - amount, refunded=order.refunded + amount)
     updated = with_history(updated, "order_refund", origin, amount=amount)
     store_order(state, order_id, updated, order)
     return [{"type": "partial_refund", "order_id": order_id, "amount": amount, "escrow": updated.escrow}]

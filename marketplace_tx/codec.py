@@ -34,21 +34,32 @@ def encode(value: Any) -> bytes:
 
 
 def _canonical_form(value: Any, depth: int) -> Any:
+    # Exact-type dispatch first (the hot path: state records and transactions), then
+    # the general isinstance checks for subclasses and the rarer types.
     if depth > MAX_NESTING_DEPTH:
         raise CodecError("malformed", "structure nested too deeply")
-    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
+    kind = type(value)
+    if kind is bytes or kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, int):
+    if kind is int:
         if value < INT64_MIN or value > UINT64_MAX:
             raise CodecError("malformed", f"integer {value} out of range")
         return value
-    if isinstance(value, dict):
+    if kind is dict:
         for key in value:
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise CodecError("malformed", f"map key {key!r} is not text")
         return {key: _canonical_form(value[key], depth + 1) for key in sorted(value)}
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple:
         return [_canonical_form(item, depth + 1) for item in value]
+    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, int):
+        return _canonical_form(int(value), depth)
+    if isinstance(value, dict):
+        return _canonical_form(dict(value), depth)
+    if isinstance(value, (list, tuple)):
+        return _canonical_form(list(value), depth)
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise CodecError("malformed", f"type {type(value).__name__} cannot be encoded")
@@ -119,3 +130,9 @@ def _check_canonical_structure(value: Any, depth: int) -> None:
     elif not (value is None or isinstance(value, (str, bytes, int))):
         # msgpack decodes its Timestamp extension (type −1) without calling ext_hook.
         raise CodecError("malformed", f"type {type(value).__name__} is not allowed")
+
+
+def decode_trusted(data: bytes) -> Any:
+    """Decode bytes this node wrote itself after `encode` (committed state, its own
+    indexes): no canonical re-check. Never use it on bytes from a peer or a client."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)

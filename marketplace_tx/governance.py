@@ -34,7 +34,7 @@ def apply_validator_vote(state: State, context: TxContext, payload: dict[str, An
         raise RuleError("invalid_state", "payload.validator: the set cannot become empty")
     key = validator_vote_key(action, validator)
     raw = state.get(key)
-    voters = list(codec.decode(raw)["voters"]) if raw is not None else []
+    voters = list(codec.decode_trusted(raw)["voters"]) if raw is not None else []
     if context.sender in voters:
         raise RuleError("already_exists", "sender: already voted for this change")
     voters = sorted([*voters, context.sender])

@@ -8,14 +8,14 @@ transferred.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from marketplace_tx import codec
 from marketplace_tx.accounts import has_role
 from marketplace_tx.context import Origin, TxContext
 from marketplace_tx.errors import RuleError
-from marketplace_tx.records import load_record, store_record
+from marketplace_tx.records import evolve, load_record, store_record
 from marketplace_tx.state import State
 from marketplace_tx.state_keys import item_history_key, item_history_prefix, item_key
 
@@ -65,7 +65,7 @@ def store_item(state: State, item_id: str, item: Item) -> None:
 def append_history(state: State, item_id: str, item: Item, entry: dict[str, Any]) -> Item:
     """Append one history entry and return the item with its new length (R22)."""
     state.put(item_history_key(item_id, item.history_length), codec.encode(entry))
-    updated = replace(item, history_length=item.history_length + 1)
+    updated = evolve(item, history_length=item.history_length + 1)
     store_item(state, item_id, updated)
     return updated
 
@@ -73,7 +73,7 @@ def append_history(state: State, item_id: str, item: Item, entry: dict[str, Any]
 def item_history(state: State, item_id: str) -> list[dict[str, Any]]:
     """Every history entry of an item, oldest first."""
     start, end = item_history_prefix(item_id)
-    return [codec.decode(value) for _, value in state.scan(start, end)]
+    return [codec.decode_trusted(value) for _, value in state.scan(start, end)]
 
 
 def apply_item_register(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -132,7 +132,7 @@ def apply_item_transfer(state: State, context: TxContext, payload: dict[str, Any
         )
     if item.listing_id is not None:
         raise RuleError("invalid_state", f"payload.item_id: {item_id!r} is listed or reserved by an order")
-    updated = replace(item, custodian=recipient) if custody_only else replace(item, owner=recipient, custodian=recipient)
+    updated = evolve(item, custodian=recipient) if custody_only else evolve(item, owner=recipient, custodian=recipient)
     entry = {
         "kind": "transfer",
         "actor": context.sender,
@@ -146,27 +146,27 @@ def apply_item_transfer(state: State, context: TxContext, payload: dict[str, Any
 
 def list_item(state: State, item_id: str, listing_id: bytes, origin: Origin, seller: bytes) -> None:
     """Attach an item to a listing with a `listed` entry (R22)."""
-    item = replace(require_item(state, item_id), listing_id=listing_id)
+    item = evolve(require_item(state, item_id), listing_id=listing_id)
     append_history(state, item_id, item, {"kind": "listed", "actor": seller, "listing_id": listing_id, **origin.to_map()})
 
 
 def unlist_item(state: State, item_id: str) -> None:
     """Detach an item from its listing (listing deactivated)."""
-    store_item(state, item_id, replace(require_item(state, item_id), listing_id=None, order_id=None))
+    store_item(state, item_id, evolve(require_item(state, item_id), listing_id=None, order_id=None))
 
 
 def reserve_item(state: State, item_id: str, order_id: bytes) -> None:
     """Mark an item as reserved by an order."""
-    store_item(state, item_id, replace(require_item(state, item_id), order_id=order_id))
+    store_item(state, item_id, evolve(require_item(state, item_id), order_id=order_id))
 
 
 def release_item(state: State, item_id: str, listing_active: bool) -> None:
     """An order ended without sale: the item goes back to its listing, or is freed if it is inactive."""
     item = require_item(state, item_id)
-    store_item(state, item_id, replace(item, order_id=None, listing_id=item.listing_id if listing_active else None))
+    store_item(state, item_id, evolve(item, order_id=None, listing_id=item.listing_id if listing_active else None))
 
 
 def sell_item(state: State, item_id: str, buyer: bytes, order_id: bytes, origin: Origin) -> None:
     """A completed order hands ownership and custody to the buyer with a `sold` entry (R22)."""
-    item = replace(require_item(state, item_id), owner=buyer, custodian=buyer, listing_id=None, order_id=None)
+    item = evolve(require_item(state, item_id), owner=buyer, custodian=buyer, listing_id=None, order_id=None)
     append_history(state, item_id, item, {"kind": "sold", "order_id": order_id, "to": buyer, **origin.to_map()})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from marketplace_tx.context import Origin, TxContext
 from marketplace_tx.errors import RuleError
 from marketplace_tx.items import list_item, load_item, release_item, reserve_item, unlist_item
-from marketplace_tx.records import load_record, store_record
+from marketplace_tx.records import evolve, load_record, store_record
 from marketplace_tx.shops import require_shop
 from marketplace_tx.state import State
 from marketplace_tx.state_keys import listing_key
@@ -142,7 +142,7 @@ def apply_listing_update(state: State, context: TxContext, payload: dict[str, An
                 unlist_item(state, item_id)
             changes["item_ids"] = listing.reserved_items
             changes["stock"] = 0
-    store_listing(state, listing_id, replace(listing, **changes))
+    store_listing(state, listing_id, evolve(listing, **changes))
     return [{"type": "listing_updated", "listing_id": listing_id, "fields": sorted(payload.keys() - {"listing_id"})}]
 
 
@@ -156,7 +156,7 @@ def take_stock(state: State, listing_id: bytes, listing: Listing, quantity: int,
     store_listing(
         state,
         listing_id,
-        replace(listing, stock=listing.stock - quantity, reserved_items=listing.reserved_items + reserved),
+        evolve(listing, stock=listing.stock - quantity, reserved_items=listing.reserved_items + reserved),
     )
     return reserved
 
@@ -171,9 +171,9 @@ def return_stock(state: State, listing_id: bytes, quantity: int, item_ids: tuple
     if listing.item_listing:
         kept = listing.item_ids if listing.active else tuple(i for i in listing.item_ids if i not in item_ids)
         available = [i for i in kept if i not in reserved]
-        store_listing(state, listing_id, replace(listing, item_ids=kept, reserved_items=reserved, stock=len(available)))
+        store_listing(state, listing_id, evolve(listing, item_ids=kept, reserved_items=reserved, stock=len(available)))
     else:
-        store_listing(state, listing_id, replace(listing, stock=min(listing.stock + quantity, UINT64_MAX)))
+        store_listing(state, listing_id, evolve(listing, stock=min(listing.stock + quantity, UINT64_MAX)))
 
 
 def record_sale(state: State, listing_id: bytes, quantity: int, item_ids: tuple[str, ...]) -> None:
@@ -183,7 +183,7 @@ def record_sale(state: State, listing_id: bytes, quantity: int, item_ids: tuple[
     store_listing(
         state,
         listing_id,
-        replace(
+        evolve(
             listing,
             sold=listing.sold + quantity,
             item_ids=tuple(i for i in listing.item_ids if i not in item_ids),

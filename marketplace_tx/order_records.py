@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from marketplace_tx.context import Origin
 from marketplace_tx.errors import RuleError
 from marketplace_tx.params import Params
-from marketplace_tx.records import load_record, store_record
+from marketplace_tx.records import evolve, load_record, store_record
 from marketplace_tx.state import State
 from marketplace_tx.state_keys import deadline_key, order_key
 
@@ -143,7 +143,7 @@ def store_order(state: State, order_id: bytes, order: Order, previous: Order | N
 def with_history(order: Order, event: str, origin: Origin, **details: Any) -> Order:
     """The order with one more history entry (R18)."""
     entry = {"event": event, "state": order.state, **origin.to_map(), **details}
-    return replace(order, history=order.history + (entry,))
+    return evolve(order, history=order.history + (entry,))
 
 
 def enter_state(order: Order, new_state: str, origin: Origin, params: Params) -> Order:
@@ -153,8 +153,8 @@ def enter_state(order: Order, new_state: str, origin: Origin, params: Params) ->
         changes[STATE_TIMESTAMPS[new_state]] = origin.time
     if new_state in TERMINAL_STATES:
         changes["ended_at"] = origin.time
-    moved = replace(order, **changes)
-    return replace(moved, deadline=deadline_of(moved, params))
+    moved = evolve(order, **changes)
+    return evolve(moved, deadline=deadline_of(moved, params))
 
 
 def require_state(order: Order, allowed: tuple[str, ...], action: str) -> None:

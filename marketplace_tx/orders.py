@@ -6,7 +6,6 @@ order (R13); the settlement module pays it out when the order ends.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from marketplace_tx.accounts import debit, has_role
@@ -22,6 +21,7 @@ from marketplace_tx.order_records import (
     with_history,
 )
 from marketplace_tx.points import take_points
+from marketplace_tx.records import evolve
 from marketplace_tx.reputation import record_outcome
 from marketplace_tx.settlement import finish_order
 from marketplace_tx.shops import require_shop
@@ -120,7 +120,7 @@ def _buyer_order(state: State, context: TxContext, payload: dict[str, Any], acti
 def _move(state: State, context: TxContext, order_id: bytes, order: Order, new_state: str, tx_type: str,
           **changes: Any) -> list[dict[str, Any]]:
     origin = Origin.of_tx(context)
-    moved = enter_state(replace(order, **changes), new_state, origin, context.block.params)
+    moved = enter_state(evolve(order, **changes), new_state, origin, context.block.params)
     details = {name: value for name, value in changes.items() if name in ("carrier", "tracking")}
     moved = with_history(moved, tx_type, origin, **details)
     store_order(state, order_id, moved, order)

@@ -13,7 +13,7 @@ UINT64_MAX = 2**64 - 1
 def points_balance(state: State, shop_id: bytes, account: bytes) -> int:
     """Points `account` holds at `shop_id`."""
     raw = state.get(points_key(shop_id, account))
-    return 0 if raw is None else codec.decode(raw)
+    return 0 if raw is None else codec.decode_trusted(raw)
 
 
 def _store(state: State, shop_id: bytes, account: bytes, points: int) -> None:
@@ -40,4 +40,4 @@ def take_points(state: State, shop_id: bytes, account: bytes, points: int) -> No
 def points_of_account(state: State, account: bytes) -> dict[bytes, int]:
     """Points `account` holds, by shop id."""
     start, end = points_prefix(account)
-    return {key[len(start):]: codec.decode(value) for key, value in state.scan(start, end)}
+    return {key[len(start):]: codec.decode_trusted(value) for key, value in state.scan(start, end)}

@@ -7,7 +7,6 @@ omitted). Tuples are stored as arrays and read back as tuples.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, TypeVar
 
 from marketplace_tx import codec
@@ -16,14 +15,22 @@ from marketplace_tx.state import State
 RecordType = TypeVar("RecordType")
 
 
+def evolve(record: RecordType, **changes: Any) -> RecordType:
+    """A copy of a frozen dataclass record with `changes` (a fast `dataclasses.replace`
+    for plain records: no `__init__`, no `__post_init__`)."""
+    copy = object.__new__(type(record))
+    copy.__dict__.update(record.__dict__)
+    copy.__dict__.update(changes)
+    return copy
+
+
 def record_to_map(record: Any) -> dict[str, Any]:
     """The canonical map of a dataclass record."""
     result: dict[str, Any] = {}
-    for item in fields(record):
-        value = getattr(record, item.name)
+    for name, value in record.__dict__.items():
         if value is None or value == ():
             continue
-        result[item.name] = list(value) if isinstance(value, tuple) else value
+        result[name] = list(value) if type(value) is tuple else value
     return result
 
 
@@ -35,7 +42,7 @@ def record_from_map(record_type: type[RecordType], value: dict[str, Any]) -> Rec
 def load_record(state: State, key: bytes, record_type: type[RecordType]) -> RecordType | None:
     """The record stored under `key`, or None."""
     raw = state.get(key)
-    return None if raw is None else record_from_map(record_type, codec.decode(raw))
+    return None if raw is None else record_from_map(record_type, codec.decode_trusted(raw))
 
 
 def store_record(state: State, key: bytes, record: Any) -> None:

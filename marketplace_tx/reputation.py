@@ -13,9 +13,9 @@ rating weighs 600, fulfilment 300 and disputes 100; each term is at most its wei
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from marketplace_tx.records import load_record, store_record
+from marketplace_tx.records import evolve, load_record, store_record
 from marketplace_tx.state import State
 from marketplace_tx.state_keys import merchant_reputation_key, shop_reputation_key
 
@@ -66,7 +66,7 @@ def load_reputation(state: State, key: bytes) -> Reputation:
     reputation = load_record(state, key, Reputation)
     if reputation is None:
         reputation = Reputation()
-        return replace(reputation, trust_score=trust_score(reputation))
+        return evolve(reputation, trust_score=trust_score(reputation))
     return reputation
 
 
@@ -82,10 +82,10 @@ def merchant_reputation(state: State, address: bytes) -> Reputation:
 
 def _bump(reputation: Reputation, counters: dict[str, int]) -> Reputation:
     values = {name: min(getattr(reputation, name) + amount, UINT64_MAX) for name, amount in counters.items()}
-    updated = replace(reputation, **values)
+    updated = evolve(reputation, **values)
     average = updated.rating_sum * 100 // updated.rating_count if updated.rating_count else 0
-    updated = replace(updated, avg_rating_x100=average)
-    return replace(updated, trust_score=trust_score(updated))
+    updated = evolve(updated, avg_rating_x100=average)
+    return evolve(updated, trust_score=trust_score(updated))
 
 
 def record_outcome(state: State, shop_id: bytes, merchant: bytes, **counters: int) -> None:

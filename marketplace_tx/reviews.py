@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from marketplace_tx.context import Origin, TxContext
 from marketplace_tx.errors import RuleError
 from marketplace_tx.order_records import require_order, require_state, store_order
+from marketplace_tx.records import evolve
 from marketplace_tx.reputation import record_outcome
 from marketplace_tx.state import State
 
@@ -31,7 +31,7 @@ def apply_review_submit(state: State, context: TxContext, payload: dict[str, Any
     review: dict[str, Any] = {"rating": rating, "time": origin.time, "height": origin.height, "tx": context.tx_hash}
     if "text" in payload:
         review["text"] = payload["text"]
-    store_order(state, order_id, replace(order, review=review), order)
+    store_order(state, order_id, evolve(order, review=review), order)
     record_outcome(state, order.shop_id, order.merchant, rating_count=1, rating_sum=rating)
     return [{"type": "review", "order_id": order_id, "shop_id": order.shop_id, "rating": rating}]
 
@@ -47,5 +47,5 @@ def apply_review_reply(state: State, context: TxContext, payload: dict[str, Any]
     if "reply" in order.review:
         raise RuleError("already_exists", "payload.order_id: the review already has a reply")
     reply = {"text": payload["text"], "time": context.block.time, "height": context.block.height, "tx": context.tx_hash}
-    store_order(state, order_id, replace(order, review={**order.review, "reply": reply}), order)
+    store_order(state, order_id, evolve(order, review={**order.review, "reply": reply}), order)
     return [{"type": "review_reply", "order_id": order_id, "shop_id": order.shop_id}]

@@ -6,8 +6,6 @@ effects whether a transaction or a deadline led there (R14).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from marketplace_tx.accounts import credit
 from marketplace_tx.context import Origin
 from marketplace_tx.items import sell_item
@@ -15,6 +13,7 @@ from marketplace_tx.listings import record_sale, return_stock
 from marketplace_tx.order_records import Order, enter_state, store_order, with_history
 from marketplace_tx.params import Params
 from marketplace_tx.points import add_points
+from marketplace_tx.records import evolve
 from marketplace_tx.reputation import record_outcome
 from marketplace_tx.state import State
 
@@ -69,7 +68,7 @@ def finish_order(
         add_points(state, order.shop_id, order.buyer, order.redeem_points)
     _record_reputation(state, order, new_state, buyer_amount, merchant_share)
     ended = enter_state(order, new_state, origin, params)
-    ended = replace(
+    ended = evolve(
         ended,
         escrow=0,
         merchant_paid=order.merchant_paid + merchant_share,

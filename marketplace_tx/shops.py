@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from marketplace_tx.accounts import has_role
 from marketplace_tx.context import TxContext
 from marketplace_tx.errors import RuleError
-from marketplace_tx.records import load_record, store_record
+from marketplace_tx.records import evolve, load_record, store_record
 from marketplace_tx.state import State
 from marketplace_tx.state_keys import shop_key
 
@@ -108,5 +108,5 @@ def apply_shop_update(state: State, context: TxContext, payload: dict[str, Any])
     changes = {name: payload[name] for name in UPDATABLE_FIELDS if name in payload}
     if "arbiters" in changes:
         changes["arbiters"] = tuple(changes["arbiters"])
-    store_shop(state, shop_id, replace(shop, **changes))
+    store_shop(state, shop_id, evolve(shop, **changes))
     return [{"type": "shop_updated", "shop_id": shop_id, "fields": sorted(changes)}]

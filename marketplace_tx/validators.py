@@ -35,7 +35,7 @@ def load_validators(state: State) -> tuple[bytes, ...]:
     raw = state.get(VALIDATORS)
     if raw is None:
         return ()
-    return tuple(codec.decode(raw)["validators"])
+    return tuple(codec.decode_trusted(raw)["validators"])
 
 
 def store_validators(state: State, validators: Sequence[bytes]) -> None:
@@ -48,7 +48,7 @@ def scheduled_changes(state: State) -> list[tuple[int, tuple[bytes, ...]]]:
     raw = state.get(VALIDATOR_SCHEDULE)
     if raw is None:
         return []
-    return [(item["height"], tuple(item["validators"])) for item in codec.decode(raw)["changes"]]
+    return [(item["height"], tuple(item["validators"])) for item in codec.decode_trusted(raw)["changes"]]
 
 
 def projected_validators(state: State) -> tuple[bytes, ...]:
@@ -104,7 +104,7 @@ def set_at(state: State, height: int) -> tuple[bytes, ...]:
     """The set that signed block `height` (for any height up to the next block's)."""
     result: tuple[bytes, ...] | None = None
     for _, value in state.scan(VALIDATOR_HISTORY, validator_history_key(height + 1)):
-        result = tuple(codec.decode(value)["validators"])
+        result = tuple(codec.decode_trusted(value)["validators"])
     if result is None:
         result = load_validators(state) if not _has_history(state) else ()
     for change_height, validators in scheduled_changes(state):  # decided, not yet in force

@@ -18,8 +18,9 @@ from marketplace_tx.block import Block
 from marketplace_tx.errors import AdmissionError, CodecError
 from marketplace_tx.merkle import inclusion_path
 from marketplace_tx.state import State
+from marketplace_tx.state_keys import PUNISHED, VALIDATOR_VOTES
 from marketplace_tx.transaction import Transaction
-from marketplace_tx.validators import load_validators, validators_hash
+from marketplace_tx.validators import proposer_for, scheduled_changes, set_at, validators_hash
 from node.http_errors import MAX_BODY_KEY, ApiError, error_middleware
 from node.http_marketplace import account_marketplace_view, add_marketplace_routes
 from node.json_view import to_json
@@ -331,22 +332,37 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_validators(request: web.Request) -> web.Response:
-    """`GET /validators`: the current validator set (pending votes and evidence arrive with R34, R27)."""
+    """`GET /validators?height=`: the set that signs a height (default: the next block),
+    changes decided but not yet in force, pending `validator_vote`s and punished
+    validators (R25, R27, R34)."""
     node = _node(request)
     tip = node.store.head()
     assert tip is not None
-    if "height" in request.query:
-        height = _integer(request.query.get("height"), "height", tip.height, 0, 2**63 - 1)
-        if height != tip.height:
-            raise ApiError(400, "invalid_query", "only the current height is served by this version")
-    validators = load_validators(State(node.store))
+    height = _integer(request.query.get("height"), "height", tip.height + 1, 1, tip.height + 1)
+    state = State(node.store)
+    validators = set_at(state, height)
+    proposer = proposer_for(validators, height, 0) if validators else None
+    pending = []
+    for key, value in state.scan(VALIDATOR_VOTES, VALIDATOR_VOTES + b"\xff"):
+        action, _, validator = key[len(VALIDATOR_VOTES):].partition(b"\x00")
+        pending.append({"action": action.decode(), "validator": validator.hex(),
+                        "voters": [voter.hex() for voter in codec.decode(value)["voters"]]})
+    punished = [
+        {"validator": key[len(PUNISHED):].hex(), **codec.decode(value)}
+        for key, value in state.scan(PUNISHED, PUNISHED + b"\xff")
+    ]
     return web.json_response(
         {
-            "height": tip.height,
+            "height": height,
             "validators": [{"address": address.hex()} for address in validators],
             "validators_hash": validators_hash(validators).hex(),
-            "pending_votes": [],
-            "evidence": [],
+            "proposer": proposer.hex() if proposer else None,
+            "scheduled": [
+                {"height": change_height, "validators": [address.hex() for address in change]}
+                for change_height, change in scheduled_changes(state)
+            ],
+            "pending_votes": pending,
+            "evidence": punished,
         }
     )
 

@@ -75,7 +75,7 @@ def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None
     if genesis is not None:
         validators = list(genesis.validators)
     else:
-        validators = [bytes.fromhex(v["address"]) for v in client.get("/validators")["validators"]]
+        validators = [bytes.fromhex(v["address"]) for v in client.get(f"/validators?height={height}")["validators"]]
     if validators_hash(validators) != header.validators_hash:
         raise VerificationFailed("the validator set does not match the header's validators_hash")
     chain_id = genesis.chain_id if genesis is not None else header.chain_id

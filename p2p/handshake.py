@@ -64,6 +64,7 @@ RESPONDER_TO_INITIATOR = b"mc-p2p-r2i-v1"
 HELLO_KEYS = frozenset(
     {"chain_id", "ephemeral_key", "genesis_hash", "listen_port", "node_address", "version"}
 )
+"""Exactly the keys of a hello."""
 
 
 @dataclass(frozen=True)

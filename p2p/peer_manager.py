@@ -181,7 +181,8 @@ class PeerManager:
         """Send to every connected peer but `exclude`; returns how many got it.
 
         For gossip kinds, peers that already hold the message (they sent it to us, or
-        we sent it before) are skipped: nothing is relayed twice.
+        we sent it before) are skipped: nothing is relayed twice. A body that is not
+        canonical msgpack raises `MessageError`.
         """
         data = encode_message(kind, body)
         peers = {
@@ -214,15 +215,14 @@ class PeerManager:
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        host, port = writer.get_extra_info("peername")[:2]
-        if (
-            self._stopping
-            or self._pending_inbound + self._peers.count(INBOUND) >= self.config.max_inbound
-        ):
+        host, port = (writer.get_extra_info("peername") or ("?", 0))[:2]
+        if self._stopping:
+            writer.transport.abort()
+            return
+        if self._pending_inbound + self._peers.count(INBOUND) >= self.config.max_inbound:
             self.counters.rejected += 1
-            log.info(
-                "refusing %s:%d: inbound limit %d reached", host, port, self.config.max_inbound
-            )
+            limit = self.config.max_inbound
+            log.info("refusing %s:%d: inbound limit %d reached", host, port, limit)
             await close_writer(writer)
             return
         self._pending_inbound += 1
@@ -232,6 +232,9 @@ class PeerManager:
             log.warning("closing inbound %s:%d: %s", host, port, error.message)
             await close_writer(writer)
             return
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
         finally:
             self._pending_inbound -= 1
         self._admit(result, INBOUND, host, port, None)
@@ -254,6 +257,9 @@ class PeerManager:
                 self._peers.self_endpoints.add(target.endpoint)
             await close_writer(writer)
             return False
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
         self._peers.note_owner(target.endpoint, result.peer.node_address)
         return self._admit(result, OUTBOUND, target.host, target.port, target)
 

@@ -723,6 +723,14 @@ def test_a_restart_rearms_the_timers_of_the_current_step() -> None:
     assert actions == (ScheduleTimeout(HEIGHT, 0, Step.PRECOMMIT, 1000),)
 
 
+def test_a_restart_after_the_decision_repeats_it() -> None:
+    """The driver may have crashed before storing the block: it gets the decision again."""
+    me = not_proposer(0)
+    state, actions = run(started(me), proposal(0), *votes(others(me), 0, PRECOMMIT, HASH_A))
+    (decided,) = of_type(actions, DecideBlock)
+    assert step(state, NodeRestarted())[1] == (decided,)
+
+
 # --------------------------------------------------------------------------- any event sequence
 
 
