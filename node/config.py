@@ -41,7 +41,7 @@ class P2pConfig:
     port: int = 26656
     """TCP port of the P2P listener."""
     persistent_peers: tuple[str, ...] = ()
-    """`host:port` of peers to keep connected to."""
+    """Peers to keep connected to: `NODEADDRESS@host:port` or `host:port`."""
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,8 @@ class NodeHandle:
 class Testnet:
     """N validators started through the CLI, plus any full nodes added later."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, directory: Path, manifest: Manifest | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.directory = Path(directory)
         """DIR of `marketchain testnet start --home DIR`."""
