@@ -7,10 +7,13 @@ over HTTP (`--node`, or `MARKETCHAIN_NODE`, default http://127.0.0.1:26657).
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -26,7 +29,19 @@ from marketplace_tx.schema import ROLES, SHIPMENT_STATUSES, check_payload
 from marketplace_tx.transaction import sign_transaction
 from node import payloads
 from node.client import DEFAULT_NODE_URL, ClientError, NodeClient
-from node.config import ConfigError, HttpConfig, P2pConfig
+from node.config import (
+    ConfigError,
+    HttpConfig,
+    NodeConfig,
+    Override,
+    P2pConfig,
+    config_to_json,
+    effective_config,
+    environment_variable,
+    option_names,
+    parse_set_option,
+    render_config,
+)
 from node.formatting import (
     account_txs_table,
     column_table,
@@ -45,6 +60,7 @@ from node.formatting import (
 )
 from node.home import init_home, load_home, read_genesis
 from node.keystore import Keystore, KeystoreError, load_key_file, read_key_info
+from node.logging_setup import FORMATS, configure_logging
 from node.payloads import (
     CREATED_OBJECTS,
     PayloadError,
@@ -53,10 +69,12 @@ from node.payloads import (
     parse_item_id,
     parse_signed,
 )
+from node.progress import Steps, describe_sync, sync_summary, watch_sync
 from node.sealing import SealError, open_sealed, seal_for
 from node.testnet import (
     TestnetError,
     create_testnet,
+    read_testnet,
     start_testnet,
     stop_testnet,
     testnet_status,
@@ -144,16 +162,36 @@ CLIENT_ERROR_HINTS = {
 """What to do about a node error, by its code."""
 
 
+def _client_error_text(error: ClientError) -> str:
+    hint = CLIENT_ERROR_HINTS.get(error.code, "")
+    where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
+    return f"{error.code}: {error.message}{where}{hint}"
+
+
 def _call(function, *args):  # type: ignore[no-untyped-def]
     try:
         return function(*args)
     except ClientError as error:
-        hint = CLIENT_ERROR_HINTS.get(error.code, "")
-        where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
-        _fail(f"{error.code}: {error.message}{where}{hint}")
+        _fail(_client_error_text(error))
 
 
-@click.group()
+class _Commands(click.Group):
+    """The root group: a user error that escaped a command is a one-line message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, TestnetError) as error:
+            raise click.ClickException(str(error)) from None
+        except KeystoreError as error:
+            raise click.ClickException(error.message) from None
+        except ClientError as error:
+            raise click.ClickException(_client_error_text(error)) from None
+        except PermissionError as error:
+            raise click.ClickException(f"permission denied: {error.filename or error}") from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="marketchain")
 def main() -> None:
     """marketchain: a peer-to-peer marketplace blockchain node."""
@@ -212,7 +250,11 @@ def keys_import(name: str, seed_hex: str, plain: bool, keystore: Path | None) ->
 def keys_list(keystore: Path | None, as_json: bool) -> None:
     """List the keys in the keystore."""
     store = Keystore(keystore)
-    infos = [store.info(name) for name in store.names()]
+    try:
+        infos = [store.info(name) for name in store.names()]
+    except KeystoreError as error:
+        _fail(error.message)
+        return
     if as_json:
         _echo_json([{"name": i.name, "address": i.address.hex(), "encrypted": i.encrypted} for i in infos])
     elif not infos:
@@ -236,7 +278,7 @@ def keys_show(name: str, keystore: Path | None, as_json: bool) -> None:
         _fail(error.message)
         return
     view = {"name": info.name, "address": info.address.hex(), "encrypted": info.encrypted, "path": str(info.path)}
-    click.echo(json.dumps(view, indent=2) if as_json else key_value_table(list(view.items())))
+    _echo_json(view) if as_json else click.echo(key_value_table(list(view.items())))
 
 
 # --- init and node ------------------------------------------------------------------
@@ -290,31 +332,151 @@ def node() -> None:
     """Run a node."""
 
 
+set_option = click.option(
+    "--set", "settings", multiple=True, metavar="SECTION.OPTION=VALUE",
+    help="Override any config option, e.g. --set mempool.max_transactions=1000 (repeatable).",
+)
+
+
+def _listen_problem(config: NodeConfig) -> str | None:
+    """Why the node could not listen on its configured ports, or None (checked before starting)."""
+    for section, host, port in (("http", config.http.host, config.http.port),
+                                ("p2p", config.p2p.host, config.p2p.port)):
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                return _listen_error_text(error, config, section, port)
+    return None
+
+
+def _listen_error_text(error: OSError, config: NodeConfig, section: str | None = None,
+                       port: int | None = None) -> str:
+    """`port 26657 is in use: change [http] port or pass --http-port`, and the like."""
+    if section is None:
+        match = re.search(r"\('?\[?([^'\]]*)\]?'?, (\d+)", str(error))
+        port = int(match.group(2)) if match else None
+        section = "p2p" if port is not None and port == config.p2p.port and port != config.http.port else "http"
+    host = config.http.host if section == "http" else config.p2p.host
+    flag = f"--{section}-port"
+    variable = environment_variable(f"{section}.port")
+    if error.errno == errno.EADDRINUSE:
+        return (f"port {port} is in use (by another node or program; wanted by the {section} listener): "
+                f"change [{section}] port in config.toml, set {variable}, or pass {flag}")
+    if error.errno in (errno.EADDRNOTAVAIL, socket.EAI_NONAME) or isinstance(error, socket.gaierror):
+        return (f"cannot listen on {host}:{port} ({section} listener): {error.strerror or error}; "
+                f"change [{section}] host to an address of this machine (e.g. 127.0.0.1 or 0.0.0.0)")
+    if error.errno == errno.EACCES:
+        return (f"not allowed to listen on port {port} ({section} listener): ports below 1024 need privileges; "
+                f"change [{section}] port or pass {flag}")
+    return f"cannot listen on {host}:{port} ({section} listener): {error.strerror or error}"
+
+
+def _node_overrides(http_port: int | None, http_host: str | None, p2p_port: int | None, p2p_host: str | None,
+                    log_level: str | None, log_format: str | None, settings: tuple[str, ...]) -> list[Override]:
+    overrides = [parse_set_option(item) for item in settings]
+    for option, value, flag in (("http.port", http_port, "--http-port"), ("http.host", http_host, "--http-host"),
+                                ("p2p.port", p2p_port, "--p2p-port"), ("p2p.host", p2p_host, "--p2p-host"),
+                                ("log.level", log_level, "--log-level"), ("log.format", log_format, "--log-format")):
+        if value is not None:
+            overrides.append(Override(option, value, flag))
+    return overrides
+
+
 @node.command("start")
-@click.option("--home", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path), help="Node home directory.")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None, help="Override [http] port.")
 @click.option("--http-host", default=None, help="Override [http] host.")
-@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
-def node_start(home: Path, http_port: int | None, http_host: str | None, log_level: str | None) -> None:
-    """Run a node in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+@click.option("--p2p-port", type=click.IntRange(0, 65535), default=None, help="Override [p2p] port.")
+@click.option("--p2p-host", default=None, help="Override [p2p] host.")
+@click.option("--log-level", default=None, metavar="SPEC",
+              help="Override [log] level: a level (debug, info, warning, error) or per-logger levels, "
+                   "e.g. p2p:debug,marketchain.consensus:info,*:warning.")
+@click.option("--log-format", default=None, type=click.Choice(FORMATS), help="Override [log] format.")
+@set_option
+def node_start(home: Path, http_port: int | None, http_host: str | None, p2p_port: int | None,
+               p2p_host: str | None, log_level: str | None, log_format: str | None,
+               settings: tuple[str, ...]) -> None:
+    """Run a node in the foreground; SIGTERM or Ctrl-C stops it cleanly.
+
+    Options come from flags, then MARKETCHAIN_<SECTION>_<OPTION> environment variables,
+    then HOME/config.toml, then the defaults (docs/configuration.md).
+    """
     from node.node import run_node
     from node.storage import StorageError
 
-    try:
-        loaded = load_home(home, http_port=http_port, http_host=http_host)
-    except ConfigError as error:
-        _fail(str(error))
-        return
-    logging.basicConfig(
-        level=(log_level or loaded.config.log.level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    overrides = _node_overrides(http_port, http_host, p2p_port, p2p_host, log_level, log_format, settings)
+    loaded = load_home(home, environ=os.environ, overrides=overrides)
+    configure_logging(loaded.config.log.level, loaded.config.log.format)
+    log = logging.getLogger("marketchain.node")
+    applied = sorted(name for name in map(environment_variable, option_names()) if name in os.environ)
+    if applied or overrides:
+        log.info("configuration: %s/config.toml, overridden by %s", home,
+                 ", ".join(applied + [override.source for override in overrides]))
+    problem = _listen_problem(loaded.config)
+    if problem:
+        _fail(problem)
     try:
         asyncio.run(run_node(loaded))
     except StorageError as error:
-        _fail(str(error))
+        _fail(f"{error} (is another node running with --home {home}?)")
     except OSError as error:
-        _fail(f"cannot start: {error}")
+        _fail(_listen_error_text(error, loaded.config) if error.errno else f"cannot start: {error}")
+
+
+@node.command("sync-status")
+@click.option("--node", "node_url", envvar="MARKETCHAIN_NODE", default=DEFAULT_NODE_URL, show_default=True,
+              help="Node API URL ($MARKETCHAIN_NODE).")
+@click.option("--watch", is_flag=True, help="Follow until the node has caught up with its peers.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0), default=None, help="With --watch: give up after S seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def node_sync_status(node_url: str, watch: bool, timeout_s: float | None, quiet: bool, as_json: bool) -> None:
+    """A node's block sync: its height, the highest height its peers report, how far behind."""
+    client = _client(node_url)
+    if watch:
+        try:
+            summary = watch_sync(lambda: _call(client.status), quiet=quiet or as_json, timeout_s=timeout_s)
+        except TimeoutError as error:
+            _fail(f"{error} [node {node_url}]")
+            return
+    else:
+        summary = sync_summary(_call(client.status))
+    view = {"node": client.base_url, **summary}
+    if as_json:
+        _echo_json(view)
+    else:
+        click.echo(key_value_table([("node", view["node"]), ("state", describe_sync(summary)),
+                                    ("height", summary["height"]), ("target", summary["target"]),
+                                    ("behind", summary["behind"]), ("peers", summary["peers"])]))
+
+
+# --- config -------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """A node's configuration (HOME/config.toml, MARKETCHAIN_* variables, flags)."""
+
+
+@config.command("show")
+@click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path), help="Node home directory.")
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def config_show(home: Path, settings: tuple[str, ...], as_json: bool) -> None:
+    """Print the effective configuration: defaults, then config.toml, then the environment, then --set.
+
+    Keys are not configuration and are never printed.
+    """
+    effective = effective_config(home, os.environ, [parse_set_option(item) for item in settings])
+    if as_json:
+        _echo_json(config_to_json(effective))
+        return
+    click.echo(f"# effective configuration of {home} (defaults < config.toml < MARKETCHAIN_* environment < flags)")
+    click.echo(render_config(effective).rstrip("\n"))
 
 
 # --- testnet and devnet -------------------------------------------------------------
@@ -331,16 +493,24 @@ def testnet() -> None:
 @click.option("--base-port", default=26656, show_default=True, type=click.IntRange(1024, 65000))
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Genesis parameter.")
 @click.option("--chain-id", default="marketchain-testnet", show_default=True)
-def testnet_start(node_count: int, home: Path, base_port: int, params: tuple[str, ...], chain_id: str) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or lines on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes as JSON.")
+def testnet_start(node_count: int, home: Path, base_port: int, params: tuple[str, ...], chain_id: str,
+                  quiet: bool, as_json: bool) -> None:
     """Start N validators in the background (or restart an existing testnet in HOME)."""
     try:
         if not (home / "testnet.json").exists():
             create_testnet(home, node_count, base_port, _parse_params(params), chain_id)
         elif params:
             click.echo("note: the testnet exists; --param applies only to a new one", err=True)
-        nodes = start_testnet(home, progress=lambda n: click.echo(f"{n.name} serving {n.http}", err=True))
+        total = len(read_testnet(home)["nodes"])
+        with Steps("nodes serving", total, quiet=quiet) as steps:
+            nodes = start_testnet(home, progress=lambda n: steps.advance(f"{n.name} serving {n.http}"))
     except (TestnetError, ConfigError) as error:
         _fail(str(error))
+        return
+    if as_json:
+        _echo_json([n.to_json() for n in nodes])
         return
     click.echo(column_table(["name", "http", "p2p", "pid", "validator"],
                             [[n.name, n.http, n.p2p, n.pid, n.validator] for n in nodes]))
@@ -348,7 +518,7 @@ def testnet_start(node_count: int, home: Path, base_port: int, params: tuple[str
 
 
 @testnet.command("stop")
-@click.option("--home", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path))
 def testnet_stop(home: Path) -> None:
     """Stop every node of the testnet (SIGTERM, then SIGKILL after 30 s)."""
     try:
@@ -360,10 +530,10 @@ def testnet_stop(home: Path) -> None:
 
 
 @testnet.command("status")
-@click.option("--home", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def testnet_status_command(home: Path, as_json: bool) -> None:
-    """Show each node's process, height and peers."""
+    """Show each node's process, height, block sync and peers."""
     try:
         rows = testnet_status(home)
     except TestnetError as error:
@@ -373,10 +543,22 @@ def testnet_status_command(home: Path, as_json: bool) -> None:
         _echo_json(rows)
         return
     click.echo(column_table(
-        ["name", "http", "pid", "running", "height", "peers"],
-        [[r["name"], r["http"], r["pid"] or "-", "yes" if r["running"] else "no",
-          r.get("height", "-"), r.get("peers", "-")] for r in rows],
+        ["name", "http", "pid", "running", "height", "sync", "peers"],
+        [[r["name"], r["http"], r["pid"] or "-", "yes" if r["running"] else "no", r.get("height", "-"),
+          _sync_cell(r), r.get("peers", "-")] for r in rows],
     ))
+    for row in rows:
+        if row["running"] and "error" in row:
+            click.echo(f"{row['name']}: {row['error']}", err=True)
+
+
+def _sync_cell(row: dict[str, Any]) -> str:
+    if "height" not in row:
+        return "-"
+    if not row.get("syncing"):
+        return "synced"
+    target = row.get("target", row["height"])
+    return f"{row['height']}/{target} ({100 * row['height'] // max(target, 1)}%)"
 
 
 @main.command("devnet")
@@ -400,7 +582,8 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
             # A one-minute accept window: the demo's placed order visibly expires by deadline (R15).
             params = Params().with_overrides({"accept_window_ms": str(DEMO_ACCEPT_WINDOW_MS)})
             create_testnet(directory, node_count, base_port, params, "marketchain-devnet")
-        nodes = start_testnet(directory, progress=lambda n: click.echo(f"{n.name} serving {n.http}"))
+        with Steps("nodes serving", len(read_testnet(directory)["nodes"])) as steps:
+            nodes = start_testnet(directory, progress=lambda n: steps.advance(f"{n.name} serving {n.http}"))
     except (TestnetError, ConfigError) as error:
         if temporary:
             shutil.rmtree(directory, ignore_errors=True)

@@ -101,7 +101,8 @@ class ProposalBuilt:
 @dataclass(frozen=True)
 class NodeRestarted:
     """The driver restored the state persisted before a crash (R27) and lost its
-    timers: the core asks again for what it was waiting on."""
+    timers: the core schedules them again, asks again for a block being built, or
+    repeats its decision."""
 
 
 Event = (

@@ -1,9 +1,17 @@
-"""Node configuration: `HOME/config.toml`, with every option's default (configs/default.toml)."""
+"""Node configuration: `HOME/config.toml`, with every option's default (configs/default.toml).
+
+Where a value comes from, strongest first: a command-line flag, an environment
+variable `MARKETCHAIN_<SECTION>_<OPTION>` (`MARKETCHAIN_MONIKER` for the top-level
+moniker), `config.toml`, the default here. docs/configuration.md lists every option.
+Keys are not configuration: they live in their own files and are never rendered.
+"""
 
 from __future__ import annotations
 
+import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +64,12 @@ class MempoolConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    """Logging."""
+    """Logging (node/logging_setup.py)."""
 
     level: str = "info"
-    """`debug`, `info`, `warning` or `error`."""
+    """One level (`debug`, `info`, `warning`, `error`) or per-logger levels: `p2p:debug,*:warning`."""
+    format: str = "plain"
+    """`plain` text lines, or `json`: one JSON object per line."""
 
 
 @dataclass(frozen=True)
@@ -80,49 +90,216 @@ class NodeConfig:
 
 _SECTIONS = {"http": HttpConfig, "p2p": P2pConfig, "mempool": MempoolConfig, "log": LogConfig}
 
+ENVIRONMENT_PREFIX = "MARKETCHAIN_"
+"""Every option can be set by `MARKETCHAIN_<SECTION>_<OPTION>` (`MARKETCHAIN_MONIKER` for the moniker)."""
+
+_POSITIVE = {"http.max_body_bytes", "http.max_batch_txs", "mempool.max_transactions", "mempool.max_bytes"}
+_PORTS = {"http.port", "p2p.port"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Override:
+    """One option set on the command line."""
+
+    option: str
+    """`SECTION.OPTION`, or `moniker`."""
+    value: Any
+    """The value: of the option's type, or text to parse like an environment variable."""
+    source: str
+    """What set it, for error messages: the flag, e.g. `--http-port`."""
+
+
+def option_names() -> list[str]:
+    """Every option as `SECTION.OPTION` (`moniker` for the top-level one), in file order."""
+    return ["moniker"] + [f"{name}.{item.name}" for name, cls in _SECTIONS.items() for item in fields(cls)]
+
+
+def environment_variable(option: str) -> str:
+    """The variable that overrides an option: `http.port` → `MARKETCHAIN_HTTP_PORT`."""
+    return ENVIRONMENT_PREFIX + option.replace(".", "_").upper()
+
+
+def _default(option: str) -> Any:
+    section, _, name = option.rpartition(".")
+    return getattr(_SECTIONS[section](), name) if section else getattr(NodeConfig(), name)
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return "boolean (true or false)"
+    if isinstance(default, int):
+        return "integer"
+    if isinstance(default, tuple):
+        return "comma-separated list"
+    return "string"
+
+
+def _check(option: str, value: Any, where: str) -> Any:
+    """A value of the option's type and range; ConfigError naming `where` otherwise."""
+    default = _default(option)
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where} must be a list of strings")
+        value = tuple(value)
+    elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+        raise ConfigError(f"{where} must be a {type(default).__name__}")
+    if option in _PORTS and not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: port {value} is out of range (0 … 65535)")
+    if option in _POSITIVE and value < 1:
+        raise ConfigError(f"{where} must be at least 1, not {value}")
+    if option == "p2p.persistent_peers":
+        from p2p.addresses import parse_peer_address
+        from p2p.errors import P2PError
+
+        for peer in value:
+            try:
+                parse_peer_address(peer)
+            except P2PError as error:
+                raise ConfigError(
+                    f"{where}: {peer!r} is not a peer address ({error.message}); "
+                    "write NODEADDRESS@host:port or host:port"
+                ) from None
+    if option == "log.level":
+        from node.logging_setup import LevelSpecError, parse_level_spec
+
+        try:
+            parse_level_spec(value)
+        except LevelSpecError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    if option == "log.format" and value not in ("plain", "json"):
+        raise ConfigError(f"{where} must be plain or json, not {value!r}")
+    return value
+
+
+def parse_text(option: str, text: str, where: str) -> Any:
+    """The value of an option written as text (an environment variable, `--set`)."""
+    default = _default(option)
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered not in _TRUE | _FALSE:
+            raise ConfigError(f"{where} must be true or false, not {text!r}")
+        value: Any = lowered in _TRUE
+    elif isinstance(default, int):
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ConfigError(f"{where} must be an integer, not {text!r}") from None
+    elif isinstance(default, tuple):
+        value = tuple(item.strip() for item in text.split(",") if item.strip())
+    else:
+        value = text
+    return _check(option, value, where)
+
+
+def _with(config: NodeConfig, option: str, value: Any) -> NodeConfig:
+    section, _, name = option.rpartition(".")
+    if not section:
+        return replace(config, **{name: value})
+    return replace(config, **{section: replace(getattr(config, section), **{name: value})})
+
 
 def _section(cls: type, values: Any, name: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"[{name}] must be a table")
-    known = {item.name: item for item in fields(cls)}
+    known = {item.name for item in fields(cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"[{name}] has an unknown option {key!r}")
-    parsed = {}
-    for key, value in values.items():
-        default = getattr(cls(), key)
-        if isinstance(default, tuple):
-            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-                raise ConfigError(f"{name}.{key} must be a list of strings")
-            value = tuple(value)
-        elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
-            raise ConfigError(f"{name}.{key} must be a {type(default).__name__}")
-        parsed[key] = value
-    return cls(**parsed)
+            raise ConfigError(f"[{name}] has an unknown option {key!r} (known: {', '.join(sorted(known))})")
+    return cls(**{key: _check(f"{name}.{key}", value, f"{name}.{key}") for key, value in values.items()})
 
 
 def load_config(home: Path) -> NodeConfig:
-    """Read `HOME/config.toml`; missing options take their defaults."""
+    """Read `HOME/config.toml`; missing options take their defaults (no environment, no flags)."""
     path = home / CONFIG_FILE
+    if not home.is_dir():
+        raise ConfigError(f"no node home at {home}: create one with `marketchain init --home {home}`")
     try:
         values = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist: run `marketchain init --home {home}` first") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
     moniker = values.pop("moniker", "node")
     if not isinstance(moniker, str):
         raise ConfigError("moniker must be a string")
     sections = {}
     for name, value in values.items():
         if name not in _SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{name}]")
-        sections[name] = _section(_SECTIONS[name], value, name)
-    config = NodeConfig(moniker=moniker, **sections)
-    for port in (config.http.port, config.p2p.port):
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"port {port} is out of range")
+            raise ConfigError(f"{path}: unknown section [{name}] (known: {', '.join(_SECTIONS)})")
+        try:
+            sections[name] = _section(_SECTIONS[name], value, name)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    return NodeConfig(moniker=moniker, **sections)
+
+
+def apply_environment(config: NodeConfig, environ: Mapping[str, str]) -> NodeConfig:
+    """`config` with every `MARKETCHAIN_<SECTION>_<OPTION>` variable of `environ` applied.
+
+    A variable that names a known section but no option of it is an error (a typo
+    would otherwise be ignored silently); other `MARKETCHAIN_*` variables (`_NODE`,
+    `_KEY` …) belong to the CLI and are left alone.
+    """
+    by_variable = {environment_variable(option): option for option in option_names()}
+    for variable in sorted(environ):
+        option = by_variable.get(variable)
+        if option is not None:
+            config = _with(config, option, parse_text(option, environ[variable], variable))
+            continue
+        for section in _SECTIONS:
+            prefix = f"{ENVIRONMENT_PREFIX}{section.upper()}_"
+            if variable.startswith(prefix):
+                known = [name for name in by_variable if name.startswith(prefix)]
+                raise ConfigError(f"{variable} is not a configuration option ([{section}] takes {', '.join(known)})")
     return config
+
+
+def apply_overrides(config: NodeConfig, overrides: Iterable[Override]) -> NodeConfig:
+    """`config` with command-line values applied (text values are parsed like the environment's)."""
+    known = option_names()
+    for override in overrides:
+        if override.option not in known:
+            raise ConfigError(f"{override.source}: unknown option {override.option!r} (known: {', '.join(known)})")
+        if isinstance(override.value, str) and not isinstance(_default(override.option), str):
+            value = parse_text(override.option, override.value, override.source)
+        else:
+            value = _check(override.option, override.value, override.source)
+        config = _with(config, override.option, value)
+    return config
+
+
+def parse_set_option(text: str) -> Override:
+    """`--set SECTION.OPTION=VALUE` as an Override."""
+    option, separator, value = text.partition("=")
+    if not separator or not option.strip():
+        raise ConfigError(f"--set {text!r}: write SECTION.OPTION=VALUE, e.g. --set http.port=9000")
+    return Override(option.strip(), value, f"--set {option.strip()}")
+
+
+def effective_config(home: Path, environ: Mapping[str, str] | None = None,
+                     overrides: Iterable[Override] = ()) -> NodeConfig:
+    """The configuration a node runs with: flag > environment > `config.toml` > default."""
+    config = load_config(home)
+    if environ is not None:
+        config = apply_environment(config, environ)
+    return apply_overrides(config, overrides)
+
+
+def config_to_json(config: NodeConfig) -> dict[str, Any]:
+    """The configuration as JSON-ready values (lists for tuples), sections as objects."""
+    value: dict[str, Any] = {"moniker": config.moniker}
+    for name in _SECTIONS:
+        section = getattr(config, name)
+        value[name] = {
+            item.name: list(getattr(section, item.name)) if isinstance(getattr(section, item.name), tuple)
+            else getattr(section, item.name)
+            for item in fields(section)
+        }
+    return value
 
 
 def render_config(config: NodeConfig) -> str:
@@ -143,7 +320,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(type(value))

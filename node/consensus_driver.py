@@ -61,6 +61,10 @@ log = logging.getLogger("marketchain.consensus")
 REGOSSIP_INTERVAL_S = 1.0
 """How often a validator resends its current-height messages while deciding."""
 
+MAX_ROUNDS_AHEAD = 50
+"""Messages for rounds this far beyond ours are dropped (a faulty validator could
+otherwise make the core keep vote sets for absurd rounds)."""
+
 MAX_BUFFERED_MESSAGES = 10_000
 """Messages of future heights kept until the node gets there."""
 
@@ -99,6 +103,8 @@ class ConsensusDriver:
             log.warning("TEST FAULT ACTIVE: this validator will equivocate")
         self.decided_at: dict[int, float] = {}
         """Monotonic time each height was decided (finality metrics)."""
+        self.height_started_at: float | None = None
+        """Monotonic time the current height's first round started (finality metric)."""
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -145,6 +151,8 @@ class ConsensusDriver:
         pending = [event]
         while pending:
             self.state, actions = step(self.state, pending.pop(0))
+            if self.height_started_at is None and self.state.started:
+                self.height_started_at = time.monotonic()
             for action in actions:
                 follow_up = await self._perform(action)
                 if follow_up is not None:
@@ -194,6 +202,7 @@ class ConsensusDriver:
     # --- heights ---------------------------------------------------------------------
 
     async def _start_next_height(self) -> None:
+        self.height_started_at = None
         tip = self.node.store.head()
         height = tip.height + 1
         validators = set_at(State(self.node.store), height)
@@ -277,10 +286,12 @@ class ConsensusDriver:
         evidence = self._usable_evidence(action.height)
         candidates = list(self.node.mempool.ready())
         time_ms = max(self.clock(), tip.time + 1)
+        started = time.perf_counter()
         result = await asyncio.to_thread(
             build_block, store, tip, self.chain_id, self.params, self.state.own_address, time_ms,
             candidates, last_commit, evidence,
         )
+        self.node.metrics.observe_stage("build", time.perf_counter() - started)
         proposed = ProposedBlock(result.block, result.block.encode(), result)
         return ProposalBuilt(action.height, action.round, result.block.hash, proposed)
 
@@ -358,7 +369,13 @@ class ConsensusDriver:
                 log.error("decided block %s does not apply here", action.block_hash.hex())
                 return
             result = validated.result
+        started = time.perf_counter()
         await asyncio.to_thread(store.commit_block, result, action.commit)
+        metrics = self.node.metrics
+        metrics.observe_stage("commit", time.perf_counter() - started)
+        metrics.rounds.observe(action.round + 1)
+        if self.height_started_at is not None:
+            metrics.finality.observe(time.monotonic() - self.height_started_at)
         self.node.after_block(result)
         for item in result.block.evidence:
             self._evidence_pool.pop(_evidence_id(item), None)
@@ -413,7 +430,7 @@ class ConsensusDriver:
 
     def _validate_block(self, raw: bytes, fresh: bool) -> ProposedBlock | None:
         """Decode and execute a proposed block on the current tip; None if invalid."""
-        store = self.node.store
+        store, metrics = self.node.store, self.node.metrics
         try:
             block = decode_block(raw, self.params.max_block_bytes)
         except InvalidBlock:
@@ -427,10 +444,18 @@ class ConsensusDriver:
                     raise InvalidBlock("last_commit missing")
                 verify_commit(block.last_commit, self.chain_id, tip.block_hash, tip.height,
                               set_at(State(store), tip.height))
-            if fresh and block.header.time > self.clock() + self.params.max_clock_drift_ms:
-                raise InvalidBlock("block time is too far ahead of this node's clock (R28)")
-            result = apply_block(store, tip, self.chain_id, self.params, block,
-                                 self.node.mempool.signature_known_valid)
+                metrics.signature_checks.labels("commit").inc(len(block.last_commit.signatures))
+            known = self.node.mempool.signature_known_valid
+
+            def signature_known(tx_hash: bytes) -> bool:
+                if known(tx_hash):
+                    return True
+                metrics.signature_checks.labels("tx_block").inc()
+                return False
+
+            started = time.perf_counter()
+            result = apply_block(store, tip, self.chain_id, self.params, block, signature_known)
+            metrics.observe_stage("validate", time.perf_counter() - started)
         except InvalidBlock as error:
             log.info("invalid proposal at height %d: %s", block.header.height, error.message)
             return ProposedBlock(block, raw, None)
@@ -454,7 +479,10 @@ class ConsensusDriver:
             return
         if proposal.height != self.state.height or not self.state.validators:
             return
+        if proposal.round > self.state.round + MAX_ROUNDS_AHEAD:
+            return
         proposer = proposer_for(self.state.validators, proposal.height, proposal.round)
+        self.node.metrics.signature_checks.labels("proposal").inc()
         if not proposal.verify(proposer, signature):
             self.node.penalize(peer, 20, "proposal signature")
             return
@@ -462,8 +490,12 @@ class ConsensusDriver:
         if proposed is None or proposed.block.hash != proposal.block_hash:
             self.node.penalize(peer, 20, "proposal block does not match")
             return
+        # R28: a fresh value too far ahead of our clock gets a nil prevote (re-proposals are exempt).
+        timely = proposal.pol_round != NO_POL_ROUND or (
+            proposed.block.header.time <= self.clock() + self.params.max_clock_drift_ms
+        )
         self.node.relay(peer, "proposal", proposal_body(proposal, signature, raw))
-        await self._feed(ProposalReceived(proposal, proposer, proposed, proposed.result is not None))
+        await self._feed(ProposalReceived(proposal, proposer, proposed, proposed.result is not None, timely))
 
     def receive_vote(self, peer: bytes, body: Any) -> None:
         """A vote from a peer (checked, then fed to the core, or buffered)."""
@@ -484,6 +516,9 @@ class ConsensusDriver:
             return
         if vote.height != self.state.height or validator not in self.state.members:
             return
+        if vote.round > self.state.round + MAX_ROUNDS_AHEAD:
+            return  # bounds what a faulty validator can make the core store
+        self.node.metrics.signature_checks.labels("vote").inc()
         if not vote.verify(validator, signature):
             self.node.penalize(peer, 20, "vote signature")
             return

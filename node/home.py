@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from marketplace_tx.crypto import KeyPair
@@ -21,8 +22,9 @@ from node.config import (
     ConfigError,
     HttpConfig,
     NodeConfig,
+    Override,
     P2pConfig,
-    load_config,
+    effective_config,
     render_config,
 )
 from node.keystore import KeystoreError, load_key_file, write_plain_key
@@ -131,18 +133,22 @@ def init_home(
     return Home(path, config, genesis, node_key, validator_key)
 
 
-def load_home(path: Path, http_port: int | None = None, http_host: str | None = None) -> Home:
-    """Load a node home, applying command-line overrides."""
-    config = load_config(path)
-    if http_port is not None or http_host is not None:
-        config = replace(
-            config,
-            http=replace(
-                config.http,
-                port=config.http.port if http_port is None else http_port,
-                host=config.http.host if http_host is None else http_host,
-            ),
-        )
+def load_home(
+    path: Path,
+    http_port: int | None = None,
+    http_host: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Iterable[Override] = (),
+) -> Home:
+    """Load a node home: `config.toml`, then `environ`'s `MARKETCHAIN_*` options, then command-line overrides.
+
+    `http_port` and `http_host` are shorthands for the `--http-port`/`--http-host` overrides.
+    """
+    if not path.is_dir():
+        raise ConfigError(f"no node home at {path}: create one with `marketchain init --home {path}`")
+    shorthands = [Override("http.port", http_port, "--http-port")] if http_port is not None else []
+    shorthands += [Override("http.host", http_host, "--http-host")] if http_host is not None else []
+    config = effective_config(path, environ, [*overrides, *shorthands])
     genesis = read_genesis(path / GENESIS_FILE)
     try:
         node_key = load_key_file(path / NODE_KEY_FILE, None)

@@ -22,8 +22,11 @@ from marketplace_tx.state_keys import PUNISHED, VALIDATOR_VOTES
 from marketplace_tx.transaction import Transaction
 from marketplace_tx.validators import proposer_for, scheduled_changes, set_at, validators_hash
 from node.http_errors import MAX_BODY_KEY, ApiError, error_middleware
+from node.http_events import add_event_routes
 from node.http_marketplace import account_marketplace_view, add_marketplace_routes
 from node.json_view import to_json
+from node.metrics import METRICS_KEY, get_metrics, metrics_middleware
+from node.openapi import check_routes, get_openapi
 
 if TYPE_CHECKING:
     from node.node import Node
@@ -367,15 +370,39 @@ async def get_validators(request: web.Request) -> web.Response:
     )
 
 
+EXPLORER_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+"""The explorer loads nothing from elsewhere (it must work offline) and runs no inline script."""
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+"""The explorer's static files: served only with one of these extensions."""
+
+
 async def get_explorer(request: web.Request) -> web.FileResponse:
     """`GET /`: the block explorer page."""
-    return web.FileResponse(STATIC_DIRECTORY / "index.html")
+    return web.FileResponse(STATIC_DIRECTORY / "index.html", headers=EXPLORER_HEADERS)
+
+
+async def get_static(request: web.Request) -> web.FileResponse:
+    """`GET /static/{name}`: a script, style sheet or image of the explorer (node/static/)."""
+    name = request.match_info["name"]
+    content_type = STATIC_TYPES.get(Path(name).suffix)
+    path = STATIC_DIRECTORY / name
+    if content_type is None or "/" in name or name.startswith(".") or not path.is_file():
+        raise ApiError(404, "not_found", f"no static file {name}")
+    return web.FileResponse(path, headers={**EXPLORER_HEADERS, "Content-Type": content_type})
 
 
 def build_app(node: Node) -> web.Application:
-    """The aiohttp application of the API."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=node.config.http.max_body_bytes)
+    """The aiohttp application of the API; it serves exactly the routes node/openapi.py documents."""
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware], client_max_size=node.config.http.max_body_bytes
+    )
     app[NODE_KEY] = node
+    app[METRICS_KEY] = node.metrics
     app[MAX_BODY_KEY] = node.config.http.max_body_bytes
     app.router.add_get("/status", get_status)
     app.router.add_post("/txs", post_tx)
@@ -390,5 +417,10 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/accounts/{address}", get_account)
     app.router.add_get("/validators", get_validators)
     add_marketplace_routes(app, node)
+    add_event_routes(app, node)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/openapi.json", get_openapi)
     app.router.add_get("/", get_explorer)
+    app.router.add_get("/static/{name}", get_static)
+    check_routes(app)
     return app

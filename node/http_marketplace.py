@@ -10,7 +10,10 @@ may hold fewer than `limit` items while `next` is not null: follow `next` until 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -19,7 +22,7 @@ from marketplace_tx import codec
 from marketplace_tx.accounts import has_role
 from marketplace_tx.items import item_history, load_item
 from marketplace_tx.listings import Listing, load_listing
-from marketplace_tx.order_records import ORDER_STATES, load_order
+from marketplace_tx.order_records import DEADLINE_FIELDS, ORDER_STATES, Order, load_order
 from marketplace_tx.points import points_of_account
 from marketplace_tx.reputation import Reputation, merchant_reputation, shop_reputation
 from marketplace_tx.schema import ITEM_ID_PATTERN
@@ -42,6 +45,11 @@ UINT64_MAX = 2**64 - 1
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 DECIMAL_DIGITS = frozenset("0123456789")
 CURSOR_CHARS = 2 * indexer.POSITION_BYTES
+DEFAULT_STATS_DAYS = 30
+MAX_STATS_DAYS = 365
+MAX_STATS_ORDERS = 10_000
+"""Most orders one `/shops/{id}/stats` request reads; beyond, the series says `complete: false`."""
+DAY_MS = 86_400_000
 
 
 # --- parameters -------------------------------------------------------------------
@@ -225,6 +233,82 @@ async def list_reviews(request: web.Request) -> web.Response:
     return web.json_response({"reviews": reviews, "next": next_cursor})
 
 
+def _order_day_figures(order: Order) -> list[tuple[int, str, int]]:
+    """(time, figure, amount) of everything an order adds to a shop's daily series."""
+    figures = [(order.placed_at, "orders_placed", 1)]
+    if order.ended_at is not None:
+        if order.state == "completed":
+            figures.append((order.ended_at, "orders_completed", 1))
+        if order.state == "refunded":
+            figures.append((order.ended_at, "orders_refunded", 1))
+        if order.merchant_paid:
+            figures.append((order.ended_at, "revenue", order.merchant_paid))
+    by_merchant = 0
+    for entry in order.history:
+        if entry.get("event") == "order_refund":
+            by_merchant += entry["amount"]
+            figures.append((entry["time"], "refunds", entry["amount"]))
+        elif entry.get("event") == "dispute_resolve" and entry.get("buyer_amount"):
+            figures.append((entry["time"], "refunds", entry["buyer_amount"]))
+    if order.state == "refunded" and order.ended_at is not None and order.refunded > by_merchant:
+        figures.append((order.ended_at, "refunds", order.refunded - by_merchant))  # refunded by deadline (R15)
+    return figures
+
+
+def shop_daily_series(view: ReadView, shop_id: bytes, first_day_ms: int, days: int, longest_order_ms: int) -> tuple[list[dict[str, Any]], bool]:
+    """A shop's figures per UTC day from `first_day_ms` (midnight), oldest first, and whether
+    every order was read. Orders are scanned newest first and the scan stops at orders placed
+    so long ago (`longest_order_ms`, the sum of the R15 windows) that they ended before the window."""
+    state = State(view)
+    names = ("orders_placed", "orders_completed", "revenue", "refunds", "orders_refunded")
+    series = [dict.fromkeys(names, 0) for _ in range(days)]
+    scanned = 0
+    for _, value in indexer.index_entries(view, indexer.ORDERS_BY_SHOP + shop_id, None, newest_first=True):
+        if scanned >= MAX_STATS_ORDERS:
+            return _dated(series, first_day_ms), False
+        scanned += 1
+        order = load_order(state, indexer.decode_order_entry(value).order_id)
+        if order is None:
+            continue
+        if order.placed_at + longest_order_ms < first_day_ms:
+            break
+        for at, name, amount in _order_day_figures(order):
+            day = (at - first_day_ms) // DAY_MS
+            if 0 <= day < days:
+                series[day][name] += amount
+    return _dated(series, first_day_ms), True
+
+
+def _dated(series: list[dict[str, int]], first_day_ms: int) -> list[dict[str, Any]]:
+    start = datetime.fromtimestamp(first_day_ms / 1000, UTC).date()
+    return [{"day": (start + timedelta(days=offset)).isoformat(), **figures} for offset, figures in enumerate(series)]
+
+
+async def get_shop_stats(request: web.Request) -> web.Response:
+    """`GET /shops/{id}/stats?days=`: the shop's stats and a daily series of the last `days` UTC days."""
+    node = _node(request)
+    shop_id = parse_hex32(request.match_info["id"], "id")
+    days = parse_integer(request.query.get("days"), "days", DEFAULT_STATS_DAYS, 1, MAX_STATS_DAYS)
+    assert days is not None
+    today_ms = int(time.time() * 1000) // DAY_MS * DAY_MS
+    first_day_ms = today_ms - (days - 1) * DAY_MS
+    params = node.genesis.params
+    longest_order_ms = sum(getattr(params, window) for _, window in DEADLINE_FIELDS.values())
+
+    def read() -> dict[str, Any]:
+        with node.store.read_view() as view:
+            state = State(view)
+            if load_shop(state, shop_id) is None:
+                raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+            stats = shop_stats(shop_reputation(state, shop_id))
+            daily, complete = shop_daily_series(view, shop_id, first_day_ms, days, longest_order_ms)
+        window = {name: sum(day[name] for day in daily) for name in daily[0] if name != "day"}
+        return {"id": shop_id.hex(), "days": days, "from": daily[0]["day"], "to": daily[-1]["day"],
+                "stats": stats, "window": window, "daily": daily, "complete": complete}
+
+    return web.json_response(await asyncio.to_thread(read))
+
+
 def _listing_prefix(query_words: list[str], tag: str | None, shop: bytes | None) -> bytes:
     if query_words:
         return indexer.word_prefix(max(query_words, key=len))
@@ -374,6 +458,7 @@ def add_marketplace_routes(app: web.Application, node: Node) -> None:
     app.router.add_get("/shops", list_shops)
     app.router.add_get("/shops/{id}", get_shop)
     app.router.add_get("/shops/{id}/reviews", list_reviews)
+    app.router.add_get("/shops/{id}/stats", get_shop_stats)
     app.router.add_get("/listings", list_listings)
     app.router.add_get("/listings/{id}", get_listing)
     app.router.add_get("/orders", list_orders)

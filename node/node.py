@@ -16,14 +16,17 @@ from marketplace_tx.accounts import Account, load_account
 from marketplace_tx.admission import check_stateless
 from marketplace_tx.chain import BlockResult
 from marketplace_tx.errors import AdmissionError
+from marketplace_tx.order_records import Order, load_order
 from marketplace_tx.state import State
 from marketplace_tx.transaction import Transaction
 from marketplace_tx.validators import set_at
 from mempool.pool import Mempool, MempoolLimits
 from node.block_sync import BlockSync
 from node.consensus_driver import ConsensusDriver, wall_clock_ms
+from node.events import EventHub, block_events
 from node.home import Home
 from node.http_api import build_app
+from node.metrics import NodeMetrics
 from node.sign_guard import SignGuard
 from node.storage import ChainStore
 from p2p.config import PeerManagerConfig
@@ -64,6 +67,10 @@ class Node:
         self.store = ChainStore(home.data_directory / "chain.db")
         """The LevelDB database."""
         self.store.initialize(self.genesis)
+        self.events = EventHub()
+        """Final blocks, tx results and order changes for `GET /events`."""
+        self.metrics = NodeMetrics(self)
+        """This node's Prometheus metrics (`GET /metrics`)."""
         self.mempool = Mempool(
             self.genesis.chain_id,
             self.genesis.params,
@@ -125,9 +132,20 @@ class Node:
 
     def submit(self, raw: bytes) -> Transaction:
         """Admit a transaction (R10), gossip it, and wake consensus."""
-        tx = self.mempool.add(raw, wall_clock_ms())
+        tx = self._admit(raw, "http")
         self._gossip_tx(tx.raw)
         self.driver.notify_work()
+        return tx
+
+    def _admit(self, raw: bytes, source: str) -> Transaction:
+        """`Mempool.add`, counted in the metrics (outcome, signature verified or cached)."""
+        known = self.mempool.signature_known_valid(self.hash_of(raw))
+        try:
+            tx = self.mempool.add(raw, wall_clock_ms())
+        except AdmissionError as error:
+            self.metrics.admission(source, error.code, not known and error.code == "bad_signature")
+            raise
+        self.metrics.admission(source, None, not known)
         return tx
 
     def _gossip_tx(self, raw: bytes) -> None:
@@ -152,7 +170,7 @@ class Node:
         admitted = 0
         for raw in body:
             try:
-                self.mempool.add(raw, wall_clock_ms())
+                self._admit(raw, "p2p")
             except AdmissionError as error:
                 if error.code in ("bad_signature", "malformed", "wrong_chain", "tx_too_large"):
                     self.penalize(peer, 5, f"gossiped tx: {error.code}")
@@ -209,8 +227,19 @@ class Node:
 
     # --- blocks ----------------------------------------------------------------------
 
+    def final_order(self, order_id: bytes) -> Order | None:
+        """An order as of the last final block."""
+        return load_order(State(self.store), order_id)
+
     def after_block(self, result: BlockResult) -> None:
         """Bookkeeping after a final block is stored (by consensus or by sync)."""
+        self.metrics.block_stored(result)
+        try:
+            self.events.publish(block_events(
+                result.block, result.transactions, result.receipts, result.block_events, self.final_order
+            ))
+        except Exception:  # the event stream must never stop the chain
+            log.exception("publishing the events of block %d failed", result.block.header.height)
         self.mempool.remove_committed(list(result.transactions))
         self.mempool.expire(wall_clock_ms())
         height = result.block.header.height

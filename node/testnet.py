@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,10 @@ def read_testnet(directory: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise TestnetError(f"no testnet in {directory} ({TESTNET_FILE} is missing)") from None
+        raise TestnetError(
+            f"no testnet in {directory} ({TESTNET_FILE} is missing): create one with "
+            f"`marketchain testnet start --home {directory}`"
+        ) from None
     except json.JSONDecodeError as error:
         raise TestnetError(f"{path} is not valid JSON: {error}") from None
 
@@ -182,8 +186,13 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def start_testnet(directory: Path, timeout: float = 60.0, progress=None) -> list[TestnetNode]:  # type: ignore[no-untyped-def]
-    """Start every node of the testnet in DIR in the background; return once all serve."""
+def start_testnet(
+    directory: Path, timeout: float = 60.0, progress: Callable[[TestnetNode], None] | None = None
+) -> list[TestnetNode]:
+    """Start every node of the testnet in DIR in the background; return once all serve.
+
+    `progress` is called with each node once it serves (for a progress bar).
+    """
     description = read_testnet(directory)
     nodes = _nodes_of(description)
     for node in nodes:
@@ -248,13 +257,14 @@ def stop_testnet(directory: Path, timeout: float = 30.0) -> list[str]:
 
 
 def testnet_status(directory: Path) -> list[dict[str, Any]]:
-    """Each node's name, process state and, if it answers, height and peers."""
+    """Each node's name, process state and, if it answers, height, sync target and peers."""
     rows = []
     for node in _nodes_of(read_testnet(directory)):
         row: dict[str, Any] = {"name": node.name, "http": node.http, "pid": node.pid, "running": _alive(node.pid)}
         try:
             status = NodeClient(node.http, timeout=2.0).status()
-            row.update(height=status["height"], peers=status["peers"], syncing=status["syncing"])
+            target = max((status.get("sync") or {}).get("target", 0), status["height"])
+            row.update(height=status["height"], target=target, peers=status["peers"], syncing=status["syncing"])
         except ClientError as error:
             row["error"] = error.message
         rows.append(row)
