@@ -16,6 +16,7 @@ import re
 import socket
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from node.formatting import (
     account_txs_table,
     column_table,
     format_amount,
+    format_value,
     item_view,
     key_value_table,
     listing_view,
@@ -148,6 +150,9 @@ def _load_signing_key(reference: str) -> KeyPair:
 
 
 def _client(node: str) -> NodeClient:
+    parsed = urllib.parse.urlparse(node)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        _fail(f"--node {node!r} is not a node URL: write e.g. {DEFAULT_NODE_URL} (or set MARKETCHAIN_NODE)")
     return NodeClient(node)
 
 
@@ -329,7 +334,7 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
 
 @main.group()
 def node() -> None:
-    """Run a node."""
+    """Run a node, or follow a node's block sync."""
 
 
 set_option = click.option(
@@ -364,8 +369,8 @@ def _listen_error_text(error: OSError, config: NodeConfig, section: str | None =
     flag = f"--{section}-port"
     variable = environment_variable(f"{section}.port")
     if error.errno == errno.EADDRINUSE:
-        return (f"port {port} is in use (by another node or program; wanted by the {section} listener): "
-                f"change [{section}] port in config.toml, set {variable}, or pass {flag}")
+        return (f"port {port} is in use (address already in use by another node or program, for the "
+                f"{section} listener): change [{section}] port in config.toml, set {variable}, or pass {flag}")
     if error.errno in (errno.EADDRNOTAVAIL, socket.EAI_NONAME) or isinstance(error, socket.gaierror):
         return (f"cannot listen on {host}:{port} ({section} listener): {error.strerror or error}; "
                 f"change [{section}] host to an address of this machine (e.g. 127.0.0.1 or 0.0.0.0)")
@@ -1149,7 +1154,12 @@ def query() -> None:
 def query_status(node_url: str, as_json: bool) -> None:
     """The node's chain, height and role."""
     status = _call(_client(node_url).status)
-    _echo_json(status) if as_json else click.echo(key_value_table(list(status.items())))
+    if as_json:
+        _echo_json(status)
+        return
+    shown = {**status, "sync": describe_sync(sync_summary(status))} if "sync" in status else status
+    click.echo(key_value_table([(name, format_value(name, value)) if isinstance(value, dict) else (name, value)
+                                for name, value in shown.items()]))
 
 
 @query.command("validators")

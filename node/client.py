@@ -38,7 +38,10 @@ class NodeClient:
         """Seconds to wait for one response."""
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
-        request = urllib.request.Request(self.base_url + path, data=body, method=method)
+        try:
+            request = urllib.request.Request(self.base_url + path, data=body, method=method)
+        except ValueError as error:
+            raise ClientError("bad_url", f"{self.base_url!r} is not a node URL (e.g. http://127.0.0.1:26657): {error}") from None
         if content_type:
             request.add_header("Content-Type", content_type)
         try:

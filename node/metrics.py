@@ -16,8 +16,10 @@ Every name starts with `marketchain_`; docs/api.md lists them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -119,6 +121,14 @@ class NodeMetrics:
         return generate_latest(self.registry)
 
 
+def directory_bytes(path: Path) -> int:
+    """Total size of the files directly in `path` (0 if it is gone)."""
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(path) if entry.is_file())
+    except OSError:
+        return 0
+
+
 def _gauge(name: str, documentation: str, value: float, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=list(labels) if labels else None)
     family.add_metric(list(labels.values()) if labels else [], value)
@@ -149,7 +159,10 @@ class NodeCollector(Collector):
         yield _gauge("marketchain_mempool_transactions", "Transactions waiting in the mempool.", len(node.mempool))
         yield _gauge("marketchain_mempool_bytes", "Bytes of transactions waiting in the mempool.", node.mempool.size_bytes)
         yield from self._peers()
-        yield _gauge("marketchain_leveldb_bytes", "Approximate size of the LevelDB database on disk.",
+        yield _gauge("marketchain_leveldb_bytes", "Bytes of the LevelDB directory on disk (tables and logs).",
+                     directory_bytes(node.home.data_directory / "chain.db"))
+        yield _gauge("marketchain_leveldb_approximate_bytes",
+                     "LevelDB's own estimate of its table files (excludes data still in the log).",
                      node.store.approximate_size())
         yield _gauge("marketchain_sync_target_height", "Highest height a peer reported.", node.sync.target_height)
         yield _gauge("marketchain_sync_height", "Height block sync has reached (the chain height).", height)

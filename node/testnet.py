@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from marketplace_tx.crypto import KeyPair
 from marketplace_tx.genesis import Genesis, GenesisAccount
 from marketplace_tx.params import Params
 from node.client import ClientError, NodeClient
-from node.config import HttpConfig, P2pConfig
+from node.config import HttpConfig, P2pConfig, environment_variable
 from node.home import init_home
 from node.keystore import write_plain_key
 
@@ -170,6 +170,16 @@ def _nodes_of(description: dict[str, Any]) -> list[TestnetNode]:
     return [TestnetNode(**entry) for entry in description["nodes"]]
 
 
+PER_NODE_OPTIONS = ("moniker", "http.host", "http.port", "p2p.host", "p2p.port", "p2p.persistent_peers")
+"""Options each testnet node's config.toml sets for it alone; an environment variable must not override them."""
+
+
+def node_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a testnet node: ours, less the variables that would give every node the same port."""
+    dropped = {environment_variable(option) for option in PER_NODE_OPTIONS}
+    return {name: value for name, value in environ.items() if name not in dropped}
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -212,6 +222,7 @@ def start_testnet(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=str(Path(__file__).resolve().parent.parent),
+            env=node_environment(os.environ),
         )
         log_file.close()
         started.append(TestnetNode(**{**node.to_json(), "pid": process.pid}))

@@ -40,7 +40,7 @@ from node.logging_setup import (
     reset_logging,
 )
 from node.progress import Steps, bars_enabled, sync_summary, watch_sync
-from node.testnet import create_testnet
+from node.testnet import create_testnet, node_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_HEX = "9f" * 32
@@ -368,3 +368,9 @@ def test_watch_sync_follows_until_caught_up() -> None:
         watch_sync(lambda: stuck, quiet=True, timeout_s=1, clock=lambda: now[0],
                    sleep=lambda seconds: now.__setitem__(0, now[0] + 1))
     assert sync_summary({"height": 0})["percent"] == 100.0
+
+
+def test_testnet_nodes_do_not_inherit_per_node_variables() -> None:
+    kept = node_environment({"MARKETCHAIN_HTTP_PORT": "9000", "MARKETCHAIN_P2P_PERSISTENT_PEERS": "a:1",
+                             "MARKETCHAIN_LOG_LEVEL": "debug", "PATH": "/bin"})
+    assert kept == {"MARKETCHAIN_LOG_LEVEL": "debug", "PATH": "/bin"}

@@ -124,6 +124,13 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _log_size(node: NodeHandle) -> int:
+    try:
+        return node.log_path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 # --- the description ----------------------------------------------------------------
 
 
@@ -333,22 +340,47 @@ class Testnet:
             entry["pid"] = node.pid if node.running else None
         path.write_text(json.dumps(description, indent=2) + "\n")
 
-    def close(self) -> None:
-        """Stop every node the harness knows of: SIGTERM, then SIGKILL stragglers."""
+    def close(self) -> list[str]:
+        """Stop every node the harness knows of: SIGTERM, then SIGKILL stragglers.
+
+        Returns what went wrong with the shutdown (a node that had to be killed, a
+        non-zero exit code, no "stopped" line in its log): a clean stop is part of
+        the contract (PROTOCOL §11).
+        """
+        problems = []
+        signalled = {}
         for node in self.nodes:
             if node.running:
+                signalled[node.name] = _log_size(node)
                 os.kill(node.pid, signal.SIGTERM)  # type: ignore[arg-type]
         deadline = time.monotonic() + STOP_TIMEOUT
         for node in self.nodes:
             while node.running and time.monotonic() < deadline:
                 time.sleep(0.05)
             if node.running:
+                problems.append(f"{node.name} ignored SIGTERM for {STOP_TIMEOUT:.0f} s and was killed")
                 os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
                 self._reap(node)
+            elif node.name in signalled:
+                self._reap(node)
+                problems.extend(self._shutdown_problems(node, signalled[node.name]))
             node.pid = None
         if (self.directory / "testnet.json").exists() and self.nodes:
             self._write_pids()
         _LIVE.discard(self)
+        return problems
+
+    def _shutdown_problems(self, node: NodeHandle, log_offset: int) -> list[str]:
+        problems = []
+        code = node.exit_code()
+        if code not in (None, 0):
+            problems.append(f"{node.name} exited with {code} on SIGTERM")
+        with open(node.log_path, "rb") as handle:
+            handle.seek(log_offset)
+            tail = handle.read().decode(errors="replace")
+        if f"node {node.name} stopped" not in tail:
+            problems.append(f"{node.name} did not log a clean stop after SIGTERM:\n{tail[-2000:]}")
+        return problems
 
     def __enter__(self) -> Testnet:
         try:
@@ -357,8 +389,10 @@ class Testnet:
             self.close()
             raise
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        problems = self.close()
+        if kind is None and problems:
+            raise AssertionError("unclean shutdown: " + "; ".join(problems))
 
     # --- perturbations ----------------------------------------------------------------
 
@@ -385,16 +419,18 @@ class Testnet:
         self._write_pids()
 
     def stop(self, index: int) -> None:
-        """SIGTERM node `index` and wait for it to exit (0 when the harness can see it)."""
+        """SIGTERM node `index`, wait for it to exit, and check it stopped cleanly."""
         node = self.nodes[index]
-        if node.running:
+        log_offset = _log_size(node)
+        was_running = node.running
+        if was_running:
             os.kill(node.pid, signal.SIGTERM)  # type: ignore[arg-type]
         self._reap(node)
-        code = node.exit_code()
+        problems = self._shutdown_problems(node, log_offset) if was_running else []
         node.pid = None
         self._write_pids()
-        if code not in (None, 0):
-            raise AssertionError(self.describe(f"{node.name} exited with {code} on SIGTERM"))
+        if problems:
+            raise AssertionError(self.describe("; ".join(problems)))
 
     def start(self, index: int, env: Mapping[str, str] | None = None) -> None:
         """Start node `index` again on its home and ports; wait until it serves."""
@@ -408,8 +444,7 @@ class Testnet:
                 start_new_session=True, env={**os.environ, **node.env},
             )
         node.pid = node.process.pid
-        if node.index < len(self.nodes) and node.validator:
-            self._write_pids()
+        self._write_pids()
         expected = node.node_id
 
         def serving() -> bool:
@@ -516,6 +551,25 @@ class Testnet:
             return heights.pop() if len(heights) == 1 and idle else None
 
         return wait_until(agreed, self.timeout, lambda: self.describe("same height, empty mempools"))
+
+    def wait_idle(self, nodes: Iterable[int] | None = None) -> int:
+        """Wait until the selected nodes are idle (R29) at one height, twice in a row:
+        same height, empty mempools, the next height not started. Returns the height."""
+        selected = self._select(nodes)
+        seen: list[int] = []
+
+        def idle() -> int | None:
+            statuses = [node.try_status() for node in selected]
+            if any(status is None for status in statuses):
+                return None
+            heights = {status["height"] for status in statuses}  # type: ignore[index]
+            quiet = all(status["mempool_size"] == 0 and not status["consensus"]["started"]  # type: ignore[index]
+                        for status in statuses)
+            height = heights.pop() if len(heights) == 1 and quiet else None
+            seen.append(-1 if height is None else height)
+            return height if height is not None and seen[-2:] == [height, height] else None
+
+        return wait_until(idle, self.timeout, lambda: self.describe("an idle network"), interval=0.3)
 
     # --- transactions -----------------------------------------------------------------
 

@@ -68,3 +68,20 @@ export async function shopName(shopId) {
   }
   return shopNames.get(shopId);
 }
+
+/** A Prometheus sample `name` (no labels) from GET /metrics text, or null. */
+export function metric(text, name) {
+  if (!text) return null;
+  const match = new RegExp(`^${name} ([0-9.eE+-]+)$`, "m").exec(text);
+  return match ? Number(match[1]) : null;
+}
+
+/** GET /metrics as text, or null where the node does not serve it. */
+export async function metricsText() {
+  try {
+    const response = await fetch("/metrics", {cache: "no-store"});
+    return response.ok ? await response.text() : null;
+  } catch {
+    return null;
+  }
+}

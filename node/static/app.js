@@ -34,9 +34,16 @@ const live = new Live();
 let current = {token: 0, cleanups: []};
 
 function parseHash() {
-  const text = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
-  const [path, query] = text.split("?", 2);
-  return {path: path.replace(/\/$/, ""), query: new URLSearchParams(query || "")};
+  const text = location.hash.replace(/^#\/?/, "");
+  const mark = text.indexOf("?");
+  const path = mark < 0 ? text : text.slice(0, mark);
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    // a malformed escape: match the raw text, which then finds no page
+  }
+  return {path: decoded.replace(/\/$/, ""), query: new URLSearchParams(mark < 0 ? "" : text.slice(mark + 1))};
 }
 
 function leave() {

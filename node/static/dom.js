@@ -96,11 +96,19 @@ export function time(ms) {
     when(ms), " ", h("span", {class: "ago", "data-time": ms}, `(${relative(ms)})`));
 }
 
+/** Just "5 min ago" (the full time as a tooltip): for table cells. */
+export function ago(ms) {
+  if (ms === null || ms === undefined) return h("span", {class: "muted"}, "-");
+  return h("span", {class: "ago bare", "data-time": ms, title: `${when(ms)} (${new Date(ms).toISOString()})`},
+    relative(ms));
+}
+
 /** Refresh every "… ago" label under root. */
 export function tick(root) {
   const now = Date.now();
   for (const label of root.querySelectorAll(".ago[data-time]")) {
-    label.textContent = `(${relative(Number(label.dataset.time), now)})`;
+    const text = relative(Number(label.dataset.time), now);
+    label.textContent = label.classList.contains("bare") ? text : `(${text})`;
   }
 }
 
@@ -118,7 +126,9 @@ const ROUTES = {block: "block", tx: "tx", account: "account", shop: "shop", list
 export function link(kind, id, text) {
   if (id === null || id === undefined || id === "") return h("span", {class: "muted"}, "-");
   const label = text ?? (typeof id === "string" && /^[0-9a-f]{64}$/.test(id) ? shortHex(id) : String(id));
-  return h("a", {href: `#/${ROUTES[kind]}/${encodeURIComponent(id)}`, class: "id", title: String(id)}, label);
+  const hexLike = typeof label === "string" && /^[0-9a-f]+…?$/.test(label);
+  return h("a", {href: `#/${ROUTES[kind]}/${encodeURIComponent(id)}`, class: hexLike ? "id" : null,
+    title: String(id)}, label);
 }
 
 /** A full hash or address in monospace that breaks anywhere. */

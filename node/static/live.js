@@ -1,4 +1,5 @@
-// Live updates: server-sent events from GET /events (`block`, `tx`, `order`), or, on a
+// Live updates: server-sent events from GET /events (`block`, `tx`, `order`; `gap` and
+// `dropped` when events were missed), or, on a
 // node without that endpoint or while it is unreachable, polling GET /status every few
 // seconds and turning new blocks into the same `block` and `tx` events.
 
@@ -70,6 +71,10 @@ export class Live {
     for (const kind of KINDS) {
       source.addEventListener(kind, (event) => this.receive(kind, event.data));
     }
+    // The node no longer held every event since our last one: re-read what is shown.
+    source.addEventListener("gap", () => this.emit("resync", {}));
+    // We fell too far behind and the node ended the stream: the browser reconnects.
+    source.addEventListener("dropped", () => this.emit("resync", {}));
     source.onmessage = (event) => {  // unnamed events that say their kind in the data
       try {
         const data = JSON.parse(event.data);
@@ -106,12 +111,11 @@ export class Live {
   startPolling() {
     if (this.polling) return;
     this.polling = true;
-    if (this.mode !== "connecting" || !this.source) this.setMode("polling");
     const poll = async () => {
       if (!this.polling) return;
       try {
         await this.pollOnce();
-        if (!this.source) this.setMode("polling");
+        if (!this.source || this.source.readyState !== EventSource.OPEN) this.setMode("polling");
       } catch {
         this.setMode("offline");
       }

@@ -3,7 +3,7 @@
 
 import {api, collect, shopName} from "./api.js";
 import {gauge, stars} from "./charts.js";
-import {badge, facts, field, h, hex, integer, link, mkt, note, page, result, section, table, time} from "./dom.js";
+import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, result, section, table} from "./dom.js";
 
 const HISTORY_PAGE = 20;
 
@@ -22,7 +22,7 @@ export function reputationFacts(reputation) {
 
 function orderRow(order) {
   return [link("order", order.id), badge(order.state), link("shop", order.shop_id), integer(order.quantity),
-    mkt(order.total_price), time(order.placed_at)];
+    mkt(order.total_price), ago(order.placed_at)];
 }
 
 export async function accountPage(context) {

@@ -1,9 +1,9 @@
 // Home: network health, charts over recent blocks, the latest blocks and transactions,
 // all updated live; and the paged list of every block.
 
-import {api, optional} from "./api.js";
+import {api, metric, metricsText, optional} from "./api.js";
 import {chart} from "./charts.js";
-import {h, integer, link, note, page, relative, result, section, shortHex, table, time} from "./dom.js";
+import {ago, h, integer, link, note, page, relative, result, section, shortHex, table, time} from "./dom.js";
 
 const RECENT_BLOCKS = 30;
 const LATEST_ROWS = 10;
@@ -41,8 +41,21 @@ function card(label, value, detail, id) {
     detail ? h("span", {class: "detail"}, detail) : null);
 }
 
+/** Average time to finality from the node's own histogram (GET /metrics), else the commit round. */
+function finalityCard(metrics, latest) {
+  const total = metric(metrics, "marketchain_finality_seconds_sum");
+  const count = metric(metrics, "marketchain_finality_seconds_count");
+  const rounds = metric(metrics, "marketchain_consensus_rounds_sum");
+  if (count) {
+    const extra = rounds !== null ? `, ${(rounds / count).toFixed(2)} rounds` : "";
+    return card("finality", `${(total / count).toFixed(2)} s`, `average of ${integer(count)} block(s) since this node started${extra}`);
+  }
+  return card("finality", latest && latest.round !== null ? `round ${latest.round}` : "-",
+    "final once committed: no forks");
+}
+
 function blockRow(block) {
-  return [link("block", block.height), h("span", {class: "mono"}, shortHex(block.hash, 12)), time(block.time),
+  return [link("block", block.height), h("span", {class: "mono"}, shortHex(block.hash, 12)), ago(block.time),
     integer(block.tx_count), link("account", block.proposer)];
 }
 
@@ -52,8 +65,8 @@ function txRow(tx) {
 }
 
 export async function homePage(context) {
-  const [status, blockPage, validators] = await Promise.all([
-    api("/status"), api(`/blocks?limit=${RECENT_BLOCKS}`), optional("/validators")]);
+  const [status, blockPage, validators, metrics] = await Promise.all([
+    api("/status"), api(`/blocks?limit=${RECENT_BLOCKS}`), optional("/validators"), metricsText()]);
   const blocks = blockPage.blocks.map(summary);
   const hashes = blockPage.blocks.flatMap((block) => block.txs.slice().reverse().map((hash) => hash))
     .slice(0, LATEST_ROWS);
@@ -61,6 +74,7 @@ export async function homePage(context) {
   const txs = views.filter(Boolean).map((view) => ({hash: view.hash, height: view.height, type: view.type,
     sender: view.sender, ok: view.result ? view.result.ok : null, code: view.result ? view.result.code : null}));
   let currentStatus = status;
+  let currentMetrics = metrics;
 
   const cards = h("div", {class: "cards"});
   const charts = h("div", {class: "charts"});
@@ -79,8 +93,7 @@ export async function homePage(context) {
       card("block interval", seconds(stats.average), stats.median !== null ? `median ${seconds(stats.median)}` : "blocks only when needed"),
       card("throughput", stats.throughput !== null ? `${stats.throughput.toFixed(2)} tx/s` : "-",
         `over the last ${stats.ordered.length} blocks`),
-      card("finality", latest && latest.round !== null ? `round ${latest.round}` : "-",
-        "final when committed: no forks"),
+      finalityCard(currentMetrics, latest),
       card("mempool", integer(currentStatus.mempool_size), `min fee ${currentStatus.min_fee} µMKT`),
     );
     const labels = stats.ordered.map((block) => `#${block.height}`);
@@ -127,9 +140,10 @@ export async function homePage(context) {
       draw();
     }
   });
-  context.every(5000, () => api("/status").then((fresh) => {
+  context.every(5000, () => Promise.all([api("/status"), metricsText()]).then(([fresh, freshMetrics]) => {
     if (!context.isCurrent()) return;
     currentStatus = fresh;
+    currentMetrics = freshMetrics;
     draw();
   }, () => {}));
   draw();

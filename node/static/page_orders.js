@@ -2,7 +2,7 @@
 // with their provenance chain.
 
 import {api, collect, shopName} from "./api.js";
-import {badge, facts, field, h, hex, integer, link, mkt, note, page, section, table, time} from "./dom.js";
+import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, section, table, time} from "./dom.js";
 
 const ORDER_STATES = ["placed", "accepted", "shipped", "delivered", "return_requested", "disputed", "completed",
   "cancelled", "rejected", "expired", "refunded", "resolved"];
@@ -126,7 +126,7 @@ export async function ordersPage(context) {
   const chips = h("p", {class: "chips"}, h("a", {href: "#/orders", class: state ? "" : "active"}, "all"),
     ORDER_STATES.map((name) => h("a", {href: `#/orders?state=${name}`, class: name === state ? "active" : ""}, name.replace("_", " "))));
   const rows = items.map((order) => [link("order", order.id), badge(order.state), link("shop", order.shop_id),
-    link("account", order.buyer), integer(order.quantity), mkt(order.total_price), mkt(order.escrow), time(order.placed_at)]);
+    link("account", order.buyer), integer(order.quantity), mkt(order.total_price), mkt(order.escrow), ago(order.placed_at)]);
   return page("Orders", state ? state.replace("_", " ") : "newest first", chips,
     table(["order", "state", "shop", "buyer", "qty", "total", "escrow", "placed"], rows,
       {empty: "No order in this state."}),
@@ -150,7 +150,7 @@ function provenanceStep(entry) {
     h("div", {class: "when"}, time(entry.time), h("span", {class: "at"}, " block ", link("block", entry.height))),
     h("div", {class: "what"}, badge(entry.kind, chainKind ? entry.kind : "custom"), " ", summary,
       entry.location ? [" at ", h("span", {class: "place"}, entry.location)] : null),
-    h("dl", {class: "inline"}, h("dt", null, "by"), h("dd", null, link("account", entry.actor)),
+    h("dl", {class: "inline"}, entry.actor ? [h("dt", null, "by"), h("dd", null, link("account", entry.actor))] : null,
       rest.map(([name, value]) => [h("dt", null, name.replace(/_/g, " ")), h("dd", null, field(name, value))])),
     entry.tx ? h("div", {class: "by"}, "tx ", link("tx", entry.tx)) : null);
 }

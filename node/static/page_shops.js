@@ -3,7 +3,7 @@
 
 import {api, collect, optional} from "./api.js";
 import {chart, gauge, stars} from "./charts.js";
-import {badge, facts, field, h, hex, integer, link, mkt, note, page, percent, section, table, time} from "./dom.js";
+import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, percent, section, table, time} from "./dom.js";
 import {reputationFacts} from "./page_account.js";
 
 const SEARCH_RESULTS = 50;
@@ -52,14 +52,19 @@ function statsCharts(stats) {
   if (!stats) return note("Daily statistics are not served by this node (GET /shops/{id}/stats).");
   const daily = stats.daily || [];
   const labels = daily.map((entry) => dayLabel(entry.day));
-  return h("div", {class: "charts"},
+  const mktValues = (name) => daily.map((entry) => (entry[name] ?? NaN) / 1e6);
+  return [h("div", {class: "charts", id: "shop-charts"},
     chart(labels, [
       {name: "placed", values: daily.map((entry) => entry.orders_placed), kind: "bar", className: "a"},
       {name: "completed", values: daily.map((entry) => entry.orders_completed), kind: "bar", className: "b"},
-      {name: "refunds", values: daily.map((entry) => entry.refunds), kind: "bar", className: "c"},
-    ], {title: "Orders per day", format: (value) => integer(Math.round(value)), empty: "no orders yet"}),
-    chart(labels, [{name: "revenue", values: daily.map((entry) => entry.revenue / 1e6), kind: "line", className: "b"}],
-      {title: "Revenue per day (MKT)", format: (value) => `${Math.round(value * 100) / 100}`, empty: "no revenue yet"}));
+      {name: "refunded", values: daily.map((entry) => entry.orders_refunded ?? NaN), kind: "bar", className: "c"},
+    ], {title: "Orders per day (UTC)", format: (value) => integer(Math.round(value)), empty: "no orders yet"}),
+    chart(labels, [
+      {name: "revenue", values: mktValues("revenue"), kind: "line", className: "b"},
+      {name: "refunds", values: mktValues("refunds"), kind: "line", className: "c"},
+    ], {title: "Revenue and refunds per day (MKT)", format: (value) => `${Math.round(value * 100) / 100}`,
+      empty: "no revenue yet"})),
+  stats.complete === false ? note("The series covers only the most recent orders of this shop.") : null];
 }
 
 function reviewCard(review) {
@@ -81,7 +86,7 @@ export async function shopPage(context) {
     collect(`/orders?shop=${shopId}`, "orders", 10),
     optional(`/shops/${shopId}/stats`),
   ]);
-  const figures = stats || shop.stats;
+  const figures = (stats && stats.stats) || shop.stats;
   return page(shop.name, shop.open ? badge("open", "completed") : badge("closed", "cancelled"),
     shop.description ? h("p", {class: "lead"}, shop.description) : null,
     h("div", {class: "columns"},
@@ -104,7 +109,7 @@ export async function shopPage(context) {
     section(`Reviews (${shop.reputation.rating_count})`, reviews.items.length
       ? reviews.items.map(reviewCard) : note("No reviews yet.")),
     section("Recent orders", table(["order", "state", "qty", "total", "placed"], orders.items.map((order) => [
-      link("order", order.id), badge(order.state), integer(order.quantity), mkt(order.total_price), time(order.placed_at)]),
+      link("order", order.id), badge(order.state), integer(order.quantity), mkt(order.total_price), ago(order.placed_at)]),
     {empty: "No orders yet."})),
   );
 }

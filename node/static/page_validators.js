@@ -28,7 +28,7 @@ export async function validatorsPage(context) {
     const count = heights.filter((height) => signed(address, height) === "yes").length;
     const committed = heights.filter((height) => signers.get(height)).length;
     return [
-      h("span", null, link("account", address, address), " ",
+      h("span", null, link("account", address), " ",
         address === validators.proposer ? badge("next proposer", "accepted") : null, " ",
         address === status.validator ? badge("this node", "role") : null),
       h("span", {class: count === committed ? "ok" : "fail"}, `${count} / ${committed}`),
