@@ -248,7 +248,9 @@ class ConsensusDriver:
 
     def work_pending(self) -> bool:
         """R29: transactions ready, an order deadline due, or a validator change pending."""
-        if self.node.mempool.has_ready() or self._evidence_pool:
+        if self.node.mempool.has_ready():
+            return True
+        if self._evidence_pool and self._usable_evidence(self.node.store.head().height + 1):
             return True
         state = State(self.node.store)
         deadline = next_deadline(state)
@@ -379,6 +381,7 @@ class ConsensusDriver:
         self.node.after_block(result)
         for item in result.block.evidence:
             self._evidence_pool.pop(_evidence_id(item), None)
+        self._usable_evidence(action.height + 1)  # drop items this block made stale
         self.decided_at[action.height] = time.monotonic()
         for timer in self._timers:
             timer.cancel()

@@ -122,8 +122,11 @@ async def get_events(request: web.Request) -> web.StreamResponse:
             elif time.monotonic() - last_write >= KEEPALIVE_S:
                 await send(b": keep-alive\n\n")
                 last_write = time.monotonic()
-    except (ConnectionError, TimeoutError, RuntimeError):
-        pass  # the client went away or stopped reading; RuntimeError: transport already closed
+    except TimeoutError:  # the client stopped reading: free its connection now
+        if request.transport is not None:
+            request.transport.abort()
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away; RuntimeError: the transport is already closed
     finally:
         hub.unsubscribe(subscription)
     return response

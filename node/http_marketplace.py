@@ -1,5 +1,5 @@
-"""The marketplace read endpoints of the HTTP API (PROTOCOL §10): shops, reviews,
-listings, orders, items and account histories.
+"""The marketplace read endpoints of the HTTP API (PROTOCOL §10): shops, reviews, shop
+analytics (`/shops/{id}/stats`), listings, orders, items and account histories.
 
 Records are read with `marketplace_tx.state.State` over one LevelDB snapshot of the
 node's database (`ChainStore.read_view`), lists through the secondary indexes of

@@ -14,6 +14,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -442,3 +443,20 @@ def test_hub_resume_replays_what_it_holds_and_reports_a_gap() -> None:
     restarted.start_after(5)
     assert restarted.subscribe(EventFilter(), (4, 3))[2] and not restarted.subscribe(EventFilter(), (6, 0))[2]
     assert parse_event_id("12:x") is None and parse_event_id("7") is None
+
+
+def test_shutdown_ends_streams_and_a_restarted_node_resumes(tmp_path) -> None:
+    with NodeProcess(tmp_path / "node", fund={ALICE.address: FUNDED}) as other:
+        signer = Signer(other)
+        stream = EventStream(other)
+        [view] = signer.ok(signer.tx(ALICE, "transfer", to=CAROL.address, amount=1))
+        stream.wait_for("the tx", lambda e: e.kind == "tx" and e.data["hash"] == view["hash"])
+        started = time.monotonic()
+        other.stop()  # asserts a clean exit
+        assert time.monotonic() - started < 15, "an open stream held the node's shutdown"
+        assert stream.ended.wait(DEADLINE)
+        stream.close()
+        other.start()
+        with EventStream(other, last_event_id="0:0") as resumed:
+            resumed.wait_for("the tx, rebuilt from storage", lambda e: e.kind == "tx" and e.data["hash"] == view["hash"])
+            assert [event.kind for event in resumed.events][:2] == ["block", "tx"]

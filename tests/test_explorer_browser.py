@@ -203,23 +203,27 @@ def explorer(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         driver.quit()
 
 
-def _faucet_transfer(devnet: Devnet, memo: str) -> str:
-    """Sign a transfer from the dev faucet and submit it over HTTP; return its hash."""
+def _submit(devnet: Devnet, signer: str, tx_type: str, payload: dict[str, Any]) -> str:
+    """Sign a transaction with a dev account's key (DIR/accounts/NAME.json), submit it over
+    HTTP and return its hash."""
     from marketplace_tx.crypto import KeyPair
     from marketplace_tx.transaction import sign_transaction
 
-    faucet = json.loads((devnet.home / "accounts" / "faucet.json").read_text())
-    key = KeyPair.from_seed(bytes.fromhex(faucet["secret_seed"]))
-    assert key.address.hex() == faucet["address"]
+    account_file = json.loads((devnet.home / "accounts" / f"{signer}.json").read_text())
+    key = KeyPair.from_seed(bytes.fromhex(account_file["secret_seed"]))
+    assert key.address.hex() == account_file["address"]
     status = devnet.get("/status")
-    account = devnet.get(f"/accounts/{faucet['address']}")
-    recipient = json.loads((devnet.home / "accounts" / "erin.json").read_text())["address"]
-    tx = sign_transaction(key, status["chain_id"], "transfer",
-                          {"to": bytes.fromhex(recipient), "amount": 1_000_000, "memo": memo},
-                          account["pending_nonce"], status["min_fee"])
+    nonce = devnet.get(f"/accounts/{account_file['address']}")["pending_nonce"]
+    tx = sign_transaction(key, status["chain_id"], tx_type, payload, nonce, status["min_fee"])
     code, body = http_post(devnet.url + "/txs", tx.raw)
     assert code == 202, body
     return body["hash"]
+
+
+def _faucet_transfer(devnet: Devnet, memo: str) -> str:
+    """A transfer from the dev faucet to erin."""
+    erin = json.loads((devnet.home / "accounts" / "erin.json").read_text())["address"]
+    return _submit(devnet, "faucet", "transfer", {"to": bytes.fromhex(erin), "amount": 1_000_000, "memo": memo})
 
 
 # --- the pages ----------------------------------------------------------------------
@@ -322,6 +326,12 @@ def test_order_timeline(devnet: Devnet, explorer: Explorer) -> None:
         assert explorer.count(f"#timeline a[href='#/tx/{entry['tx']}']") == 1, entry
     assert explorer.text("#escrow") == "24 MKT"
     print("order page screenshot:", explorer.screenshot("order"))
+
+    steps = explorer.count("#timeline li.step")
+    _submit(devnet, "dave", "shipment_update", {"order_id": bytes.fromhex(shipped), "status": "out_for_delivery",
+                                                "location": "Qingdao depot"})
+    explorer.wait_for(lambda: explorer.count("#timeline li.step") == steps + 1
+                      and "Qingdao depot" in explorer.text("#timeline"), "the carrier's update, live")
 
     resolved = devnet.orders["resolved"]
     explorer.open(f"#/order/{resolved}")

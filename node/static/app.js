@@ -47,6 +47,7 @@ function parseHash() {
 }
 
 function leave() {
+  clearTimeout(current.refreshTimer);
   for (const cleanup of current.cleanups) {
     try {
       cleanup();
@@ -80,7 +81,10 @@ async function render(options = {}) {
     listen: (listener) => page.cleanups.push(live.subscribe(listener)),
     /** Render the page again (fresh data), if it is still the one on screen. */
     refresh: () => {
-      if (current === page) render({quiet: true});
+      clearTimeout(page.refreshTimer);  // one re-read for a burst of events
+      page.refreshTimer = setTimeout(() => {
+        if (current === page) render({quiet: true});
+      }, 250);
     },
     /** Call `fn` every `ms` while the page is shown. */
     every: (ms, fn) => {
@@ -148,7 +152,10 @@ async function search(text) {
 document.getElementById("search").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = document.getElementById("query");
-  search(input.value).then(() => input.blur());
+  search(input.value).then(() => {
+    input.value = "";
+    input.blur();
+  });
 });
 
 // --- the live indicator in the header ----------------------------------------------

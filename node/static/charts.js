@@ -109,6 +109,6 @@ export function signingGrid(validators, heights, signed) {
   heights.map((height, index) => {
     const state = signed(validator, height);
     return svg("rect", {x: index * (cell + gap), y: 0, width: cell, height: cell, rx: 2, class: `sig ${state}`},
-      svg("title", null, `block ${height}: ${state === "yes" ? "signed" : state === "no" ? "missing" : "no commit"}`));
+      svg("title", null, `block ${height}: ${state === "yes" ? "signed" : state === "no" ? "not in the commit" : "no commit stored"}`));
   })));
 }

@@ -20,8 +20,9 @@ export function reputationFacts(reputation) {
   ]);
 }
 
-function orderRow(order) {
-  return [link("order", order.id), badge(order.state), link("shop", order.shop_id), integer(order.quantity),
+function orderRow(order, names) {
+  return [link("order", order.id), badge(order.state), link("shop", order.shop_id, names.get(order.shop_id) || undefined),
+    integer(order.quantity),
     mkt(order.total_price), ago(order.placed_at)];
 }
 
@@ -36,7 +37,11 @@ export async function accountPage(context) {
     collect(`/orders?merchant=${address}`, "orders", 10),
   ]);
   const points = Object.entries(account.points || {});
-  const names = await Promise.all(points.map(([shopId]) => shopName(shopId)));
+  const shopIds = [...new Set([...points.map(([shopId]) => shopId),
+    ...[...bought.items, ...sold.items].map((order) => order.shop_id)])];
+  const shopNames = new Map(await Promise.all(shopIds.map(async (shopId) => [shopId, await shopName(shopId)])));
+  const names = points.map(([shopId]) => shopNames.get(shopId));
+  if (!cursor) context.listen((kind, data) => kind === "tx" && data.sender === address && context.refresh());
   const roles = account.roles.length
     ? table(["role", "granted by", "at block", "KYC evidence hash"], account.roles.map((role) => {
       const grant = (account.role_grants || {})[role] || {};
@@ -67,8 +72,8 @@ export async function accountPage(context) {
     shops.shops.length ? section("Shops", table(["shop", "trust", "listings", "open"], shops.shops.map((shop) => [
       link("shop", shop.id, shop.name), integer(shop.reputation.trust_score), integer(shop.active_listing_count),
       field("open", shop.open)]))) : null,
-    bought.items.length ? section("Orders placed", table(["order", "state", "shop", "qty", "total", "placed"], bought.items.map(orderRow))) : null,
-    sold.items.length ? section("Orders received", table(["order", "state", "shop", "qty", "total", "placed"], sold.items.map(orderRow))) : null,
+    bought.items.length ? section("Orders placed", table(["order", "state", "shop", "qty", "total", "placed"], bought.items.map((order) => orderRow(order, shopNames)))) : null,
+    sold.items.length ? section("Orders received", table(["order", "state", "shop", "qty", "total", "placed"], sold.items.map((order) => orderRow(order, shopNames)))) : null,
     section("History", table(["hash", "type", "block", "sender", "result"], historyRows,
       {class: "history", empty: "No transactions."}), pager,
     note("Transactions the account sent, is named in, or that act on its orders; newest first.")),

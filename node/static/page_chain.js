@@ -6,7 +6,7 @@ import {badge, facts, field, h, hex, integer, link, mkt, note, page, result, sec
 import {canonical, fromHex, hasSubtle, headerHash, merkleRoot, precommitBytes, sha256, toHex, verifyEd25519,
   verifyInclusion} from "./verify.js";
 
-const MAX_TX_DETAILS = 100;
+const MAX_TX_DETAILS = 50;
 
 function check(label, state, detail) {
   const text = state === true ? "verified" : state === false ? "mismatch" : state === null ? "not checked" : state;

@@ -6,7 +6,6 @@ import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, sectio
 
 const ORDER_STATES = ["placed", "accepted", "shipped", "delivered", "return_requested", "disputed", "completed",
   "cancelled", "rejected", "expired", "refunded", "resolved"];
-const TERMINAL = new Set(["completed", "cancelled", "rejected", "expired", "refunded", "resolved"]);
 
 /** What happens when an order's deadline passes in each state (R15). */
 const DEADLINE_OUTCOME = {
@@ -71,15 +70,10 @@ export async function orderPage(context) {
   const order = await api(`/orders/${orderId}`);
   const [listing, shop] = await Promise.all([
     api(`/listings/${order.listing_id}`).catch(() => null), shopName(order.shop_id)]);
-  if (!TERMINAL.has(order.state)) {
-    context.listen((kind, data) => {
-      if ((kind === "order" && data.order_id === orderId) || (kind === "block" && context.live.mode !== "live")) {
-        context.refresh();
-      }
-    });
-  } else {
-    context.listen((kind, data) => kind === "order" && data.order_id === orderId && context.refresh());
-  }
+  // Shipment updates, reviews and deadline moves all come in blocks: re-read the order on each.
+  context.listen((kind, data) => {
+    if (kind === "block" || kind === "resync" || (kind === "order" && data.order_id === orderId)) context.refresh();
+  });
   const paid = order.total_price - order.redeem_points;
   return page("Order", badge(order.state),
     h("div", {class: "columns"},
@@ -123,6 +117,7 @@ export async function ordersPage(context) {
   const state = context.query.get("state") || "";
   const filter = state ? `?state=${encodeURIComponent(state)}` : "";
   const {items, next} = await collect(`/orders${filter}`, "orders", 50);
+  context.listen((kind) => kind === "order" && context.refresh());
   const chips = h("p", {class: "chips"}, h("a", {href: "#/orders", class: state ? "" : "active"}, "all"),
     ORDER_STATES.map((name) => h("a", {href: `#/orders?state=${name}`, class: name === state ? "active" : ""}, name.replace("_", " "))));
   const rows = items.map((order) => [link("order", order.id), badge(order.state), link("shop", order.shop_id),

@@ -31,7 +31,7 @@ export async function validatorsPage(context) {
       h("span", null, link("account", address), " ",
         address === validators.proposer ? badge("next proposer", "accepted") : null, " ",
         address === status.validator ? badge("this node", "role") : null),
-      h("span", {class: count === committed ? "ok" : "fail"}, `${count} / ${committed}`),
+      h("span", {class: count === committed ? "ok" : "partial"}, `${count} / ${committed}`),
       grids[index],
     ];
   });
@@ -51,7 +51,7 @@ export async function validatorsPage(context) {
     table(["validator", `signed (last ${heights.length})`, "signatures, oldest → newest"], rows,
       {class: "validators", empty: "No validators."}),
     h("p", {class: "legend"}, h("span", null, h("i", {class: "swatch sig yes"}), "signed"),
-      h("span", null, h("i", {class: "swatch sig no"}), "missing"),
+      h("span", null, h("i", {class: "swatch sig no"}), "not in the commit"),
       h("span", null, h("i", {class: "swatch sig none"}), "no commit stored"),
       heights.length ? ` blocks ${heights[0]}–${heights[heights.length - 1]}` : "")),
     section("Next proposers", table(["height", "proposer (round 0)"], upcoming),
