@@ -70,8 +70,29 @@ MAX_BUFFERED_MESSAGES = 10_000
 
 
 def wall_clock_ms() -> int:
-    """The node's clock in ms since the Unix epoch."""
-    return int(time.time() * 1000)
+    """The node's clock in ms since the Unix epoch.
+
+    TEST-ONLY: the environment variable `MARKETCHAIN_TEST_CLOCK_SKEW_MS` (an integer,
+    negative for a clock behind) is added to it, so that fault tests can run a node
+    whose clock drifts within or beyond `max_clock_drift_ms` (R28; docs/faults.md).
+    A warning is logged once per value; a value that is not an integer is ignored.
+    """
+    now = int(time.time() * 1000)
+    setting = os.environ.get("MARKETCHAIN_TEST_CLOCK_SKEW_MS")
+    if not setting:
+        return now
+    try:
+        skew = int(setting)
+    except ValueError:
+        skew = 0
+    announced: set[str] = wall_clock_ms.__dict__.setdefault("announced", set())
+    if setting not in announced:
+        announced.add(setting)
+        if skew or setting.strip() in ("0", "+0", "-0"):
+            log.warning("TEST CLOCK SKEW ACTIVE: MARKETCHAIN_TEST_CLOCK_SKEW_MS=%d ms is added to this clock", skew)
+        else:
+            log.warning("MARKETCHAIN_TEST_CLOCK_SKEW_MS=%r is not an integer; ignored", setting)
+    return now + skew
 
 
 class ConsensusDriver:

@@ -191,11 +191,24 @@ def is_error_body(body: Any) -> bool:
 # --- ports and config ---------------------------------------------------------------
 
 
+LISTEN_PORTS = range(20000, 32700)
+"""Ports for test nodes: below the kernel's ephemeral range (32768–60999), so that a
+restarted node never finds its port taken by some outbound connection meanwhile."""
+
+
 def free_port() -> int:
-    """An ephemeral TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port on 127.0.0.1 outside the ephemeral range that was free a moment ago."""
+    import random
+
+    for _ in range(500):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _toml_value(value: Any) -> str:

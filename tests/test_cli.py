@@ -29,7 +29,7 @@ DEADLINE_SECONDS = 90
 def free_base_port(count: int = 2) -> int:
     """A port P such that P … P+count-1 are all free on 127.0.0.1."""
     for _ in range(200):
-        base = random.randrange(20000, 60000, 2)
+        base = random.randrange(20000, 32700, 2)  # below the ephemeral port range
         sockets = []
         try:
             for port in range(base, base + count):

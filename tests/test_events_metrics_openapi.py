@@ -399,6 +399,7 @@ def test_subscriber_cap_answers_429(node: NodeProcess) -> None:
             assert head.startswith(b"HTTP/1.1 200"), head
         assert subscribers(node) == MAX_SUBSCRIBERS
         refused = EventStream(node)
+        refused.close()
     finally:
         for sock in sockets:
             sock.close()

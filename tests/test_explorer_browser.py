@@ -63,7 +63,7 @@ class Devnet:
 
 def _free_base_port(count: int) -> int:
     for _ in range(200):
-        base = random.randrange(20000, 60000, 2)
+        base = random.randrange(20000, 32700, 2)  # below the ephemeral port range
         probes = []
         try:
             for port in range(base, base + count):
