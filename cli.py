@@ -548,9 +548,10 @@ def testnet_status_command(home: Path, as_json: bool) -> None:
         _echo_json(rows)
         return
     click.echo(column_table(
-        ["name", "http", "pid", "running", "height", "sync", "peers"],
+        ["name", "http", "pid", "running", "height", "sync", "peers", "round"],
         [[r["name"], r["http"], r["pid"] or "-", "yes" if r["running"] else "no", r.get("height", "-"),
-          _sync_cell(r), r.get("peers", "-")] for r in rows],
+          _sync_cell(r), r.get("peers", "-"),
+          f"{r['round']} {r['step']}" if r.get("round") is not None else "-"] for r in rows],
     ))
     for row in rows:
         if row["running"] and "error" in row:

@@ -275,7 +275,9 @@ def testnet_status(directory: Path) -> list[dict[str, Any]]:
         try:
             status = NodeClient(node.http, timeout=2.0).status()
             target = max((status.get("sync") or {}).get("target", 0), status["height"])
-            row.update(height=status["height"], target=target, peers=status["peers"], syncing=status["syncing"])
+            consensus = status.get("consensus") or {}
+            row.update(height=status["height"], target=target, peers=status["peers"], syncing=status["syncing"],
+                       round=consensus.get("round"), step=consensus.get("step"))
         except ClientError as error:
             row["error"] = error.message
         rows.append(row)

@@ -100,6 +100,14 @@ class Peer:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._closed = asyncio.Event()
+        self.bytes_in = 0
+        """Plaintext bytes received from this peer (after decryption)."""
+        self.bytes_out = 0
+        """Plaintext bytes sent to this peer (before encryption)."""
+        self.messages_in = 0
+        """Messages received from this peer."""
+        self.messages_out = 0
+        """Messages sent to this peer."""
 
     @property
     def remote_address(self) -> str:
@@ -181,6 +189,8 @@ class Peer:
             except OSError as error:
                 self.close(f"socket error: {error}")
                 return
+            self.bytes_in += len(plaintext)
+            self.messages_in += 1
             self._receive(plaintext)
             if self._inbox.full():
                 await self._inbox.join()
@@ -212,6 +222,8 @@ class Peer:
     async def _write_loop(self) -> None:
         while not self._closing:
             data = await self._outbox.get()
+            self.bytes_out += len(data)
+            self.messages_out += 1
             try:
                 await self.channel.send(data)
             except (OSError, FrameError, ChannelError) as error:

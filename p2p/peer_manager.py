@@ -67,6 +67,10 @@ class Counters:
     """Peers banned."""
     pex_messages: int = 0
     """`peers` messages received."""
+    bytes_in: int = 0
+    """Plaintext bytes received from peers."""
+    bytes_out: int = 0
+    """Plaintext bytes sent to peers."""
 
 
 class PeerManager:
@@ -98,7 +102,8 @@ class PeerManager:
         """Port of the listener (0 before `start` picks an ephemeral one)."""
         self.config = config or PeerManagerConfig()
         """Limits and timeouts."""
-        self.counters = Counters()
+        self._counters = Counters()
+        self._closed_traffic = [0, 0]
         """Running totals."""
         self._on_message = on_message
         self._on_connect = on_connect
@@ -124,6 +129,14 @@ class PeerManager:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+
+    @property
+    def counters(self) -> Counters:
+        """Running totals, with bytes in and out of live connections added up now."""
+        live = self._peers.all()
+        self._counters.bytes_in = self._closed_traffic[0] + sum(peer.bytes_in for peer in live)
+        self._counters.bytes_out = self._closed_traffic[1] + sum(peer.bytes_out for peer in live)
+        return self._counters
 
     @property
     def node_address(self) -> bytes:
@@ -220,7 +233,7 @@ class PeerManager:
             writer.transport.abort()
             return
         if self._pending_inbound + self._peers.count(INBOUND) >= self.config.max_inbound:
-            self.counters.rejected += 1
+            self._counters.rejected += 1
             limit = self.config.max_inbound
             log.info("refusing %s:%d: inbound limit %d reached", host, port, limit)
             await close_writer(writer)
@@ -240,7 +253,7 @@ class PeerManager:
         self._admit(result, INBOUND, host, port, None)
 
     async def _dial(self, target: PeerAddress) -> bool:
-        self.counters.dials += 1
+        self._counters.dials += 1
         try:
             async with asyncio.timeout(self.config.dial_timeout_s):
                 reader, writer = await asyncio.open_connection(target.host, target.port)
@@ -284,7 +297,7 @@ class PeerManager:
                 max_frame_bytes=self.config.max_frame_bytes,
             )
         except HandshakeError:
-            self.counters.handshakes_failed += 1
+            self._counters.handshakes_failed += 1
             raise
 
     def _admit(
@@ -299,7 +312,7 @@ class PeerManager:
         address = result.peer.node_address
         reason = self._refusal(address, direction, target)
         if reason is not None:
-            self.counters.rejected += 1
+            self._counters.rejected += 1
             log.info("refusing %s %s:%d (%s): %s", direction, host, port, address.hex(), reason)
             self._spawn(result.channel.close())
             return False
@@ -326,7 +339,7 @@ class PeerManager:
     async def handle_message(self, peer: Peer, message: Message, data: bytes) -> None:
         """Consume `peers`, note `status` heights, drop seen gossip, deliver the rest."""
         if message.kind == "peers":
-            self.counters.pex_messages += 1
+            self._counters.pex_messages += 1
             if self.config.pex:
                 self._learn_addresses(peer, message.body)
             return
@@ -335,9 +348,9 @@ class PeerManager:
         if message.kind in GOSSIP_KINDS and not self._seen.received(
             sha256(data), peer.node_address
         ):
-            self.counters.duplicates += 1
+            self._counters.duplicates += 1
             return
-        self.counters.delivered += 1
+        self._counters.delivered += 1
         if self._on_message is not None:
             await self._call(self._on_message, peer.node_address, message.kind, message.body)
 
@@ -347,6 +360,8 @@ class PeerManager:
 
     def peer_closed(self, peer: Peer, reason: str) -> None:
         """Forget a closed connection; redial it later if we had dialed it."""
+        self._closed_traffic[0] += peer.bytes_in
+        self._closed_traffic[1] += peer.bytes_out
         registered, endpoint = self._peers.remove(peer)
         if not registered or self._stopping:
             return
@@ -361,11 +376,11 @@ class PeerManager:
     def _penalize_address(
         self, address: bytes, penalty: float, reason: str, peer: Peer | None
     ) -> None:
-        self.counters.penalties += 1
+        self._counters.penalties += 1
         # only an endpoint we dialed is proven to be this peer's; a claimed listen port is not
         endpoints = (self._peers.dialed_endpoint(address),)
         if self._reputation.penalize(address, penalty, reason, endpoints):
-            self.counters.bans += 1
+            self._counters.bans += 1
             if peer is not None:
                 peer.close(f"banned: {reason}")
 
