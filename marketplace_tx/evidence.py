@@ -49,8 +49,12 @@ def check_evidence(state: State, block: BlockContext, item: Any) -> bytes:
             raise InvalidBlock("evidence votes must be signed vote maps")
         if vote["chain_id"] != block.chain_id or vote["type"] not in ("prevote", "precommit"):
             raise InvalidBlock("evidence vote is for another chain or of an unknown type")
-        if not isinstance(vote["height"], int) or not 1 <= vote["height"] < block.height:
+        if isinstance(vote["height"], bool) or not isinstance(vote["height"], int) or not 1 <= vote["height"] < block.height:
             raise InvalidBlock("evidence vote height out of range")
+        if isinstance(vote["round"], bool) or not isinstance(vote["round"], int) or not 0 <= vote["round"] < 2**63:
+            raise InvalidBlock("evidence vote round must be an unsigned integer")
+        if vote["block_hash"] is not None and (not isinstance(vote["block_hash"], bytes) or len(vote["block_hash"]) != 32):
+            raise InvalidBlock("evidence vote block_hash must be 32 bytes or nil (R26)")
         if not isinstance(vote["signature"], bytes) or not verify_signature(
             validator, signing_bytes("vote", _unsigned(vote)), vote["signature"]
         ):

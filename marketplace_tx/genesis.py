@@ -114,8 +114,12 @@ class Genesis:
 
     def validate(self) -> None:
         """Raise `InvalidGenesis` unless every rule of R33 holds."""
-        if not isinstance(self.chain_id, str) or not 1 <= len(self.chain_id.encode()) <= 64:
-            raise InvalidGenesis("chain_id must be 1..64 bytes of text")
+        try:
+            chain_id_bytes = self.chain_id.encode() if isinstance(self.chain_id, str) else None
+        except UnicodeEncodeError:
+            chain_id_bytes = None
+        if chain_id_bytes is None or not 1 <= len(chain_id_bytes) <= 64:
+            raise InvalidGenesis("chain_id must be 1..64 bytes of valid UTF-8 text")
         if isinstance(self.genesis_time, bool) or not isinstance(self.genesis_time, int) or not 0 <= self.genesis_time < 2**63:
             raise InvalidGenesis("genesis_time must be a non-negative integer (ms)")
         if not self.validators:

@@ -84,6 +84,8 @@ class BlockSync:
             asked = self._requested.get(height)
             if asked is not None and now - asked[1] < REQUEST_TIMEOUT_S:
                 continue
+            if asked is not None:  # unanswered: the peer's claimed height is not trusted any more
+                self.peer_heights.pop(asked[0], None)
             candidates = [peer for peer, top in self.peer_heights.items() if top >= height and (asked is None or peer != asked[0])]
             if not candidates and asked is not None:
                 candidates = [asked[0]]
@@ -119,6 +121,10 @@ class BlockSync:
             self.node.penalize(peer, 10, "block_response malformed")
             return
         if height <= self.node.store.head().height or height in self._received:
+            return
+        asked = self._requested.get(height)
+        if asked is None or asked[0] != peer:
+            self.node.penalize(peer, 5, "unsolicited block_response")
             return
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)

@@ -38,6 +38,14 @@ class HttpConfig:
     """Largest request body accepted; larger bodies get 413 `body_too_large`."""
     max_batch_txs: int = 10_000
     """Most transactions one `POST /txs/batch` may carry."""
+    rate_per_ip: int = 200
+    """Requests per second one client address regains (IPv6: one /64); beyond its burst,
+    429 `rate_limited` with `Retry-After`. 0 turns the per-address limit off."""
+    burst_per_ip: int = 1000
+    """Requests one client address may make at once before `rate_per_ip` applies."""
+    max_connections: int = 512
+    """Most HTTP connections served at once (event streams included); one more is refused
+    with 429 `rate_limited` and closed."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,15 @@ _SECTIONS = {"http": HttpConfig, "p2p": P2pConfig, "mempool": MempoolConfig, "lo
 ENVIRONMENT_PREFIX = "MARKETCHAIN_"
 """Every option can be set by `MARKETCHAIN_<SECTION>_<OPTION>` (`MARKETCHAIN_MONIKER` for the moniker)."""
 
-_POSITIVE = {"http.max_body_bytes", "http.max_batch_txs", "mempool.max_transactions", "mempool.max_bytes"}
+_POSITIVE = {
+    "http.max_body_bytes",
+    "http.max_batch_txs",
+    "http.burst_per_ip",
+    "http.max_connections",
+    "mempool.max_transactions",
+    "mempool.max_bytes",
+}
+_NON_NEGATIVE = {"http.rate_per_ip"}
 _PORTS = {"http.port", "p2p.port"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -149,6 +165,8 @@ def _check(option: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: port {value} is out of range (0 … 65535)")
     if option in _POSITIVE and value < 1:
         raise ConfigError(f"{where} must be at least 1, not {value}")
+    if option in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{where} must be at least 0 (0: no limit), not {value}")
     if option == "p2p.persistent_peers":
         from p2p.addresses import parse_peer_address
         from p2p.errors import P2PError
@@ -320,7 +338,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML forbids raw DEL
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(type(value))
