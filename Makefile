@@ -29,7 +29,12 @@ unit: setup
 	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: setup
-	$(BIN)/python bench/state_machine.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+
+# Soak: a testnet under load with random faults (docs/faults.md); SOAK_ARGS="--duration 1800 --seed 42".
+.PHONY: soak
+soak: setup
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)

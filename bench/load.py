@@ -83,6 +83,8 @@ class Chain:
         self.final_at: dict[bytes, float] = {}
         """Tx hash → monotonic time the loader saw it final."""
         self.block_sizes: list[int] = []
+        self.post_seconds: list[float] = []
+        """How long each `POST /txs/batch` took."""
         self.changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -113,17 +115,19 @@ class Chain:
                     self.block_sizes.append(len(block["txs"]))
                     self.height = next_height
                     self.changed.set()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(POLL_S)
 
     async def submit(self, raws: list[bytes], node: int = 0) -> list[dict[str, Any]]:
         """POST a batch; per-transaction `{hash}` or `{error}`."""
         body = codec.encode(raws)
+        began = time.monotonic()
         async with self.session.post(self.nodes[node] + "/txs/batch", data=body, headers=MSGPACK) as response:
             value = await response.json()
         if "results" not in value:
             raise RuntimeError(f"batch rejected: {value}")
+        self.post_seconds.append(time.monotonic() - began)
         return value["results"]
 
     async def wait_final(self, hashes: Sequence[bytes], timeout: float = 120.0) -> None:
@@ -135,14 +139,14 @@ class Chain:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def submit_and_wait(self, signed: list[tuple[bytes, bytes]]) -> None:
         """Submit (setup transactions, in order), fail on any rejection, wait until final."""
         for start in range(0, len(signed), BATCH):
             chunk = signed[start:start + BATCH]
-            for (raw, _), result in zip(chunk, await self.submit([raw for raw, _ in chunk]), strict=True):
+            for result in await self.submit([raw for raw, _ in chunk]):
                 if "error" in result:
                     raise RuntimeError(f"setup transaction rejected: {result['error']}")
         await self.wait_final([tx_hash for _, tx_hash in signed])
@@ -173,8 +177,9 @@ def load_faucet(path: Path) -> Signer:
 
 
 async def run_transfers(chain: Chain, faucet: Signer, txs: int, senders: int, rate: float | None,
-                        tag: str) -> dict[str, Any]:
-    """Transfers between `senders` fresh accounts; max load (rate None) or `rate` tx/s."""
+                        tag: str, workers: int = 2) -> dict[str, Any]:
+    """Transfers between `senders` fresh accounts; max load (rate None: `workers` batches in
+    flight per node) or `rate` tx/s."""
     keys = [Signer.named(f"sender-{tag}-{index}") for index in range(senders)]
     per_sender = -(-txs // senders)
     await fund(chain, faucet, [key.address for key in keys], per_sender * (FEE + 1) + 10**6)
@@ -244,7 +249,7 @@ async def run_transfers(chain: Chain, faucet: Signer, txs: int, senders: int, ra
                         continue
                 submitted_at.setdefault(queues[sender][index][1], sent)
 
-    workers = [asyncio.create_task(worker(node)) for node in range(nodes) for _ in range((2 if rate is None else 1))]
+    workers = [asyncio.create_task(worker(node)) for node in range(nodes) for _ in range(workers if rate is None else 1)]
     await asyncio.gather(*workers)
     await chain.wait_final(list(submitted_at), timeout=300)
     return summarize(chain, submitted_at, errors)
@@ -263,6 +268,8 @@ def summarize(chain: Chain, submitted_at: dict[bytes, float], errors: Counter[st
         "rejected": dict(errors),
         "height": chain.height,
         "largest_block_txs": max(chain.block_sizes, default=0),
+        "batch_post_ms": {"p50": round(1000 * percentile(chain.post_seconds, 0.5), 1),
+                          "p95": round(1000 * percentile(chain.post_seconds, 0.95), 1)},
     }
 
 
@@ -338,7 +345,7 @@ def marketplace_steps(chain_id: str, orders: int, wave: int, merchants: list[Sig
                 placed[step_index].append((shop, tx_hash))
                 step.append((raw, tx_hash, "order_place"))
 
-        def phase(wave_index: int, make: Any, tx_type: str) -> None:
+        def phase(wave_index: int, make: Any, tx_type: str, step: list = step) -> None:
             for position, (shop, order_id) in enumerate(placed.get(wave_index, [])):
                 raw, tx_hash = make(position, shop, order_id)
                 step.append((raw, tx_hash, tx_type))
@@ -372,7 +379,8 @@ async def main_async(arguments: argparse.Namespace) -> dict[str, Any]:
         tag = arguments.tag or str(time.time_ns())
         try:
             if arguments.mode == "transfers":
-                return await run_transfers(chain, faucet, arguments.txs, arguments.senders, arguments.rate, tag)
+                return await run_transfers(chain, faucet, arguments.txs, arguments.senders, arguments.rate, tag,
+                                           arguments.workers)
             return await run_marketplace(chain, faucet, arguments.orders, arguments.wave, tag)
         finally:
             await chain.stop()
@@ -386,6 +394,7 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=40_000)
     parser.add_argument("--senders", type=int, default=500)
     parser.add_argument("--rate", type=float, default=None, help="offered tx/s (default: as fast as accepted)")
+    parser.add_argument("--workers", type=int, default=2, help="batches in flight per node at full load")
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--wave", type=int, default=600)
     parser.add_argument("--tag", default=None, help="seed label of the bench accounts (default: fresh)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from marketplace_tx import codec
 from marketplace_tx.errors import RuleError
 from marketplace_tx.state import State
@@ -34,12 +36,15 @@ def load_account(state: State, address: bytes) -> Account:
 
 def store_account(state: State, address: bytes, account: Account) -> None:
     """Write an account record; an all-zero account is deleted to keep state small."""
-    if account.balance == 0 and account.nonce == 0:
+    balance, nonce = account.balance, account.nonce
+    if balance == 0 and nonce == 0:
         state.delete(account_key(address))
+    elif type(balance) is int and type(nonce) is int and 0 <= balance <= UINT64_MAX and 0 <= nonce <= UINT64_MAX:
+        # Speed: a map built in sorted key order with in-range ints packs canonically (R1),
+        # the same bytes as `codec.encode` without its generic walk.
+        state.put(account_key(address), msgpack.packb({"balance": balance, "nonce": nonce}))
     else:
-        state.put(
-            account_key(address), codec.encode({"balance": account.balance, "nonce": account.nonce})
-        )
+        state.put(account_key(address), codec.encode({"balance": balance, "nonce": nonce}))
 
 
 def checked_add(left: int, right: int, field: str) -> int:

@@ -61,7 +61,11 @@ def inclusion_error(state: State, tx: Transaction) -> str | None:
     A transaction is includable only if its nonce is the sender's next nonce and the
     sender can pay the fee.
     """
-    account = load_account(state, tx.sender)
+    return _inclusion_problem(load_account(state, tx.sender), tx)
+
+
+def _inclusion_problem(account: Account, tx: Transaction) -> str | None:
+    """`inclusion_error` for the sender's account as it stands."""
     if tx.nonce != account.nonce:
         return f"nonce {tx.nonce} is not the sender's next nonce {account.nonce}"
     if account.balance < tx.fee:
@@ -77,10 +81,28 @@ def execute_transaction(
     The caller has checked the stateless rules of R10. Raises `InvalidBlock` if the
     transaction cannot be included at this point of the block.
     """
-    problem = inclusion_error(state, tx)
+    account = load_account(state, tx.sender)
+    problem = _inclusion_problem(account, tx)
     if problem is not None:
         raise InvalidBlock(f"transaction {index} ({tx.hash.hex()}): {problem}")
+    return _execute_includable(state, block, tx, index, account)
+
+
+def try_execute_transaction(
+    state: State, block: BlockContext, tx: Transaction, index: int
+) -> Receipt | None:
+    """`execute_transaction` for a proposer: None (and no change) where `inclusion_error`
+    would say `tx` cannot be included now, reading the sender's account only once."""
     account = load_account(state, tx.sender)
+    if _inclusion_problem(account, tx) is not None:
+        return None
+    return _execute_includable(state, block, tx, index, account)
+
+
+def _execute_includable(
+    state: State, block: BlockContext, tx: Transaction, index: int, account: Account
+) -> Receipt:
+    """Fee, nonce and the rule of a transaction whose sender holds `account` and may send it."""
     store_account(state, tx.sender, Account(account.balance - tx.fee, account.nonce + 1))
     credit(state, block.proposer, tx.fee, "fee")
     context = TxContext(block=block, tx_hash=tx.hash, index=index, sender=tx.sender)

@@ -6,14 +6,20 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from marketplace_tx import codec
-from marketplace_tx.crypto import KeyPair, signing_bytes, verify_signature
+from marketplace_tx.crypto import KeyPair, domain_tag, signing_bytes, verify_signature
 from marketplace_tx.errors import AdmissionError, CodecError
 
 ENVELOPE_KEYS = ("chain_id", "fee", "nonce", "payload", "sender", "sig", "type")
 """The keys of a signed transaction map, in canonical order (R8)."""
 
 UINT64_MAX = 2**64 - 1
+
+_TX_TAG = domain_tag("tx")
+_SIG_ENTRY_HEAD = b"\xa3sig\xc4\x40"
+"""Canonical `"sig"` key and the bin8 header of its 64 bytes: the entry is 70 bytes."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ class Transaction:
     """The canonical msgpack bytes of the full signed map."""
     hash: bytes
     """SHA-256 of `raw`: the transaction id (R9)."""
+    raw_matches_fields: bool = field(default=False, init=False, repr=False, compare=False)
+    """True when `raw` is known to be the canonical encoding of exactly these fields
+    (set only by `decode_transaction` and `sign_transaction`; a copy made with
+    `dataclasses.replace` starts False): then `signing_bytes` is cut out of `raw`
+    instead of re-encoded."""
 
     def unsigned_map(self) -> dict[str, Any]:
         """The map the signature covers: the envelope without `sig` (R8)."""
@@ -45,6 +56,14 @@ class Transaction:
 
     def signing_bytes(self) -> bytes:
         """Domain tag + canonical unsigned map (R4)."""
+        if self.raw_matches_fields:
+            # Speed: the canonical map's entries are sorted (…, sender, sig, type), so
+            # the unsigned map's bytes are `raw` with one entry fewer in the fixmap
+            # header and the 70-byte `sig` entry before the last (`type`) cut out.
+            raw = self.raw
+            cut = len(raw) - 5 - len(msgpack.packb(self.type)) - 70
+            if raw[0] == 0x87 and raw[cut:cut + 6] == _SIG_ENTRY_HEAD and raw[cut + 6:cut + 70] == self.sig:
+                return _TX_TAG + b"\x86" + raw[1:cut] + raw[cut + 70:]
         return signing_bytes("tx", self.unsigned_map())
 
     def has_valid_signature(self) -> bool:
@@ -77,7 +96,7 @@ def sign_transaction(
     body = unsigned_map(chain_id, fee, nonce, payload, key.address, tx_type)
     signature = key.sign(signing_bytes("tx", body))
     raw = codec.encode({**body, "sig": signature})
-    return Transaction(
+    return _matching_raw(Transaction(
         chain_id=chain_id,
         fee=fee,
         nonce=nonce,
@@ -87,7 +106,7 @@ def sign_transaction(
         sig=signature,
         raw=raw,
         hash=hashlib.sha256(raw).digest(),
-    )
+    ))
 
 
 def decode_transaction(raw: bytes, max_tx_bytes: int) -> Transaction:
@@ -106,12 +125,13 @@ def decode_transaction(raw: bytes, max_tx_bytes: int) -> Transaction:
         raise AdmissionError("malformed", error.message) from None
     if not isinstance(value, dict):
         raise AdmissionError("malformed", "a transaction is a map")
-    for key in ENVELOPE_KEYS:
-        if key not in value:
-            raise AdmissionError("malformed", f"field {key} is missing")
-    for key in value:
-        if key not in ENVELOPE_KEYS:
-            raise AdmissionError("malformed", f"unknown field {key}")
+    if tuple(value) != ENVELOPE_KEYS:  # speed: a canonical envelope has exactly these, in order
+        for key in ENVELOPE_KEYS:
+            if key not in value:
+                raise AdmissionError("malformed", f"field {key} is missing")
+        for key in value:
+            if key not in ENVELOPE_KEYS:
+                raise AdmissionError("malformed", f"unknown field {key}")
     _require(isinstance(value["chain_id"], str), "chain_id must be text")
     _require(_is_uint(value["fee"]), "fee must be an unsigned integer")
     _require(_is_uint(value["nonce"]), "nonce must be an unsigned integer")
@@ -119,7 +139,7 @@ def decode_transaction(raw: bytes, max_tx_bytes: int) -> Transaction:
     _require(isinstance(value["sender"], bytes) and len(value["sender"]) == 32, "sender must be 32 bytes")
     _require(isinstance(value["sig"], bytes) and len(value["sig"]) == 64, "sig must be 64 bytes")
     _require(isinstance(value["type"], str), "type must be text")
-    return Transaction(
+    return _matching_raw(Transaction(
         chain_id=value["chain_id"],
         fee=value["fee"],
         nonce=value["nonce"],
@@ -129,7 +149,13 @@ def decode_transaction(raw: bytes, max_tx_bytes: int) -> Transaction:
         sig=value["sig"],
         raw=bytes(raw),
         hash=hashlib.sha256(raw).digest(),
-    )
+    ))
+
+
+def _matching_raw(tx: Transaction) -> Transaction:
+    """Mark a transaction whose `raw` was just made from, or decoded into, its fields."""
+    object.__setattr__(tx, "raw_matches_fields", True)
+    return tx
 
 
 def _is_uint(value: Any) -> bool:

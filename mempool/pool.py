@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from marketplace_tx.accounts import Account
@@ -45,6 +45,8 @@ class _SenderQueue:
     first_arrival: int
     """Arrival sequence of the oldest pending transaction; orders senders in blocks."""
     by_nonce: dict[int, Transaction] = field(default_factory=dict)
+    fees: int = 0
+    """Sum of the fees of `by_nonce` (kept up to date, so admission need not add them up)."""
 
 
 class Mempool:
@@ -72,6 +74,9 @@ class Mempool:
         self._bytes = 0
         self._arrivals = itertools.count()
         self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._admitted_floor: int | None = None
+        """No pending transaction was admitted before this time (a lower bound), so
+        `expire` need not look at each one while nothing can have expired."""
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -94,6 +99,22 @@ class Mempool:
         if len(self._verified) > self.limits.signature_cache_size:
             self._verified.popitem(last=False)
 
+    def precheck(self, raw: bytes) -> Transaction:
+        """The checks of R10 that need no mempool or account state, in admission order:
+        stateless checks, committed duplicate, signature; or raise `AdmissionError`.
+
+        It reads only the verified-signature cache and the committed transaction index,
+        so a node may run it in worker threads (libsodium and LevelDB release the GIL),
+        then pass the transaction to `add_checked` with `prechecked=True`. A signature
+        this node already verified is not verified again.
+        """
+        tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
+        if self._is_committed(tx.hash):
+            raise AdmissionError("duplicate", "this transaction is already known")
+        if tx.hash not in self._verified and not tx.has_valid_signature():
+            raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
+        return tx
+
     def add(self, raw: bytes, now_ms: int = 0, signature_checked: bool = False) -> Transaction:
         """Admit signed transaction bytes or raise `AdmissionError` (R10).
 
@@ -101,19 +122,35 @@ class Mempool:
         thread pool); otherwise it is verified here, once, and remembered.
         """
         tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
-        if tx.hash in self._by_hash or self._is_committed(tx.hash):
+        return self.add_checked(tx, now_ms, signature_checked)
+
+    def add_checked(
+        self, tx: Transaction, now_ms: int = 0, signature_checked: bool = False, prechecked: bool = False
+    ) -> Transaction:
+        """`add` for a transaction that passed `check_stateless`, or all of `precheck`
+        (`prechecked`: not committed then, signature valid): duplicates, the signature
+        unless checked, then the stateful checks and capacity (R10)."""
+        if tx.hash in self._by_hash:
             raise AdmissionError("duplicate", "this transaction is already known")
-        if not (signature_checked or tx.hash in self._verified or tx.has_valid_signature()):
+        account = self._account_of(tx.sender)
+        # A committed transaction's nonce is below its sender's next nonce: after
+        # `precheck`, only such a nonce can have been committed since.
+        if (not prechecked or tx.nonce < account.nonce) and self._is_committed(tx.hash):
+            raise AdmissionError("duplicate", "this transaction is already known")
+        if not (signature_checked or prechecked or tx.hash in self._verified or tx.has_valid_signature()):
             raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
         self._remember_verified(tx.hash)
-        self.check_against_state(tx)
+        self._check_account(tx, account)
         self._make_room(tx)
         queue = self._senders.get(tx.sender)
         if queue is None:
             queue = self._senders[tx.sender] = _SenderQueue(next(self._arrivals))
         queue.by_nonce[tx.nonce] = tx
+        queue.fees += tx.fee
         self._by_hash[tx.hash] = tx
         self._admitted_at[tx.hash] = now_ms
+        if self._admitted_floor is None or now_ms < self._admitted_floor:
+            self._admitted_floor = now_ms
         self._bytes += len(tx.raw)
         return tx
 
@@ -139,6 +176,9 @@ class Mempool:
 
     def expire(self, now_ms: int) -> list[Transaction]:
         """Drop transactions pending longer than `ttl_ms`, with every later nonce of their senders."""
+        if self._admitted_floor is None or now_ms - self._admitted_floor <= self.limits.ttl_ms:
+            return []  # none admitted early enough to have expired
+        self._admitted_floor = min(self._admitted_at.values(), default=None)
         expired = [tx for tx_hash, tx in self._by_hash.items() if now_ms - self._admitted_at[tx_hash] > self.limits.ttl_ms]
         dropped = []
         for tx in expired:
@@ -154,7 +194,10 @@ class Mempool:
 
     def check_against_state(self, tx: Transaction) -> None:
         """The stateful admission checks: nonce window, nonce taken, fees payable (R10)."""
-        account = self._account_of(tx.sender)
+        self._check_account(tx, self._account_of(tx.sender))
+
+    def _check_account(self, tx: Transaction, account: Account) -> None:
+        """`check_against_state` with the sender's committed account already read."""
         if tx.nonce < account.nonce:
             raise AdmissionError(
                 "bad_nonce", f"nonce: {tx.nonce} was used; the sender's next nonce is {account.nonce}"
@@ -167,7 +210,7 @@ class Mempool:
         queue = self._senders.get(tx.sender)
         if queue is not None and tx.nonce in queue.by_nonce:
             raise AdmissionError("bad_nonce", f"nonce: {tx.nonce} is already pending for this sender")
-        pending_fees = sum(item.fee for item in queue.by_nonce.values()) if queue else 0
+        pending_fees = queue.fees if queue else 0
         if account.balance < pending_fees + tx.fee:
             raise AdmissionError(
                 "insufficient_funds",
@@ -197,16 +240,29 @@ class Mempool:
                 yield queue.by_nonce[nonce]
                 nonce += 1
 
-    def remove_committed(self, transactions: list[Transaction]) -> None:
-        """Drop transactions that a block included, then re-check the rest (R10)."""
+    def remove_committed(
+        self, transactions: list[Transaction], changed_accounts: Collection[bytes] | None = None
+    ) -> None:
+        """Drop transactions that a block included, then re-check the rest (R10).
+
+        `changed_accounts`, if given, holds every address whose account the block
+        changed: only their senders are re-checked, since admission already checked the
+        others against the accounts they still have.
+        """
         for tx in transactions:
             self._remove(tx)
-        self.recheck()
+        if changed_accounts is None:
+            self.recheck()
+        else:
+            self.recheck([sender for sender in changed_accounts if sender in self._senders])
 
-    def recheck(self) -> None:
-        """Drop every transaction that can no longer be admitted against the new state."""
-        for sender in list(self._senders):
-            queue = self._senders[sender]
+    def recheck(self, senders: Collection[bytes] | None = None) -> None:
+        """Drop every transaction that can no longer be admitted against the new state
+        (of every sender, or of `senders`)."""
+        for sender in list(self._senders) if senders is None else senders:
+            queue = self._senders.get(sender)
+            if queue is None:
+                continue
             account = self._account_of(sender)
             fees = 0
             for nonce in sorted(queue.by_nonce):
@@ -222,5 +278,6 @@ class Mempool:
         self._bytes -= len(tx.raw)
         queue = self._senders[tx.sender]
         queue.by_nonce.pop(tx.nonce, None)
+        queue.fees -= tx.fee
         if not queue.by_nonce:
             del self._senders[tx.sender]

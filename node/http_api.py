@@ -23,6 +23,7 @@ from marketplace_tx.transaction import Transaction
 from marketplace_tx.validators import proposer_for, scheduled_changes, set_at, validators_hash
 from node.http_errors import MAX_BODY_KEY, ApiError, error_middleware
 from node.http_events import add_event_routes
+from node.http_limits import limits_middleware
 from node.http_marketplace import account_marketplace_view, add_marketplace_routes
 from node.json_view import to_json
 from node.metrics import METRICS_KEY, get_metrics, metrics_middleware
@@ -143,25 +144,27 @@ async def post_tx(request: web.Request) -> web.Response:
     """`POST /txs`: admit one transaction; 202 `{"hash"}` or 400 with its R12 code."""
     node = _node(request)
     (raw,) = await _body_transactions(request, batch=False)
-    tx = node.submit(raw)
-    return web.json_response({"hash": tx.hash.hex()}, status=202)
+    (outcome,) = await node.submit_many([raw])
+    if isinstance(outcome, AdmissionError):
+        raise outcome
+    return web.json_response({"hash": outcome.hash.hex()}, status=202)
 
 
 async def post_tx_batch(request: web.Request) -> web.Response:
-    """`POST /txs/batch`: per transaction `{"hash"}` or `{"error"}`, in order."""
+    """`POST /txs/batch`: per transaction `{"hash"}` or `{"error"}`, in order.
+
+    Stateless checks and signatures run in the node's thread pool, off the event loop."""
     node = _node(request)
     items = await _body_transactions(request, batch=True)
     limit = node.config.http.max_batch_txs
     if len(items) > limit:
         raise ApiError(400, "malformed", f"a batch holds at most {limit} transactions")
     results: list[dict[str, Any]] = []
-    for raw in items:
-        try:
-            tx = node.submit(raw)
-        except AdmissionError as error:
-            results.append({"error": {"code": error.code, "message": error.message}})
+    for outcome in await node.submit_many(items):
+        if isinstance(outcome, AdmissionError):
+            results.append({"error": {"code": outcome.code, "message": outcome.message}})
         else:
-            results.append({"hash": tx.hash.hex()})
+            results.append({"hash": outcome.hash.hex()})
     return web.json_response({"results": results})
 
 
@@ -399,7 +402,8 @@ async def get_static(request: web.Request) -> web.FileResponse:
 def build_app(node: Node) -> web.Application:
     """The aiohttp application of the API; it serves exactly the routes node/openapi.py documents."""
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware], client_max_size=node.config.http.max_body_bytes
+        middlewares=[metrics_middleware, limits_middleware(node.config.http), error_middleware],
+        client_max_size=node.config.http.max_body_bytes,
     )
     app[NODE_KEY] = node
     app[METRICS_KEY] = node.metrics

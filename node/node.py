@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import signal
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
@@ -18,6 +21,7 @@ from marketplace_tx.chain import BlockResult
 from marketplace_tx.errors import AdmissionError
 from marketplace_tx.order_records import Order, load_order
 from marketplace_tx.state import State
+from marketplace_tx.state_keys import ACCOUNT
 from marketplace_tx.transaction import Transaction
 from marketplace_tx.validators import set_at
 from mempool.pool import Mempool, MempoolLimits
@@ -38,6 +42,8 @@ TX_GOSSIP_BATCH = 500
 """Most transactions in one `txs` gossip message."""
 TX_GOSSIP_DELAY_S = 0.02
 """How long admitted transactions wait to be gossiped together."""
+PRECHECK_CHUNK = 64
+"""Transactions one worker thread checks at a time (decode, schema, signature)."""
 
 
 def package_version() -> str:
@@ -102,6 +108,12 @@ class Node:
         """Block sync (R30)."""
         self._gossip_queue: list[bytes] = []
         self._gossip_handle: asyncio.TimerHandle | None = None
+        self._verifier = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="precheck")
+        """Threads for the stateless checks and signatures of incoming transactions
+        (libsodium releases the GIL, so signatures are verified on every core)."""
+        self._committed_accounts: dict[bytes, Account] = {}
+        self._received_txs: asyncio.Queue[tuple[bytes, list[bytes]]] = asyncio.Queue()
+        self._receiver: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.started_at = time.time()
         """When this process started (s since the epoch)."""
@@ -116,8 +128,16 @@ class Node:
         return key.address if key.address in set_at(State(self.store), tip.height + 1) else None
 
     def committed_account(self, address: bytes) -> Account:
-        """An account as of the last final block."""
-        return load_account(State(self.store), address)
+        """An account as of the last final block.
+
+        Kept until the next block is stored (`after_block` clears it): admission reads
+        the same senders again and again, and a LevelDB read on the event loop also
+        hands the GIL to busy threads, which it then waits to get back.
+        """
+        account = self._committed_accounts.get(address)
+        if account is None:
+            account = self._committed_accounts[address] = load_account(State(self.store), address)
+        return account
 
     @staticmethod
     def hash_of(raw: bytes) -> bytes:
@@ -137,6 +157,20 @@ class Node:
         self.driver.notify_work()
         return tx
 
+    async def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | AdmissionError]:
+        """Admit transactions in order (R10) with their signatures checked off the event
+        loop, gossip those admitted and wake consensus; per transaction, the admitted
+        `Transaction` or the `AdmissionError` that rejected it."""
+        outcomes = await self._admit_many(raws, "http")
+        admitted = False
+        for outcome in outcomes:
+            if isinstance(outcome, Transaction):
+                self._gossip_tx(outcome.raw)
+                admitted = True
+        if admitted:
+            self.driver.notify_work()
+        return outcomes
+
     def _admit(self, raw: bytes, source: str) -> Transaction:
         """`Mempool.add`, counted in the metrics (outcome, signature verified or cached)."""
         known = self.mempool.signature_known_valid(self.hash_of(raw))
@@ -147,6 +181,55 @@ class Node:
             raise
         self.metrics.admission(source, None, not known)
         return tx
+
+    def _precheck_chunk(self, raws: Sequence[bytes]) -> list[tuple[Transaction | AdmissionError, bool]]:
+        """In a worker thread: `Mempool.precheck` of each, and whether it verified a signature."""
+        outcomes: list[tuple[Transaction | AdmissionError, bool]] = []
+        known = self.mempool.signature_known_valid
+        for raw in raws:
+            try:
+                tx = self.mempool.precheck(raw)
+            except AdmissionError as error:
+                outcomes.append((error, error.code == "bad_signature"))
+            else:
+                outcomes.append((tx, not known(tx.hash)))
+        return outcomes
+
+    async def _admit_many(self, raws: Sequence[bytes], source: str) -> list[Transaction | AdmissionError]:
+        """Stateless checks and signatures in the thread pool, then `Mempool.add_checked` in order."""
+        loop = asyncio.get_running_loop()
+        chunks = [raws[start:start + PRECHECK_CHUNK] for start in range(0, len(raws), PRECHECK_CHUNK)]
+        checked = await asyncio.gather(
+            *(loop.run_in_executor(self._verifier, self._precheck_chunk, chunk) for chunk in chunks)
+        )
+        now = wall_clock_ms()
+        results: list[Transaction | AdmissionError] = []
+        admitted = verified_count = 0
+        rejected: dict[str, int] = {}
+        for prechecked, verified in (item for chunk in checked for item in chunk):
+            if isinstance(prechecked, Transaction):
+                try:
+                    prechecked = self.mempool.add_checked(prechecked, now, prechecked=True)
+                except AdmissionError as error:
+                    prechecked = error
+            if isinstance(prechecked, AdmissionError):
+                rejected[prechecked.code] = rejected.get(prechecked.code, 0) + 1
+            else:
+                admitted += 1
+            verified_count += verified
+            results.append(prechecked)
+        self._count_admissions(source, admitted, rejected, verified_count)
+        return results
+
+    def _count_admissions(self, source: str, admitted: int, rejected: dict[str, int], verified: int) -> None:
+        """`NodeMetrics.admission` for a whole batch at once (one counter update per outcome)."""
+        metrics = self.metrics
+        if verified:
+            metrics.signature_checks.labels("tx_admission").inc(verified)
+        if admitted:
+            metrics.admitted.labels(source).inc(admitted)
+        for code, count in rejected.items():
+            metrics.rejected.labels(code).inc(count)
 
     def _gossip_tx(self, raw: bytes) -> None:
         self._gossip_queue.append(raw)
@@ -167,19 +250,25 @@ class Node:
         if not isinstance(body, list) or len(body) > 10_000 or not all(isinstance(item, bytes) for item in body):
             self.penalize(peer, 20, "txs body malformed")
             return
-        admitted = 0
-        for raw in body:
-            try:
-                self._admit(raw, "p2p")
-            except AdmissionError as error:
-                if error.code in ("bad_signature", "malformed", "wrong_chain", "tx_too_large"):
-                    self.penalize(peer, 5, f"gossiped tx: {error.code}")
-                continue
-            admitted += 1
-            self._gossip_queue.append(raw)
-        if admitted:
-            self._flush_gossip()
-            self.driver.notify_work()
+        self._received_txs.put_nowait((peer, body))
+        if self._receiver is None or self._receiver.done():
+            self._receiver = asyncio.get_running_loop().create_task(self._admit_received())
+
+    async def _admit_received(self) -> None:
+        """Admit gossiped batches one after the other, in the order they came."""
+        while not self._received_txs.empty():
+            peer, body = self._received_txs.get_nowait()
+            admitted = 0
+            for raw, outcome in zip(body, await self._admit_many(body, "p2p"), strict=True):
+                if isinstance(outcome, AdmissionError):
+                    if outcome.code in ("bad_signature", "malformed", "wrong_chain", "tx_too_large"):
+                        self.penalize(peer, 5, f"gossiped tx: {outcome.code}")
+                    continue
+                admitted += 1
+                self._gossip_queue.append(raw)
+            if admitted:
+                self._flush_gossip()
+                self.driver.notify_work()
 
     # --- peers -----------------------------------------------------------------------
 
@@ -233,6 +322,7 @@ class Node:
 
     def after_block(self, result: BlockResult) -> None:
         """Bookkeeping after a final block is stored (by consensus or by sync)."""
+        self._committed_accounts.clear()
         self.metrics.block_stored(result)
         try:
             self.events.publish(block_events(
@@ -240,7 +330,8 @@ class Node:
             ))
         except Exception:  # the event stream must never stop the chain
             log.exception("publishing the events of block %d failed", result.block.header.height)
-        self.mempool.remove_committed(list(result.transactions))
+        changed_accounts = [key[1:] for key in result.changes if key[:1] == ACCOUNT and len(key) == 33]
+        self.mempool.remove_committed(list(result.transactions), changed_accounts)
         self.mempool.expire(wall_clock_ms())
         height = result.block.header.height
         if self.sign_guard is not None and height % 100 == 0:
@@ -258,7 +349,7 @@ class Node:
     async def start(self) -> None:
         """Open the HTTP API and the P2P listener, then start consensus."""
         app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=75)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port, reuse_address=True)
         await site.start()
@@ -282,7 +373,10 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.driver.stop()
+        if self._receiver is not None:
+            self._receiver.cancel()
         await self.peers.stop()
+        self._verifier.shutdown(wait=True, cancel_futures=True)
         self.store.close()
         log.info("node %s stopped", self.config.moniker)
 

@@ -8,6 +8,15 @@ data given to `Testnet.perturb`. Checks are the e2e ones: heights, every node
 holding identical blocks, transactions final everywhere, and conservation of the
 money supply.
 
+Faults beyond crashes (tests/fault_scenarios.py drives them): `pause`/`resume`
+(SIGSTOP/SIGCONT), `skew_clock` (a restart with the test-only
+`MARKETCHAIN_TEST_CLOCK_SKEW_MS`), and, with `Manifest(network="netns")`, network
+cuts: every node then runs in its own Linux network namespace on one bridge
+(`NamespaceNetwork`), and `disconnect`/`reconnect`/`partition`/`heal` add and remove
+blackhole routes between them. Namespaces need root and iproute2;
+`netns_unavailable_reason()` says why they cannot be used, and `start_all` raises
+`NetworkUnavailable` with that reason, so that a test can skip.
+
     with Testnet(tmp_path / "net", Manifest(validators=4)) as net:
         tx_hash = net.transfer("alice", "bob", 5, node=2)
         net.wait_for_tx(tx_hash)                    # final on every running node
@@ -23,9 +32,11 @@ the `Testnet` is closed, on failure too, and at interpreter exit as a last resor
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -40,7 +51,9 @@ from typing import Any, TypeVar
 from node_process import edit_config, free_port, http_get, http_post
 
 from marketplace_tx.crypto import KeyPair
+from marketplace_tx.params import Params
 from marketplace_tx.transaction import sign_transaction
+from node.testnet import create_testnet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """`python -m cli` runs from here."""
@@ -57,10 +70,19 @@ LOG_TAIL_LINES = 25
 LOG_PROBLEM_MARKERS = ("Traceback", " ERROR ", "consensus job failed")
 """node.log lines that reveal a bug rather than a perturbation."""
 
+FAULT_VARIABLE = "MARKETCHAIN_TEST_FAULT"
+"""Test-only misbehaviour of a node (`equivocate`)."""
+
+CLOCK_SKEW_VARIABLE = "MARKETCHAIN_TEST_CLOCK_SKEW_MS"
+"""Test-only offset (ms) added to a node's clock (node/consensus_driver.py `wall_clock_ms`)."""
+
 T = TypeVar("T")
 
 _LIVE: set[Testnet] = set()
 """Testnets not yet closed: their processes are killed at interpreter exit."""
+
+_NETWORKS: set[NamespaceNetwork] = set()
+"""Namespace networks not yet destroyed: removed at interpreter exit."""
 
 
 # --- waiting ------------------------------------------------------------------------
@@ -124,6 +146,14 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, T, Z, …), None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def _log_size(node: NodeHandle) -> int:
     try:
         return node.log_path.stat().st_size
@@ -144,14 +174,19 @@ class Manifest:
     """Genesis parameters (`--param NAME=VALUE`)."""
     faults: Mapping[int, str] = field(default_factory=dict)
     """Node index → `MARKETCHAIN_TEST_FAULT` value: that node is restarted with the fault on."""
+    network: str = "loopback"
+    """`loopback` (every node on 127.0.0.1, started by the CLI) or `netns` (each node in
+    its own network namespace, so that links can be cut; needs root)."""
 
 
 @dataclass(frozen=True)
 class Perturbation:
-    """One step of a scenario: `kill`, `stop`, `start` or `restart` node `index`."""
+    """One step of a scenario: `kill`, `stop`, `start`, `restart`, `pause`, `resume`,
+    `disconnect` or `reconnect` node `index`."""
 
     action: str
-    """`kill` (SIGKILL), `stop` (SIGTERM), `start` or `restart` (stop, then start)."""
+    """`kill` (SIGKILL), `stop` (SIGTERM), `start`, `restart` (stop, then start),
+    `pause` (SIGSTOP), `resume` (SIGCONT), `disconnect` / `reconnect` (netns only)."""
     index: int
     """The node it applies to."""
 
@@ -181,6 +216,12 @@ class NodeHandle:
     """The process, when the harness started it itself (restarts, full nodes)."""
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment of its last start (test faults)."""
+    host: str = "127.0.0.1"
+    """Address its HTTP API and P2P listener bind (its namespace's address under netns)."""
+    namespace: str | None = None
+    """The network namespace it runs in (netns testnets), else None."""
+    paused: bool = False
+    """True between `Testnet.pause` (SIGSTOP) and `resume` (SIGCONT)."""
 
     @property
     def log_path(self) -> Path:
@@ -199,8 +240,8 @@ class NodeHandle:
 
     @property
     def peer_address(self) -> str:
-        """`node_id@127.0.0.1:p2p_port`, for another node's persistent peers."""
-        return f"{self.node_id}@127.0.0.1:{self.p2p_port}"
+        """`node_id@host:p2p_port`, for another node's persistent peers."""
+        return f"{self.node_id}@{self.host}:{self.p2p_port}"
 
     @property
     def running(self) -> bool:
@@ -210,6 +251,11 @@ class NodeHandle:
         if self.process is not None:
             return self.process.poll() is None
         return _pid_alive(self.pid)
+
+    @property
+    def available(self) -> bool:
+        """True while its process lives and is not paused: it can answer requests."""
+        return self.running and not self.paused
 
     def exit_code(self) -> int | None:
         """The exit code, when the harness started the process and it has exited."""
@@ -259,6 +305,165 @@ class NodeHandle:
         return [line for line in text.splitlines() if any(marker in line for marker in LOG_PROBLEM_MARKERS)]
 
 
+# --- network namespaces -------------------------------------------------------------
+
+
+class NetworkUnavailable(RuntimeError):
+    """Network namespaces cannot be used on this machine (the message says why)."""
+
+
+_NETNS_PROBE: list[str | None] = []
+"""The cached answer of `netns_unavailable_reason`."""
+
+
+def _ip(*arguments: str) -> str:
+    """Run `ip ARGUMENTS…`; its stdout. Raises RuntimeError with ip's message on failure."""
+    completed = subprocess.run(["ip", *arguments], capture_output=True, text=True, timeout=20,
+                               stdin=subprocess.DEVNULL)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(arguments)}: {completed.stderr.strip() or completed.returncode}")
+    return completed.stdout
+
+
+def netns_unavailable_reason() -> str | None:
+    """None when nodes can run in network namespaces with links cut between them; else why not."""
+    if not _NETNS_PROBE:
+        _NETNS_PROBE.append(_probe_netns())
+    return _NETNS_PROBE[0]
+
+
+def _probe_netns() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "network namespaces need Linux"
+    if os.geteuid() != 0:
+        return "creating network namespaces needs root (run as root, or the partition scenarios skip)"
+    if shutil.which("ip") is None:
+        return "the `ip` command (iproute2) is not installed"
+    name = f"mcprobe{os.getpid()}"
+    try:
+        _ip("netns", "add", name)
+        _ip("-n", name, "link", "add", "br0", "type", "bridge")
+        _ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+        _ip("-n", name, "route", "add", "blackhole", "10.255.255.1/32")
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        return f"`ip netns` does not work here: {error}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    return None
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network the root namespace has an address or a route in (but the default)."""
+    used = []
+    lines = _ip("-4", "-o", "addr", "show").splitlines() + _ip("-4", "route", "show", "table", "all").splitlines()
+    for line in lines:
+        for token in line.split()[:4]:
+            try:
+                network = ipaddress.ip_network(token, strict=False)
+            except ValueError:
+                continue
+            if isinstance(network, ipaddress.IPv4Network):
+                used.append(network)
+    return used
+
+
+class NamespaceNetwork:
+    """Nodes in their own network namespaces on one bridge; links cut by blackhole routes.
+
+    A hub namespace holds the bridge; every node namespace has `eth0` with address
+    `subnet + index + 1` on it, and the root namespace one veth with `subnet + 254`, so
+    that the harness reaches every node's API. A cut between nodes a and b is a
+    blackhole route in each namespace to the other's address: packets vanish both ways,
+    like a broken link (no refused connection). The subnet is a 10.x.y.0/24 that the
+    root namespace does not use; nothing but what this class creates is touched, and
+    `destroy` removes all of it.
+    """
+
+    def __init__(self) -> None:
+        self.prefix = f"mc{secrets.token_hex(3)}"
+        """Prefix of every namespace and interface name created."""
+        self.subnet = self._free_subnet()
+        """The /24 the nodes live in."""
+        self.hub = f"{self.prefix}-hub"
+        """The namespace of the bridge."""
+        self.uplink = f"{self.prefix}r"
+        """The root namespace's veth onto the bridge."""
+        self.namespaces: dict[int, str] = {}
+        """Node index → its namespace."""
+        self.cuts: set[tuple[int, int]] = set()
+        """Pairs of node indexes (smaller first) whose link is cut."""
+
+    @staticmethod
+    def _free_subnet() -> ipaddress.IPv4Network:
+        used = _used_networks()
+        for _ in range(500):
+            candidate = ipaddress.IPv4Network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
+            if not any(candidate.overlaps(network) for network in used if network.prefixlen > 0):
+                return candidate
+        raise NetworkUnavailable("no free 10.x.y.0/24 subnet for the test network")
+
+    def address(self, index: int) -> str:
+        """The address of node `index`."""
+        if not 0 <= index < 250:
+            raise ValueError("at most 250 nodes per namespace network")
+        return str(self.subnet.network_address + index + 1)
+
+    def create(self) -> None:
+        """The hub namespace with its bridge, and the root namespace's veth onto it."""
+        _NETWORKS.add(self)
+        _ip("netns", "add", self.hub)
+        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.hub, "link", "set", "br0", "up")
+        _ip("link", "add", self.uplink, "type", "veth", "peer", "name", "uplink", "netns", self.hub)
+        _ip("-n", self.hub, "link", "set", "uplink", "master", "br0", "up")
+        _ip("addr", "add", f"{self.subnet.network_address + 254}/24", "dev", self.uplink)
+        _ip("link", "set", self.uplink, "up")
+
+    def add_node(self, index: int) -> tuple[str, str]:
+        """A namespace for node `index`, plugged into the bridge: (namespace, address)."""
+        namespace, address = f"{self.prefix}-n{index}", self.address(index)
+        _ip("netns", "add", namespace)
+        self.namespaces[index] = namespace
+        _ip("-n", namespace, "link", "set", "lo", "up")
+        _ip("-n", self.hub, "link", "add", f"p{index}", "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        _ip("-n", self.hub, "link", "set", f"p{index}", "master", "br0", "up")
+        _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
+        _ip("-n", namespace, "link", "set", "eth0", "up")
+        return namespace, address
+
+    def cut(self, first: int, second: int) -> None:
+        """Drop every packet between two nodes, both ways."""
+        pair = (min(first, second), max(first, second))
+        if pair in self.cuts or first == second:
+            return
+        for here, there in ((first, second), (second, first)):
+            _ip("-n", self.namespaces[here], "route", "add", "blackhole", f"{self.address(there)}/32")
+        self.cuts.add(pair)
+
+    def mend(self, first: int, second: int) -> None:
+        """Undo `cut(first, second)`."""
+        pair = (min(first, second), max(first, second))
+        if pair not in self.cuts:
+            return
+        for here, there in ((first, second), (second, first)):
+            _ip("-n", self.namespaces[here], "route", "del", "blackhole", f"{self.address(there)}/32")
+        self.cuts.discard(pair)
+
+    def destroy(self) -> list[str]:
+        """Delete every namespace (their interfaces go with them) and the uplink; what failed."""
+        problems = []
+        for namespace in [*self.namespaces.values(), self.hub]:
+            completed = subprocess.run(["ip", "netns", "del", namespace], capture_output=True, text=True,
+                                       timeout=20, stdin=subprocess.DEVNULL)
+            if completed.returncode != 0 and "No such file" not in completed.stderr:
+                problems.append(f"ip netns del {namespace}: {completed.stderr.strip()}")
+        self.namespaces.clear()
+        self.cuts.clear()
+        subprocess.run(["ip", "link", "del", self.uplink], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+        _NETWORKS.discard(self)
+        return problems
+
+
 # --- the testnet --------------------------------------------------------------------
 
 
@@ -282,13 +487,22 @@ class Testnet:
         """The chain id, from testnet.json."""
         self.genesis: dict[str, Any] = {}
         """node0's genesis.json."""
+        self.network: NamespaceNetwork | None = None
+        """The namespaces the nodes run in (`Manifest.network == "netns"`), else None."""
 
     # --- life cycle -------------------------------------------------------------------
 
     def start_all(self) -> Testnet:
         """`marketchain testnet start`, then start the nodes with faults; wait until all connect."""
+        if self.manifest.network not in ("loopback", "netns"):
+            raise ValueError(f"unknown network {self.manifest.network!r}")
+        if self.manifest.network == "netns" and (reason := netns_unavailable_reason()) is not None:
+            raise NetworkUnavailable(reason)
         _LIVE.add(self)
-        self._start_with_cli()
+        if self.manifest.network == "netns":
+            self._start_in_namespaces()
+        else:
+            self._start_with_cli()
         self.chain_id = json.loads((self.directory / "testnet.json").read_text())["chain_id"]
         self.genesis = json.loads((self.directory / "node0" / "genesis.json").read_text())
         for path in sorted((self.directory / "accounts").glob("*.json")):
@@ -321,6 +535,28 @@ class Testnet:
                 raise AssertionError(f"testnet start failed:\n{completed.stdout}\n{completed.stderr}")
         raise AssertionError("testnet start kept finding its ports taken")
 
+    def _start_in_namespaces(self) -> None:
+        """Homes as `testnet start` writes them, then each node started in its own namespace."""
+        count = self.manifest.validators
+        shutil.rmtree(self.directory, ignore_errors=True)
+        params = Params().with_overrides({name: str(value) for name, value in self.manifest.params.items()})
+        create_testnet(self.directory, count, free_base_port(2 * count), params)
+        self._adopt_cli_nodes()
+        self.network = NamespaceNetwork()
+        self.network.create()
+        for node in self.nodes:
+            node.namespace, node.host = self.network.add_node(node.index)
+            node.url = f"http://{node.host}:{node.url.rsplit(':', 1)[1]}"
+        path = self.directory / "testnet.json"
+        description = json.loads(path.read_text())
+        for entry, node in zip(description["nodes"], self.nodes, strict=True):
+            peers = [other.peer_address for other in self.nodes if other is not node]
+            edit_config(node.home, {"http": {"host": node.host}, "p2p": {"host": node.host, "persistent_peers": peers}})
+            entry.update(http=node.url, p2p=f"{node.host}:{node.p2p_port}")
+        path.write_text(json.dumps(description, indent=2) + "\n")
+        for node in self.nodes:
+            self.start(node.index)
+
     def _adopt_cli_nodes(self) -> None:
         try:
             description = json.loads((self.directory / "testnet.json").read_text())
@@ -352,6 +588,9 @@ class Testnet:
         for node in self.nodes:
             if node.running:
                 signalled[node.name] = _log_size(node)
+                if node.paused:
+                    os.kill(node.pid, signal.SIGCONT)  # type: ignore[arg-type]
+                    node.paused = False
                 os.kill(node.pid, signal.SIGTERM)  # type: ignore[arg-type]
         deadline = time.monotonic() + STOP_TIMEOUT
         for node in self.nodes:
@@ -367,6 +606,9 @@ class Testnet:
             node.pid = None
         if (self.directory / "testnet.json").exists() and self.nodes:
             self._write_pids()
+        if self.network is not None:
+            problems.extend(self.network.destroy())
+            self.network = None
         _LIVE.discard(self)
         return problems
 
@@ -416,11 +658,14 @@ class Testnet:
             os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
         self._reap(node)
         node.pid = None
+        node.paused = False
         self._write_pids()
 
     def stop(self, index: int) -> None:
         """SIGTERM node `index`, wait for it to exit, and check it stopped cleanly."""
         node = self.nodes[index]
+        if node.paused:
+            self.resume(index)
         log_offset = _log_size(node)
         was_running = node.running
         if was_running:
@@ -437,9 +682,11 @@ class Testnet:
         node = self.nodes[index]
         assert not node.running, f"{node.name} is already running"
         node.env = dict(env or {})
+        node.paused = False
+        in_namespace = ["ip", "netns", "exec", node.namespace] if node.namespace else []
         with open(node.log_path, "ab") as log_file:
             node.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "node", "start", "--home", str(node.home)],
+                [*in_namespace, sys.executable, "-m", "cli", "node", "start", "--home", str(node.home)],
                 cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True, env={**os.environ, **node.env},
             )
@@ -462,9 +709,77 @@ class Testnet:
 
     def perturb(self, steps: Iterable[Perturbation]) -> None:
         """Apply perturbations in order."""
-        actions = {"kill": self.kill, "stop": self.stop, "start": self.start, "restart": self.restart}
+        actions = {"kill": self.kill, "stop": self.stop, "start": self.start, "restart": self.restart,
+                   "pause": self.pause, "resume": self.resume, "disconnect": self.disconnect,
+                   "reconnect": self.reconnect}
         for step in steps:
             actions[step.action](step.index)
+
+    def pause(self, index: int) -> None:
+        """SIGSTOP node `index`: it neither answers nor sends until `resume`; wait until stopped."""
+        node = self.nodes[index]
+        assert node.running, f"{node.name} is not running"
+        os.kill(node.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        node.paused = True
+        wait_until(lambda: _process_state(node.pid) in ("T", "t", None), self.timeout,  # type: ignore[arg-type]
+                   f"{node.name} stopped by SIGSTOP")
+
+    def resume(self, index: int) -> None:
+        """SIGCONT node `index` after `pause`."""
+        node = self.nodes[index]
+        if node.running:
+            os.kill(node.pid, signal.SIGCONT)  # type: ignore[arg-type]
+        node.paused = False
+
+    def skew_clock(self, index: int, skew_ms: int) -> None:
+        """Restart node `index` (SIGTERM) with its clock `skew_ms` off (0: the true clock again).
+
+        Other test faults of the node (`MARKETCHAIN_TEST_FAULT`) are kept."""
+        env = {name: value for name, value in self.nodes[index].env.items() if name != CLOCK_SKEW_VARIABLE}
+        if skew_ms:
+            env[CLOCK_SKEW_VARIABLE] = str(skew_ms)
+        self.restart(index, env)
+
+    def relaunch(self, index: int) -> None:
+        """Start node `index` again with the environment (test faults, clock skew) of its last start."""
+        self.start(index, self.nodes[index].env)
+
+    # --- network cuts (netns testnets) ----------------------------------------------
+
+    def _require_network(self) -> NamespaceNetwork:
+        if self.network is None:
+            raise NetworkUnavailable("network cuts need Manifest(network='netns')")
+        return self.network
+
+    def disconnect(self, index: int) -> None:
+        """Cut node `index` off from every other node (its API stays reachable)."""
+        network = self._require_network()
+        for other in self.nodes:
+            if other.index != index:
+                network.cut(index, other.index)
+
+    def reconnect(self, index: int) -> None:
+        """Undo every cut of node `index`."""
+        network = self._require_network()
+        for pair in sorted(network.cuts):
+            if index in pair:
+                network.mend(*pair)
+
+    def partition(self, groups: Iterable[Iterable[int]]) -> None:
+        """Cut every link between nodes of different groups; a node in no group keeps all its links."""
+        network = self._require_network()
+        sides = [list(group) for group in groups]
+        for number, side in enumerate(sides):
+            for other_side in sides[number + 1:]:
+                for first in side:
+                    for second in other_side:
+                        network.cut(first, second)
+
+    def heal(self) -> None:
+        """Undo every cut."""
+        network = self._require_network()
+        for pair in sorted(network.cuts):
+            network.mend(*pair)
 
     def add_full_node(self, peers: Iterable[int] | None = None) -> NodeHandle:
         """`marketchain init` a non-validator from node0's genesis, peer it, start it."""
@@ -480,9 +795,16 @@ class Testnet:
         )
         assert completed.returncode == 0, f"init failed:\n{completed.stdout}\n{completed.stderr}"
         chosen = range(self.manifest.validators) if peers is None else peers
-        edit_config(home, {"p2p": {"persistent_peers": [self.nodes[i].peer_address for i in chosen]}})
+        peer_addresses = [self.nodes[i].peer_address for i in chosen]
         node = NodeHandle(index=index, name=name, home=home, url=f"http://127.0.0.1:{http_port}",
                           p2p_port=p2p_port, validator=False)
+        if self.network is not None:
+            node.namespace, node.host = self.network.add_node(index)
+            node.url = f"http://{node.host}:{http_port}"
+            edit_config(home, {"http": {"host": node.host},
+                               "p2p": {"host": node.host, "persistent_peers": peer_addresses}})
+        else:
+            edit_config(home, {"p2p": {"persistent_peers": peer_addresses}})
         self.nodes.append(node)
         self.start(index)
         return node
@@ -494,6 +816,11 @@ class Testnet:
         """The nodes whose process lives."""
         return [node for node in self.nodes if node.running]
 
+    @property
+    def available_nodes(self) -> list[NodeHandle]:
+        """The nodes whose process lives and is not paused."""
+        return [node for node in list(self.nodes) if node.available]
+
     def _select(self, nodes: Iterable[int] | None) -> list[NodeHandle]:
         return self.running_nodes if nodes is None else [self.nodes[i] for i in nodes]
 
@@ -501,8 +828,8 @@ class Testnet:
         """`what`, then every node's state and log tail: a failure message."""
         lines = [what]
         for node in self.nodes:
-            status = node.try_status() if node.running else None
-            summary = "down" if not node.running else "not answering"
+            status = node.try_status() if node.available else None
+            summary = "down" if not node.running else "paused" if node.paused else "not answering"
             if status is not None:
                 summary = (f"height={status['height']} peers={status['peers']} syncing={status['syncing']} "
                            f"consensus={status['consensus']} mempool={status['mempool_size']}")
@@ -558,7 +885,7 @@ class Testnet:
         selected = self._select(nodes)
         seen: list[int] = []
 
-        def idle() -> int | None:
+        def idle() -> tuple[int] | None:  # a tuple: height 0 is an answer too
             statuses = [node.try_status() for node in selected]
             if any(status is None for status in statuses):
                 return None
@@ -567,9 +894,9 @@ class Testnet:
                         for status in statuses)
             height = heights.pop() if len(heights) == 1 and quiet else None
             seen.append(-1 if height is None else height)
-            return height if height is not None and seen[-2:] == [height, height] else None
+            return (height,) if height is not None and seen[-2:] == [height, height] else None
 
-        return wait_until(idle, self.timeout, lambda: self.describe("an idle network"), interval=0.3)
+        return wait_until(idle, self.timeout, lambda: self.describe("an idle network"), interval=0.3)[0]
 
     # --- transactions -----------------------------------------------------------------
 
@@ -697,6 +1024,15 @@ def _kill_leftovers() -> None:
                     os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]
                 except ProcessLookupError:
                     pass
+    for testnet in list(_LIVE):
+        for node in testnet.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+    for network in list(_NETWORKS):
+        network.destroy()
 
 
 atexit.register(_kill_leftovers)
