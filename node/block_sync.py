@@ -44,6 +44,8 @@ class BlockSync:
         self._received: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._started_at: float | None = None
         self._start_height = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
 
     @property
     def target_height(self) -> int:
@@ -74,9 +76,22 @@ class BlockSync:
                 del self._requested[height]
         self.request_missing()
 
+    def stop(self) -> None:
+        """Cancel the retry timer (the node is stopping)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def request_missing(self) -> None:
         """Ask for the next missing heights from peers that have them."""
+        if self._stopped:
+            return
         head = self.node.store.head().height
+        for height in [h for h in self._requested if h <= head]:  # decided meanwhile by consensus
+            del self._requested[height]
+        for height in [h for h in self._received if h <= head]:
+            del self._received[height]
         now = time.monotonic()
         for height in range(head + 1, min(head + WINDOW, self.target_height) + 1):
             if height in self._received:
@@ -96,8 +111,19 @@ class BlockSync:
                 self._requested[height] = (peer, now)
                 if self._started_at is None:
                     self._started_at, self._start_height = now, head
-        if self._requested:
-            asyncio.get_running_loop().call_later(REQUEST_TIMEOUT_S, self.request_missing)
+        if self._requested and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT_S, self._retry)
+
+    def _disarm_if_idle(self) -> None:
+        """No request outstanding: no timer either (an idle node does no work, R29)."""
+        if not self._requested and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _retry(self) -> None:
+        """The retry timer: re-route requests that were not answered in time."""
+        self._timer = None
+        self.request_missing()
 
     def serve(self, peer: bytes, body: Any) -> None:
         """Answer a peer's `block_request` with the block and its commit, if stored."""
@@ -120,14 +146,19 @@ class BlockSync:
         if not isinstance(body.get("block"), bytes) or not isinstance(body.get("commit"), bytes):
             self.node.penalize(peer, 10, "block_response malformed")
             return
-        if height <= self.node.store.head().height or height in self._received:
-            return
         asked = self._requested.get(height)
+        if height <= self.node.store.head().height:
+            self._requested.pop(height, None)  # consensus decided it first
+            self._disarm_if_idle()
+            return
+        if height in self._received:
+            return
         if asked is None or asked[0] != peer:
             self.node.penalize(peer, 5, "unsolicited block_response")
             return
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)
+        self._disarm_if_idle()
         self.node.driver.submit(self._apply_ready)
 
     async def _apply_ready(self) -> None:

@@ -372,6 +372,7 @@ class Node:
         """Stop serving and gossiping, stop consensus, close the database."""
         if self._runner is not None:
             await self._runner.cleanup()
+        self.sync.stop()
         await self.driver.stop()
         if self._receiver is not None:
             self._receiver.cancel()

@@ -65,10 +65,7 @@ PROBE_SENDER = "faucet"
 WAIT_S = 120.0
 """Deadline of the waits of the end phase."""
 
-KNOWN_BUGS = {
-    "BlockSync timer runs after Node.stop closed the database (tests/test_faults.py::"
-    "test_block_sync_timers_stop_with_the_node)": ("BlockSync.request_missing", "Database is closed"),
-}
+KNOWN_BUGS: dict[str, tuple[str, ...]] = {}
 """Open bugs (docs/faults.md) → substrings that identify their node.log records. A record
 matching one is reported as that bug instead of failing the log check; the bug's own
 strict-xfail test fails once it is fixed, and then its entry goes."""
@@ -341,9 +338,13 @@ class SentTx:
     """A transfer of the load, not yet seen final."""
 
     sender: str
+    """The dev account that signed it."""
     nonce: int
+    """Its nonce."""
     hash: str
+    """Its hash (hex)."""
     raw: bytes
+    """Its signed bytes, posted again unchanged when it seems lost."""
     last_sent: float = 0.0
     """Monotonic time it was last posted (0: never accepted yet)."""
 
@@ -353,8 +354,11 @@ class FinalTx:
     """A transfer seen committed at some node."""
 
     hash: str
+    """Its hash (hex)."""
     height: int
+    """The height of the block that holds it, as first reported."""
     block_hash: str
+    """That block's hash (hex)."""
     node: str
     """The node that first reported it committed."""
     seen_at_s: float
@@ -371,8 +375,11 @@ class LoadGenerator:
 
     def __init__(self, net: Testnet, load: Load, rng: random.Random, origin: float) -> None:
         self.net = net
+        """The testnet it sends to."""
         self.load = load
+        """Senders, rate, window."""
         self.rng = rng
+        """Chooses senders, recipients, amounts and nodes (seeded: runs repeat)."""
         self.origin = origin
         """Monotonic time the schedule started."""
         self.final: dict[str, FinalTx] = {}
@@ -386,6 +393,7 @@ class LoadGenerator:
         self.submitted = 0
         """Distinct transactions signed and sent."""
         self._nonces: dict[str, int] = {}
+        self._min_fee = 0
         self._sending = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="load", daemon=True)
@@ -518,19 +526,25 @@ class Report:
     """What a run did and found."""
 
     scenario: Scenario
+    """What ran."""
     seed: int
+    """The seed of the load (and, for a soak, of the schedule)."""
     applied: list[tuple[float, str]] = field(default_factory=list)
     """(seconds after the start of the schedule, step) as applied."""
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     """(check, passed, detail)."""
     submitted: int = 0
+    """Load transfers signed and sent."""
     final: int = 0
+    """Load transfers seen final."""
     height: int = 0
+    """The height every node reached at the end."""
     known_bugs: dict[str, int] = field(default_factory=dict)
     """Open bugs seen in node logs (`KNOWN_BUGS`) → records."""
     liveness_s: float | None = None
     """From the last perturbation undone to the probe transaction final everywhere."""
     duration_s: float = 0.0
+    """Wall time of the whole run, start-up and checks included."""
 
     @property
     def ok(self) -> bool:

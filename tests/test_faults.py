@@ -10,7 +10,7 @@ seen final present everywhere, conservation (R17), block times (R28), evidence (
 
 The unit tests check the scenario data, the random soak schedules and the test-only
 clock skew of `node.consensus_driver.wall_clock_ms`; the last two tests reproduce, in
-process and deterministically, the block-sync bugs the soak found (strict xfails).
+process and deterministically, the block-sync bugs the soak found (now fixed).
 """
 
 from __future__ import annotations
@@ -170,12 +170,6 @@ def test_clock_skew_variable_shifts_the_node_clock_and_warns_once(
 # --- bugs found by the soak (docs/faults.md, "What was found") -----------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: node/block_sync.py keeps a height in BlockSync._requested when its block_response arrives "
-    "after consensus already decided that height (receive() returns before _requested.pop), and "
-    "request_missing() re-arms a REQUEST_TIMEOUT_S timer whenever _requested is not empty: every "
-    "peer-ahead event leaves a timer chain that never ends, so an idle node keeps working (R29) and "
-    "its CPU use grows with the number of blocks it has seen"))
 async def test_block_sync_forgets_a_request_that_consensus_answered_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(block_sync, "REQUEST_TIMEOUT_S", 0.05)
     head = [0]
@@ -200,11 +194,6 @@ async def test_block_sync_forgets_a_request_that_consensus_answered_first(monkey
     assert not calls, f"{len(calls)} request_missing() runs in 0.5 s with nothing to fetch"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Node.stop() closes the database but nothing cancels BlockSync's request_missing timers "
-    "(loop.call_later in node/block_sync.py), so one due during shutdown logs "
-    "'ERROR asyncio: Exception in callback BlockSync.request_missing()' … 'RuntimeError: Database is "
-    "closed' after 'node … stopped' (seen in `make soak` seed 1 on node3)"))
 async def test_block_sync_timers_stop_with_the_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(block_sync, "REQUEST_TIMEOUT_S", 0.05)
     init_home(tmp_path / "home", http=HttpConfig(port=0), p2p=P2pConfig(port=0))
