@@ -64,9 +64,9 @@ LEVELDB_TARGET_BYTES = 400
 FOUR_P95_TARGET_MS = 1500
 
 
-def free_base_port(count: int = 100) -> int:
+def free_base_port(count: int = 100, first: int = 36000) -> int:
     """A first port P with P … P+count−1 all free on loopback (others may be testing too)."""
-    for base in range(36000, 60000, count):
+    for base in range(first, 60000, count):
         sockets = []
         try:
             for port in range(base, base + count):
@@ -205,7 +205,10 @@ def scenario_single(arguments: argparse.Namespace, work: Path) -> dict[str, Any]
                 "leveldb_bytes_per_tx": round(directory_bytes(database) / total, 1),
             }
         if "sync" in arguments.only:
-            results["sync"] = sync_fresh_node(directory, node, total, arguments.base_port + 20)
+            try:
+                results["sync"] = sync_fresh_node(directory, node, total, free_base_port(2, arguments.base_port + 100))
+            except RuntimeError as error:
+                results["sync"] = {"error": str(error)}
     return results
 
 
@@ -228,7 +231,8 @@ def sync_fresh_node(directory: Path, source: dict[str, Any], total_txs: int, por
         deadline = time.monotonic() + 1800
         while height < target:
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the syncing node stopped at height {height} of {target}")
+                tail = (home / "node.log").read_text(errors="replace").splitlines()[-5:]
+                raise RuntimeError(f"the syncing node stopped at height {height} of {target}: " + " | ".join(tail))
             try:
                 height = get_json(url + "/status")["height"]
                 if started is None:
@@ -304,7 +308,7 @@ def table(results: dict[str, Any], yardstick: float) -> list[list[str]]:
         entry = results["market"]
         lines.append(["marketplace mix, 1 authority", str(entry["tx_per_second"]),
                       f"{entry['tx_per_second'] / yardstick:.3f}", *latency(entry), "", ""])
-    if "sync" in results:
+    if "sync" in results and "error" not in results["sync"]:
         entry = results["sync"]
         ratio = entry["tx_per_second"] / yardstick
         lines.append([f"block sync of {entry['txs']} txs", str(entry["tx_per_second"]), f"{ratio:.3f}", "", "", "",
@@ -378,7 +382,12 @@ def main() -> None:
         for name, step in steps:
             began = time.monotonic()
             print(f"running {name} …", flush=True)
-            results.update(step())
+            try:
+                results.update(step())
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+                print(f"  {name} FAILED: {error}", flush=True)
+                results.setdefault("errors", {})[name] = str(error)
+                continue
             print(f"  {name} done in {time.monotonic() - began:.0f} s", flush=True)
     finally:
         if arguments.keep is None:
@@ -391,7 +400,7 @@ def main() -> None:
     if "four" in results:
         half = results["four"]["half_load"]
         half["vs_ed25519"] = round(half["tx_per_second"] / yardstick, 3)
-    if "sync" in results:
+    if "sync" in results and "error" not in results["sync"]:
         results["sync"]["vs_ed25519"] = round(results["sync"]["tx_per_second"] / yardstick, 3)
     report = {
         "machine": {"nproc": os.cpu_count(), "cpu": cpu_info(), "python": platform.python_version(),
@@ -407,6 +416,10 @@ def main() -> None:
     print(f"{report['machine']['cpu']}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"Ed25519 on one core: {yardstick:.0f}/s (start {yardstick_start:.0f}, end {yardstick_end:.0f})")
     print_table(lines)
+    for name, error in results.get("errors", {}).items():
+        print(f"\n{name} failed: {error}")
+    if "sync" in results and "error" in results["sync"]:
+        print(f"\nsync failed: {results['sync']['error']}")
     if "memory" in results:
         memory = results["memory"]
         print(f"\nnode peak RSS {memory['peak_rss_mb']} MB; LevelDB {memory['leveldb_bytes']} bytes "

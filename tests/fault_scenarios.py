@@ -682,7 +682,7 @@ def _run_schedule(net: Testnet, scenario: Scenario, origin: float, report: Repor
         if delay > 0:
             time.sleep(delay)  # the scripted perturbation schedule
         if pending is not None:
-            _expectation(report, *pending, max_height(net))
+            _expectation(report, *pending, _height_for(net, *pending))
         at = time.monotonic() - origin
         apply_step(net, step)
         took = time.monotonic() - origin - at
@@ -693,7 +693,21 @@ def _run_schedule(net: Testnet, scenario: Scenario, origin: float, report: Repor
         delay = origin + scenario.load.duration_s - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        _expectation(report, *pending, max_height(net))
+        _expectation(report, *pending, _height_for(net, *pending))
+
+
+LIVE_GRACE_S = 60.0
+"""A `live` step whose window passed without a new height gets this much longer (the
+quorum is still there; a loaded 2-core machine can be slow) before it counts as stuck."""
+
+
+def _height_for(net: Testnet, step: Step, before: int) -> int:
+    """The height to judge `step` by: for `live`, wait (bounded) for progress first."""
+    if step.expect == "live":
+        deadline = time.monotonic() + LIVE_GRACE_S
+        while max_height(net) <= before and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling a condition with a generous deadline
+    return max_height(net)
 
 
 def _expectation(report: Report, step: Step, before: int, after: int) -> None:
