@@ -1,0 +1,28 @@
+"""Suite-wide hooks: show the iteration counts that fuzz and crash tests print.
+
+pytest hides the output of passing tests; the issue asks that crash-consistency and fuzz
+runs show their iteration counts, so their captured output is repeated in the summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+REPORTED_FILES = ("test_crash_consistency.py", "test_fuzz_decoders.py")
+"""Test files whose printed output (seeds, iteration counts) goes into the summary."""
+
+_collected: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    """Keep the captured stdout of the reported files' tests (the last phase holds it all)."""
+    if report.nodeid.split("::")[0].endswith(REPORTED_FILES) and report.capstdout.strip():
+        _collected[report.nodeid] = report.capstdout.strip()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the fuzz and crash tests reported."""
+    if _collected:
+        terminalreporter.section("fuzz and crash-consistency iterations")
+        for text in _collected.values():
+            terminalreporter.write_line(text)
