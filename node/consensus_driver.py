@@ -259,7 +259,7 @@ class ConsensusDriver:
         if best is None:
             return
         raw = self.node.store.saved_proposal(height, best[1])
-        proposed = self._validate_block(raw, fresh=False) if raw is not None else None
+        proposed = self._validate_block(raw) if raw is not None else None
         if proposed is None:
             return
         log.info("restored lock at height %d round %d on %s", height, best[0], best[1].hex()[:16])
@@ -387,7 +387,7 @@ class ConsensusDriver:
             return
         result = proposed.result
         if result is None:
-            validated = self._validate_block(proposed.raw, fresh=False)
+            validated = self._validate_block(proposed.raw)
             if validated is None or validated.result is None:
                 log.error("decided block %s does not apply here", action.block_hash.hex())
                 return
@@ -452,7 +452,7 @@ class ConsensusDriver:
 
     # --- incoming proposals and votes ------------------------------------------------
 
-    def _validate_block(self, raw: bytes, fresh: bool) -> ProposedBlock | None:
+    def _validate_block(self, raw: bytes) -> ProposedBlock | None:
         """Decode and execute a proposed block on the current tip; None if invalid."""
         store, metrics = self.node.store, self.node.metrics
         try:
@@ -510,7 +510,7 @@ class ConsensusDriver:
         if not proposal.verify(proposer, signature):
             self.node.penalize(peer, 20, "proposal signature")
             return
-        proposed = await asyncio.to_thread(self._validate_block, raw, proposal.pol_round == NO_POL_ROUND)
+        proposed = await asyncio.to_thread(self._validate_block, raw)
         if proposed is None or proposed.block.hash != proposal.block_hash:
             self.node.penalize(peer, 20, "proposal block does not match")
             return

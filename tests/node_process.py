@@ -211,6 +211,27 @@ def free_port() -> int:
     raise RuntimeError("no free port below the ephemeral range")
 
 
+def free_base_port(count: int = 2) -> int:
+    """A port P, below the ephemeral range, such that P … P+count-1 are all free now."""
+    import random
+
+    for _ in range(500):
+        base = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count, 2)
+        probes = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError("no free range of ports below the ephemeral range")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from node_process import free_base_port
 
 from cli import main
 
@@ -26,23 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_SECONDS = 90
 
 
-def free_base_port(count: int = 2) -> int:
-    """A port P such that P … P+count-1 are all free on 127.0.0.1."""
-    for _ in range(200):
-        base = random.randrange(20000, 32700, 2)  # below the ephemeral port range
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                sockets.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-    raise RuntimeError("no free ports")
 
 
 def run_cli(*arguments: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import queue
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +26,7 @@ from typing import Any
 
 import pytest
 from browser import missing_browser, severe_console_errors, start_chromium
-from node_process import REPO_ROOT, http_get, http_post, wait_until
+from node_process import REPO_ROOT, free_base_port, http_get, http_post, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -61,22 +59,6 @@ class Devnet:
         return body
 
 
-def _free_base_port(count: int) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 32700, 2)  # below the ephemeral port range
-        probes = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise RuntimeError("no free ports")
 
 
 def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
@@ -96,7 +78,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     if reason:
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("explorer") / "devnet"
-    base = _free_base_port(4)
+    base = free_base_port(4)
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "devnet", "--home", str(home), "--base-port", str(base), "--nodes", "1"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,

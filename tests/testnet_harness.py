@@ -39,7 +39,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node_process import edit_config, free_port, http_get, http_post
+from node_process import edit_config, free_base_port, free_port, http_get, http_post
 
 from marketplace_tx.crypto import KeyPair
 from marketplace_tx.params import Params
@@ -112,23 +111,6 @@ def wait_until(
         delay = min(delay * 1.5, 0.5)
 
 
-def free_base_port(count: int) -> int:
-    """A port P such that P … P+count-1 are all free on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000, 2)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                sockets.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-    raise RuntimeError("no free range of ports")
 
 
 def _pid_alive(pid: int) -> bool:
