@@ -132,13 +132,16 @@ def build_block(
     candidates: Iterable[Transaction],
     last_commit: Commit | None,
     evidence: tuple[dict, ...] = (),
+    max_transactions: int | None = None,
 ) -> BlockResult:
     """Assemble the next block from `candidates` (already admitted, in priority order)
     and `evidence` (already checked: invalid evidence raises `InvalidBlock`).
 
     Candidates that cannot be included at their turn (R11: wrong nonce, fee not
     payable) are skipped, and so are those that would take the block past
-    `max_block_bytes` (computed exactly); the block stops at `max_block_txs`.
+    `max_block_bytes` (computed exactly); the block stops at `max_block_txs`, or at
+    `max_transactions` if that is lower (the proposer's own time budget: a smaller
+    block is as valid as a full one).
     """
     state = State(base)
     context = BlockContext(chain_id, tip.height + 1, time, proposer, params)
@@ -147,8 +150,9 @@ def build_block(
     included: list[Transaction] = []
     receipts: list[Receipt] = []
     size = _envelope_bytes(chain_id, context.height, time, last_commit, evidence)
+    limit = params.max_block_txs if max_transactions is None else max(0, min(max_transactions, params.max_block_txs))
     for tx in candidates:
-        if len(included) >= params.max_block_txs:
+        if len(included) >= limit:
             break
         count = len(included)
         cost = len(tx.raw) + _bin_header_bytes(len(tx.raw))

@@ -5,6 +5,10 @@ commit that finalized it, checks the commit's signatures against the validator s
 that height (known from the state after the previous block), re-executes the block and
 checks every root (`apply_block`), then stores it like any final block. Requests are
 pipelined (a window of heights in flight) and retried on another peer on timeout.
+
+Speed: the transaction signatures of a block are verified in worker processes as soon
+as it arrives (`node/signature_workers.py`), while the node executes the blocks before
+it; `apply_block` then skips the signatures the workers found valid.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from marketplace_tx.chain import apply_block
 from marketplace_tx.errors import CodecError, InvalidBlock
 from marketplace_tx.state import State
 from marketplace_tx.validators import set_at
+from node.signature_workers import SignatureWorkers, verified_hashes
 
 log = logging.getLogger("marketchain.sync")
 
@@ -33,11 +38,15 @@ REQUEST_TIMEOUT_S = 5.0
 class BlockSync:
     """Keeps the node's chain up to the highest height its peers report."""
 
-    def __init__(self, node: Any, send: Callable[[bytes, str, Any], bool]) -> None:
+    def __init__(self, node: Any, send: Callable[[bytes, str, Any], bool], verify_processes: int = 0) -> None:
         self.node = node
         """The node (store, genesis, driver)."""
         self.send = send
         """Send one message to one peer."""
+        params = node.genesis.params
+        self.workers = SignatureWorkers(verify_processes, params.max_block_bytes, params.max_tx_bytes)
+        """Worker processes verifying the signatures of fetched blocks ahead of their turn."""
+        self._verifying: dict[int, asyncio.Future[list[bytes]]] = {}
         self.peer_heights: dict[bytes, int] = {}
         """Latest height each peer reported."""
         self._requested: dict[int, tuple[bytes, float]] = {}
@@ -82,6 +91,11 @@ class BlockSync:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        self.workers.stop()
+        self._verifying.clear()
 
     def request_missing(self) -> None:
         """Ask for the next missing heights from peers that have them."""
@@ -92,6 +106,8 @@ class BlockSync:
             del self._requested[height]
         for height in [h for h in self._received if h <= head]:
             del self._received[height]
+        for height in [h for h in self._verifying if h <= head]:
+            self._verifying.pop(height).cancel()
         now = time.monotonic()
         for height in range(head + 1, min(head + WINDOW, self.target_height) + 1):
             if height in self._received:
@@ -158,6 +174,10 @@ class BlockSync:
             return
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)
+        if self.target_height - self.node.store.head().height >= WINDOW:  # a real catch-up, not a block or two
+            future = self.workers.verify_block(body["block"])
+            if future is not None:
+                self._verifying[height] = future
         self._disarm_if_idle()
         self.node.driver.submit(self._apply_ready)
 
@@ -170,6 +190,11 @@ class BlockSync:
             if entry is None:
                 break
             peer, raw_block, raw_commit = entry
+            verified = await verified_hashes(self._verifying.pop(tip.height + 1, None))
+            known_valid = self.node.mempool.signature_known_valid
+            if verified:
+                def known_valid(tx_hash: bytes, verified: frozenset[bytes] = verified) -> bool:
+                    return tx_hash in verified or self.node.mempool.signature_known_valid(tx_hash)
             try:
                 block = decode_block(raw_block, self.node.genesis.params.max_block_bytes)
                 commit = decode_commit(raw_commit)
@@ -178,8 +203,7 @@ class BlockSync:
                 validators = set_at(State(store), block.header.height)
                 verify_commit(commit, self.node.genesis.chain_id, block.hash, block.header.height, validators)
                 result = await asyncio.to_thread(
-                    apply_block, store, tip, self.node.genesis.chain_id, self.node.genesis.params, block,
-                    self.node.mempool.signature_known_valid,
+                    apply_block, store, tip, self.node.genesis.chain_id, self.node.genesis.params, block, known_valid,
                 )
             except (InvalidBlock, CodecError) as error:
                 log.warning("block %d from %s rejected: %s", tip.height + 1, peer.hex()[:12], error)
@@ -196,5 +220,7 @@ class BlockSync:
                 log.info("synced to %d of %d (%.1f blocks/s)", head, self.target_height, rate)
             if not self.syncing:
                 self._started_at = None
+                if not self._received:
+                    self._stop_workers()
             self.node.driver.resync()
         self.request_missing()

@@ -71,6 +71,41 @@ class MempoolConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """LevelDB tuning (node/storage.py; docs/performance.md measured the defaults)."""
+
+    write_buffer_bytes: int = 32 * 1024 * 1024
+    """Size of LevelDB's in-memory write buffer: larger buffers mean fewer, larger
+    compactions (less CPU per transaction) for more memory (up to twice this)."""
+    cache_bytes: int = 8 * 1024 * 1024
+    """LevelDB's cache of uncompressed blocks for reads."""
+    bloom_filter_bits: int = 10
+    """Bits per key of LevelDB's Bloom filters, which spare disk reads for keys that do
+    not exist (0: no filter)."""
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    """How this node builds its proposals (the protocol's rules are in genesis, not here)."""
+
+    block_time_budget_ms: int = 500
+    """Time the node aims to spend building one block: the number of transactions is
+    capped by this budget divided by the measured time per transaction (and always by
+    genesis `max_block_txs` and `max_block_bytes`), so that other validators can check
+    a proposal well within timeoutPropose."""
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Block sync (R30)."""
+
+    verify_processes: int = 1
+    """Worker processes that verify the signatures of fetched blocks while the node
+    executes the blocks before them; 0 verifies them in the node's own threads. More
+    help on machines with more than two cores."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Logging (node/logging_setup.py)."""
 
@@ -92,11 +127,25 @@ class NodeConfig:
     """Peer-to-peer networking."""
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
     """The mempool."""
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    """The database."""
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    """Building proposals."""
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    """Block sync."""
     log: LogConfig = field(default_factory=LogConfig)
     """Logging."""
 
 
-_SECTIONS = {"http": HttpConfig, "p2p": P2pConfig, "mempool": MempoolConfig, "log": LogConfig}
+_SECTIONS = {
+    "http": HttpConfig,
+    "p2p": P2pConfig,
+    "mempool": MempoolConfig,
+    "storage": StorageConfig,
+    "consensus": ConsensusConfig,
+    "sync": SyncConfig,
+    "log": LogConfig,
+}
 
 ENVIRONMENT_PREFIX = "MARKETCHAIN_"
 """Every option can be set by `MARKETCHAIN_<SECTION>_<OPTION>` (`MARKETCHAIN_MONIKER` for the moniker)."""
@@ -108,8 +157,11 @@ _POSITIVE = {
     "http.max_connections",
     "mempool.max_transactions",
     "mempool.max_bytes",
+    "storage.write_buffer_bytes",
+    "storage.cache_bytes",
+    "consensus.block_time_budget_ms",
 }
-_NON_NEGATIVE = {"http.rate_per_ip"}
+_NON_NEGATIVE = {"http.rate_per_ip", "storage.bloom_filter_bits", "sync.verify_processes"}
 _PORTS = {"http.port", "p2p.port"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -166,7 +218,7 @@ def _check(option: str, value: Any, where: str) -> Any:
     if option in _POSITIVE and value < 1:
         raise ConfigError(f"{where} must be at least 1, not {value}")
     if option in _NON_NEGATIVE and value < 0:
-        raise ConfigError(f"{where} must be at least 0 (0: no limit), not {value}")
+        raise ConfigError(f"{where} must be at least 0, not {value}")
     if option == "p2p.persistent_peers":
         from p2p.addresses import parse_peer_address
         from p2p.errors import P2PError

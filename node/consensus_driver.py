@@ -45,6 +45,7 @@ from marketplace_tx.errors import InvalidBlock
 from marketplace_tx.evidence import check_evidence, make_evidence
 from marketplace_tx.state import State
 from marketplace_tx.validators import proposer_for, scheduled_changes, set_at
+from node.block_budget import BlockBudget
 from node.consensus_messages import (
     MessageRejected,
     ProposedBlock,
@@ -108,6 +109,8 @@ class ConsensusDriver:
         """Source of block time and R28 checks."""
         self.chain_id = node.genesis.chain_id
         self.params = node.genesis.params
+        self.budget = BlockBudget(node.config.consensus.block_time_budget_ms)
+        """Caps this node's proposals at its block time budget (node/block_budget.py)."""
         self.state = initial_state(self.chain_id, timeouts)
         self._queue: asyncio.Queue[Callable[[], Awaitable[None] | None]] = asyncio.Queue()
         self._future: list[tuple[int, Any]] = []
@@ -312,9 +315,11 @@ class ConsensusDriver:
         started = time.perf_counter()
         result = await asyncio.to_thread(
             build_block, store, tip, self.chain_id, self.params, self.state.own_address, time_ms,
-            candidates, last_commit, evidence,
+            candidates, last_commit, evidence, self.budget.transaction_limit(),
         )
-        self.node.metrics.observe_stage("build", time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.budget.observe(len(result.transactions), elapsed)
+        self.node.metrics.observe_stage("build", elapsed)
         proposed = ProposedBlock(result.block, result.block.encode(), result)
         return ProposalBuilt(action.height, action.round, result.block.hash, proposed)
 

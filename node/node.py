@@ -70,7 +70,10 @@ class Node:
         """The validator signing key, if this home has one."""
         self.version = package_version()
         """The software version reported by `/status`."""
-        self.store = ChainStore(home.data_directory / "chain.db")
+        storage = home.config.storage
+        self.store = ChainStore(
+            home.data_directory / "chain.db", storage.write_buffer_bytes, storage.cache_bytes, storage.bloom_filter_bits
+        )
         """The LevelDB database."""
         self.store.initialize(self.genesis)
         self.events = EventHub()
@@ -104,7 +107,7 @@ class Node:
         """The peer-to-peer layer (R31, R32)."""
         self.driver = ConsensusDriver(self, self.peers.broadcast)
         """The Tendermint driver (R25)."""
-        self.sync = BlockSync(self, self.peers.send)
+        self.sync = BlockSync(self, self.peers.send, home.config.sync.verify_processes)
         """Block sync (R30)."""
         self._gossip_queue: list[bytes] = []
         self._gossip_handle: asyncio.TimerHandle | None = None

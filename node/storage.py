@@ -72,10 +72,24 @@ def _height_key(prefix: bytes, height: int) -> bytes:
 class ChainStore:
     """The node's LevelDB database; also the committed `StateReader` for the state machine."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        write_buffer_bytes: int = 32 * 1024 * 1024,
+        cache_bytes: int = 8 * 1024 * 1024,
+        bloom_filter_bits: int = 10,
+    ) -> None:
+        """Open (or create) the database at `path` with LevelDB's write buffer, read cache
+        and Bloom filter bits per key (`[storage]` in config.toml; docs/performance.md)."""
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
-            self.db = plyvel.DB(str(path), create_if_missing=True)
+            self.db = plyvel.DB(
+                str(path),
+                create_if_missing=True,
+                write_buffer_size=write_buffer_bytes,
+                lru_cache_size=cache_bytes,
+                bloom_filter_bits=bloom_filter_bits,
+            )
         except plyvel.IOError as error:
             raise StorageError(f"cannot open the database at {path}: {error}") from None
         self._state = self.db.prefixed_db(STATE)
