@@ -9,6 +9,7 @@ nonce is *ready* for a block. Future nonces (up to +64) wait for the gap to fill
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
@@ -109,9 +110,15 @@ class Mempool:
         this node already verified is not verified again.
         """
         tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
+        return self.precheck_decoded(tx, tx.hash in self._verified or tx.has_valid_signature())
+
+    def precheck_decoded(self, tx: Transaction, signature_valid: bool) -> Transaction:
+        """The rest of `precheck` for a transaction whose stateless checks passed and whose
+        signature was verified elsewhere (a worker process): committed duplicate, then
+        the signature's verdict, in R10's order; or raise `AdmissionError`."""
         if self._is_committed(tx.hash):
             raise AdmissionError("duplicate", "this transaction is already known")
-        if tx.hash not in self._verified and not tx.has_valid_signature():
+        if not signature_valid:
             raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
         return tx
 
@@ -163,16 +170,39 @@ class Mempool:
         """Evict lower-fee transactions for a better-paying one, or `mempool_full`.
 
         Only the last pending nonce of a sender is evictable, so no queue gets a gap.
+        The victims are chosen first and removed only once enough room is found, so a
+        newcomer that is refused evicts nothing.
         """
-        while self._is_full_for(tx):
-            tails = [queue.by_nonce[max(queue.by_nonce)] for queue in self._senders.values()]
-            victims = [item for item in tails if item.sender != tx.sender]
-            if not victims:
+        if not self._is_full_for(tx):
+            return
+        rate = tx.fee * 1000 // len(tx.raw)
+        count, size = len(self._by_hash), self._bytes
+        tails: dict[bytes, list[Transaction]] = {}
+        candidates: list[tuple[int, int, int, bytes]] = []
+        for sender, queue in self._senders.items():
+            if sender == tx.sender:
+                continue
+            tails[sender] = [queue.by_nonce[nonce] for nonce in sorted(queue.by_nonce, reverse=True)]
+            candidates.append((*self._eviction_rank(tails[sender][0]), 0, sender))
+        heapq.heapify(candidates)
+        victims: list[Transaction] = []
+        while count >= self.limits.max_transactions or size + len(tx.raw) > self.limits.max_bytes:
+            if not candidates:
                 raise AdmissionError("mempool_full", "the mempool is full; retry later")
-            victim = min(victims, key=lambda item: (item.fee * 1000 // len(item.raw), -self._admitted_at[item.hash]))
-            if victim.fee * 1000 // len(victim.raw) >= tx.fee * 1000 // len(tx.raw):
+            victim_rate, _, depth, sender = heapq.heappop(candidates)
+            if victim_rate >= rate:
                 raise AdmissionError("mempool_full", "the mempool is full of better-paying transactions; retry later or raise the fee")
+            victim = tails[sender][depth]
+            victims.append(victim)
+            count, size = count - 1, size - len(victim.raw)
+            if depth + 1 < len(tails[sender]):
+                heapq.heappush(candidates, (*self._eviction_rank(tails[sender][depth + 1]), depth + 1, sender))
+        for victim in victims:
             self._remove(victim)
+
+    def _eviction_rank(self, tx: Transaction) -> tuple[int, int]:
+        """Evicted first: the lowest fee per byte, then the most recently admitted."""
+        return tx.fee * 1000 // len(tx.raw), -self._admitted_at[tx.hash]
 
     def expire(self, now_ms: int) -> list[Transaction]:
         """Drop transactions pending longer than `ttl_ms`, with every later nonce of their senders."""
@@ -267,9 +297,12 @@ class Mempool:
             fees = 0
             for nonce in sorted(queue.by_nonce):
                 tx = queue.by_nonce[nonce]
-                fees += tx.fee
-                if nonce < account.nonce or fees > account.balance:
+                if nonce < account.nonce:  # taken by a committed transaction: its fee is not pending
                     self._remove(tx)
+                elif fees + tx.fee > account.balance:
+                    self._remove(tx)
+                else:
+                    fees += tx.fee
 
     def _remove(self, tx: Transaction) -> None:
         if self._by_hash.pop(tx.hash, None) is None:

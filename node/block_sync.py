@@ -38,13 +38,14 @@ REQUEST_TIMEOUT_S = 5.0
 class BlockSync:
     """Keeps the node's chain up to the highest height its peers report."""
 
-    def __init__(self, node: Any, send: Callable[[bytes, str, Any], bool], verify_processes: int = 0) -> None:
+    def __init__(
+        self, node: Any, send: Callable[[bytes, str, Any], bool], workers: SignatureWorkers | None = None
+    ) -> None:
         self.node = node
         """The node (store, genesis, driver)."""
         self.send = send
         """Send one message to one peer."""
-        params = node.genesis.params
-        self.workers = SignatureWorkers(verify_processes, params.max_block_bytes, params.max_tx_bytes)
+        self.workers = workers if workers is not None else SignatureWorkers(0)
         """Worker processes verifying the signatures of fetched blocks ahead of their turn."""
         self._verifying: dict[int, asyncio.Future[list[bytes]]] = {}
         self.peer_heights: dict[bytes, int] = {}
@@ -91,10 +92,8 @@ class BlockSync:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._stop_workers()
-
-    def _stop_workers(self) -> None:
-        self.workers.stop()
+        for future in self._verifying.values():
+            future.cancel()
         self._verifying.clear()
 
     def request_missing(self) -> None:
@@ -175,7 +174,7 @@ class BlockSync:
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)
         if self.target_height - self.node.store.head().height >= WINDOW:  # a real catch-up, not a block or two
-            future = self.workers.verify_block(body["block"])
+            future = self.workers.verify_block(body["block"], self.node.genesis.params)
             if future is not None:
                 self._verifying[height] = future
         self._disarm_if_idle()
@@ -220,7 +219,5 @@ class BlockSync:
                 log.info("synced to %d of %d (%.1f blocks/s)", head, self.target_height, rate)
             if not self.syncing:
                 self._started_at = None
-                if not self._received:
-                    self._stop_workers()
             self.node.driver.resync()
         self.request_missing()

@@ -96,13 +96,14 @@ class ConsensusConfig:
 
 
 @dataclass(frozen=True)
-class SyncConfig:
-    """Block sync (R30)."""
+class SignaturesConfig:
+    """Where transaction checks and signatures run (node/signature_workers.py)."""
 
-    verify_processes: int = 1
-    """Worker processes that verify the signatures of fetched blocks while the node
-    executes the blocks before them; 0 verifies them in the node's own threads. More
-    help on machines with more than two cores."""
+    worker_processes: int = 1
+    """Worker processes that decode, check and verify the signatures of incoming
+    transaction batches and of blocks being synced, beside the node's own process
+    (started when needed, stopped when idle); 0 does it all in the node's threads.
+    More help on machines with more than two cores."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ class NodeConfig:
     """The database."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     """Building proposals."""
-    sync: SyncConfig = field(default_factory=SyncConfig)
-    """Block sync."""
+    signatures: SignaturesConfig = field(default_factory=SignaturesConfig)
+    """Signature worker processes."""
     log: LogConfig = field(default_factory=LogConfig)
     """Logging."""
 
@@ -143,7 +144,7 @@ _SECTIONS = {
     "mempool": MempoolConfig,
     "storage": StorageConfig,
     "consensus": ConsensusConfig,
-    "sync": SyncConfig,
+    "signatures": SignaturesConfig,
     "log": LogConfig,
 }
 
@@ -161,7 +162,7 @@ _POSITIVE = {
     "storage.cache_bytes",
     "consensus.block_time_budget_ms",
 }
-_NON_NEGATIVE = {"http.rate_per_ip", "storage.bloom_filter_bits", "sync.verify_processes"}
+_NON_NEGATIVE = {"http.rate_per_ip", "storage.bloom_filter_bits", "signatures.worker_processes"}
 _PORTS = {"http.port", "p2p.port"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -32,6 +32,7 @@ from node.home import Home
 from node.http_api import build_app
 from node.metrics import NodeMetrics
 from node.sign_guard import SignGuard
+from node.signature_workers import CheckedTransaction, SignatureWorkers, worker_answer
 from node.storage import ChainStore
 from p2p.config import PeerManagerConfig
 from p2p.peer_manager import PeerManager
@@ -43,7 +44,11 @@ TX_GOSSIP_BATCH = 500
 TX_GOSSIP_DELAY_S = 0.02
 """How long admitted transactions wait to be gossiped together."""
 PRECHECK_CHUNK = 64
-"""Transactions one worker thread checks at a time (decode, schema, signature)."""
+"""Transactions one precheck thread checks at a time (decode, schema, signature)."""
+PROCESS_FROM = 64
+"""Batches of at least this many transactions are checked in the worker processes."""
+PROCESS_CHUNK = 250
+"""Transactions one worker process takes at a time."""
 
 
 def package_version() -> str:
@@ -107,7 +112,9 @@ class Node:
         """The peer-to-peer layer (R31, R32)."""
         self.driver = ConsensusDriver(self, self.peers.broadcast)
         """The Tendermint driver (R25)."""
-        self.sync = BlockSync(self, self.peers.send, home.config.sync.verify_processes)
+        self.workers = SignatureWorkers(home.config.signatures.worker_processes)
+        """Worker processes for transaction checks and signatures (node/signature_workers.py)."""
+        self.sync = BlockSync(self, self.peers.send, self.workers)
         """Block sync (R30)."""
         self._gossip_queue: list[bytes] = []
         self._gossip_handle: asyncio.TimerHandle | None = None
@@ -199,12 +206,27 @@ class Node:
         return outcomes
 
     async def _admit_many(self, raws: Sequence[bytes], source: str) -> list[Transaction | AdmissionError]:
-        """Stateless checks and signatures in the thread pool, then `Mempool.add_checked` in order."""
+        """Stateless checks and signatures off the event loop (worker processes for large
+        batches, else the thread pool), then `Mempool.add_checked` in order."""
         loop = asyncio.get_running_loop()
         chunks = [raws[start:start + PRECHECK_CHUNK] for start in range(0, len(raws), PRECHECK_CHUNK)]
-        checked = await asyncio.gather(
-            *(loop.run_in_executor(self._verifier, self._precheck_chunk, chunk) for chunk in chunks)
-        )
+        in_workers = None
+        if len(raws) >= PROCESS_FROM:
+            genesis = self.genesis
+            in_workers = [
+                self.workers.check_transactions(raws[start:start + PROCESS_CHUNK], genesis.chain_id, genesis.params)
+                for start in range(0, len(raws), PROCESS_CHUNK)
+            ]
+        if in_workers and all(future is not None for future in in_workers):
+            answers = await asyncio.gather(*(worker_answer(future) for future in in_workers))
+            checked = [
+                self._verdicts(raws[start * PROCESS_CHUNK:(start + 1) * PROCESS_CHUNK], answer)
+                for start, answer in enumerate(answers)
+            ]
+        else:
+            checked = await asyncio.gather(
+                *(loop.run_in_executor(self._verifier, self._precheck_chunk, chunk) for chunk in chunks)
+            )
         now = wall_clock_ms()
         results: list[Transaction | AdmissionError] = []
         admitted = verified_count = 0
@@ -223,6 +245,25 @@ class Node:
             results.append(prechecked)
         self._count_admissions(source, admitted, rejected, verified_count)
         return results
+
+    def _verdicts(
+        self, raws: Sequence[bytes], answer: list[CheckedTransaction] | None
+    ) -> list[tuple[Transaction | AdmissionError, bool]]:
+        """A worker's answer for `raws` as `_precheck_chunk` gives it; without an answer
+        (the worker failed or was stopped), `_precheck_chunk` itself, here."""
+        if answer is None or len(answer) != len(raws):
+            return self._precheck_chunk(raws)
+        outcomes: list[tuple[Transaction | AdmissionError, bool]] = []
+        for verdict in answer:
+            first, second = verdict
+            if not isinstance(first, Transaction):
+                outcomes.append((AdmissionError(first, second), False))
+                continue
+            try:
+                outcomes.append((self.mempool.precheck_decoded(first, bool(second)), True))
+            except AdmissionError as error:
+                outcomes.append((error, error.code == "bad_signature"))
+        return outcomes
 
     def _count_admissions(self, source: str, admitted: int, rejected: dict[str, int], verified: int) -> None:
         """`NodeMetrics.admission` for a whole batch at once (one counter update per outcome)."""
@@ -381,6 +422,7 @@ class Node:
             self._receiver.cancel()
         await self.peers.stop()
         self._verifier.shutdown(wait=True, cancel_futures=True)
+        self.workers.stop()
         self.store.close()
         log.info("node %s stopped", self.config.moniker)
 

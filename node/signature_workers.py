@@ -1,15 +1,24 @@
-"""Transaction signatures verified in worker processes (speed only; docs/performance.md).
+"""Transaction checks and signatures in worker processes (speed only; docs/performance.md).
 
 Threads verify Ed25519 signatures in parallel because libsodium releases the GIL, but a
 thread that finished a C call waits for the GIL whenever another thread runs Python code
 (the "convoy": `bench/gil_convoy.py` measured 804 verifications/s next to one busy
-thread instead of 13,714). Block sync keeps a thread busy executing blocks, so the
-signatures of the blocks it has fetched but not yet applied are verified here, in
-separate processes with their own GIL, while the node executes the block before them.
+thread instead of 13,714), and decoding and the stateless checks of R10 hold the GIL
+all along. A node under load always has a busy thread (the event loop, `build_block`,
+`apply_block`), so the heavy per-transaction work runs here, in separate processes with
+their own GIL:
 
-A worker only reports which transaction hashes carry a valid signature; the node still
-runs every other check itself (`apply_block`), and a hash not reported is simply verified
-again there. So a worker that crashes, or answers late, changes speed, never results.
+- admission: `checked_transactions` runs `check_stateless` and the signature of a chunk
+  of incoming transactions and sends back the decoded `Transaction`s (pickled, which
+  costs the node less than decoding); the node then runs the checks that need its own
+  state (`Mempool.precheck_decoded`, `add_checked`) in arrival order;
+- block sync: `valid_signature_hashes` verifies the signatures of a fetched block while
+  the node executes the blocks before it; `apply_block` then skips those signatures.
+
+A worker's answer never changes a result, only who computes it: every outcome is the one
+`Mempool.precheck` / `apply_block` gives in the node, and a worker that crashes, or is
+stopped, makes the node fall back to its own threads. The processes start when first
+needed and stop after `IDLE_STOP_S` without work.
 """
 
 from __future__ import annotations
@@ -21,17 +30,27 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
+from marketplace_tx.admission import check_stateless
 from marketplace_tx.block import decode_block
-from marketplace_tx.errors import MarketchainError
-from marketplace_tx.transaction import decode_transaction
+from marketplace_tx.errors import AdmissionError, MarketchainError
+from marketplace_tx.params import Params
+from marketplace_tx.transaction import Transaction, decode_transaction
 
-log = logging.getLogger("marketchain.sync")
+log = logging.getLogger("marketchain.workers")
 
 PARENT_CHECK_S = 1.0
 """How often a worker checks that the node that started it is still alive."""
+IDLE_STOP_S = 15.0
+"""Workers without a job for this long are stopped (they restart when needed)."""
+
+CheckedTransaction = tuple[Transaction, bool] | tuple[str, str]
+"""A worker's verdict on one transaction: `(tx, signature_valid)` when the stateless
+checks passed, else the `(code, message)` of the `AdmissionError` they raised."""
 
 
 def _watch_parent(parent: int) -> None:
@@ -47,12 +66,28 @@ def _worker_start(parent: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
-def valid_signature_hashes(raw_block: bytes, max_block_bytes: int, max_tx_bytes: int) -> list[bytes]:
-    """Hashes of the transactions of `raw_block` whose signature is valid.
+def checked_transactions(raws: Sequence[bytes], chain_id: str, params: Params) -> list[CheckedTransaction]:
+    """In a worker: `check_stateless` of each transaction, then its signature (R10).
 
-    Runs in a worker. Transactions that do not decode are left out (the node reports
-    them with the right error when it applies the block); a block that does not decode
-    gives an empty list.
+    The signature is reported, not raised, so that the node can keep R10's order of
+    errors (a committed duplicate is reported before a bad signature).
+    """
+    verdicts: list[CheckedTransaction] = []
+    for raw in raws:
+        try:
+            tx = check_stateless(raw, chain_id, params, verify_signature=False)
+        except AdmissionError as error:
+            verdicts.append((error.code, error.message))
+        else:
+            verdicts.append((tx, tx.has_valid_signature()))
+    return verdicts
+
+
+def valid_signature_hashes(raw_block: bytes, max_block_bytes: int, max_tx_bytes: int) -> list[bytes]:
+    """In a worker: hashes of the transactions of `raw_block` whose signature is valid.
+
+    Transactions that do not decode are left out (the node reports them with the right
+    error when it applies the block); a block that does not decode gives an empty list.
     """
     try:
         block = decode_block(raw_block, max_block_bytes)
@@ -72,64 +107,105 @@ def valid_signature_hashes(raw_block: bytes, max_block_bytes: int, max_tx_bytes:
 class SignatureWorkers:
     """A small pool of worker processes, started when first needed and stopped when idle."""
 
-    def __init__(self, processes: int, max_block_bytes: int, max_tx_bytes: int) -> None:
+    def __init__(self, processes: int, idle_stop_s: float = IDLE_STOP_S) -> None:
         self.processes = processes
-        """Worker processes to run; 0 means none (every signature is verified in the node)."""
-        self.max_block_bytes = max_block_bytes
-        """The chain's block size limit (decoding checks it)."""
-        self.max_tx_bytes = max_tx_bytes
-        """The chain's transaction size limit (decoding checks it)."""
+        """Worker processes to run; 0 means none (the node does every check itself)."""
+        self.idle_stop_s = idle_stop_s
+        """Seconds without a job after which the processes are stopped."""
+        self.jobs_done = 0
+        """Jobs the workers answered since the node started."""
         self._executor: ProcessPoolExecutor | None = None
+        self._pending = 0
+        self._last_used = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def running(self) -> bool:
         """True while worker processes are up."""
         return self._executor is not None
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            # spawn, not fork: the node has threads and an event loop that a fork would copy
-            context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(
-                self.processes, mp_context=context, initializer=_worker_start, initargs=(os.getpid(),)
-            )
-            log.info("started %d signature worker process(es)", self.processes)
-        return self._executor
-
-    def verify_block(self, raw_block: bytes) -> asyncio.Future[list[bytes]] | None:
-        """Start verifying the signatures of `raw_block` in a worker: a future of the
-        valid hashes, or None when there are no workers."""
+    def _submit(self, function: Any, *arguments: Any) -> asyncio.Future[Any] | None:
+        """Run `function(*arguments)` in a worker, or None when there are no workers."""
         if self.processes <= 0:
             return None
         loop = asyncio.get_running_loop()
-        try:
-            return loop.run_in_executor(
-                self._pool(), valid_signature_hashes, raw_block, self.max_block_bytes, self.max_tx_bytes
+        if self._executor is None:
+            # spawn, not fork: the node has threads and an event loop that a fork would copy
+            self._executor = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start, initargs=(os.getpid(),),
             )
+            log.info("started %d signature worker process(es)", self.processes)
+        try:
+            future = loop.run_in_executor(self._executor, function, *arguments)
         except (BrokenProcessPool, RuntimeError) as error:
-            log.warning("signature workers unavailable (%s); verifying in the node", error)
+            log.warning("signature workers unavailable (%s); checking in the node", error)
             self.stop()
             return None
+        self._pending += 1
+        self._last_used = time.monotonic()
+        future.add_done_callback(self._job_done)
+        if self._idle_timer is None:
+            self._idle_timer = loop.call_later(self.idle_stop_s, self._stop_if_idle)
+        return future
+
+    def _job_done(self, future: asyncio.Future[Any]) -> None:
+        self._pending -= 1
+        self._last_used = time.monotonic()
+        if not future.cancelled() and future.exception() is None:
+            self.jobs_done += 1
+
+    def _stop_if_idle(self) -> None:
+        self._idle_timer = None
+        if self._executor is None:
+            return
+        quiet_for = time.monotonic() - self._last_used
+        if self._pending == 0 and quiet_for >= self.idle_stop_s:
+            self.stop()
+        else:
+            delay = self.idle_stop_s - quiet_for if self._pending == 0 else self.idle_stop_s
+            self._idle_timer = asyncio.get_running_loop().call_later(max(delay, 0.1), self._stop_if_idle)
+
+    def check_transactions(
+        self, raws: Sequence[bytes], chain_id: str, params: Params
+    ) -> asyncio.Future[list[CheckedTransaction]] | None:
+        """Start `checked_transactions` in a worker: a future, or None without workers."""
+        return self._submit(checked_transactions, list(raws), chain_id, params)
+
+    def verify_block(self, raw_block: bytes, params: Params) -> asyncio.Future[list[bytes]] | None:
+        """Start verifying the signatures of `raw_block` in a worker: a future of the
+        valid hashes, or None without workers."""
+        return self._submit(valid_signature_hashes, raw_block, params.max_block_bytes, params.max_tx_bytes)
 
     def stop(self) -> None:
-        """Stop the workers (sync caught up, or the node stops); they restart when needed."""
+        """Stop the workers (idle, or the node stops); they restart when needed.
+        Jobs not started yet are cancelled (their callers fall back to the node)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
             log.info("stopped the signature worker process(es)")
 
 
-async def verified_hashes(future: asyncio.Future[list[bytes]] | None) -> frozenset[bytes]:
-    """The hashes a worker found valid, or none if it failed (the node then verifies them)."""
+async def worker_answer(future: asyncio.Future[Any] | None) -> Any | None:
+    """A worker's answer, or None if there was no worker or it failed (the node then
+    does the work itself)."""
     if future is None:
-        return frozenset()
+        return None
     try:
-        return frozenset(await future)
+        return await future
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # the caller is being cancelled, not just the worker's job
-        return frozenset()  # the workers were stopped meanwhile
+        return None  # the workers were stopped meanwhile
     except Exception as error:  # a worker's answer only saves work: any failure falls back to the node
-        log.warning("a signature worker failed (%s); verifying in the node", error or type(error).__name__)
-        return frozenset()
+        log.warning("a signature worker failed (%s); checking in the node", error or type(error).__name__)
+        return None
+
+
+async def verified_hashes(future: asyncio.Future[list[bytes]] | None) -> frozenset[bytes]:
+    """The hashes a worker found valid, or none if it failed (the node then verifies them)."""
+    return frozenset(await worker_answer(future) or ())

@@ -149,10 +149,10 @@ def test_real_worker_processes_verify_blocks_and_stop() -> None:
     broken = tampered(result.block, 123)
 
     async def scenario() -> tuple[frozenset[bytes], frozenset[bytes], bool, bool]:
-        workers = SignatureWorkers(1, PARAMS.max_block_bytes, PARAMS.max_tx_bytes)
+        workers = SignatureWorkers(1)
         try:
-            good = await verified_hashes(workers.verify_block(result.block.encode()))
-            bad = await verified_hashes(workers.verify_block(broken.encode()))
+            good = await verified_hashes(workers.verify_block(result.block.encode(), PARAMS))
+            bad = await verified_hashes(workers.verify_block(broken.encode(), PARAMS))
             running = workers.running
         finally:
             workers.stop()
@@ -166,8 +166,8 @@ def test_real_worker_processes_verify_blocks_and_stop() -> None:
 
 def test_no_workers_means_the_node_verifies_everything_itself() -> None:
     async def scenario() -> frozenset[bytes]:
-        workers = SignatureWorkers(0, PARAMS.max_block_bytes, PARAMS.max_tx_bytes)
-        future = workers.verify_block(b"anything")
+        workers = SignatureWorkers(0)
+        future = workers.verify_block(b"anything", PARAMS)
         assert future is None and not workers.running
         return await verified_hashes(future)
 
@@ -178,8 +178,8 @@ def test_jobs_cancelled_by_a_stop_give_no_hashes_instead_of_an_error() -> None:
     _, _, result = built_block(200)
 
     async def scenario() -> list[frozenset[bytes]]:
-        workers = SignatureWorkers(1, PARAMS.max_block_bytes, PARAMS.max_tx_bytes)
-        futures = [workers.verify_block(result.block.encode()) for _ in range(20)]
+        workers = SignatureWorkers(1)
+        futures = [workers.verify_block(result.block.encode(), PARAMS) for _ in range(20)]
         workers.stop()
         return [await verified_hashes(future) for future in futures]
 
