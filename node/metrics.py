@@ -169,7 +169,22 @@ class NodeCollector(Collector):
         yield _gauge("marketchain_syncing", "1 while the node is more than one block behind a peer.",
                      1 if node.sync.syncing else 0)
         yield from self._events()
+        workers = node.workers
+        yield _gauge("marketchain_signature_worker_processes",
+                     "Signature worker processes running now (node/signature_workers.py).",
+                     workers.processes if workers.running else 0)
+        yield _gauge("marketchain_signature_worker_jobs",
+                     "Jobs (transaction chunks, fetched blocks) the signature workers answered since start.",
+                     workers.jobs_done)
+        yield from self._block_budget()
         yield _gauge("marketchain_start_time_seconds", "When the node process started (Unix time).", node.started_at)
+
+    def _block_budget(self) -> Iterator[Metric]:
+        budget = self.node.driver.budget
+        limit = budget.transaction_limit()
+        yield _gauge("marketchain_block_transaction_limit",
+                     "Most transactions this node puts in its next proposal (time budget; 0: genesis limits only).",
+                     limit or 0)
 
     def _peers(self) -> Iterator[Metric]:
         peers = self.node.peers.peers()

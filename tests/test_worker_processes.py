@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,11 @@ def test_a_large_batch_checked_in_a_worker_answers_like_the_node_itself(tmp_path
         assert answers[41] == "bad_signature" and answers[66] == "duplicate" and answers[90] == "duplicate"
         assert answers[120] == "bad_nonce"
         assert answers.count("admitted") == 200 - len(special)
+        status, metrics = node.get("/metrics")
+        text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
+        assert status == 200 and "marketchain_signature_worker_processes 1.0" in text, text[-2000:]
+        jobs = re.search(r"^marketchain_signature_worker_jobs (\S+)$", text, re.M)
+        assert jobs is not None and float(jobs.group(1)) >= 1  # 200 transactions: one chunk of 250
 
     # The same transactions one at a time on a fresh node with the same genesis: the
     # node's own threads give the same answers in the same order.
