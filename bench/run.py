@@ -113,6 +113,23 @@ def process_memory_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": values.get("VmRSS", 0.0), "peak_rss_mb": values.get("VmHWM", 0.0)}
 
 
+def worker_memory_mb(pid: int) -> dict[str, float]:
+    """RSS of the node's signature worker processes (its `multiprocessing.spawn` children)."""
+    total, count = 0.0, 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"spawn_main" in command:
+            total += process_memory_mb(int(entry.name))["rss_mb"]
+            count += 1
+    return {"worker_processes": count, "workers_rss_mb": round(total, 1)}
+
+
 def directory_bytes(path: Path) -> int:
     return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
@@ -201,6 +218,7 @@ def scenario_single(arguments: argparse.Namespace, work: Path) -> dict[str, Any]
             results["memory"] = {
                 "txs_in_chain": total,
                 **process_memory_mb(node["pid"]),
+                **worker_memory_mb(node["pid"]),
                 "leveldb_bytes": directory_bytes(database),
                 "leveldb_bytes_per_tx": round(directory_bytes(database) / total, 1),
             }
@@ -422,7 +440,8 @@ def main() -> None:
         print(f"\nsync failed: {results['sync']['error']}")
     if "memory" in results:
         memory = results["memory"]
-        print(f"\nnode peak RSS {memory['peak_rss_mb']} MB; LevelDB {memory['leveldb_bytes']} bytes "
+        print(f"\nnode peak RSS {memory['peak_rss_mb']} MB; {memory['worker_processes']} signature worker "
+              f"process(es) beside it: {memory['workers_rss_mb']} MB; LevelDB {memory['leveldb_bytes']} bytes "
               f"for {memory['txs_in_chain']} txs")
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2) + "\n")

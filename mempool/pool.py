@@ -277,10 +277,15 @@ class Mempool:
 
         `changed_accounts`, if given, holds every address whose account the block
         changed: only their senders are re-checked, since admission already checked the
-        others against the accounts they still have.
+        others against the accounts they still have. The verified signatures of the
+        block's transactions are forgotten: a final transaction is never checked again
+        (the committed index answers `duplicate` first), so keeping them would only hold
+        memory.
         """
+        verified = self._verified
         for tx in transactions:
             self._remove(tx)
+            verified.pop(tx.hash, None)
         if changed_accounts is None:
             self.recheck()
         else:

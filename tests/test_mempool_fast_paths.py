@@ -427,3 +427,16 @@ def expected_expiry(pool: Mempool, admitted_at: dict[bytes, int], now_ms: int) -
             first_expired[tx.sender] = min(tx.nonce, first_expired.get(tx.sender, tx.nonce))
     return {tx.hash for tx in pending if tx.sender in first_expired and tx.nonce >= first_expired[tx.sender]}
 
+
+
+def test_committed_transactions_leave_the_signature_cache() -> None:
+    """The cache holds pending (and expired) transactions only: a final one is answered
+    `duplicate` by the committed index before any signature check, so it is dropped."""
+    pool = make_pool(Ledger())
+    first, second = transfer(ALICE, 0), transfer(BOB, 0)
+    for tx in (first, second):
+        admit_prechecked(pool, tx.raw)
+    assert pool.signature_known_valid(first.hash) and pool.signature_known_valid(second.hash)
+    pool.remove_committed([first], [])
+    assert not pool.signature_known_valid(first.hash)
+    assert pool.signature_known_valid(second.hash) and pool.get(second.hash) is not None
