@@ -60,6 +60,8 @@ TARGETS = {
 STATE_TARGET = 20_000
 """Transfers per second of the state machine alone."""
 RSS_TARGET_MB = 300
+FULL_SIZE_TXS = 1_000_000
+"""Chain length at which the issue sets the memory and storage targets."""
 LEVELDB_TARGET_BYTES = 400
 FOUR_P95_TARGET_MS = 1500
 
@@ -340,9 +342,13 @@ def table(results: dict[str, Any], yardstick: float) -> list[list[str]]:
         entry = results["memory"]
         lines.append([f"node RSS after {entry['txs_in_chain']} txs", f"{entry['rss_mb']} MB", "", "", "", "",
                       f"<= {RSS_TARGET_MB} MB", verdict(entry["rss_mb"], RSS_TARGET_MB, higher_is_better=False)])
+        # The target is set after 1,000,000 transactions: below that, up to twice LevelDB's
+        # 32 MiB write buffer sits uncompressed in its log, which a short chain cannot amortize.
+        full_size = entry["txs_in_chain"] >= FULL_SIZE_TXS
+        status = (verdict(entry["leveldb_bytes_per_tx"], LEVELDB_TARGET_BYTES, higher_is_better=False)
+                  if full_size else "see --chain-txs 1000000")
         lines.append([f"LevelDB bytes/tx after {entry['txs_in_chain']} txs", str(entry["leveldb_bytes_per_tx"]), "", "",
-                      "", "", f"<= {LEVELDB_TARGET_BYTES}",
-                      verdict(entry["leveldb_bytes_per_tx"], LEVELDB_TARGET_BYTES, higher_is_better=False)])
+                      "", "", f"<= {LEVELDB_TARGET_BYTES} at 1M txs", status])
     return lines
 
 
