@@ -130,11 +130,17 @@ class SignatureWorkers:
             return None
         loop = asyncio.get_running_loop()
         if self._executor is None:
-            # spawn, not fork: the node has threads and an event loop that a fork would copy
-            self._executor = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_start, initargs=(os.getpid(),),
-            )
+            try:
+                # spawn, not fork: the node has threads and an event loop that a fork would copy
+                self._executor = ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_start, initargs=(os.getpid(),),
+                )
+            except (OSError, ImportError, ValueError) as error:  # e.g. no /dev/shm for its locks
+                log.warning("cannot start signature worker processes (%s); the node checks "
+                            "everything in its own threads from now on", error)
+                self.processes = 0
+                return None
             log.info("started %d signature worker process(es)", self.processes)
         try:
             future = loop.run_in_executor(self._executor, function, *arguments)

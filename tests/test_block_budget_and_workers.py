@@ -20,7 +20,12 @@ from marketplace_tx.chain import apply_block, build_block, genesis_changes
 from marketplace_tx.errors import InvalidBlock
 from marketplace_tx.state import MemoryStateReader
 from node.block_budget import MIN_SAMPLE_TRANSACTIONS, MIN_TRANSACTIONS, BlockBudget
-from node.signature_workers import SignatureWorkers, valid_signature_hashes, verified_hashes
+from node.signature_workers import (
+    SignatureWorkers,
+    valid_signature_hashes,
+    verified_hashes,
+    worker_answer,
+)
 from tests.test_execution import (
     ALICE,
     BLOCK_TIME,
@@ -186,3 +191,29 @@ def test_jobs_cancelled_by_a_stop_give_no_hashes_instead_of_an_error() -> None:
     outcomes = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     full = {tx.hash for tx in result.transactions}
     assert all(outcome in (frozenset(), full) for outcome in outcomes)
+
+
+def test_a_killed_worker_makes_the_node_fall_back_then_workers_restart() -> None:
+    _, _, result = built_block(300)
+    raw_block = result.block.encode()
+
+    async def scenario() -> tuple[object, frozenset[bytes]]:
+        workers = SignatureWorkers(1)
+        try:
+            await verified_hashes(workers.verify_block(raw_block, PARAMS))  # the worker is up
+            executor = workers._executor
+            assert executor is not None
+            for process in list(executor._processes.values()):
+                process.kill()  # as the kernel's OOM killer would
+            crashed = await worker_answer(workers.verify_block(raw_block, PARAMS))
+            for _ in range(3):  # the broken pool is replaced on a later job
+                again = await verified_hashes(workers.verify_block(raw_block, PARAMS))
+                if again:
+                    return crashed, again
+            return crashed, frozenset()
+        finally:
+            workers.stop()
+
+    crashed, again = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
+    assert crashed in (None, [tx.hash for tx in result.transactions])  # None: the node does the work
+    assert again == {tx.hash for tx in result.transactions}
