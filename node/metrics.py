@@ -173,9 +173,10 @@ class NodeCollector(Collector):
         yield _gauge("marketchain_signature_worker_processes",
                      "Signature worker processes running now (node/signature_workers.py).",
                      workers.processes if workers.running else 0)
-        yield _gauge("marketchain_signature_worker_jobs",
-                     "Jobs (transaction chunks, fetched blocks) the signature workers answered since start.",
-                     workers.jobs_done)
+        jobs = CounterMetricFamily("marketchain_signature_worker_jobs",
+                                   "Jobs (transaction chunks, fetched blocks) the signature workers answered.")
+        jobs.add_metric([], workers.jobs_done)
+        yield jobs
         yield from self._block_budget()
         yield _gauge("marketchain_start_time_seconds", "When the node process started (Unix time).", node.started_at)
 

@@ -107,7 +107,7 @@ def test_a_large_batch_checked_in_a_worker_answers_like_the_node_itself(tmp_path
         status, metrics = node.get("/metrics")
         text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
         assert status == 200 and "marketchain_signature_worker_processes 1.0" in text, text[-2000:]
-        jobs = re.search(r"^marketchain_signature_worker_jobs (\S+)$", text, re.M)
+        jobs = re.search(r"^marketchain_signature_worker_jobs_total (\S+)$", text, re.M)
         assert jobs is not None and float(jobs.group(1)) >= 1  # 200 transactions: one chunk of 250
 
     # The same transactions one at a time on a fresh node with the same genesis: the
