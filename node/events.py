@@ -2,8 +2,10 @@
 results and order state changes, as they become final.
 
 No I/O and no clock here. `Node.after_block` hands every final block (made by consensus or
-fetched by block sync) to `EventHub.publish`, after `block_events` has turned it into
-events. The hub keeps the most recent `HISTORY_SIZE` events, so that a client that
+fetched by block sync) to `EventHub.publish_later` with a function that turns it into
+events (`block_events`, over a snapshot of the orders it touches); the hub builds them
+at once if anyone listens, else only when a client subscribes (speed: a node under load
+with no listener does not build events nobody reads). The hub keeps the most recent `HISTORY_SIZE` events, so that a client that
 reconnects with `Last-Event-ID` resumes where it left off, and offers each new event to
 every subscription. A subscription's queue is bounded (`QUEUE_SIZE`): a client that does
 not keep up is dropped, never waited for, and may reconnect and resume.
@@ -180,9 +182,7 @@ def block_events(
         if event.get("type") in ORDER_EVENT_TYPES:
             builder.order_change(event, order(event["order_id"]), None)
     for index, (tx, receipt) in enumerate(zip(transactions, receipts, strict=True)):
-        target = tx.payload.get("order_id")
-        if tx.type == "order_place" and receipt.ok:
-            target = tx.hash
+        target = _target_order(tx, receipt)
         acted_on = order(target)
         data: dict[str, Any] = {
             "hash": tx.hash.hex(),
@@ -200,6 +200,23 @@ def block_events(
             if event.get("type") in ORDER_EVENT_TYPES:
                 builder.order_change(event, order(event["order_id"]), tx.hash)
     return builder.events
+
+
+def _target_order(tx: Transaction, receipt: Receipt) -> Any:
+    """The order a transaction acts on (the one it creates, for `order_place`), if any."""
+    return tx.hash if tx.type == "order_place" and receipt.ok else tx.payload.get("order_id")
+
+
+def orders_named(
+    transactions: Sequence[Transaction], receipts: Sequence[Receipt], deadline_events: Sequence[dict[str, Any]]
+) -> set[bytes]:
+    """Every order id `block_events` will ask `order_of` about for this block, so that a
+    caller can read them once, as of this block, and build the events later."""
+    named = [event.get("order_id") for event in deadline_events if event.get("type") in ORDER_EVENT_TYPES]
+    for tx, receipt in zip(transactions, receipts, strict=True):
+        named.append(_target_order(tx, receipt))
+        named += [event.get("order_id") for event in receipt.events if event.get("type") in ORDER_EVENT_TYPES]
+    return {order_id for order_id in named if isinstance(order_id, bytes) and len(order_id) == 32}
 
 
 # --- subscriptions and the hub ---------------------------------------------------------------
@@ -277,10 +294,39 @@ class EventHub:
         """Subscriptions dropped because their client fell behind."""
         self.forgotten_up_to: EventPosition | None = None
         """The newest position no longer (or never) held in `history`; None if nothing was lost."""
+        self.deferred: deque[tuple[int, int, Callable[[], list[ChainEvent]]]] = deque()
+        """Blocks whose events are not built yet, oldest first: (height, at least how many
+        events it has, the function that builds them)."""
+        self._deferred_events = 0
 
     def start_after(self, height: int) -> None:
         """Events of blocks up to `height` exist but are not held (node start)."""
         self.forgotten_up_to = max(self.forgotten_up_to or (0, 0), (height, 2**63))
+
+    def publish_later(self, height: int, minimum_events: int, build: Callable[[], list[ChainEvent]]) -> None:
+        """The events of final block `height` (at least `minimum_events` of them), built by
+        `build()` now if anyone listens, else when a client subscribes. Blocks whose events
+        would have left `history` by then are forgotten unbuilt (a resuming client is told
+        of the gap, as for any event no longer held)."""
+        if self.subscriptions:
+            self.build_deferred()
+            self.publish(build())
+            return
+        self.deferred.append((height, minimum_events, build))
+        self._deferred_events += minimum_events
+        limit = self.history.maxlen or 0
+        while self.deferred and self._deferred_events - self.deferred[0][1] >= limit:
+            oldest, count, _ = self.deferred.popleft()
+            self._deferred_events -= count
+            self.forgotten_up_to = max(self.forgotten_up_to or (0, 0), (oldest, 2**63))
+            self.history.clear()  # older still: the newer blocks would push it out anyway
+
+    def build_deferred(self) -> None:
+        """Build and publish the events of every deferred block, in chain order."""
+        while self.deferred:
+            _, count, build = self.deferred.popleft()
+            self._deferred_events -= count
+            self.publish(build())
 
     def publish(self, events: Iterable[ChainEvent]) -> None:
         """Remember new events and offer them to every subscription."""
@@ -306,6 +352,7 @@ class EventHub:
         """
         if len(self.subscriptions) >= self.max_subscribers:
             raise SubscriberLimit(f"at most {self.max_subscribers} event streams are open at once")
+        self.build_deferred()
         subscription = Subscription(event_filter, self.queue_size)
         self.subscriptions.add(subscription)
         if after is None:

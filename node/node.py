@@ -27,7 +27,7 @@ from marketplace_tx.validators import set_at
 from mempool.pool import Mempool, MempoolLimits
 from node.block_sync import BlockSync
 from node.consensus_driver import ConsensusDriver, wall_clock_ms
-from node.events import EventHub, block_events
+from node.events import ChainEvent, EventHub, block_events, orders_named
 from node.home import Home
 from node.http_api import build_app
 from node.metrics import NodeMetrics
@@ -364,16 +364,35 @@ class Node:
         """An order as of the last final block."""
         return load_order(State(self.store), order_id)
 
+    def _publish_events(self, result: BlockResult) -> None:
+        """Hand the block's events to the hub, built now or when someone subscribes; the
+        orders they name are read now, as of this block."""
+        height = result.block.header.height
+        try:
+            orders = {order_id: self.final_order(order_id)
+                      for order_id in orders_named(result.transactions, result.receipts, result.block_events)}
+
+            # The closure keeps what the events need, not the block's state changes.
+            block, transactions, receipts, deadline_events = (
+                result.block, result.transactions, result.receipts, result.block_events
+            )
+
+            def build() -> list[ChainEvent]:
+                try:
+                    return block_events(block, transactions, receipts, deadline_events, orders.get)
+                except Exception:  # the event stream must never stop the chain
+                    log.exception("building the events of block %d failed", height)
+                    return []
+
+            self.events.publish_later(height, 1 + len(result.transactions), build)
+        except Exception:  # the event stream must never stop the chain
+            log.exception("publishing the events of block %d failed", height)
+
     def after_block(self, result: BlockResult) -> None:
         """Bookkeeping after a final block is stored (by consensus or by sync)."""
         self._committed_accounts.clear()
         self.metrics.block_stored(result)
-        try:
-            self.events.publish(block_events(
-                result.block, result.transactions, result.receipts, result.block_events, self.final_order
-            ))
-        except Exception:  # the event stream must never stop the chain
-            log.exception("publishing the events of block %d failed", result.block.header.height)
+        self._publish_events(result)
         changed_accounts = [key[1:] for key in result.changes if key[:1] == ACCOUNT and len(key) == 33]
         self.mempool.remove_committed(list(result.transactions), changed_accounts)
         self.mempool.expire(wall_clock_ms())
