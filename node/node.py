@@ -208,22 +208,12 @@ class Node:
     async def _admit_many(self, raws: Sequence[bytes], source: str) -> list[Transaction | AdmissionError]:
         """Stateless checks and signatures off the event loop (worker processes for large
         batches, else the thread pool), then `Mempool.add_checked` in order."""
-        loop = asyncio.get_running_loop()
-        chunks = [raws[start:start + PRECHECK_CHUNK] for start in range(0, len(raws), PRECHECK_CHUNK)]
-        in_workers = None
+        checked: list[list[tuple[Transaction | AdmissionError, bool]]] | None = None
         if len(raws) >= PROCESS_FROM:
-            genesis = self.genesis
-            in_workers = [
-                self.workers.check_transactions(raws[start:start + PROCESS_CHUNK], genesis.chain_id, genesis.params)
-                for start in range(0, len(raws), PROCESS_CHUNK)
-            ]
-        if in_workers and all(future is not None for future in in_workers):
-            answers = await asyncio.gather(*(worker_answer(future) for future in in_workers))
-            checked = [
-                self._verdicts(raws[start * PROCESS_CHUNK:(start + 1) * PROCESS_CHUNK], answer)
-                for start, answer in enumerate(answers)
-            ]
-        else:
+            checked = await self._check_in_workers(raws)
+        if checked is None:
+            loop = asyncio.get_running_loop()
+            chunks = [raws[start:start + PRECHECK_CHUNK] for start in range(0, len(raws), PRECHECK_CHUNK)]
             checked = await asyncio.gather(
                 *(loop.run_in_executor(self._verifier, self._precheck_chunk, chunk) for chunk in chunks)
             )
@@ -245,6 +235,24 @@ class Node:
             results.append(prechecked)
         self._count_admissions(source, admitted, rejected, verified_count)
         return results
+
+    async def _check_in_workers(
+        self, raws: Sequence[bytes]
+    ) -> list[list[tuple[Transaction | AdmissionError, bool]]] | None:
+        """`_precheck_chunk` of every chunk of `raws`, done by the worker processes; None
+        when there are no workers (the caller then uses its threads)."""
+        chunks = [raws[start:start + PROCESS_CHUNK] for start in range(0, len(raws), PROCESS_CHUNK)]
+        genesis = self.genesis
+        futures = []
+        for chunk in chunks:
+            future = self.workers.check_transactions(chunk, genesis.chain_id, genesis.params)
+            if future is None:
+                for started in futures:
+                    started.cancel()
+                return None
+            futures.append(future)
+        answers = await asyncio.gather(*(worker_answer(future) for future in futures))
+        return [self._verdicts(chunk, answer) for chunk, answer in zip(chunks, answers, strict=True)]
 
     def _verdicts(
         self, raws: Sequence[bytes], answer: list[CheckedTransaction] | None
