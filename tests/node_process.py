@@ -82,11 +82,13 @@ def wait_until(
     timeout: float = DEFAULT_TIMEOUT,
     message: str | Callable[[], str] = "condition",
     interval: float = POLL_INTERVAL,
+    max_interval: float = MAX_POLL_INTERVAL,
 ) -> T:
     """Poll `predicate` until it returns a truthy value and return that value.
 
-    Raises AssertionError naming `message` (a string, or a function called on
-    failure so it can add fresh context such as a log tail) after `timeout` seconds.
+    The delay between polls starts at `interval` and grows to `max_interval`. Raises
+    AssertionError naming `message` (a string, or a function called on failure so it
+    can add fresh context such as a log tail) after `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     delay = interval
@@ -98,7 +100,7 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {text}")
         time.sleep(delay)
-        delay = min(delay * 1.5, MAX_POLL_INTERVAL)
+        delay = min(delay * 1.5, max_interval)
 
 
 # --- HTTP ---------------------------------------------------------------------------

@@ -25,10 +25,11 @@ from jsonschema import Draft202012Validator
 from node_process import NodeProcess, http_post, http_request, is_error_body, wait_until
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
+from test_marketplace_http import Client as Signer
 
 from marketplace_tx.crypto import KeyPair
 from marketplace_tx.errors import ADMISSION_CODES, RULE_CODES
-from marketplace_tx.transaction import Transaction, sign_transaction
+from marketplace_tx.transaction import Transaction
 from node.events import (
     MAX_SUBSCRIBERS,
     ChainEvent,
@@ -63,28 +64,6 @@ def node(tmp_path_factory: pytest.TempPathFactory):
     fund = {person.address: FUNDED for person in PEOPLE}
     with NodeProcess(tmp_path_factory.mktemp("observe") / "node", fund=fund) as node:
         yield node
-
-
-class Signer:
-    """Signs with each sender's next nonce, submits, and waits until final."""
-
-    def __init__(self, node: NodeProcess) -> None:
-        self.node = node
-        self.chain_id = node.status()["chain_id"]
-        self.nonces: dict[bytes, int] = {}
-
-    def tx(self, sender: KeyPair, tx_type: str, **payload: Any) -> Transaction:
-        nonce = self.nonces.get(sender.address, 0)
-        self.nonces[sender.address] = nonce + 1
-        return sign_transaction(sender, self.chain_id, tx_type, payload, nonce, FEE)
-
-    def ok(self, *txs: Transaction) -> list[dict[str, Any]]:
-        for tx in txs:
-            assert self.node.submit(tx.raw) == tx.hash.hex()
-        views = [self.node.wait_for_tx(tx.hash.hex()) for tx in txs]
-        for view in views:
-            assert view["result"]["ok"], view
-        return views
 
 
 @pytest.fixture(scope="module")

@@ -17,31 +17,15 @@ import hashlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_merkle import _largest_power_of_two_below as reference_split
+from test_merkle import reference_root
 
 from marketplace_tx.merkle import EMPTY_ROOT, inclusion_path, merkle_root, verify_inclusion
 
 # --------------------------------------------------------------------------- reference (R7)
 # empty = SHA-256(""), leaf = SHA-256(0x00 ‖ data), node = SHA-256(0x01 ‖ left ‖ right),
-# split at the largest power of two below n. No code shared with marketplace_tx.merkle.
-
-
-def reference_split(count: int) -> int:
-    """The largest power of two strictly below `count` (count ≥ 2), by doubling."""
-    split = 1
-    while split * 2 < count:
-        split *= 2
-    return split
-
-
-def reference_root(leaves: list[bytes]) -> bytes:
-    """The Merkle root of R7, recursively, as PROTOCOL states it."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return hashlib.sha256(b"\x00" + leaves[0]).digest()
-    split = reference_split(len(leaves))
-    left, right = reference_root(leaves[:split]), reference_root(leaves[split:])
-    return hashlib.sha256(b"\x01" + left + right).digest()
+# split at the largest power of two below n: `reference_root` of test_merkle.py, written
+# from PROTOCOL's definition, with no code shared with marketplace_tx.merkle.
 
 
 def numbered_leaves(count: int) -> list[bytes]:

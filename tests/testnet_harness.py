@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node_process import edit_config, free_base_port, free_port, http_get, http_post
+from node_process import wait_until as poll_until
 
 from marketplace_tx.crypto import KeyPair
 from marketplace_tx.params import Params
@@ -93,24 +94,9 @@ def wait_until(
     message: str | Callable[[], str] = "condition",
     interval: float = 0.1,
 ) -> T:
-    """Poll `predicate` until it returns something truthy, and return it.
-
-    Raises AssertionError with `message` (or `message()`, for fresh diagnostics)
-    after `timeout` seconds. The only sleeps of the harness are these polls.
-    """
-    deadline = time.monotonic() + timeout
-    delay = interval
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {text}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-
-
+    """`node_process.wait_until` with the harness's slower polling (0.1 s growing to
+    0.5 s: several nodes share two cores). The only sleeps of the harness are these polls."""
+    return poll_until(predicate, timeout, message, interval, max_interval=0.5)
 
 
 def _pid_alive(pid: int) -> bool:
