@@ -50,6 +50,11 @@ class _SenderQueue:
     """Sum of the fees of `by_nonce` (kept up to date, so admission need not add them up)."""
 
 
+def _fee_rate(tx: Transaction) -> int:
+    """Fee per 1,000 bytes: what eviction compares."""
+    return tx.fee * 1000 // len(tx.raw)
+
+
 class Mempool:
     """Pending transactions with admission, readiness and removal after blocks."""
 
@@ -161,10 +166,9 @@ class Mempool:
         self._bytes += len(tx.raw)
         return tx
 
-    def _is_full_for(self, tx: Transaction) -> bool:
-        return len(self._by_hash) >= self.limits.max_transactions or (
-            self._bytes + len(tx.raw) > self.limits.max_bytes
-        )
+    def _overflows(self, count: int, size: int, tx: Transaction) -> bool:
+        """True if a pool of `count` transactions and `size` bytes has no room for `tx`."""
+        return count >= self.limits.max_transactions or size + len(tx.raw) > self.limits.max_bytes
 
     def _make_room(self, tx: Transaction) -> None:
         """Evict lower-fee transactions for a better-paying one, or `mempool_full`.
@@ -173,10 +177,10 @@ class Mempool:
         The victims are chosen first and removed only once enough room is found, so a
         newcomer that is refused evicts nothing.
         """
-        if not self._is_full_for(tx):
-            return
-        rate = tx.fee * 1000 // len(tx.raw)
         count, size = len(self._by_hash), self._bytes
+        if not self._overflows(count, size, tx):
+            return
+        rate = _fee_rate(tx)
         tails: dict[bytes, list[Transaction]] = {}
         candidates: list[tuple[int, int, int, bytes]] = []
         for sender, queue in self._senders.items():
@@ -186,7 +190,7 @@ class Mempool:
             candidates.append((*self._eviction_rank(tails[sender][0]), 0, sender))
         heapq.heapify(candidates)
         victims: list[Transaction] = []
-        while count >= self.limits.max_transactions or size + len(tx.raw) > self.limits.max_bytes:
+        while self._overflows(count, size, tx):
             if not candidates:
                 raise AdmissionError("mempool_full", "the mempool is full; retry later")
             victim_rate, _, depth, sender = heapq.heappop(candidates)
@@ -202,7 +206,7 @@ class Mempool:
 
     def _eviction_rank(self, tx: Transaction) -> tuple[int, int]:
         """Evicted first: the lowest fee per byte, then the most recently admitted."""
-        return tx.fee * 1000 // len(tx.raw), -self._admitted_at[tx.hash]
+        return _fee_rate(tx), -self._admitted_at[tx.hash]
 
     def expire(self, now_ms: int) -> list[Transaction]:
         """Drop transactions pending longer than `ttl_ms`, with every later nonce of their senders."""
