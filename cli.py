@@ -22,28 +22,8 @@ from typing import Any
 
 import click
 
-from marketplace_tx.crypto import KeyPair
-from marketplace_tx.errors import RuleError
-from marketplace_tx.order_records import ORDER_STATES
-from marketplace_tx.params import Params
-from marketplace_tx.schema import ROLES, SHIPMENT_STATUSES, check_payload
-from marketplace_tx.transaction import sign_transaction
-from node import payloads
-from node.client import DEFAULT_NODE_URL, ClientError, NodeClient
-from node.config import (
-    ConfigError,
-    HttpConfig,
-    NodeConfig,
-    Override,
-    P2pConfig,
-    config_to_json,
-    effective_config,
-    environment_variable,
-    option_names,
-    parse_set_option,
-    render_config,
-)
-from node.formatting import (
+from client import payloads
+from client.formatting import (
     account_txs_table,
     column_table,
     format_amount,
@@ -60,10 +40,9 @@ from node.formatting import (
     shop_view,
     shops_table,
 )
-from node.home import init_home, load_home, read_genesis
-from node.keystore import Keystore, KeystoreError, load_key_file, read_key_info
-from node.logging_setup import FORMATS, configure_logging
-from node.payloads import (
+from client.keystore import Keystore, KeystoreError, load_key_file, read_key_info
+from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
+from client.payloads import (
     CREATED_OBJECTS,
     PayloadError,
     parse_bps,
@@ -71,9 +50,9 @@ from node.payloads import (
     parse_item_id,
     parse_signed,
 )
-from node.progress import Steps, describe_sync, sync_summary, watch_sync
-from node.sealing import SealError, open_sealed, seal_for
-from node.testnet import (
+from client.progress import Steps, describe_sync, sync_summary, watch_sync
+from client.sealing import SealError, open_sealed, seal_for
+from client.testnet import (
     TestnetError,
     create_testnet,
     read_testnet,
@@ -81,6 +60,27 @@ from node.testnet import (
     stop_testnet,
     testnet_status,
 )
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.primitives.errors import RuleError
+from marketplace_tx.rules.order_records import ORDER_STATES
+from marketplace_tx.rules.schema import ROLES, SHIPMENT_STATUSES, check_payload
+from node.config import (
+    ConfigError,
+    HttpConfig,
+    NodeConfig,
+    Override,
+    P2pConfig,
+    config_to_json,
+    effective_config,
+    environment_variable,
+    option_names,
+    parse_set_option,
+    render_config,
+)
+from node.home import init_home, load_home, read_genesis
+from node.logging_setup import FORMATS, configure_logging
 
 PASSPHRASE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_PASSPHRASE"
 
@@ -578,7 +578,7 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
     import signal
     import tempfile
 
-    from node.devnet import DEMO_ACCEPT_WINDOW_MS, DemoError, describe, seed_demo_data
+    from client.devnet import DEMO_ACCEPT_WINDOW_MS, DemoError, describe, seed_demo_data
 
     temporary = home is None
     directory = Path(tempfile.mkdtemp(prefix="marketchain-devnet-")) if home is None else home
@@ -1423,7 +1423,7 @@ def verify() -> None:
 @json_option
 def verify_tx(tx_hash: str, genesis_file: Path | None, node_url: str, as_json: bool) -> None:
     """Verify a transaction's inclusion proof against its block's commit signatures."""
-    from node.verification import VerificationFailed, verify_transaction
+    from client.verification import VerificationFailed, verify_transaction
 
     try:
         genesis = read_genesis(genesis_file) if genesis_file else None

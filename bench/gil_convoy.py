@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from marketplace_tx.admission import check_stateless
-from marketplace_tx.crypto import KeyPair
-from marketplace_tx.errors import AdmissionError
-from marketplace_tx.params import Params
-from marketplace_tx.transaction import sign_transaction
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.primitives.errors import AdmissionError
+from marketplace_tx.rules.admission import check_stateless
 
 CHAIN_ID = "bench-convoy"
 PARAMS = Params()

@@ -29,8 +29,8 @@ import aiohttp
 import msgpack
 import nacl.bindings
 
-from marketplace_tx import codec
-from marketplace_tx.crypto import signing_bytes
+from marketplace_tx.primitives import codec
+from marketplace_tx.primitives.crypto import signing_bytes
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 BATCH = 1000

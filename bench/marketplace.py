@@ -22,12 +22,12 @@ from typing import Any
 
 from state_machine import ed25519_rate
 
-from marketplace_tx.chain import ChainTip, build_block, genesis_changes
-from marketplace_tx.crypto import KeyPair
-from marketplace_tx.genesis import Genesis, GenesisAccount
-from marketplace_tx.params import Params
-from marketplace_tx.state import MemoryStateReader
-from marketplace_tx.transaction import Transaction, sign_transaction
+from marketplace_tx.chain.genesis import Genesis, GenesisAccount
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import Transaction, sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.rules.state import MemoryStateReader
+from marketplace_tx.rules.state_transition import ChainTip, build_block, genesis_changes
 
 CHAIN_ID = "bench-marketplace"
 TARGET = 5_000

@@ -27,12 +27,12 @@ from typing import Any
 
 from state_machine import ed25519_rate
 
-from marketplace_tx.block import Commit
-from marketplace_tx.chain import apply_block, build_block
-from marketplace_tx.crypto import KeyPair
-from marketplace_tx.genesis import Genesis, GenesisAccount
-from marketplace_tx.params import Params
-from marketplace_tx.transaction import sign_transaction
+from marketplace_tx.chain.block import Commit
+from marketplace_tx.chain.genesis import Genesis, GenesisAccount
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.rules.state_transition import apply_block, build_block
 from node.home import init_home
 from node.node import Node
 

@@ -25,11 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
 
-from fault_scenarios import random_scenario, run_scenario  # noqa: E402
-from testnet_harness import netns_unavailable_reason  # noqa: E402
+from tests.e2e.fault_scenarios import random_scenario, run_scenario  # noqa: E402
+from tests.e2e.testnet_harness import netns_unavailable_reason  # noqa: E402
 
 
 def parse_arguments() -> argparse.Namespace:

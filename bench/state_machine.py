@@ -15,13 +15,13 @@ import platform
 import time
 from pathlib import Path
 
-from marketplace_tx.admission import check_stateless
-from marketplace_tx.chain import ChainTip, build_block, genesis_changes
-from marketplace_tx.crypto import KeyPair, verify_signature
-from marketplace_tx.genesis import Genesis, GenesisAccount
-from marketplace_tx.params import Params
-from marketplace_tx.state import MemoryStateReader
-from marketplace_tx.transaction import sign_transaction
+from marketplace_tx.chain.genesis import Genesis, GenesisAccount
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair, verify_signature
+from marketplace_tx.rules.admission import check_stateless
+from marketplace_tx.rules.state import MemoryStateReader
+from marketplace_tx.rules.state_transition import ChainTip, build_block, genesis_changes
 
 CHAIN_ID = "bench"
 

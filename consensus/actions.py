@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from consensus.timeouts import Step
 from consensus.vote import SignedVote
-from marketplace_tx.block import Commit
+from marketplace_tx.chain.block import Commit
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensus.vote import Vote
-from marketplace_tx.block import Commit, CommitSignature
-from marketplace_tx.crypto import KeyPair, verify_signature
-from marketplace_tx.errors import InvalidBlock
+from marketplace_tx.chain.block import Commit, CommitSignature
+from marketplace_tx.primitives.crypto import KeyPair, verify_signature
+from marketplace_tx.primitives.errors import InvalidBlock
 
 
 def has_quorum(signers: int, validators: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_tx.crypto import KeyPair, signing_bytes, verify_signature
+from marketplace_tx.primitives.crypto import KeyPair, signing_bytes, verify_signature
 
 NO_POL_ROUND = -1
 """`pol_round` of a proposal that carries no proof of lock: a fresh value (R26)."""

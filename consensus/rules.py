@@ -27,8 +27,8 @@ from consensus.proposal import NO_POL_ROUND
 from consensus.state import ConsensusState, Decision, ProposalRecord, with_proposal
 from consensus.timeouts import Step
 from consensus.vote_set import more_than_one_third
-from marketplace_tx.block import Commit
-from marketplace_tx.validators import proposer_for
+from marketplace_tx.chain.block import Commit
+from marketplace_tx.rules.validators import proposer_for
 
 PREVOTE = "prevote"
 PRECOMMIT = "precommit"

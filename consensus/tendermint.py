@@ -37,7 +37,7 @@ from consensus.rules import (
 from consensus.state import ConsensusState, ProposalRecord, with_proposal, with_vote
 from consensus.timeouts import Step, TimeoutConfig
 from consensus.vote import VOTE_TYPES, SignedVote
-from marketplace_tx.validators import proposer_for
+from marketplace_tx.rules.validators import proposer_for
 
 HASH_BYTES = 32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_tx.crypto import KeyPair, signing_bytes, verify_signature
+from marketplace_tx.primitives.crypto import KeyPair, signing_bytes, verify_signature
 
 VOTE_TYPES = ("prevote", "precommit")
 """The two kinds of vote of Tendermint's algorithm."""

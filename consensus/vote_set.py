@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consensus.vote import SignedVote
-from marketplace_tx.block import CommitSignature
+from marketplace_tx.chain.block import CommitSignature
 
 
 def more_than_one_third(signers: int, validators: int) -> bool:

@@ -1,7 +1,7 @@
 """The mempool: admitted transactions waiting for a block (PROTOCOL R10, R11).
 
 Admission runs every check of R10 once per transaction: the stateless checks of
-`marketplace_tx.admission`, then the stateful ones against the committed state
+`marketplace_tx.rules.admission`, then the stateful ones against the committed state
 (nonce window, fee payable, duplicates, capacity). Pending transactions are kept per
 sender in nonce order; only a run of consecutive nonces starting at the sender's next
 nonce is *ready* for a block. Future nonces (up to +64) wait for the gap to fill.
@@ -15,11 +15,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
-from marketplace_tx.accounts import Account
-from marketplace_tx.admission import check_stateless
-from marketplace_tx.errors import AdmissionError
-from marketplace_tx.params import Params
-from marketplace_tx.transaction import Transaction
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import Transaction
+from marketplace_tx.primitives.errors import AdmissionError
+from marketplace_tx.rules.accounts import Account
+from marketplace_tx.rules.admission import check_stateless
 
 NONCE_WINDOW = 64
 """How far above the sender's next nonce a transaction may be admitted (R10)."""

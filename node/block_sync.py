@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from consensus.commit import verify_commit
-from marketplace_tx.block import decode_block, decode_commit
-from marketplace_tx.chain import apply_block
-from marketplace_tx.errors import CodecError, InvalidBlock
-from marketplace_tx.state import State
-from marketplace_tx.validators import set_at
+from marketplace_tx.chain.block import decode_block, decode_commit
+from marketplace_tx.primitives.errors import CodecError, InvalidBlock
+from marketplace_tx.rules.state import State
+from marketplace_tx.rules.state_transition import apply_block
+from marketplace_tx.rules.validators import set_at
 from node.signature_workers import SignatureWorkers, verified_hashes
 
 log = logging.getLogger("marketchain.sync")

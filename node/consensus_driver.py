@@ -37,14 +37,14 @@ from consensus.proposal import NO_POL_ROUND, Proposal
 from consensus.tendermint import initial_state, is_future_height, step
 from consensus.timeouts import TimeoutConfig
 from consensus.vote import Vote
-from marketplace_tx.block import decode_block
-from marketplace_tx.chain import apply_block, build_block
-from marketplace_tx.context import BlockContext
-from marketplace_tx.deadlines import next_deadline
-from marketplace_tx.errors import InvalidBlock
-from marketplace_tx.evidence import check_evidence, make_evidence
-from marketplace_tx.state import State
-from marketplace_tx.validators import proposer_for, scheduled_changes, set_at
+from marketplace_tx.chain.block import decode_block
+from marketplace_tx.primitives.errors import InvalidBlock
+from marketplace_tx.rules.context import BlockContext
+from marketplace_tx.rules.deadlines import next_deadline
+from marketplace_tx.rules.evidence import check_evidence, make_evidence
+from marketplace_tx.rules.state import State
+from marketplace_tx.rules.state_transition import apply_block, build_block
+from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at
 from node.block_budget import BlockBudget
 from node.consensus_messages import (
     MessageRejected,
@@ -572,7 +572,7 @@ class ConsensusDriver:
 
 
 def _evidence_id(item: dict) -> bytes:
-    from marketplace_tx import codec
-    from marketplace_tx.crypto import sha256
+    from marketplace_tx.primitives import codec
+    from marketplace_tx.primitives.crypto import sha256
 
     return sha256(codec.encode(item))

@@ -7,7 +7,7 @@ Bodies of the p2p kinds the node uses (canonical msgpack inside the encrypted fr
                      signature: bin64, block: canonical block bytes}
     vote            {validator: bin32, vote: {block_hash, chain_id, height, round, type},
                      signature: bin64}
-    evidence        an evidence item (marketplace_tx.evidence)
+    evidence        an evidence item (marketplace_tx.rules.evidence)
     status          {height, block_hash}
     block_request   {height}
     block_response  {height, block: bytes, commit: bytes}
@@ -23,8 +23,8 @@ from typing import Any
 
 from consensus.proposal import NO_POL_ROUND, Proposal
 from consensus.vote import Vote
-from marketplace_tx.block import Block
-from marketplace_tx.chain import BlockResult
+from marketplace_tx.chain.block import Block
+from marketplace_tx.rules.state_transition import BlockResult
 
 INT64_MAX = 2**63 - 1
 
@@ -110,7 +110,7 @@ def parse_vote(body: Any) -> tuple[bytes, Vote, bytes]:
 
 def vote_from_signing_bytes(message: bytes) -> Vote:
     """Rebuild a vote from the exact bytes that were signed (domain tag + canonical map)."""
-    from marketplace_tx import codec
+    from marketplace_tx.primitives import codec
 
     tag = b"marketchain/vote/v1\x00"
     value = codec.decode(message[len(tag):])

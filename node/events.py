@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_tx.block import Block
-from marketplace_tx.order_records import Order
-from marketplace_tx.receipts import Receipt
-from marketplace_tx.transaction import Transaction
+from marketplace_tx.chain.block import Block
+from marketplace_tx.chain.receipts import Receipt
+from marketplace_tx.chain.transaction import Transaction
+from marketplace_tx.rules.order_records import Order
 from node.indexer import participants
 
 HISTORY_SIZE = 1000

@@ -9,10 +9,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketplace_tx.crypto import KeyPair
-from marketplace_tx.errors import InvalidGenesis
-from marketplace_tx.genesis import Genesis, GenesisAccount
-from marketplace_tx.params import Params
+from client.keystore import KeystoreError, load_key_file, write_plain_key
+from marketplace_tx.chain.genesis import Genesis, GenesisAccount
+from marketplace_tx.chain.params import Params
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.primitives.errors import InvalidGenesis
 from node.config import (
     CONFIG_FILE,
     DATA_DIRECTORY,
@@ -27,7 +28,6 @@ from node.config import (
     effective_config,
     render_config,
 )
-from node.keystore import KeystoreError, load_key_file, write_plain_key
 
 DEFAULT_VALIDATOR_BALANCE = 1_000_000 * 1_000_000
 """µMKT given to the validator of a single-node genesis made by `init` (1,000,000 MKT)."""

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from marketplace_tx import codec
-from marketplace_tx.chain import BlockResult
-from marketplace_tx.listings import Listing
-from marketplace_tx.order_records import Order
-from marketplace_tx.records import record_from_map
-from marketplace_tx.shops import Shop
-from marketplace_tx.state_keys import LISTING, ORDER, SHOP, order_key
+from marketplace_tx.primitives import codec
+from marketplace_tx.rules.listings import Listing
+from marketplace_tx.rules.order_records import Order
+from marketplace_tx.rules.records import record_from_map
+from marketplace_tx.rules.shops import Shop
+from marketplace_tx.rules.state_keys import LISTING, ORDER, SHOP, order_key
+from marketplace_tx.rules.state_transition import BlockResult
 
 ACCOUNT_TXS = b"A"
 """A ‖ address(32) ‖ position → canonical {code?, hash, ok, sender, type}: txs the account takes part in."""

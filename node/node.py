@@ -15,22 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-from marketplace_tx.accounts import Account, load_account
-from marketplace_tx.admission import check_stateless
-from marketplace_tx.chain import BlockResult
-from marketplace_tx.errors import AdmissionError
-from marketplace_tx.order_records import Order, load_order
-from marketplace_tx.state import State
-from marketplace_tx.state_keys import ACCOUNT
-from marketplace_tx.transaction import Transaction
-from marketplace_tx.validators import set_at
+from marketplace_tx.chain.transaction import Transaction
+from marketplace_tx.primitives.errors import AdmissionError
+from marketplace_tx.rules.accounts import Account, load_account
+from marketplace_tx.rules.admission import check_stateless
+from marketplace_tx.rules.order_records import Order, load_order
+from marketplace_tx.rules.state import State
+from marketplace_tx.rules.state_keys import ACCOUNT
+from marketplace_tx.rules.state_transition import BlockResult
+from marketplace_tx.rules.validators import set_at
 from mempool.pool import Mempool, MempoolLimits
 from node.block_sync import BlockSync
 from node.consensus_driver import ConsensusDriver, wall_clock_ms
 from node.events import ChainEvent, EventHub, block_events, orders_named
 from node.home import Home
-from node.http_api import build_app
-from node.metrics import NodeMetrics
+from node.http.app import build_app
+from node.http.metrics import NodeMetrics
 from node.sign_guard import SignGuard
 from node.signature_workers import CheckedTransaction, SignatureWorkers, worker_answer
 from node.storage import ChainStore

@@ -16,7 +16,7 @@ import struct
 
 import plyvel
 
-from marketplace_tx.crypto import KeyPair
+from marketplace_tx.primitives.crypto import KeyPair
 
 SIGNED = b"Z"
 KIND_CODES = {"prevote": 1, "precommit": 2, "proposal": 3}

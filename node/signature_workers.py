@@ -35,11 +35,11 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from marketplace_tx.admission import check_stateless
-from marketplace_tx.block import decode_block
-from marketplace_tx.errors import AdmissionError, MarketchainError
-from marketplace_tx.params import Params
-from marketplace_tx.transaction import Transaction, decode_transaction
+from marketplace_tx.chain.block import decode_block
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import Transaction, decode_transaction
+from marketplace_tx.primitives.errors import AdmissionError, MarketchainError
+from marketplace_tx.rules.admission import check_stateless
 
 log = logging.getLogger("marketchain.workers")
 

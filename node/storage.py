@@ -20,15 +20,15 @@ from typing import Any
 
 import plyvel
 
-from marketplace_tx import codec
-from marketplace_tx.block import Block, Commit, decode_block, decode_commit
-from marketplace_tx.chain import BlockResult, ChainTip, genesis_changes
-from marketplace_tx.genesis import Genesis
-from marketplace_tx.receipts import Receipt
+from marketplace_tx.chain.block import Block, Commit, decode_block, decode_commit
+from marketplace_tx.chain.genesis import Genesis
+from marketplace_tx.chain.receipts import Receipt
+from marketplace_tx.primitives import codec
+from marketplace_tx.rules.state_transition import BlockResult, ChainTip, genesis_changes
 from node.indexer import block_index_writes
 
 STATE = b"S"
-"""S ‖ state key → state value (marketplace_tx.state_keys)."""
+"""S ‖ state key → state value (marketplace_tx.rules.state_keys)."""
 BLOCK = b"B"
 """B ‖ height(8, big-endian) → canonical block bytes."""
 COMMIT = b"C"

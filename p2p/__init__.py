@@ -1,7 +1,7 @@
 """Peer-to-peer transport (PROTOCOL §8): framing, authenticated encryption, gossip.
 
 Knows message kinds, not their meaning (STYLE.md): it may import only
-`marketplace_tx.codec`, `.crypto` and `.errors`. The node uses `PeerManager`;
+`marketplace_tx.primitives.codec`, `.crypto` and `.errors`. The node uses `PeerManager`;
 docs/p2p.md describes the handshake, the cipher suite and the peer policies.
 
 | file | concept |

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marketplace_tx.crypto import ADDRESS_BYTES
+from marketplace_tx.primitives.crypto import ADDRESS_BYTES
 from p2p.errors import MessageError
 
 

@@ -6,7 +6,7 @@ the connection that raised it is closed or the message dropped, never the node.
 
 from __future__ import annotations
 
-from marketplace_tx.errors import MarketchainError
+from marketplace_tx.primitives.errors import MarketchainError
 
 
 class P2PError(MarketchainError):

@@ -30,15 +30,15 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.public
 
-from marketplace_tx.codec import decode, encode
-from marketplace_tx.crypto import (
+from marketplace_tx.primitives.codec import decode, encode
+from marketplace_tx.primitives.crypto import (
     ADDRESS_BYTES,
     SIGNATURE_BYTES,
     KeyPair,
     signing_bytes,
     verify_signature,
 )
-from marketplace_tx.errors import CodecError
+from marketplace_tx.primitives.errors import CodecError
 from p2p.channel import SecureChannel
 from p2p.errors import ChannelError, ConnectionClosed, FrameError, HandshakeError, SelfConnection
 from p2p.framing import MAX_FRAME_BYTES, read_frame, write_frame

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_tx.codec import decode, encode
-from marketplace_tx.errors import CodecError
+from marketplace_tx.primitives.codec import decode, encode
+from marketplace_tx.primitives.errors import CodecError
 from p2p.errors import MessageError
 
 APPLICATION_KINDS = (

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_tx.crypto import KeyPair, sha256
+from marketplace_tx.primitives.crypto import KeyPair, sha256
 from p2p.addresses import PeerAddress, parse_peer_address
 from p2p.channel import close_writer
 from p2p.config import PeerManagerConfig

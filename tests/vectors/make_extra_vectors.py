@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from consensus.commit import sign_commit
-from marketplace_tx import codec
-from marketplace_tx.chain import build_block, genesis_changes
-from marketplace_tx.crypto import KeyPair
-from marketplace_tx.genesis import Genesis, GenesisAccount
-from marketplace_tx.merkle import inclusion_path, merkle_root
-from marketplace_tx.params import Params
-from marketplace_tx.state import MemoryStateReader
-from marketplace_tx.transaction import Transaction, sign_transaction
-from marketplace_tx.validators import proposer_for
+from marketplace_tx.chain.genesis import Genesis, GenesisAccount
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import Transaction, sign_transaction
+from marketplace_tx.primitives import codec
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.primitives.merkle import inclusion_path, merkle_root
+from marketplace_tx.rules.state import MemoryStateReader
+from marketplace_tx.rules.state_transition import build_block, genesis_changes
+from marketplace_tx.rules.validators import proposer_for
 
 OUTPUT = Path(__file__).with_name("marketchain-v1-extra.json")
 

@@ -1,0 +1,86 @@
+"""Light-client verification of a transaction's finality (`marketchain verify tx`).
+
+Trusts nothing the node says without checking it: the block is fetched as raw
+canonical bytes and hashed locally; the Merkle path is checked against the header's
+`tx_root` (R7); the commit's precommit signatures are checked against a validator set
+whose hash must equal the header's `validators_hash` (R23, R24, R26). The set itself
+comes from a genesis file when given (the trust anchor), else from the node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from client.node_client import NodeClient
+from consensus.commit import verify_commit
+from marketplace_tx.chain.block import Commit, decode_block
+from marketplace_tx.chain.genesis import Genesis
+from marketplace_tx.primitives.errors import InvalidBlock
+from marketplace_tx.primitives.merkle import verify_inclusion
+from marketplace_tx.rules.validators import validators_hash
+
+
+class VerificationFailed(Exception):
+    """A check of the proof, header or commit did not hold."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What was verified about one transaction."""
+
+    tx_hash: str
+    """The transaction."""
+    height: int
+    """Its block's height."""
+    block_hash: str
+    """Its block's hash, recomputed from the raw header."""
+    signers: int
+    """Valid precommit signatures in the commit."""
+    validators: int
+    """Size of the validator set they were checked against."""
+
+
+def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None = None) -> Verification:
+    """Check that `tx_hash` is final: inclusion proof, block hash and commit signatures."""
+    proof = client.get(f"/txs/{tx_hash}/proof")
+    height = proof["height"]
+    raw = client.get(f"/blocks/{height}/raw")
+    try:
+        block = decode_block(raw, len(raw))
+    except InvalidBlock as error:
+        raise VerificationFailed(f"block {height} does not decode: {error.message}") from None
+    header = block.header
+    if header.height != height:
+        raise VerificationFailed("the node served a block of another height")
+    total = len(block.txs)  # from the hashed block itself: a path alone does not bind it
+    if not 0 <= proof["index"] < total or hashlib.sha256(block.txs[proof["index"]]).hexdigest() != tx_hash:
+        raise VerificationFailed("the block does not hold the transaction at the proof's index")
+    if not verify_inclusion(
+        bytes.fromhex(tx_hash), proof["index"], total, [bytes.fromhex(p) for p in proof["path"]], header.tx_root
+    ):
+        raise VerificationFailed("the Merkle path does not lead to the header's tx_root")
+    commit_view = client.get(f"/blocks/{height}/commit")
+    commit = Commit.from_map(
+        {
+            "block_hash": bytes.fromhex(commit_view["block_hash"]),
+            "height": commit_view["height"],
+            "round": commit_view["round"],
+            "signatures": [
+                {"signature": bytes.fromhex(s["signature"]), "validator": bytes.fromhex(s["validator"])}
+                for s in commit_view["signatures"]
+            ],
+        }
+    )
+    if genesis is not None:
+        validators = list(genesis.validators)
+    else:
+        validators = [bytes.fromhex(v["address"]) for v in client.get(f"/validators?height={height}")["validators"]]
+    if validators_hash(validators) != header.validators_hash:
+        raise VerificationFailed("the validator set does not match the header's validators_hash")
+    chain_id = genesis.chain_id if genesis is not None else header.chain_id
+    try:
+        verify_commit(commit, chain_id, header.hash, height, validators)
+    except InvalidBlock as error:
+        raise VerificationFailed(error.message) from None
+    return Verification(tx_hash, height, header.hash.hex(), len(commit.signatures), len(validators))

@@ -1,0 +1,1 @@
+"""Chain types: transactions, blocks, headers, commits, receipts, genesis and chain parameters."""

@@ -1,0 +1,123 @@
+"""The validator set as application state: current set, scheduled changes, history (R23, R25, R27, R34).
+
+The set that signs block H is `current` once the start of H has applied any change
+scheduled for H. A change decided in block H (a `validator_vote` that passes, or
+evidence) is scheduled for H+2: it shows in header H+1's `next_validators_hash` and
+signs from H+2. `set_at(h)` answers for any past height, for block sync (R30) and
+for evidence (R27).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from marketplace_tx.primitives import codec
+from marketplace_tx.rules.state import State
+from marketplace_tx.rules.state_keys import (
+    VALIDATOR_HISTORY,
+    VALIDATOR_SCHEDULE,
+    VALIDATORS,
+    validator_history_key,
+)
+
+ACTIVATION_DELAY = 2
+"""A set change decided in block H signs from H + 2 (R34)."""
+
+
+def validators_hash(validators: Sequence[bytes]) -> bytes:
+    """SHA-256(canonical(sorted list of addresses)) (R23)."""
+    return hashlib.sha256(codec.encode(sorted(validators))).digest()
+
+
+def load_validators(state: State) -> tuple[bytes, ...]:
+    """The set in force now, sorted by address."""
+    raw = state.get(VALIDATORS)
+    if raw is None:
+        return ()
+    return tuple(codec.decode_trusted(raw)["validators"])
+
+
+def store_validators(state: State, validators: Sequence[bytes]) -> None:
+    """Replace the set in force."""
+    state.put(VALIDATORS, codec.encode({"validators": sorted(validators)}))
+
+
+def scheduled_changes(state: State) -> list[tuple[int, tuple[bytes, ...]]]:
+    """Decided sets not yet in force: (height, set), ascending."""
+    raw = state.get(VALIDATOR_SCHEDULE)
+    if raw is None:
+        return []
+    return [(item["height"], tuple(item["validators"])) for item in codec.decode_trusted(raw)["changes"]]
+
+
+def projected_validators(state: State) -> tuple[bytes, ...]:
+    """The set once every decided change is in force: what new decisions build on."""
+    changes = scheduled_changes(state)
+    return changes[-1][1] if changes else load_validators(state)
+
+
+def validators_for(state: State, height: int) -> tuple[bytes, ...]:
+    """The set for `height` ≥ the next block's, as known now (header next_validators_hash)."""
+    result = load_validators(state)
+    for change_height, validators in scheduled_changes(state):
+        if change_height <= height:
+            result = validators
+    return result
+
+
+def schedule_change(state: State, decided_at: int, validators: Sequence[bytes]) -> int:
+    """Schedule `validators` to sign from `decided_at + 2`; returns that height."""
+    height = decided_at + ACTIVATION_DELAY
+    changes = [(h, v) for h, v in scheduled_changes(state) if h != height]
+    changes.append((height, tuple(sorted(validators))))
+    changes.sort()
+    state.put(
+        VALIDATOR_SCHEDULE,
+        codec.encode({"changes": [{"height": h, "validators": list(v)} for h, v in changes]}),
+    )
+    return height
+
+
+def apply_scheduled(state: State, height: int) -> tuple[bytes, ...] | None:
+    """At the start of block `height`: put in force the set scheduled for it, if any."""
+    changes = scheduled_changes(state)
+    due = [validators for change_height, validators in changes if change_height == height]
+    if not due:
+        return None
+    rest = [(h, v) for h, v in changes if h != height]
+    if rest:
+        state.put(
+            VALIDATOR_SCHEDULE,
+            codec.encode({"changes": [{"height": h, "validators": list(v)} for h, v in rest]}),
+        )
+    else:
+        state.delete(VALIDATOR_SCHEDULE)
+    if not _has_history(state):
+        state.put(validator_history_key(1), codec.encode({"validators": list(load_validators(state))}))
+    store_validators(state, due[0])
+    state.put(validator_history_key(height), codec.encode({"validators": list(due[0])}))
+    return due[0]
+
+
+def set_at(state: State, height: int) -> tuple[bytes, ...]:
+    """The set that signed block `height` (for any height up to the next block's)."""
+    result: tuple[bytes, ...] | None = None
+    for _, value in state.scan(VALIDATOR_HISTORY, validator_history_key(height + 1)):
+        result = tuple(codec.decode_trusted(value)["validators"])
+    if result is None:
+        result = load_validators(state) if not _has_history(state) else ()
+    for change_height, validators in scheduled_changes(state):  # decided, not yet in force
+        if change_height <= height:
+            result = validators
+    return result
+
+
+def _has_history(state: State) -> bool:
+    return any(True for _ in state.scan(VALIDATOR_HISTORY, VALIDATOR_HISTORY + b"\xff" * 8))
+
+
+def proposer_for(validators: Sequence[bytes], height: int, round_number: int) -> bytes:
+    """The proposer of (height, round): sorted validators, index (height + round) mod n (R25)."""
+    ordered = sorted(validators)
+    return ordered[(height + round_number) % len(ordered)]

@@ -1,0 +1,430 @@
+"""The HTTP API (PROTOCOL §10): status, transaction submission, blocks, proofs, accounts.
+
+The marketplace read endpoints (shops, listings, orders, items, account histories)
+live in node/http_marketplace.py and are registered by `build_app`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from marketplace_tx.chain.block import Block
+from marketplace_tx.chain.transaction import Transaction
+from marketplace_tx.primitives import codec
+from marketplace_tx.primitives.errors import AdmissionError, CodecError
+from marketplace_tx.primitives.merkle import inclusion_path
+from marketplace_tx.rules.accounts import load_account, role_record, roles_of
+from marketplace_tx.rules.state import State
+from marketplace_tx.rules.state_keys import PUNISHED, VALIDATOR_VOTES
+from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at, validators_hash
+from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware
+from node.http.events import add_event_routes
+from node.http.json_view import to_json
+from node.http.limits import limits_middleware
+from node.http.marketplace import account_marketplace_view, add_marketplace_routes
+from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
+from node.http.openapi import check_routes, get_openapi
+
+if TYPE_CHECKING:
+    from node.node import Node
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
+"""Content types taken as raw canonical msgpack."""
+MAX_PAGE = 100
+"""Most items one page of a list returns."""
+NODE_KEY = web.AppKey("node", object)
+STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]  # type: ignore[return-value]
+
+
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+DECIMAL_DIGITS = frozenset("0123456789")
+
+
+def _hex32(text: str, name: str) -> bytes:
+    if len(text) != 64 or not HEX_DIGITS.issuperset(text):
+        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters")
+    return bytes.fromhex(text)
+
+
+def _integer(text: str | None, name: str, default: int, minimum: int, maximum: int) -> int:
+    if text is None or text == "":
+        return default
+    if not DECIMAL_DIGITS.issuperset(text) or len(text) > 20:
+        raise ApiError(400, "invalid_query", f"{name} must be a non-negative integer")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid_query", f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def _height(request: web.Request) -> int:
+    return _integer(request.match_info["height"], "height", 0, 1, 2**63 - 1)
+
+
+# --- status -------------------------------------------------------------------------
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """`GET /status`."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    return web.json_response(
+        {
+            "chain_id": node.genesis.chain_id,
+            "genesis_hash": node.genesis.hash.hex(),
+            "height": tip.height,
+            "latest_block_hash": tip.block_hash.hex() if tip.height else None,
+            "latest_block_time": tip.time if tip.height else None,
+            "state_root": tip.state_root.hex(),
+            "node_id": node.node_key.address.hex(),
+            "moniker": node.config.moniker,
+            "validator": node.validator_address.hex() if node.validator_address else None,
+            "peers": len(node.peers.peers()),
+            "syncing": node.sync.syncing,
+            "sync": node.sync.progress(),
+            "consensus": {"height": node.driver.state.height, "round": node.driver.state.round,
+                          "step": str(node.driver.state.step), "started": node.driver.state.started},
+            "p2p": f"{node.config.p2p.host}:{node.peers.listen_port}",
+            "mempool_size": len(node.mempool),
+            "min_fee": node.genesis.params.min_fee,
+            "version": node.version,
+        }
+    )
+
+
+# --- transactions -------------------------------------------------------------------
+
+
+async def _body_transactions(request: web.Request, batch: bool) -> list[bytes]:
+    content_type = request.content_type
+    body = await request.read()
+    if content_type in MSGPACK_TYPES:
+        if not batch:
+            return [body]
+        try:
+            items = codec.decode(body)
+        except CodecError as error:
+            raise ApiError(400, "malformed", f"body: {error.message}") from None
+        if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
+            raise ApiError(400, "malformed", "body must be a msgpack array of bin")
+        return items
+    if content_type == "application/json":
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, int limits
+            raise ApiError(400, "malformed", f"body is not valid JSON: {str(error)[:200]}") from None
+        key = "txs" if batch else "tx"
+        if not isinstance(value, dict) or key not in value:
+            raise ApiError(400, "malformed", f'body must be {{"{key}": ...}}')
+        items = value[key] if batch else [value[key]]
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ApiError(400, "malformed", f"{key} must hold hex strings")
+        decoded = []
+        for position, item in enumerate(items):
+            try:
+                decoded.append(bytes.fromhex(item))
+            except ValueError:
+                raise ApiError(400, "malformed", f"{key}[{position}] is not hex") from None
+        return decoded
+    raise ApiError(
+        415, "unsupported_media_type", "send application/msgpack or application/json"
+    )
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    """`POST /txs`: admit one transaction; 202 `{"hash"}` or 400 with its R12 code."""
+    node = _node(request)
+    (raw,) = await _body_transactions(request, batch=False)
+    (outcome,) = await node.submit_many([raw])
+    if isinstance(outcome, AdmissionError):
+        raise outcome
+    return web.json_response({"hash": outcome.hash.hex()}, status=202)
+
+
+async def post_tx_batch(request: web.Request) -> web.Response:
+    """`POST /txs/batch`: per transaction `{"hash"}` or `{"error"}`, in order.
+
+    Stateless checks and signatures run in the node's thread pool, off the event loop."""
+    node = _node(request)
+    items = await _body_transactions(request, batch=True)
+    limit = node.config.http.max_batch_txs
+    if len(items) > limit:
+        raise ApiError(400, "malformed", f"a batch holds at most {limit} transactions")
+    results: list[dict[str, Any]] = []
+    for outcome in await node.submit_many(items):
+        if isinstance(outcome, AdmissionError):
+            results.append({"error": {"code": outcome.code, "message": outcome.message}})
+        else:
+            results.append({"hash": outcome.hash.hex()})
+    return web.json_response({"results": results})
+
+
+def tx_view(tx: Transaction) -> dict[str, Any]:
+    """The JSON fields of a signed transaction."""
+    return {
+        "hash": tx.hash.hex(),
+        "type": tx.type,
+        "sender": tx.sender.hex(),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "chain_id": tx.chain_id,
+        "payload": to_json(tx.payload),
+        "sig": tx.sig.hex(),
+    }
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    """`GET /txs/{hash}`: a pending or committed transaction with its result."""
+    node = _node(request)
+    tx_hash = _hex32(request.match_info["hash"], "hash")
+    pending = node.mempool.get(tx_hash)
+    if pending is not None:
+        return web.json_response({**tx_view(pending), "status": "pending"})
+    location = node.store.tx_location(tx_hash)
+    if location is None:
+        raise ApiError(404, "not_found", f"no transaction {tx_hash.hex()}")
+    block = node.store.block(location.height)
+    assert block is not None
+    tx = node.decode_committed(block.txs[location.index])
+    receipt = node.store.receipts(location.height)[location.index]
+    return web.json_response(
+        {
+            **tx_view(tx),
+            "status": "committed",
+            "height": location.height,
+            "index": location.index,
+            "block_hash": block.hash.hex(),
+            "time": block.header.time,
+            "result": to_json(receipt.to_map()),
+        }
+    )
+
+
+async def get_tx_proof(request: web.Request) -> web.Response:
+    """`GET /txs/{hash}/proof`: the Merkle path of a committed transaction to its block's tx_root."""
+    node = _node(request)
+    tx_hash = _hex32(request.match_info["hash"], "hash")
+    location = node.store.tx_location(tx_hash)
+    if location is None:
+        raise ApiError(404, "not_found", f"no committed transaction {tx_hash.hex()}")
+    block = node.store.block(location.height)
+    assert block is not None
+    hashes = [node.hash_of(raw) for raw in block.txs]
+    return web.json_response(
+        {
+            "hash": tx_hash.hex(),
+            "height": location.height,
+            "index": location.index,
+            "total": len(hashes),
+            "tx_root": block.header.tx_root.hex(),
+            "block_hash": block.hash.hex(),
+            "path": [item.hex() for item in inclusion_path(hashes, location.index)],
+        }
+    )
+
+
+# --- blocks -------------------------------------------------------------------------
+
+
+def block_view(node: Node, block: Block) -> dict[str, Any]:
+    """Header, transaction hashes, the last commit and this block's own commit."""
+    height = block.header.height
+    commit = node.store.commit(height)
+    return {
+        "hash": block.hash.hex(),
+        "height": height,
+        "header": to_json(block.header.to_map()),
+        "txs": [node.hash_of(raw).hex() for raw in block.txs],
+        "tx_count": len(block.txs),
+        "last_commit": to_json(block.last_commit.to_map()) if block.last_commit else {},
+        "evidence": to_json(list(block.evidence)),
+        "commit": to_json(commit.to_map()) if commit else None,
+    }
+
+
+def _block_at(node: Node, height: int) -> Block:
+    block = node.store.block(height)
+    if block is None:
+        raise ApiError(404, "not_found", f"no block at height {height}")
+    return block
+
+
+async def get_latest_block(request: web.Request) -> web.Response:
+    """`GET /blocks/latest`."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    if tip.height == 0:
+        raise ApiError(404, "not_found", "no block has been made yet")
+    return web.json_response(block_view(node, _block_at(node, tip.height)))
+
+
+async def get_block(request: web.Request) -> web.Response:
+    """`GET /blocks/{height}`."""
+    node = _node(request)
+    return web.json_response(block_view(node, _block_at(node, _height(request))))
+
+
+async def get_block_raw(request: web.Request) -> web.Response:
+    """`GET /blocks/{height}/raw`: canonical block bytes."""
+    node = _node(request)
+    height = _height(request)
+    raw = node.store.block_bytes(height)
+    if raw is None:
+        raise ApiError(404, "not_found", f"no block at height {height}")
+    return web.Response(body=raw, content_type="application/msgpack")
+
+
+async def get_block_commit(request: web.Request) -> web.Response:
+    """`GET /blocks/{height}/commit`: the precommits that finalized the block."""
+    node = _node(request)
+    height = _height(request)
+    commit = node.store.commit(height)
+    if commit is None:
+        raise ApiError(404, "not_found", f"no commit for height {height}")
+    return web.json_response(to_json(commit.to_map()))
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    """`GET /blocks?before=&limit=`: newest first; `next` is the cursor for the next page."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    before = _integer(request.query.get("before"), "before", tip.height + 1, 1, 2**63 - 1)
+    limit = _integer(request.query.get("limit"), "limit", 20, 1, MAX_PAGE)
+    top = min(before - 1, tip.height)
+    heights = range(top, max(top - limit, 0), -1)
+    blocks = [block_view(node, _block_at(node, height)) for height in heights]
+    lowest = heights[-1] if len(heights) else 1
+    return web.json_response({"blocks": blocks, "next": lowest if lowest > 1 else None})
+
+
+# --- accounts -----------------------------------------------------------------------
+
+
+async def get_account(request: web.Request) -> web.Response:
+    """`GET /accounts/{address}`: balance, nonce, roles, points per shop, and the merchant
+    reputation of an address that owns a shop or holds `merchant` (else null); zeros
+    for an unseen address."""
+    node = _node(request)
+    address = _hex32(request.match_info["address"], "address")
+    with node.store.read_view() as view:
+        state = State(view)
+        account = load_account(state, address)
+        roles = roles_of(state, address)
+        grants = {role: to_json(role_record(state, address, role)) for role in roles}
+        marketplace = account_marketplace_view(state, view, address)
+    return web.json_response(
+        {
+            "id": address.hex(),
+            "address": address.hex(),
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "pending_nonce": node.mempool.pending_nonce(address, account.nonce),
+            "roles": roles,
+            "role_grants": grants,
+            **marketplace,
+        }
+    )
+
+
+async def get_validators(request: web.Request) -> web.Response:
+    """`GET /validators?height=`: the set that signs a height (default: the next block),
+    changes decided but not yet in force, pending `validator_vote`s and punished
+    validators (R25, R27, R34)."""
+    node = _node(request)
+    tip = node.store.head()
+    assert tip is not None
+    height = _integer(request.query.get("height"), "height", tip.height + 1, 1, tip.height + 1)
+    state = State(node.store)
+    validators = set_at(state, height)
+    proposer = proposer_for(validators, height, 0) if validators else None
+    pending = []
+    for key, value in state.scan(VALIDATOR_VOTES, VALIDATOR_VOTES + b"\xff"):
+        action, _, validator = key[len(VALIDATOR_VOTES):].partition(b"\x00")
+        pending.append({"action": action.decode(), "validator": validator.hex(),
+                        "voters": [voter.hex() for voter in codec.decode(value)["voters"]]})
+    punished = [
+        {"validator": key[len(PUNISHED):].hex(), **codec.decode(value)}
+        for key, value in state.scan(PUNISHED, PUNISHED + b"\xff")
+    ]
+    return web.json_response(
+        {
+            "height": height,
+            "validators": [{"address": address.hex()} for address in validators],
+            "validators_hash": validators_hash(validators).hex(),
+            "proposer": proposer.hex() if proposer else None,
+            "scheduled": [
+                {"height": change_height, "validators": [address.hex() for address in change]}
+                for change_height, change in scheduled_changes(state)
+            ],
+            "pending_votes": pending,
+            "evidence": punished,
+        }
+    )
+
+
+EXPLORER_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+"""The explorer loads nothing from elsewhere (it must work offline) and runs no inline script."""
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+"""The explorer's static files: served only with one of these extensions."""
+
+
+async def get_explorer(request: web.Request) -> web.FileResponse:
+    """`GET /`: the block explorer page."""
+    return web.FileResponse(STATIC_DIRECTORY / "index.html", headers=EXPLORER_HEADERS)
+
+
+async def get_static(request: web.Request) -> web.FileResponse:
+    """`GET /static/{name}`: a script, style sheet or image of the explorer (node/static/)."""
+    name = request.match_info["name"]
+    content_type = STATIC_TYPES.get(Path(name).suffix)
+    path = STATIC_DIRECTORY / name
+    if content_type is None or "/" in name or name.startswith(".") or not path.is_file():
+        raise ApiError(404, "not_found", f"no static file {name}")
+    return web.FileResponse(path, headers={**EXPLORER_HEADERS, "Content-Type": content_type})
+
+
+def build_app(node: Node) -> web.Application:
+    """The aiohttp application of the API; it serves exactly the routes node/openapi.py documents."""
+    app = web.Application(
+        middlewares=[metrics_middleware, limits_middleware(node.config.http), error_middleware],
+        client_max_size=node.config.http.max_body_bytes,
+    )
+    app[NODE_KEY] = node
+    app[METRICS_KEY] = node.http.metrics
+    app[MAX_BODY_KEY] = node.config.http.max_body_bytes
+    app.router.add_get("/status", get_status)
+    app.router.add_post("/txs", post_tx)
+    app.router.add_post("/txs/batch", post_tx_batch)
+    app.router.add_get("/txs/{hash}", get_tx)
+    app.router.add_get("/txs/{hash}/proof", get_tx_proof)
+    app.router.add_get("/blocks", list_blocks)
+    app.router.add_get("/blocks/latest", get_latest_block)
+    app.router.add_get("/blocks/{height}", get_block)
+    app.router.add_get("/blocks/{height}/raw", get_block_raw)
+    app.router.add_get("/blocks/{height}/commit", get_block_commit)
+    app.router.add_get("/accounts/{address}", get_account)
+    app.router.add_get("/validators", get_validators)
+    add_marketplace_routes(app, node)
+    add_event_routes(app, node)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/openapi.json", get_openapi)
+    app.router.add_get("/", get_explorer)
+    app.router.add_get("/static/{name}", get_static)
+    check_routes(app)
+    return app

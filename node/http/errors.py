@@ -1,0 +1,74 @@
+"""HTTP error responses: every error is JSON `{"error": {"code", "message"}}` with a 4xx status.
+
+API-level codes beside those of R12 (docs/api.md): `not_found` (unknown route, block,
+transaction), `invalid_query` (a path or query parameter that does not parse),
+`body_too_large` (413), `unsupported_media_type` (415), `method_not_allowed` (405),
+`rate_limited` (429) and, for a node bug only, `internal` (500).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from marketplace_tx.primitives.errors import MarketchainError
+
+log = logging.getLogger("marketchain.http")
+
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+"""Application key holding the request body limit, for the 413 message."""
+
+
+class ApiError(Exception):
+    """An error to return to the client with a status and stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        """HTTP status (4xx)."""
+        self.code = code
+        """Stable error code."""
+        self.message = message
+        """What went wrong, naming the parameter or field."""
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """A JSON error response."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+_STATUS_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Turn every failure into the JSON error shape; nothing escapes as an HTML page."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message)
+    except MarketchainError as error:
+        return error_response(400, error.code, error.message)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _STATUS_CODES.get(error.status, "bad_request")
+        message = error.reason
+        if error.status == 404:
+            message = f"no route for {request.method} {request.path}"
+        elif error.status == 413:
+            message = f"request body exceeds {request.app[MAX_BODY_KEY]} bytes"
+        return error_response(error.status if error.status < 500 else 400, code, message)
+    except json.JSONDecodeError as error:
+        return error_response(400, "malformed", f"body is not valid JSON: {error}")
+    except Exception:  # a node bug: log it, answer without leaking internals
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the node's log")

@@ -1,0 +1,467 @@
+"""The marketplace read endpoints of the HTTP API (PROTOCOL §10): shops, reviews, shop
+analytics (`/shops/{id}/stats`), listings, orders, items and account histories.
+
+Records are read with `marketplace_tx.rules.state.State` over one LevelDB snapshot of the
+node's database (`ChainStore.read_view`), lists through the secondary indexes of
+node/indexer.py. Lists come as `{"<plural>": [...], "next": cursor or null}`; a
+cursor is opaque. One request scans at most `indexer.SCAN_BUDGET` index entries, so a page
+may hold fewer than `limit` items while `next` is not null: follow `next` until null.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from marketplace_tx.primitives import codec
+from marketplace_tx.rules.accounts import has_role
+from marketplace_tx.rules.items import item_history, load_item
+from marketplace_tx.rules.listings import Listing, load_listing
+from marketplace_tx.rules.order_records import DEADLINE_FIELDS, ORDER_STATES, Order, load_order
+from marketplace_tx.rules.points import points_of_account
+from marketplace_tx.rules.reputation import Reputation, merchant_reputation, shop_reputation
+from marketplace_tx.rules.schema import ITEM_ID_PATTERN
+from marketplace_tx.rules.shops import Shop, load_shop
+from marketplace_tx.rules.state import State
+from node import indexer
+from node.http.errors import ApiError
+from node.http.json_view import to_json
+
+if TYPE_CHECKING:
+    from node.node import Node
+    from node.storage import ReadView
+
+MARKET_NODE_KEY = web.AppKey("marketplace_node", object)
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+MAX_QUERY_WORDS = 8
+MAX_QUERY_BYTES = 256
+UINT64_MAX = 2**64 - 1
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+DECIMAL_DIGITS = frozenset("0123456789")
+CURSOR_CHARS = 2 * indexer.POSITION_BYTES
+DEFAULT_STATS_DAYS = 30
+MAX_STATS_DAYS = 365
+MAX_STATS_ORDERS = 10_000
+"""Most orders one `/shops/{id}/stats` request reads; beyond, the series says `complete: false`."""
+DAY_MS = 86_400_000
+
+
+# --- parameters -------------------------------------------------------------------
+
+
+def parse_hex32(text: str, name: str) -> bytes:
+    """A 32-byte id or address given as 64 hex characters, or 400 `invalid_query`."""
+    if len(text) != 64 or not HEX_DIGITS.issuperset(text):
+        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters")
+    return bytes.fromhex(text)
+
+
+def parse_integer(text: str | None, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
+    """A decimal integer parameter within bounds, or 400 `invalid_query`."""
+    if text is None or text == "":
+        return default
+    if len(text) > 20 or not DECIMAL_DIGITS.issuperset(text):
+        raise ApiError(400, "invalid_query", f"{name} must be a non-negative integer")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid_query", f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def _optional_hex32(request: web.Request, name: str) -> bytes | None:
+    text = request.query.get(name)
+    return None if text is None or text == "" else parse_hex32(text, name)
+
+
+def _text(request: web.Request, name: str, max_bytes: int) -> str | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_query", f"{name} is not valid UTF-8") from None
+    if size > max_bytes:
+        raise ApiError(400, "invalid_query", f"{name} must be at most {max_bytes} bytes")
+    return text
+
+
+def _boolean(request: web.Request, name: str) -> bool | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise ApiError(400, "invalid_query", f"{name} must be true or false")
+
+
+def _paging(request: web.Request) -> tuple[int, bytes | None]:
+    limit = parse_integer(request.query.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    assert limit is not None
+    text = request.query.get("cursor")
+    if text is None or text == "":
+        return limit, None
+    if len(text) != CURSOR_CHARS or not HEX_DIGITS.issuperset(text):
+        raise ApiError(400, "invalid_query", "cursor is not a cursor this node gave out")
+    return limit, bytes.fromhex(text)
+
+
+# --- views --------------------------------------------------------------------------
+
+
+def record_json(record: Any) -> dict[str, Any]:
+    """Every field of a record dataclass as JSON (bytes as hex, unset fields null)."""
+    return {item.name: to_json(getattr(record, item.name)) for item in dataclasses.fields(record)}
+
+
+def shop_stats(reputation: Reputation) -> dict[str, int]:
+    """Sales figures of a shop; rates are over orders that ended with an outcome (docs/api.md)."""
+    disputes = reputation.disputes_won + reputation.disputes_lost
+    ended = reputation.orders_completed + reputation.orders_refunded + reputation.orders_expired + disputes
+    return {
+        "orders_placed": reputation.orders_placed,
+        "orders_completed": reputation.orders_completed,
+        "units_sold": reputation.units_sold,
+        "revenue": reputation.revenue,
+        "orders_refunded": reputation.orders_refunded,
+        "refund_rate_bps": reputation.orders_refunded * 10000 // ended if ended else 0,
+        "dispute_rate_bps": disputes * 10000 // ended if ended else 0,
+    }
+
+
+def shop_view(view: ReadView, state: State, shop_id: bytes, shop: Shop) -> dict[str, Any]:
+    """A shop with its reputation, stats and listing counts."""
+    reputation = shop_reputation(state, shop_id)
+    prefix = indexer.LISTINGS_BY_SHOP + shop_id
+    listings = [indexer.decode_listing_entry(value) for _, value in indexer.index_entries(view, prefix, None, False)]
+    return {
+        "id": shop_id.hex(),
+        **record_json(shop),
+        "reputation": dataclasses.asdict(reputation),
+        "stats": shop_stats(reputation),
+        "listing_count": len(listings),
+        "active_listing_count": sum(1 for entry in listings if entry.active),
+    }
+
+
+def listing_view(state: State, listing_id: bytes, listing: Listing, shop_names: dict[bytes, str | None]) -> dict[str, Any]:
+    """A listing with the name of its shop."""
+    if listing.shop_id not in shop_names:
+        shop = load_shop(state, listing.shop_id)
+        shop_names[listing.shop_id] = shop.name if shop else None
+    return {"id": listing_id.hex(), **record_json(listing), "shop_name": shop_names[listing.shop_id]}
+
+
+def review_view(order_id: bytes, buyer: bytes, review: dict[str, Any]) -> dict[str, Any]:
+    """`{order_id, buyer, rating, text?, time, height, reply?}`."""
+    result: dict[str, Any] = {"order_id": order_id.hex(), "buyer": buyer.hex()}
+    for name in ("rating", "text", "time", "height"):
+        if name in review:
+            result[name] = review[name]
+    if "reply" in review:
+        result["reply"] = {name: review["reply"][name] for name in ("text", "time", "height")}
+    return result
+
+
+def account_marketplace_view(state: State, view: ReadView, address: bytes) -> dict[str, Any]:
+    """`points` per shop, and `reputation` if the address owns a shop or holds `merchant`."""
+    points = {shop_id.hex(): amount for shop_id, amount in points_of_account(state, address).items()}
+    owns_shop = next(indexer.index_entries(view, indexer.SHOPS_BY_OWNER + address, None, False), None) is not None
+    is_merchant = owns_shop or has_role(state, address, "merchant")
+    reputation = dataclasses.asdict(merchant_reputation(state, address)) if is_merchant else None
+    return {"points": points, "reputation": reputation}
+
+
+# --- handlers -----------------------------------------------------------------------
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[MARKET_NODE_KEY]  # type: ignore[return-value]
+
+
+async def list_shops(request: web.Request) -> web.Response:
+    """`GET /shops?owner=&limit=&cursor=`: oldest first."""
+    owner = _optional_hex32(request, "owner")
+    limit, cursor = _paging(request)
+    prefix = indexer.SHOPS if owner is None else indexer.SHOPS_BY_OWNER + owner
+    with _node(request).store.read_view() as view:
+        state = State(view)
+
+        def accept(shop_id: bytes, position: bytes) -> dict[str, Any] | None:
+            shop = load_shop(state, shop_id)
+            return None if shop is None else shop_view(view, state, shop_id, shop)
+
+        shops, next_cursor = indexer.scan_page(view, prefix, cursor, limit, accept, newest_first=False)
+    return web.json_response({"shops": shops, "next": next_cursor})
+
+
+async def get_shop(request: web.Request) -> web.Response:
+    """`GET /shops/{id}`."""
+    shop_id = parse_hex32(request.match_info["id"], "id")
+    with _node(request).store.read_view() as view:
+        state = State(view)
+        shop = load_shop(state, shop_id)
+        if shop is None:
+            raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+        return web.json_response(shop_view(view, state, shop_id, shop))
+
+
+async def list_reviews(request: web.Request) -> web.Response:
+    """`GET /shops/{id}/reviews?limit=&cursor=`: newest first."""
+    shop_id = parse_hex32(request.match_info["id"], "id")
+    limit, cursor = _paging(request)
+    with _node(request).store.read_view() as view:
+        state = State(view)
+        if load_shop(state, shop_id) is None:
+            raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+
+        def accept(order_id: bytes, position: bytes) -> dict[str, Any] | None:
+            order = load_order(state, order_id)
+            if order is None or order.review is None:
+                return None
+            return review_view(order_id, order.buyer, order.review)
+
+        reviews, next_cursor = indexer.scan_page(view, indexer.REVIEWS_BY_SHOP + shop_id, cursor, limit, accept)
+    return web.json_response({"reviews": reviews, "next": next_cursor})
+
+
+def _order_day_figures(order: Order) -> list[tuple[int, str, int]]:
+    """(time, figure, amount) of everything an order adds to a shop's daily series."""
+    figures = [(order.placed_at, "orders_placed", 1)]
+    if order.ended_at is not None:
+        if order.state == "completed":
+            figures.append((order.ended_at, "orders_completed", 1))
+        if order.state == "refunded":
+            figures.append((order.ended_at, "orders_refunded", 1))
+        if order.merchant_paid:
+            figures.append((order.ended_at, "revenue", order.merchant_paid))
+    by_merchant = 0
+    for entry in order.history:
+        if entry.get("event") == "order_refund":
+            by_merchant += entry["amount"]
+            figures.append((entry["time"], "refunds", entry["amount"]))
+        elif entry.get("event") == "dispute_resolve" and entry.get("buyer_amount"):
+            figures.append((entry["time"], "refunds", entry["buyer_amount"]))
+    if order.state == "refunded" and order.ended_at is not None and order.refunded > by_merchant:
+        figures.append((order.ended_at, "refunds", order.refunded - by_merchant))  # refunded by deadline (R15)
+    return figures
+
+
+def shop_daily_series(view: ReadView, shop_id: bytes, first_day_ms: int, days: int, longest_order_ms: int) -> tuple[list[dict[str, Any]], bool]:
+    """A shop's figures per UTC day from `first_day_ms` (midnight), oldest first, and whether
+    every order was read. Orders are scanned newest first and the scan stops at orders placed
+    so long ago (`longest_order_ms`, the sum of the R15 windows) that they ended before the window."""
+    state = State(view)
+    names = ("orders_placed", "orders_completed", "revenue", "refunds", "orders_refunded")
+    series = [dict.fromkeys(names, 0) for _ in range(days)]
+    scanned = 0
+    for _, value in indexer.index_entries(view, indexer.ORDERS_BY_SHOP + shop_id, None, newest_first=True):
+        if scanned >= MAX_STATS_ORDERS:
+            return _dated(series, first_day_ms), False
+        scanned += 1
+        order = load_order(state, indexer.decode_order_entry(value).order_id)
+        if order is None:
+            continue
+        if order.placed_at + longest_order_ms < first_day_ms:
+            break
+        for at, name, amount in _order_day_figures(order):
+            day = (at - first_day_ms) // DAY_MS
+            if 0 <= day < days:
+                series[day][name] += amount
+    return _dated(series, first_day_ms), True
+
+
+def _dated(series: list[dict[str, int]], first_day_ms: int) -> list[dict[str, Any]]:
+    start = datetime.fromtimestamp(first_day_ms / 1000, UTC).date()
+    return [{"day": (start + timedelta(days=offset)).isoformat(), **figures} for offset, figures in enumerate(series)]
+
+
+async def get_shop_stats(request: web.Request) -> web.Response:
+    """`GET /shops/{id}/stats?days=`: the shop's stats and a daily series of the last `days` UTC days."""
+    node = _node(request)
+    shop_id = parse_hex32(request.match_info["id"], "id")
+    days = parse_integer(request.query.get("days"), "days", DEFAULT_STATS_DAYS, 1, MAX_STATS_DAYS)
+    assert days is not None
+    today_ms = int(time.time() * 1000) // DAY_MS * DAY_MS
+    first_day_ms = today_ms - (days - 1) * DAY_MS
+    params = node.genesis.params
+    longest_order_ms = sum(getattr(params, window) for _, window in DEADLINE_FIELDS.values())
+
+    def read() -> dict[str, Any]:
+        with node.store.read_view() as view:
+            state = State(view)
+            if load_shop(state, shop_id) is None:
+                raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+            stats = shop_stats(shop_reputation(state, shop_id))
+            daily, complete = shop_daily_series(view, shop_id, first_day_ms, days, longest_order_ms)
+        window = {name: sum(day[name] for day in daily) for name in daily[0] if name != "day"}
+        return {"id": shop_id.hex(), "days": days, "from": daily[0]["day"], "to": daily[-1]["day"],
+                "stats": stats, "window": window, "daily": daily, "complete": complete}
+
+    return web.json_response(await asyncio.to_thread(read))
+
+
+def _listing_prefix(query_words: list[str], tag: str | None, shop: bytes | None) -> bytes:
+    if query_words:
+        return indexer.word_prefix(max(query_words, key=len))
+    if tag is not None:
+        return indexer.tag_prefix(tag)
+    if shop is not None:
+        return indexer.LISTINGS_BY_SHOP + shop
+    return indexer.LISTINGS
+
+
+async def list_listings(request: web.Request) -> web.Response:
+    """`GET /listings?q=&tag=&shop=&min_price=&max_price=&active=&limit=&cursor=`: newest first."""
+    q = _text(request, "q", MAX_QUERY_BYTES)
+    query_words = sorted(set(indexer.words(q))) if q else []
+    if q and not query_words:
+        raise ApiError(400, "invalid_query", "q must hold at least one letter or digit")
+    if len(query_words) > MAX_QUERY_WORDS:
+        raise ApiError(400, "invalid_query", f"q may hold at most {MAX_QUERY_WORDS} words")
+    tag = _text(request, "tag", 32)
+    shop = _optional_hex32(request, "shop")
+    min_price = parse_integer(request.query.get("min_price"), "min_price", 0, 0, UINT64_MAX)
+    max_price = parse_integer(request.query.get("max_price"), "max_price", UINT64_MAX, 0, UINT64_MAX)
+    assert min_price is not None and max_price is not None
+    if min_price > max_price:
+        raise ApiError(400, "invalid_query", "min_price must not exceed max_price")
+    active = _boolean(request, "active")
+    limit, cursor = _paging(request)
+    shop_names: dict[bytes, str | None] = {}
+    with _node(request).store.read_view() as view:
+        state = State(view)
+
+        def accept(value: bytes, position: bytes) -> dict[str, Any] | None:
+            entry = indexer.decode_listing_entry(value)
+            if shop is not None and entry.shop_id != shop:
+                return None
+            if not min_price <= entry.price <= max_price or active not in (None, entry.active):
+                return None
+            listing = load_listing(state, entry.listing_id)
+            if listing is None:
+                return None
+            if query_words and not set(query_words) <= indexer.listing_words(listing):
+                return None
+            if tag is not None and tag.lower() not in {item.lower() for item in listing.tags}:
+                return None
+            return listing_view(state, entry.listing_id, listing, shop_names)
+
+        prefix = _listing_prefix(query_words, tag, shop)
+        listings, next_cursor = indexer.scan_page(view, prefix, cursor, limit, accept)
+    return web.json_response({"listings": listings, "next": next_cursor})
+
+
+async def get_listing(request: web.Request) -> web.Response:
+    """`GET /listings/{id}`."""
+    listing_id = parse_hex32(request.match_info["id"], "id")
+    with _node(request).store.read_view() as view:
+        state = State(view)
+        listing = load_listing(state, listing_id)
+        if listing is None:
+            raise ApiError(404, "not_found", f"no listing {listing_id.hex()}")
+        return web.json_response(listing_view(state, listing_id, listing, {}))
+
+
+def _order_json(node: Node, order_id: bytes, order: Any) -> dict[str, Any]:
+    result = {"id": order_id.hex(), **record_json(order)}
+    window = node.genesis.params.review_window_ms
+    result["review_deadline"] = order.ended_at + window if order.ended_at is not None else None
+    return result
+
+
+async def get_order(request: web.Request) -> web.Response:
+    """`GET /orders/{id}`: state, escrow, deadlines and the full history."""
+    node = _node(request)
+    order_id = parse_hex32(request.match_info["id"], "id")
+    with node.store.read_view() as view:
+        order = load_order(State(view), order_id)
+    if order is None:
+        raise ApiError(404, "not_found", f"no order {order_id.hex()}")
+    return web.json_response(_order_json(node, order_id, order))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """`GET /orders?buyer=&merchant=&state=&shop=&limit=&cursor=`: newest first."""
+    node = _node(request)
+    buyer = _optional_hex32(request, "buyer")
+    merchant = _optional_hex32(request, "merchant")
+    shop = _optional_hex32(request, "shop")
+    wanted_state = request.query.get("state") or None
+    if wanted_state is not None and wanted_state not in ORDER_STATES:
+        raise ApiError(400, "invalid_query", f"state must be one of {', '.join(ORDER_STATES)}")
+    limit, cursor = _paging(request)
+    if buyer is not None:
+        prefix = indexer.ORDERS_BY_BUYER + buyer
+    elif merchant is not None:
+        prefix = indexer.ORDERS_BY_MERCHANT + merchant
+    elif shop is not None:
+        prefix = indexer.ORDERS_BY_SHOP + shop
+    elif wanted_state is not None:
+        prefix = indexer.state_prefix(wanted_state)
+    else:
+        prefix = indexer.ORDERS
+    with node.store.read_view() as view:
+        state = State(view)
+
+        def accept(value: bytes, position: bytes) -> dict[str, Any] | None:
+            entry = indexer.decode_order_entry(value)
+            wanted = ((buyer, entry.buyer), (merchant, entry.merchant), (shop, entry.shop_id), (wanted_state, entry.state))
+            if any(expected is not None and expected != actual for expected, actual in wanted):
+                return None
+            order = load_order(state, entry.order_id)
+            return None if order is None else _order_json(node, entry.order_id, order)
+
+        orders, next_cursor = indexer.scan_page(view, prefix, cursor, limit, accept)
+    return web.json_response({"orders": orders, "next": next_cursor})
+
+
+async def get_item(request: web.Request) -> web.Response:
+    """`GET /items/{id}`: owner, custodian and the full history."""
+    item_id = request.match_info["id"]
+    if not ITEM_ID_PATTERN.fullmatch(item_id):
+        raise ApiError(400, "invalid_query", "id must be 1..64 characters of letters, digits and . _ : -")
+    with _node(request).store.read_view() as view:
+        state = State(view)
+        item = load_item(state, item_id)
+        if item is None:
+            raise ApiError(404, "not_found", f"no item {item_id}")
+        history = to_json(item_history(state, item_id))
+    return web.json_response({"id": item_id, **record_json(item), "history": history})
+
+
+async def list_account_txs(request: web.Request) -> web.Response:
+    """`GET /accounts/{address}/txs?limit=&cursor=`: newest first."""
+    address = parse_hex32(request.match_info["address"], "address")
+    limit, cursor = _paging(request)
+
+    def accept(value: bytes, position: bytes) -> dict[str, Any]:
+        height, index = indexer.decode_position(position)
+        return {**to_json(codec.decode(value)), "height": height, "index": index}
+
+    with _node(request).store.read_view() as view:
+        txs, next_cursor = indexer.scan_page(view, indexer.ACCOUNT_TXS + address, cursor, limit, accept)
+    return web.json_response({"txs": txs, "next": next_cursor})
+
+
+def add_marketplace_routes(app: web.Application, node: Node) -> None:
+    """Register the marketplace read endpoints on the API application."""
+    app[MARKET_NODE_KEY] = node
+    app.router.add_get("/shops", list_shops)
+    app.router.add_get("/shops/{id}", get_shop)
+    app.router.add_get("/shops/{id}/reviews", list_reviews)
+    app.router.add_get("/shops/{id}/stats", get_shop_stats)
+    app.router.add_get("/listings", list_listings)
+    app.router.add_get("/listings/{id}", get_listing)
+    app.router.add_get("/orders", list_orders)
+    app.router.add_get("/orders/{id}", get_order)
+    app.router.add_get("/items/{id}", get_item)
+    app.router.add_get("/accounts/{address}/txs", list_account_txs)

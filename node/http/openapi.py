@@ -1,0 +1,433 @@
+"""The OpenAPI 3.1 document of the HTTP API, `GET /openapi.json` (PROTOCOL §10).
+
+The document is data: `OPERATIONS` lists every route the node serves with its
+parameters and responses, and `document()` assembles it with the shared schemas.
+`ROUTES` (method, path template) is what `build_app` checks its router against at
+start-up (`check_routes`): a route that is served but not documented, or documented but
+not served, stops the node before it answers anything. The schemas of the state records
+(shop, listing, order, item, reputation, header) are derived from their dataclasses in
+`marketplace_tx`, the single source of their fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+from marketplace_tx.chain.block import Header
+from marketplace_tx.primitives.errors import ADMISSION_CODES, RULE_CODES
+from marketplace_tx.rules.items import Item
+from marketplace_tx.rules.listings import Listing
+from marketplace_tx.rules.order_records import ORDER_STATES, Order
+from marketplace_tx.rules.reputation import Reputation
+from marketplace_tx.rules.shops import Shop
+
+API_ERROR_CODES = (
+    "invalid_query",
+    "not_found",
+    "method_not_allowed",
+    "body_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "bad_request",
+    "internal",
+)
+"""Codes of the API itself (node/http_errors.py), beside those of R12."""
+ERROR_CODES = tuple(dict.fromkeys(ADMISSION_CODES + RULE_CODES + API_ERROR_CODES))
+"""Every `error.code` a response may carry."""
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to a shared schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or null."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, **extra: Any) -> dict[str, Any]:
+    """An object schema; every property is required unless `required` says otherwise."""
+    return {"type": "object", "properties": properties,
+            "required": list(properties if required is None else required), **extra}
+
+
+def page(plural: str, item: dict[str, Any]) -> dict[str, Any]:
+    """`{<plural>: [item], next: cursor or null}` (PROTOCOL §10)."""
+    return obj({plural: {"type": "array", "items": item}, "next": ref("Cursor")})
+
+
+INTEGER = {"type": "integer", "minimum": 0}
+SIGNED = {"type": "integer"}
+STRING = {"type": "string"}
+BOOLEAN = {"type": "boolean"}
+HEX = ref("Hex")
+HEX32 = ref("Hex32")
+ANY_OBJECT = {"type": "object"}
+
+_FIELD_TYPES: dict[str, dict[str, Any]] = {
+    "bytes": HEX,
+    "int": SIGNED,
+    "str": STRING,
+    "bool": BOOLEAN,
+    "tuple[bytes, ...]": {"type": "array", "items": HEX},
+    "tuple[str, ...]": {"type": "array", "items": STRING},
+    "tuple[dict[str, Any], ...]": {"type": "array", "items": ANY_OBJECT},
+    "dict[str, Any]": ANY_OBJECT,
+}
+
+
+def record_properties(record_type: type) -> dict[str, Any]:
+    """JSON schemas of a record dataclass's fields as the API shows them (bytes as hex,
+    unset optional fields as null)."""
+    properties: dict[str, Any] = {}
+    for field in dataclasses.fields(record_type):
+        type_name = str(field.type)
+        optional = type_name.endswith(" | None")
+        schema = _FIELD_TYPES[type_name.removesuffix(" | None")]
+        properties[field.name] = nullable(schema) if optional else schema
+    return properties
+
+
+# --- shared schemas ----------------------------------------------------------------------
+
+
+def _schemas() -> dict[str, Any]:
+    reputation = record_properties(Reputation)
+    shop_stats = {name: INTEGER for name in ("orders_placed", "orders_completed", "units_sold", "revenue",
+                                              "orders_refunded", "refund_rate_bps", "dispute_rate_bps")}
+    day = {"orders_placed": INTEGER, "orders_completed": INTEGER, "revenue": INTEGER, "refunds": INTEGER,
+           "orders_refunded": INTEGER}
+    signature = obj({"signature": HEX, "validator": HEX32})
+    commit = obj({"block_hash": HEX32, "height": INTEGER, "round": INTEGER,
+                  "signatures": {"type": "array", "items": signature}})
+    return {
+        "Error": obj({"error": obj({"code": {"type": "string", "enum": list(ERROR_CODES)}, "message": STRING},
+                                   additionalProperties=False)},
+                     additionalProperties=False,
+                     description="Every error: a stable code (R12 or the API's own) and a message naming the field."),
+        "Hex": {"type": "string", "pattern": "^([0-9a-f]{2})*$", "description": "Bytes, lowercase hex (R5)."},
+        "Hex32": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "A 32-byte id or address."},
+        "Cursor": nullable({"type": "string", "description": "Opaque; pass as `cursor` for the next page."}),
+        "Status": obj({
+            "chain_id": STRING, "genesis_hash": HEX32, "height": INTEGER,
+            "latest_block_hash": nullable(HEX32), "latest_block_time": nullable(INTEGER), "state_root": HEX32,
+            "node_id": HEX32, "moniker": STRING, "validator": nullable(HEX32), "peers": INTEGER,
+            "syncing": BOOLEAN, "sync": obj({"height": INTEGER, "target": INTEGER, "syncing": BOOLEAN}),
+            "consensus": obj({"height": INTEGER, "round": INTEGER, "step": STRING, "started": BOOLEAN}),
+            "p2p": STRING, "mempool_size": INTEGER, "min_fee": INTEGER, "version": STRING,
+        }),
+        "TxBody": obj({"tx": HEX}, description="Or the canonical bytes as `application/msgpack`."),
+        "TxBatchBody": obj({"txs": {"type": "array", "items": HEX}},
+                           description="Or a canonical msgpack array of bin as `application/msgpack`."),
+        "TxAccepted": obj({"hash": HEX32}),
+        "TxBatchResults": obj({"results": {"type": "array", "items": {"oneOf": [ref("TxAccepted"), ref("Error")]}}}),
+        "Receipt": obj({"ok": BOOLEAN, "code": STRING, "message": STRING, "events": {"type": "array", "items": ANY_OBJECT}},
+                       required=("ok", "message", "events")),
+        "Tx": obj({
+            "hash": HEX32, "status": {"type": "string", "enum": ["pending", "committed"]}, "type": STRING,
+            "sender": HEX32, "nonce": INTEGER, "fee": INTEGER, "chain_id": STRING, "payload": ANY_OBJECT, "sig": HEX,
+            "height": INTEGER, "index": INTEGER, "block_hash": HEX32, "time": INTEGER, "result": ref("Receipt"),
+        }, required=("hash", "status", "type", "sender", "nonce", "fee", "chain_id", "payload", "sig")),
+        "TxProof": obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "total": INTEGER, "tx_root": HEX32,
+                        "block_hash": HEX32, "path": {"type": "array", "items": HEX32}}),
+        "Header": obj(record_properties(Header)),
+        "Commit": commit,
+        "Block": obj({"hash": HEX32, "height": INTEGER, "header": ref("Header"),
+                      "txs": {"type": "array", "items": HEX32}, "tx_count": INTEGER, "last_commit": ANY_OBJECT,
+                      "evidence": {"type": "array", "items": ANY_OBJECT}, "commit": nullable(ref("Commit"))}),
+        "BlockList": page("blocks", ref("Block")),
+        "Reputation": obj(reputation),
+        "Account": obj({"id": HEX32, "address": HEX32, "balance": INTEGER, "nonce": INTEGER,
+                        "pending_nonce": INTEGER, "roles": {"type": "array", "items": STRING},
+                        "role_grants": ANY_OBJECT,
+                        "points": {"type": "object", "additionalProperties": INTEGER},
+                        "reputation": nullable(ref("Reputation"))}),
+        "AccountTxList": page("txs", obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING,
+                                          "sender": HEX32, "ok": BOOLEAN, "code": STRING},
+                                         required=("hash", "height", "index", "type", "sender", "ok"))),
+        "ShopStats": obj(shop_stats),
+        "Shop": obj({"id": HEX32, **record_properties(Shop), "reputation": ref("Reputation"),
+                     "stats": ref("ShopStats"), "listing_count": INTEGER, "active_listing_count": INTEGER}),
+        "ShopList": page("shops", ref("Shop")),
+        "ShopAnalytics": obj({
+            "id": HEX32, "days": INTEGER, "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"}, "stats": ref("ShopStats"), "window": obj(day),
+            "daily": {"type": "array", "items": obj({"day": {"type": "string", "format": "date"}, **day})},
+            "complete": BOOLEAN,
+        }),
+        "Review": obj({"order_id": HEX32, "buyer": HEX32, "rating": INTEGER, "text": STRING, "time": INTEGER,
+                       "height": INTEGER, "reply": obj({"text": STRING, "time": INTEGER, "height": INTEGER})},
+                      required=("order_id", "buyer", "rating", "time", "height")),
+        "ReviewList": page("reviews", ref("Review")),
+        "Listing": obj({"id": HEX32, **record_properties(Listing), "shop_name": nullable(STRING)}),
+        "ListingList": page("listings", ref("Listing")),
+        "Order": obj({"id": HEX32, **record_properties(Order), "review_deadline": nullable(SIGNED)}),
+        "OrderList": page("orders", ref("Order")),
+        "Item": obj({"id": STRING, **record_properties(Item), "history": {"type": "array", "items": ANY_OBJECT}}),
+        "Validators": obj({
+            "height": INTEGER, "validators": {"type": "array", "items": obj({"address": HEX32})},
+            "validators_hash": HEX32, "proposer": nullable(HEX32),
+            "scheduled": {"type": "array", "items": obj({"height": INTEGER, "validators": {"type": "array", "items": HEX32}})},
+            "pending_votes": {"type": "array", "items": obj({"action": STRING, "validator": HEX32,
+                                                             "voters": {"type": "array", "items": HEX32}})},
+            "evidence": {"type": "array", "items": ANY_OBJECT},
+        }),
+        "BlockEvent": obj({"height": INTEGER, "hash": HEX32, "time": INTEGER, "tx_count": INTEGER, "proposer": HEX32},
+                          description="`event: block`, sent only on an unfiltered stream."),
+        "TxEvent": obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING, "sender": HEX32,
+                        "ok": BOOLEAN, "code": STRING},
+                       required=("hash", "height", "index", "type", "sender", "ok"),
+                       description="`event: tx`: a transaction's result in a final block."),
+        "OrderEvent": obj({"order_id": HEX32, "from": nullable({"type": "string", "enum": list(ORDER_STATES)}),
+                           "to": {"type": "string", "enum": list(ORDER_STATES)}, "by": STRING, "height": INTEGER,
+                           "time": INTEGER, "tx": nullable(HEX32), "buyer": HEX32, "merchant": HEX32},
+                          required=("order_id", "from", "to", "by", "height", "time", "tx"),
+                          description="`event: order`: a state change; `by` is the tx type or `deadline` (R15)."),
+    }
+
+
+# --- parameters and responses ----------------------------------------------------------
+
+
+def path_parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A required path parameter."""
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """An optional query parameter."""
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+HASH = path_parameter("hash", HEX32, "Transaction hash (R9).")
+HEIGHT = path_parameter("height", {"type": "integer", "minimum": 1}, "Block height.")
+ID = path_parameter("id", HEX32, "Shop, listing or order id (the creating transaction's hash, R9).")
+ADDRESS = path_parameter("address", HEX32, "Account address (R5).")
+ITEM_ID = path_parameter("id", {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}, "Item id (R22).")
+LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size.")
+CURSOR = query("cursor", STRING, "The `next` of the previous page.")
+PAGING = (LIMIT, CURSOR)
+PRICE = {"type": "integer", "minimum": 0}
+
+_ERROR_DESCRIPTIONS = {
+    "400": "`invalid_query` (a path or query parameter), `malformed` or an R12 code",
+    "404": "`not_found`: no such object, or no such route",
+    "405": "`method_not_allowed`",
+    "413": "`body_too_large`",
+    "415": "`unsupported_media_type`",
+    "429": "`rate_limited`",
+    "500": "`internal`: a node bug only",
+}
+
+
+def _error_responses() -> dict[str, Any]:
+    return {
+        status: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+        for status, description in _ERROR_DESCRIPTIONS.items()
+    }
+
+
+def json_body(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    """A JSON response."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route of the API."""
+
+    method: str
+    """HTTP method, upper case."""
+    path: str
+    """Path template, as registered with aiohttp (`/txs/{hash}`)."""
+    operation_id: str
+    """Unique operation name."""
+    summary: str
+    """What it does."""
+    tag: str
+    """Group in the document."""
+    success: dict[str, Any]
+    """The success response object."""
+    parameters: tuple[dict[str, Any], ...] = ()
+    """Path and query parameters."""
+    errors: tuple[str, ...] = ("400", "404")
+    """Error statuses beside 405 and 500, which every route may answer."""
+    status: str = "200"
+    """The success status."""
+    body: dict[str, Any] | None = None
+    """The request body object, for POST."""
+
+    def to_openapi(self) -> dict[str, Any]:
+        """The operation object."""
+        responses = {self.status: self.success}
+        responses.update({status: {"$ref": f"#/components/responses/E{status}"}
+                          for status in (*self.errors, "405", "500")})
+        operation: dict[str, Any] = {"operationId": self.operation_id, "summary": self.summary,
+                                     "tags": [self.tag], "responses": responses}
+        if self.parameters:
+            operation["parameters"] = list(self.parameters)
+        if self.body is not None:
+            operation["requestBody"] = self.body
+        return operation
+
+
+def _tx_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}},
+                                          "application/json": {"schema": ref(schema)}}}
+
+
+EVENTS_DESCRIPTION = (
+    "Server-sent events (`text/event-stream`) of what becomes final: `block`, `tx` and `order` "
+    "messages with `id: height:sequence` and a JSON `data` line (schemas BlockEvent, TxEvent, "
+    "OrderEvent). Send `Last-Event-ID` to resume within the last 1000 events (`event: gap` if some "
+    "are gone). A comment every 15 s keeps the stream open; a client that falls 1000 events behind "
+    "gets `event: dropped` and the stream ends. At most 256 streams at once (429 `rate_limited`)."
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/status", "getStatus", "Chain, height, node, peers, sync and consensus state.", "node",
+              json_body(ref("Status")), errors=()),
+    Operation("POST", "/txs", "submitTx", "Admit one signed transaction (R10).", "transactions",
+              json_body(ref("TxAccepted"), "Admitted"), errors=("400", "413", "415"), status="202",
+              body=_tx_body("TxBody")),
+    Operation("POST", "/txs/batch", "submitTxBatch", "Admit many signed transactions; a result per tx, in order.",
+              "transactions", json_body(ref("TxBatchResults")), errors=("400", "413", "415"),
+              body=_tx_body("TxBatchBody")),
+    Operation("GET", "/txs/{hash}", "getTx", "A pending or committed transaction with its result.", "transactions",
+              json_body(ref("Tx")), (HASH,)),
+    Operation("GET", "/txs/{hash}/proof", "getTxProof", "Merkle inclusion path of a committed transaction (R7).",
+              "transactions", json_body(ref("TxProof")), (HASH,)),
+    Operation("GET", "/blocks", "listBlocks", "Final blocks, newest first.", "blocks", json_body(ref("BlockList")),
+              (query("before", {"type": "integer", "minimum": 1}, "Only heights below this."), LIMIT),
+              errors=("400",)),
+    Operation("GET", "/blocks/latest", "getLatestBlock", "The last final block.", "blocks", json_body(ref("Block")),
+              errors=("404",)),
+    Operation("GET", "/blocks/{height}", "getBlock", "A final block: header, tx hashes, commits.", "blocks",
+              json_body(ref("Block")), (HEIGHT,)),
+    Operation("GET", "/blocks/{height}/raw", "getBlockRaw", "The canonical block bytes (R24).", "blocks",
+              {"description": "OK", "content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}}},
+              (HEIGHT,)),
+    Operation("GET", "/blocks/{height}/commit", "getBlockCommit", "The precommits that finalized a block.", "blocks",
+              json_body(ref("Commit")), (HEIGHT,)),
+    Operation("GET", "/accounts/{address}", "getAccount", "Balance, nonce, roles, points and merchant reputation.",
+              "accounts", json_body(ref("Account")), (ADDRESS,), errors=("400",)),
+    Operation("GET", "/accounts/{address}/txs", "listAccountTxs",
+              "Transactions the account sends, is named in, or that act on its orders; newest first.", "accounts",
+              json_body(ref("AccountTxList")), (ADDRESS, *PAGING), errors=("400",)),
+    Operation("GET", "/shops", "listShops", "Shops, oldest first.", "marketplace", json_body(ref("ShopList")),
+              (query("owner", HEX32, "Only this owner's shops."), *PAGING), errors=("400",)),
+    Operation("GET", "/shops/{id}", "getShop", "A shop with its reputation and stats.", "marketplace",
+              json_body(ref("Shop")), (ID,)),
+    Operation("GET", "/shops/{id}/reviews", "listShopReviews", "Reviews with replies, newest first.", "marketplace",
+              json_body(ref("ReviewList")), (ID, *PAGING)),
+    Operation("GET", "/shops/{id}/stats", "getShopStats",
+              "Merchant analytics: the shop's stats and a daily series of the last `days` UTC days.", "marketplace",
+              json_body(ref("ShopAnalytics")),
+              (ID, query("days", {"type": "integer", "minimum": 1, "maximum": 365, "default": 30}, "Days in the series."))),
+    Operation("GET", "/listings", "listListings", "Search listings across every shop, newest first.", "marketplace",
+              json_body(ref("ListingList")),
+              (query("q", STRING, "Words that must all appear (≤ 8 words, ≤ 256 bytes)."),
+               query("tag", STRING, "A tag, ignoring case."), query("shop", HEX32, "Only this shop."),
+               query("min_price", PRICE, "Lowest unit price."), query("max_price", PRICE, "Highest unit price."),
+               query("active", BOOLEAN, "Only active or inactive listings."), *PAGING),
+              errors=("400",)),
+    Operation("GET", "/listings/{id}", "getListing", "A listing.", "marketplace", json_body(ref("Listing")), (ID,)),
+    Operation("GET", "/orders", "listOrders", "Orders, newest first; every filter given must match.", "marketplace",
+              json_body(ref("OrderList")),
+              (query("buyer", HEX32, "Buyer address."), query("merchant", HEX32, "Merchant address."),
+               query("shop", HEX32, "Shop id."), query("state", {"type": "string", "enum": list(ORDER_STATES)}, "State."),
+               *PAGING),
+              errors=("400",)),
+    Operation("GET", "/orders/{id}", "getOrder", "An order with state, escrow, deadlines and history (R18).",
+              "marketplace", json_body(ref("Order")), (ID,)),
+    Operation("GET", "/items/{id}", "getItem", "A unique item: owner, custodian, full history (R22).", "marketplace",
+              json_body(ref("Item")), (ITEM_ID,)),
+    Operation("GET", "/validators", "getValidators", "The validator set at a height, pending votes, evidence.",
+              "node", json_body(ref("Validators")),
+              (query("height", {"type": "integer", "minimum": 1}, "Default: the next block."),), errors=("400",)),
+    Operation("GET", "/events", "streamEvents", EVENTS_DESCRIPTION, "node",
+              {"description": "An endless event stream.",
+               "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+              (query("account", HEX32, "Only tx and order events this address takes part in (no block events)."),
+               query("order", HEX32, "Only this order's events and the transactions acting on it (no block events)."),
+               query("last_event_id", STRING, "Same as the Last-Event-ID header."),
+               {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STRING,
+                "description": "Resume after this event id (`height:sequence`)."}),
+              errors=("400", "429")),
+    Operation("GET", "/metrics", "getMetrics", "Prometheus text format (docs/api.md lists the metrics).", "node",
+              {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors=()),
+    Operation("GET", "/openapi.json", "getOpenApi", "This document.", "node",
+              json_body({"type": "object"}), errors=()),
+    Operation("GET", "/", "getExplorer", "The block explorer, a web page.", "explorer",
+              {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}, errors=()),
+    Operation("GET", "/static/{name}", "getExplorerFile", "A script, style sheet or image of the explorer.",
+              "explorer",
+              {"description": "OK", "content": {media: {"schema": {"type": "string"}}
+                                                for media in ("text/javascript", "text/css", "image/svg+xml")}},
+              (path_parameter("name", {"type": "string", "pattern": "^[^/.][^/]*$"}, "File name (.js, .css, .svg)."),),
+              errors=("404",)),
+)
+"""Every route of the API."""
+
+ROUTES: tuple[tuple[str, str], ...] = tuple((operation.method, operation.path) for operation in OPERATIONS)
+"""(method, path template) of every route; `build_app` serves exactly these."""
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = operation.to_openapi()
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "marketchain node API",
+            "version": "1",
+            "description": "Every marketchain node's HTTP API (PROTOCOL §10). Bytes are lowercase hex, amounts "
+                           "integers in µMKT, times ms since the Unix epoch. Errors are "
+                           '`{"error": {"code", "message"}}`.',
+        },
+        "tags": [{"name": name} for name in dict.fromkeys(operation.tag for operation in OPERATIONS)],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "responses": {f"E{status}": response for status, response in _error_responses().items()},
+        },
+    }
+
+
+@cache
+def document_bytes() -> bytes:
+    """The document as JSON bytes (built once)."""
+    return json.dumps(document(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def served_routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path template) of every route of an aiohttp application, HEAD aside."""
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+
+
+def check_routes(app: web.Application) -> None:
+    """Raise RuntimeError unless the application serves exactly the documented routes."""
+    served, documented = served_routes(app), set(ROUTES)
+    problems = [f"undocumented {method} {path}" for method, path in sorted(served - documented)]
+    problems += [f"documented but not served {method} {path}" for method, path in sorted(documented - served)]
+    if problems:
+        raise RuntimeError("node/openapi.py is out of date: " + "; ".join(problems))
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """`GET /openapi.json`."""
+    return web.Response(body=document_bytes(), content_type="application/json")

@@ -1,0 +1,1 @@
+"""Fuzz tests of every decoder and parser."""

@@ -1,0 +1,1 @@
+"""Tests against one real node process."""
