@@ -406,7 +406,7 @@ def build_app(node: Node) -> web.Application:
         client_max_size=node.config.http.max_body_bytes,
     )
     app[NODE_KEY] = node
-    app[METRICS_KEY] = node.http.metrics
+    app[METRICS_KEY] = node.metrics
     app[MAX_BODY_KEY] = node.config.http.max_body_bytes
     app.router.add_get("/status", get_status)
     app.router.add_post("/txs", post_tx)
