@@ -375,13 +375,28 @@ def config_to_json(config: NodeConfig) -> dict[str, Any]:
 
 def render_config(config: NodeConfig) -> str:
     """The TOML text of a configuration, with every option."""
-    lines = [f"moniker = {_toml_value(config.moniker)}", ""]
+    values: dict[str, Any] = {"moniker": config.moniker}
     for name in _SECTIONS:
         section = getattr(config, name)
-        lines.append(f"[{name}]")
-        for item in fields(section):
-            lines.append(f"{item.name} = {_toml_value(getattr(section, item.name))}")
-        lines.append("")
+        values[name] = {item.name: getattr(section, item.name) for item in fields(section)}
+    return render_toml(values)
+
+
+def render_toml(values: Mapping[str, Any]) -> str:
+    """The TOML text of a config mapping: top-level options, a blank line, then each
+    `[section]` (a nested mapping) followed by a blank line.
+
+    The one TOML writer of the project: `render_config` and the test harness (which
+    edits a node's config.toml) both use it. Values may be booleans, integers, strings
+    and lists or tuples of them.
+    """
+    lines = [f"{name} = {_toml_value(value)}" for name, value in values.items() if not isinstance(value, Mapping)]
+    lines.append("")
+    for name, section in values.items():
+        if isinstance(section, Mapping):
+            lines.append(f"[{name}]")
+            lines.extend(f"{option} = {_toml_value(value)}" for option, value in section.items())
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -392,6 +407,6 @@ def _toml_value(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML forbids raw DEL
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(type(value))

@@ -10,8 +10,11 @@ they return `(status, body)` with the body parsed as JSON when the node says it 
 JSON, raw bytes otherwise. `wait_until` is the one way to wait: a condition polled
 until a deadline, never a fixed sleep.
 
-The module imports nothing from the project at import time, so that a test of an
-independent client can use it for process management alone.
+Waiting, HTTP, ports, log tails and the config writer come from the one harness
+(tests/e2e/harness/), shared with the testnets and fault scenarios, and are re-exported
+here. The module imports nothing from the project's code at import time (the config
+writer is imported when a config is edited), so that a test of an independent client
+can use it for process management alone.
 
     from tests.e2e.node_process import NodeProcess
 
@@ -32,235 +35,42 @@ import atexit
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from tests.e2e.harness.config_file import edit_config
+from tests.e2e.harness.http_client import (
+    JSON_TYPE,
+    MSGPACK_TYPE,
+    HttpResponse,
+    http_get,
+    http_post,
+    http_request,
+    is_error_body,
+)
+from tests.e2e.harness.ports import LISTEN_PORTS, free_base_port, free_port
+from tests.e2e.harness.processes import LOG_TAIL_LINES, log_tail
+from tests.e2e.harness.waiting import DEFAULT_TIMEOUT, MAX_POLL_INTERVAL, POLL_INTERVAL, wait_until
+from tests.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from marketplace_tx.primitives.crypto import KeyPair
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-"""The repository root: `python -m cli` runs from here."""
-
-DEFAULT_TIMEOUT = 60.0
-"""Generous deadline of every wait (a loaded 2-core machine runs several nodes)."""
-
-POLL_INTERVAL = 0.05
-"""First delay between two polls of a condition; it grows to `MAX_POLL_INTERVAL`."""
-
-MAX_POLL_INTERVAL = 0.2
-"""Longest delay between two polls of a condition."""
-
-LOG_TAIL_LINES = 60
-"""Lines of node.log quoted in a failure message."""
+__all__ = [
+    "DEFAULT_TIMEOUT", "JSON_TYPE", "LISTEN_PORTS", "LOG_TAIL_LINES", "MAX_POLL_INTERVAL", "MSGPACK_TYPE",
+    "POLL_INTERVAL", "REPO_ROOT", "HttpResponse", "NodeProcess", "edit_config", "free_base_port", "free_port",
+    "http_get", "http_post", "http_request", "is_error_body", "wait_until",
+]
 
 PORT_ATTEMPTS = 5
 """Fresh ports tried when a first start finds its ephemeral port taken meanwhile."""
 
-JSON_TYPE = "application/json"
-MSGPACK_TYPE = "application/msgpack"
-
-T = TypeVar("T")
-
 _RUNNING: set[NodeProcess] = set()
 """Nodes started and not yet stopped: killed at interpreter exit so nothing leaks."""
-
-
-# --- waiting ------------------------------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = DEFAULT_TIMEOUT,
-    message: str | Callable[[], str] = "condition",
-    interval: float = POLL_INTERVAL,
-    max_interval: float = MAX_POLL_INTERVAL,
-) -> T:
-    """Poll `predicate` until it returns a truthy value and return that value.
-
-    The delay between polls starts at `interval` and grows to `max_interval`. Raises
-    AssertionError naming `message` (a string, or a function called on failure so it
-    can add fresh context such as a log tail) after `timeout` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    delay = interval
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {text}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, max_interval)
-
-
-# --- HTTP ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    """One HTTP answer."""
-
-    status: int
-    """The HTTP status."""
-    content_type: str
-    """The media type without parameters, e.g. `application/json`."""
-    body: Any
-    """Parsed JSON for `application/json`, raw bytes otherwise."""
-    raw: bytes
-    """The body bytes as received."""
-
-
-def http_request(
-    url: str,
-    method: str = "GET",
-    body: bytes | None = None,
-    content_type: str | None = None,
-    timeout: float = 30.0,
-) -> HttpResponse:
-    """Send one request; 4xx and 5xx come back as responses, not exceptions.
-
-    Connection failures (no node listening, reset) raise OSError.
-    """
-    request = urllib.request.Request(url, data=body, method=method)
-    if content_type is not None:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = response.status
-            media_type = response.headers.get_content_type()
-            raw = response.read()
-    except urllib.error.HTTPError as error:
-        status = error.code
-        media_type = error.headers.get_content_type() if error.headers else ""
-        raw = error.read()
-        error.close()
-    parsed: Any = raw
-    if media_type == JSON_TYPE:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-    return HttpResponse(status, media_type, parsed, raw)
-
-
-def http_get(url: str, timeout: float = 30.0) -> tuple[int, Any]:
-    """GET `url`: `(status, JSON value or bytes)`."""
-    response = http_request(url, "GET", timeout=timeout)
-    return response.status, response.body
-
-
-def http_post(
-    url: str, body: bytes | Any, content_type: str | None = None, timeout: float = 30.0
-) -> tuple[int, Any]:
-    """POST `body` to `url`: `(status, JSON value or bytes)`.
-
-    `bytes` go as they are (default type `application/msgpack`); any other value is
-    sent as JSON.
-    """
-    if isinstance(body, (bytes, bytearray)):
-        data = bytes(body)
-        content_type = content_type or MSGPACK_TYPE
-    else:
-        data = json.dumps(body).encode()
-        content_type = content_type or JSON_TYPE
-    response = http_request(url, "POST", data, content_type, timeout=timeout)
-    return response.status, response.body
-
-
-def is_error_body(body: Any) -> bool:
-    """True iff `body` is exactly `{"error": {"code": str, "message": str}}` (PROTOCOL §10)."""
-    return (
-        isinstance(body, dict)
-        and set(body) == {"error"}
-        and isinstance(body["error"], dict)
-        and set(body["error"]) == {"code", "message"}
-        and isinstance(body["error"]["code"], str)
-        and isinstance(body["error"]["message"], str)
-        and body["error"]["code"] != ""
-    )
-
-
-# --- ports and config ---------------------------------------------------------------
-
-
-LISTEN_PORTS = range(20000, 32700)
-"""Ports for test nodes: below the kernel's ephemeral range (32768–60999), so that a
-restarted node never finds its port taken by some outbound connection meanwhile."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 outside the ephemeral range that was free a moment ago."""
-    import random
-
-    for _ in range(500):
-        port = random.choice(LISTEN_PORTS)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
-
-
-def free_base_port(count: int = 2) -> int:
-    """A port P, below the ephemeral range, such that P … P+count-1 are all free now."""
-    import random
-
-    for _ in range(500):
-        base = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count, 2)
-        probes = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise RuntimeError("no free range of ports below the ephemeral range")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def edit_config(home: Path, overrides: Mapping[str, Mapping[str, Any]]) -> None:
-    """Set options of `HOME/config.toml`, e.g. `{"http": {"max_body_bytes": 4096}}`."""
-    path = home / "config.toml"
-    values = tomllib.loads(path.read_text())
-    for section, options in overrides.items():
-        values.setdefault(section, {}).update(options)
-    lines = []
-    for name, value in values.items():
-        if not isinstance(value, dict):
-            lines.append(f"{name} = {_toml_value(value)}")
-    for name, value in values.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{name}]")
-            lines.extend(f"{key} = {_toml_value(item)}" for key, item in value.items())
-    path.write_text("\n".join(lines) + "\n")
 
 
 # --- the node process ---------------------------------------------------------------
@@ -361,11 +171,7 @@ class NodeProcess:
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of node.log, for failure messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no node.log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def describe(self, what: str) -> str:
         """`what`, the process state and the log tail: a failure message."""

@@ -32,409 +32,53 @@ the `Testnet` is closed, on failure too, and at interpreter exit as a last resor
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import json
 import os
-import random
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from client.testnet import create_testnet
 from marketplace_tx.chain.params import Params
-from marketplace_tx.chain.transaction import sign_transaction
 from marketplace_tx.primitives.crypto import KeyPair
-from tests.e2e.node_process import edit_config, free_base_port, free_port, http_get, http_post
-from tests.e2e.node_process import wait_until as poll_until
+from tests.e2e.harness.config_file import edit_config
+from tests.e2e.harness.manifest import Manifest, Perturbation
+from tests.e2e.harness.namespaces import (
+    NamespaceNetwork,
+    NetworkUnavailable,
+    netns_unavailable_reason,
+)
+from tests.e2e.harness.ports import free_base_port, free_port
+from tests.e2e.harness.processes import file_size, pid_alive, process_state
+from tests.e2e.harness.testnet_checks import DEFAULT_TIMEOUT, TestnetChecks, wait_until
+from tests.e2e.harness.testnet_node import LOG_PROBLEM_MARKERS, NodeHandle
+from tests.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-"""`python -m cli` runs from here."""
-
-DEFAULT_TIMEOUT = 90.0
-"""Deadline of every wait: generous, the machine is small and shared."""
+__all__ = [
+    "CLOCK_SKEW_VARIABLE", "DEFAULT_TIMEOUT", "FAULT_VARIABLE", "LOG_PROBLEM_MARKERS", "Manifest",
+    "NetworkUnavailable", "NodeHandle", "Perturbation", "Testnet", "netns_unavailable_reason", "pid_alive",
+    "wait_until",
+]
 
 STOP_TIMEOUT = 30.0
 """Time a node has to exit after SIGTERM before it is killed."""
-
-LOG_TAIL_LINES = 25
-"""Lines of each node.log quoted in a failure message."""
-
-LOG_PROBLEM_MARKERS = ("Traceback", " ERROR ", "consensus job failed")
-"""node.log lines that reveal a bug rather than a perturbation."""
 
 FAULT_VARIABLE = "MARKETCHAIN_TEST_FAULT"
 """Test-only misbehaviour of a node (`equivocate`)."""
 
 CLOCK_SKEW_VARIABLE = "MARKETCHAIN_TEST_CLOCK_SKEW_MS"
-"""Test-only offset (ms) added to a node's clock (node/consensus_driver.py `wall_clock_ms`)."""
-
-T = TypeVar("T")
+"""Test-only offset (ms) added to a node's clock (the consensus driver's wall clock)."""
 
 _LIVE: set[Testnet] = set()
 """Testnets not yet closed: their processes are killed at interpreter exit."""
 
-_NETWORKS: set[NamespaceNetwork] = set()
-"""Namespace networks not yet destroyed: removed at interpreter exit."""
 
-
-# --- waiting ------------------------------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = DEFAULT_TIMEOUT,
-    message: str | Callable[[], str] = "condition",
-    interval: float = 0.1,
-) -> T:
-    """`node_process.wait_until` with the harness's slower polling (0.1 s growing to
-    0.5 s: several nodes share two cores). The only sleeps of the harness are these polls."""
-    return poll_until(predicate, timeout, message, interval, max_interval=0.5)
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie nobody reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _process_state(pid: int) -> str | None:
-    """The state letter of /proc/PID/stat (R, S, T, Z, …), None when it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def _log_size(node: NodeHandle) -> int:
-    try:
-        return node.log_path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-# --- the description ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A testnet as data."""
-
-    validators: int = 4
-    """Validator processes started by `marketchain testnet start`."""
-    params: Mapping[str, Any] = field(default_factory=dict)
-    """Genesis parameters (`--param NAME=VALUE`)."""
-    faults: Mapping[int, str] = field(default_factory=dict)
-    """Node index → `MARKETCHAIN_TEST_FAULT` value: that node is restarted with the fault on."""
-    network: str = "loopback"
-    """`loopback` (every node on 127.0.0.1, started by the CLI) or `netns` (each node in
-    its own network namespace, so that links can be cut; needs root)."""
-
-
-@dataclass(frozen=True)
-class Perturbation:
-    """One step of a scenario: `kill`, `stop`, `start`, `restart`, `pause`, `resume`,
-    `disconnect` or `reconnect` node `index`."""
-
-    action: str
-    """`kill` (SIGKILL), `stop` (SIGTERM), `start`, `restart` (stop, then start),
-    `pause` (SIGSTOP), `resume` (SIGCONT), `disconnect` / `reconnect` (netns only)."""
-    index: int
-    """The node it applies to."""
-
-
-# --- one node -----------------------------------------------------------------------
-
-
-@dataclass
-class NodeHandle:
-    """One node of the testnet: where it lives and which process runs it."""
-
-    index: int
-    """Its position: nodeI for validators, then full nodes."""
-    name: str
-    """node0, node1, … or full0, full1, …"""
-    home: Path
-    """Its home directory (config, keys, genesis, data, node.log)."""
-    url: str
-    """Base URL of its HTTP API."""
-    p2p_port: int
-    """Its P2P listen port."""
-    validator: bool
-    """True for a genesis validator, False for a full node."""
-    pid: int | None = None
-    """Its process id while it runs."""
-    process: subprocess.Popen[bytes] | None = None
-    """The process, when the harness started it itself (restarts, full nodes)."""
-    env: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment of its last start (test faults)."""
-    host: str = "127.0.0.1"
-    """Address its HTTP API and P2P listener bind (its namespace's address under netns)."""
-    namespace: str | None = None
-    """The network namespace it runs in (netns testnets), else None."""
-    paused: bool = False
-    """True between `Testnet.pause` (SIGSTOP) and `resume` (SIGCONT)."""
-
-    @property
-    def log_path(self) -> Path:
-        """stdout and stderr of the node, appended across restarts."""
-        return self.home / "node.log"
-
-    @property
-    def node_id(self) -> str:
-        """Its node key address (hex), as `/status` and persistent peers name it."""
-        return json.loads((self.home / "node_key.json").read_text())["address"]
-
-    @property
-    def validator_address(self) -> str:
-        """The address of its validator key (hex)."""
-        return json.loads((self.home / "validator_key.json").read_text())["address"]
-
-    @property
-    def peer_address(self) -> str:
-        """`node_id@host:p2p_port`, for another node's persistent peers."""
-        return f"{self.node_id}@{self.host}:{self.p2p_port}"
-
-    @property
-    def running(self) -> bool:
-        """True while its process lives."""
-        if self.pid is None:
-            return False
-        if self.process is not None:
-            return self.process.poll() is None
-        return _pid_alive(self.pid)
-
-    @property
-    def available(self) -> bool:
-        """True while its process lives and is not paused: it can answer requests."""
-        return self.running and not self.paused
-
-    def exit_code(self) -> int | None:
-        """The exit code, when the harness started the process and it has exited."""
-        return self.process.poll() if self.process is not None else None
-
-    def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
-        """GET a path of its API; raises OSError when nothing answers."""
-        return http_get(self.url + path, timeout=timeout)
-
-    def get_ok(self, path: str) -> Any:
-        """GET a path that must answer 200."""
-        status, body = self.get(path)
-        if status != 200:
-            raise AssertionError(f"{self.name}: GET {path} answered {status}: {body!r}")
-        return body
-
-    def status(self) -> dict[str, Any]:
-        """`GET /status`."""
-        return self.get_ok("/status")
-
-    def try_status(self) -> dict[str, Any] | None:
-        """`GET /status`, or None when the node does not answer."""
-        try:
-            status, body = self.get("/status", timeout=5.0)
-        except OSError:
-            return None
-        return body if status == 200 and isinstance(body, dict) else None
-
-    def height(self) -> int:
-        """Its latest final height."""
-        return self.status()["height"]
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The end of node.log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no node.log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def log_problems(self) -> list[str]:
-        """Lines of node.log that reveal a bug (tracebacks, ERROR)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return []
-        return [line for line in text.splitlines() if any(marker in line for marker in LOG_PROBLEM_MARKERS)]
-
-
-# --- network namespaces -------------------------------------------------------------
-
-
-class NetworkUnavailable(RuntimeError):
-    """Network namespaces cannot be used on this machine (the message says why)."""
-
-
-_NETNS_PROBE: list[str | None] = []
-"""The cached answer of `netns_unavailable_reason`."""
-
-
-def _ip(*arguments: str) -> str:
-    """Run `ip ARGUMENTS…`; its stdout. Raises RuntimeError with ip's message on failure."""
-    completed = subprocess.run(["ip", *arguments], capture_output=True, text=True, timeout=20,
-                               stdin=subprocess.DEVNULL)
-    if completed.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(arguments)}: {completed.stderr.strip() or completed.returncode}")
-    return completed.stdout
-
-
-def netns_unavailable_reason() -> str | None:
-    """None when nodes can run in network namespaces with links cut between them; else why not."""
-    if not _NETNS_PROBE:
-        _NETNS_PROBE.append(_probe_netns())
-    return _NETNS_PROBE[0]
-
-
-def _probe_netns() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "network namespaces need Linux"
-    if os.geteuid() != 0:
-        return "creating network namespaces needs root (run as root, or the partition scenarios skip)"
-    if shutil.which("ip") is None:
-        return "the `ip` command (iproute2) is not installed"
-    name = f"mcprobe{os.getpid()}"
-    try:
-        _ip("netns", "add", name)
-        _ip("-n", name, "link", "add", "br0", "type", "bridge")
-        _ip("-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-        _ip("-n", name, "route", "add", "blackhole", "10.255.255.1/32")
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
-        return f"`ip netns` does not work here: {error}"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
-    return None
-
-
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 network the root namespace has an address or a route in (but the default)."""
-    used = []
-    lines = _ip("-4", "-o", "addr", "show").splitlines() + _ip("-4", "route", "show", "table", "all").splitlines()
-    for line in lines:
-        for token in line.split()[:4]:
-            try:
-                network = ipaddress.ip_network(token, strict=False)
-            except ValueError:
-                continue
-            if isinstance(network, ipaddress.IPv4Network):
-                used.append(network)
-    return used
-
-
-class NamespaceNetwork:
-    """Nodes in their own network namespaces on one bridge; links cut by blackhole routes.
-
-    A hub namespace holds the bridge; every node namespace has `eth0` with address
-    `subnet + index + 1` on it, and the root namespace one veth with `subnet + 254`, so
-    that the harness reaches every node's API. A cut between nodes a and b is a
-    blackhole route in each namespace to the other's address: packets vanish both ways,
-    like a broken link (no refused connection). The subnet is a 10.x.y.0/24 that the
-    root namespace does not use; nothing but what this class creates is touched, and
-    `destroy` removes all of it.
-    """
-
-    def __init__(self) -> None:
-        self.prefix = f"mc{secrets.token_hex(3)}"
-        """Prefix of every namespace and interface name created."""
-        self.subnet = self._free_subnet()
-        """The /24 the nodes live in."""
-        self.hub = f"{self.prefix}-hub"
-        """The namespace of the bridge."""
-        self.uplink = f"{self.prefix}r"
-        """The root namespace's veth onto the bridge."""
-        self.namespaces: dict[int, str] = {}
-        """Node index → its namespace."""
-        self.cuts: set[tuple[int, int]] = set()
-        """Pairs of node indexes (smaller first) whose link is cut."""
-
-    @staticmethod
-    def _free_subnet() -> ipaddress.IPv4Network:
-        used = _used_networks()
-        for _ in range(500):
-            candidate = ipaddress.IPv4Network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
-            if not any(candidate.overlaps(network) for network in used if network.prefixlen > 0):
-                return candidate
-        raise NetworkUnavailable("no free 10.x.y.0/24 subnet for the test network")
-
-    def address(self, index: int) -> str:
-        """The address of node `index`."""
-        if not 0 <= index < 250:
-            raise ValueError("at most 250 nodes per namespace network")
-        return str(self.subnet.network_address + index + 1)
-
-    def create(self) -> None:
-        """The hub namespace with its bridge, and the root namespace's veth onto it."""
-        _NETWORKS.add(self)
-        _ip("netns", "add", self.hub)
-        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.hub, "link", "set", "br0", "up")
-        _ip("link", "add", self.uplink, "type", "veth", "peer", "name", "uplink", "netns", self.hub)
-        _ip("-n", self.hub, "link", "set", "uplink", "master", "br0", "up")
-        _ip("addr", "add", f"{self.subnet.network_address + 254}/24", "dev", self.uplink)
-        _ip("link", "set", self.uplink, "up")
-
-    def add_node(self, index: int) -> tuple[str, str]:
-        """A namespace for node `index`, plugged into the bridge: (namespace, address)."""
-        namespace, address = f"{self.prefix}-n{index}", self.address(index)
-        _ip("netns", "add", namespace)
-        self.namespaces[index] = namespace
-        _ip("-n", namespace, "link", "set", "lo", "up")
-        _ip("-n", self.hub, "link", "add", f"p{index}", "type", "veth", "peer", "name", "eth0", "netns", namespace)
-        _ip("-n", self.hub, "link", "set", f"p{index}", "master", "br0", "up")
-        _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
-        _ip("-n", namespace, "link", "set", "eth0", "up")
-        return namespace, address
-
-    def cut(self, first: int, second: int) -> None:
-        """Drop every packet between two nodes, both ways."""
-        pair = (min(first, second), max(first, second))
-        if pair in self.cuts or first == second:
-            return
-        for here, there in ((first, second), (second, first)):
-            _ip("-n", self.namespaces[here], "route", "add", "blackhole", f"{self.address(there)}/32")
-        self.cuts.add(pair)
-
-    def mend(self, first: int, second: int) -> None:
-        """Undo `cut(first, second)`."""
-        pair = (min(first, second), max(first, second))
-        if pair not in self.cuts:
-            return
-        for here, there in ((first, second), (second, first)):
-            _ip("-n", self.namespaces[here], "route", "del", "blackhole", f"{self.address(there)}/32")
-        self.cuts.discard(pair)
-
-    def destroy(self) -> list[str]:
-        """Delete every namespace (their interfaces go with them) and the uplink; what failed."""
-        problems = []
-        for namespace in [*self.namespaces.values(), self.hub]:
-            completed = subprocess.run(["ip", "netns", "del", namespace], capture_output=True, text=True,
-                                       timeout=20, stdin=subprocess.DEVNULL)
-            if completed.returncode != 0 and "No such file" not in completed.stderr:
-                problems.append(f"ip netns del {namespace}: {completed.stderr.strip()}")
-        self.namespaces.clear()
-        self.cuts.clear()
-        subprocess.run(["ip", "link", "del", self.uplink], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
-        _NETWORKS.discard(self)
-        return problems
-
-
-# --- the testnet --------------------------------------------------------------------
-
-
-class Testnet:
+class Testnet(TestnetChecks):
     """N validators started through the CLI, plus any full nodes added later."""
 
     __test__ = False  # not a pytest test class
@@ -478,7 +122,9 @@ class Testnet:
             assert self.keys[path.stem].address.hex() == document["address"]
         for index, fault in self.manifest.faults.items():
             self.stop(index)
-            self.start(index, env={"MARKETCHAIN_TEST_FAULT": fault})
+            self.start(index, env={FAULT_VARIABLE: fault})
+        for _ in range(self.manifest.full_nodes):
+            self.add_full_node()
         self.wait_connected()
         return self
 
@@ -554,7 +200,7 @@ class Testnet:
         signalled = {}
         for node in self.nodes:
             if node.running:
-                signalled[node.name] = _log_size(node)
+                signalled[node.name] = file_size(node.log_path)
                 if node.paused:
                     os.kill(node.pid, signal.SIGCONT)  # type: ignore[arg-type]
                     node.paused = False
@@ -633,7 +279,7 @@ class Testnet:
         node = self.nodes[index]
         if node.paused:
             self.resume(index)
-        log_offset = _log_size(node)
+        log_offset = file_size(node.log_path)
         was_running = node.running
         if was_running:
             os.kill(node.pid, signal.SIGTERM)  # type: ignore[arg-type]
@@ -674,12 +320,12 @@ class Testnet:
         self.stop(index)
         self.start(index, env)
 
-    def perturb(self, steps: Iterable[Perturbation]) -> None:
-        """Apply perturbations in order."""
+    def perturb(self, steps: Iterable[Perturbation] | None = None) -> None:
+        """Apply perturbations in order (default: the manifest's)."""
         actions = {"kill": self.kill, "stop": self.stop, "start": self.start, "restart": self.restart,
                    "pause": self.pause, "resume": self.resume, "disconnect": self.disconnect,
                    "reconnect": self.reconnect}
-        for step in steps:
+        for step in self.manifest.perturbations if steps is None else steps:
             actions[step.action](step.index)
 
     def pause(self, index: int) -> None:
@@ -688,7 +334,7 @@ class Testnet:
         assert node.running, f"{node.name} is not running"
         os.kill(node.pid, signal.SIGSTOP)  # type: ignore[arg-type]
         node.paused = True
-        wait_until(lambda: _process_state(node.pid) in ("T", "t", None), self.timeout,  # type: ignore[arg-type]
+        wait_until(lambda: process_state(node.pid) in ("T", "t", None), self.timeout,  # type: ignore[arg-type]
                    f"{node.name} stopped by SIGSTOP")
 
     def resume(self, index: int) -> None:
@@ -776,212 +422,6 @@ class Testnet:
         self.start(index)
         return node
 
-    # --- looking ----------------------------------------------------------------------
-
-    @property
-    def running_nodes(self) -> list[NodeHandle]:
-        """The nodes whose process lives."""
-        return [node for node in self.nodes if node.running]
-
-    @property
-    def available_nodes(self) -> list[NodeHandle]:
-        """The nodes whose process lives and is not paused."""
-        return [node for node in list(self.nodes) if node.available]
-
-    def _select(self, nodes: Iterable[int] | None) -> list[NodeHandle]:
-        return self.running_nodes if nodes is None else [self.nodes[i] for i in nodes]
-
-    def describe(self, what: str) -> str:
-        """`what`, then every node's state and log tail: a failure message."""
-        lines = [what]
-        for node in self.nodes:
-            status = node.try_status() if node.available else None
-            summary = "down" if not node.running else "paused" if node.paused else "not answering"
-            if status is not None:
-                summary = (f"height={status['height']} peers={status['peers']} syncing={status['syncing']} "
-                           f"consensus={status['consensus']} mempool={status['mempool_size']}")
-            lines.append(f"--- {node.name} pid={node.pid} {summary}\n{node.log_tail()}")
-        return "\n".join(lines)
-
-    def heights(self, nodes: Iterable[int] | None = None) -> dict[str, int]:
-        """Height of each selected node (default: every running node)."""
-        return {node.name: node.height() for node in self._select(nodes)}
-
-    def wait_connected(self, nodes: Iterable[int] | None = None) -> None:
-        """Wait until every selected validator sees all the other running validators."""
-        selected = self._select(nodes)
-        running_validators = sum(1 for node in self.nodes if node.validator and node.running)
-
-        def connected() -> bool:
-            for node in selected:
-                status = node.try_status()
-                wanted = running_validators - 1 if node.validator else 1
-                if status is None or status["peers"] < wanted:
-                    return False
-            return True
-
-        wait_until(connected, self.timeout, lambda: self.describe("nodes connected"))
-
-    def wait_for_height(self, height: int, nodes: Iterable[int] | None = None) -> None:
-        """Wait until every selected node is at `height` or above."""
-        selected = self._select(nodes)
-
-        def reached() -> bool:
-            statuses = [node.try_status() for node in selected]
-            return all(status is not None and status["height"] >= height for status in statuses)
-
-        wait_until(reached, self.timeout, lambda: self.describe(f"height {height} on {[n.name for n in selected]}"))
-
-    def wait_same_height(self, nodes: Iterable[int] | None = None) -> int:
-        """Wait until the selected nodes agree on the latest height and have empty mempools."""
-        selected = self._select(nodes)
-
-        def agreed() -> int | None:
-            statuses = [node.try_status() for node in selected]
-            if any(status is None for status in statuses):
-                return None
-            heights = {status["height"] for status in statuses}  # type: ignore[index]
-            idle = all(status["mempool_size"] == 0 for status in statuses)  # type: ignore[index]
-            return heights.pop() if len(heights) == 1 and idle else None
-
-        return wait_until(agreed, self.timeout, lambda: self.describe("same height, empty mempools"))
-
-    def wait_idle(self, nodes: Iterable[int] | None = None) -> int:
-        """Wait until the selected nodes are idle (R29) at one height, twice in a row:
-        same height, empty mempools, the next height not started. Returns the height."""
-        selected = self._select(nodes)
-        seen: list[int] = []
-
-        def idle() -> tuple[int] | None:  # a tuple: height 0 is an answer too
-            statuses = [node.try_status() for node in selected]
-            if any(status is None for status in statuses):
-                return None
-            heights = {status["height"] for status in statuses}  # type: ignore[index]
-            quiet = all(status["mempool_size"] == 0 and not status["consensus"]["started"]  # type: ignore[index]
-                        for status in statuses)
-            height = heights.pop() if len(heights) == 1 and quiet else None
-            seen.append(-1 if height is None else height)
-            return (height,) if height is not None and seen[-2:] == [height, height] else None
-
-        return wait_until(idle, self.timeout, lambda: self.describe("an idle network"), interval=0.3)[0]
-
-    # --- transactions -----------------------------------------------------------------
-
-    def address(self, who: str) -> bytes:
-        """The address of a dev account by name, or of a hex address."""
-        return self.keys[who].address if who in self.keys else bytes.fromhex(who)
-
-    def transfer(self, sender: str, recipient: str, amount: int, node: int = 0, memo: str | None = None) -> str:
-        """Sign a transfer locally with a dev key and POST it to node `node`; its hash (hex)."""
-        key = self.keys[sender]
-        target = self.nodes[node]
-        status = target.status()
-        nonce = target.get_ok(f"/accounts/{key.address.hex()}")["pending_nonce"]
-        payload: dict[str, Any] = {"to": self.address(recipient), "amount": amount}
-        if memo is not None:
-            payload["memo"] = memo
-        tx = sign_transaction(key, status["chain_id"], "transfer", payload, nonce, status["min_fee"])
-        code, body = http_post(target.url + "/txs", tx.raw)
-        if code != 202:
-            raise AssertionError(f"{target.name}: POST /txs answered {code}: {body!r}")
-        assert body["hash"] == tx.hash.hex()
-        return body["hash"]
-
-    def tx_on(self, node: NodeHandle, tx_hash: str) -> dict[str, Any] | None:
-        """The transaction's view on `node`, or None when it does not know it / is down."""
-        try:
-            code, body = node.get(f"/txs/{tx_hash}")
-        except OSError:
-            return None
-        if code == 404:
-            return None
-        if code != 200:
-            raise AssertionError(f"{node.name}: GET /txs/{tx_hash} answered {code}: {body!r}")
-        return body
-
-    def is_final(self, tx_hash: str, node: NodeHandle) -> bool:
-        """True when `node` holds the transaction in a final block."""
-        view = self.tx_on(node, tx_hash)
-        return view is not None and view["status"] == "committed"
-
-    def wait_for_tx(self, tx_hash: str, nodes: Iterable[int] | None = None) -> dict[str, Any]:
-        """Wait until the transaction is final on every selected node, in the same block."""
-        selected = self._select(nodes)
-
-        def final_everywhere() -> list[dict[str, Any]] | None:
-            views = [self.tx_on(node, tx_hash) for node in selected]
-            if all(view is not None and view["status"] == "committed" for view in views):
-                return views  # type: ignore[return-value]
-            return None
-
-        views = wait_until(final_everywhere, self.timeout,
-                           lambda: self.describe(f"tx {tx_hash} final on {[n.name for n in selected]}"))
-        placements = {(view["height"], view["block_hash"]) for view in views}
-        assert len(placements) == 1, f"tx {tx_hash} final in different blocks: {placements}"
-        assert all(view["result"]["ok"] for view in views), views[0]
-        return views[0]
-
-    # --- checks -----------------------------------------------------------------------
-
-    def block_hashes(self, node: NodeHandle, up_to: int) -> list[str]:
-        """Hashes of blocks 1 … up_to on `node`."""
-        return [node.get_ok(f"/blocks/{height}")["hash"] for height in range(1, up_to + 1)]
-
-    def assert_identical_blocks(self, nodes: Iterable[int] | None = None, up_to: int | None = None) -> int:
-        """Every selected node holds the same blocks 1 … up_to (default: the lowest height); returns it.
-
-        Also checks each block's own commit carries precommits of more than 2/3 of its set.
-        """
-        selected = self._select(nodes)
-        height = min(node.height() for node in selected) if up_to is None else up_to
-        reference = self.block_hashes(selected[0], height)
-        for node in selected[1:]:
-            hashes = self.block_hashes(node, height)
-            for at, (mine, theirs) in enumerate(zip(reference, hashes, strict=True), start=1):
-                assert mine == theirs, f"block {at}: {selected[0].name} has {mine}, {node.name} has {theirs}"
-        probe = selected[0]
-        for at in range(1, height + 1):
-            block = probe.get_ok(f"/blocks/{at}")
-            members = {entry["address"] for entry in probe.get_ok(f"/validators?height={at}")["validators"]}
-            signers = {entry["validator"] for entry in block["commit"]["signatures"]}
-            assert signers <= members and 3 * len(signers) > 2 * len(members), (
-                f"block {at}: commit of {len(signers)} of {len(members)} validators")
-        return height
-
-    def wait_identical_blocks(self, nodes: Iterable[int] | None = None, height: int | None = None) -> int:
-        """Wait until the selected nodes reach `height` (default: the highest among them), then
-        check they hold identical blocks up to it; returns it."""
-        selected = self._select(nodes)
-        if height is None:
-            height = max(node.height() for node in selected)
-        self.wait_for_height(height, [node.index for node in selected])
-        return self.assert_identical_blocks([node.index for node in selected], height)
-
-    def genesis_supply(self) -> int:
-        """Sum of every genesis balance."""
-        return sum(account["balance"] for account in self.genesis["accounts"])
-
-    def supply_on(self, node: NodeHandle) -> int:
-        """Sum of the balances of every genesis account on `node`, read at one height."""
-
-        def consistent_read() -> int | None:
-            before = node.height()
-            total = sum(node.get_ok(f"/accounts/{account['address']}")["balance"]
-                        for account in self.genesis["accounts"])
-            return total if node.height() == before else None
-
-        return wait_until(consistent_read, self.timeout, f"a read of {node.name}'s balances at one height")
-
-    def assert_conservation(self, nodes: Iterable[int] | None = None) -> None:
-        """Transfers and fees move money between genesis accounts; none is made or lost."""
-        expected = self.genesis_supply()
-        for node in self._select(nodes):
-            assert self.supply_on(node) == expected, f"{node.name}: money supply changed"
-
-    def log_problems(self) -> dict[str, list[str]]:
-        """Suspicious node.log lines of every node that has any."""
-        return {node.name: problems for node in self.nodes if (problems := node.log_problems())}
-
 
 def _kill_leftovers() -> None:
     for testnet in list(_LIVE):
@@ -998,8 +438,6 @@ def _kill_leftovers() -> None:
                     node.process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
-    for network in list(_NETWORKS):
-        network.destroy()
 
 
 atexit.register(_kill_leftovers)

@@ -27,8 +27,9 @@ import pytest
 from marketplace_tx.chain.transaction import sign_transaction
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import KeyPair
+from tests.e2e.harness.processes import pid_alive as _pid_alive
 from tests.e2e.node_process import REPO_ROOT, NodeProcess, is_error_body
-from tests.e2e.testnet_harness import Manifest, Testnet, _pid_alive, wait_until
+from tests.e2e.testnet_harness import Manifest, Testnet, wait_until
 
 BLOCKS_BEHIND = 20
 """Blocks the full node must fetch: more than the sync window (16), so workers start."""

@@ -1,0 +1,46 @@
+"""Node processes seen from outside: is a pid alive, its state letter, the tail of its log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LOG_TAIL_LINES = 60
+"""Lines of node.log quoted in a failure message."""
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, T, Z, …), None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie nobody reaped counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = process_state(pid)
+    return state != "Z"
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log file, for failure messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"(no {path.name})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def file_size(path: Path) -> int:
+    """The size of a file in bytes, 0 when it does not exist (a log offset)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
