@@ -165,7 +165,7 @@ class Commit:
 
 
 def last_commit_map(commit: Commit | None) -> dict[str, Any]:
-    """The `last_commit` field of a block: the empty map `{}` for block 1 (docs/blocks.md)."""
+    """The `last_commit` field of a block: the empty map `{}` for block 1 (docs/protocol-decisions.md)."""
     return {} if commit is None else commit.to_map()
 
 
