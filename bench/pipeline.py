@@ -2,8 +2,8 @@
 
 Times are CPU time of the thread (`time.thread_time`), so other work on the machine
 hardly changes them. No HTTP and no other process: a real `Node` (LevelDB in a temporary directory) admits
-signed transfers the way `POST /txs/batch` does (`Mempool.precheck` with the signature,
-then `add_checked`), builds blocks of them, stores them with `commit_block` and runs the
+signed transfers the way `POST /txs/batch` does (their stateless verdicts with the
+signature, `node/admission.py`, then `Mempool.admit`), builds blocks of them, stores them with `commit_block` and runs the
 `after_block` bookkeeping, exactly as one authority does; then a second node replays
 those blocks as block sync does (`apply_block` verifying every signature, then the same
 storage and bookkeeping). Each stage is timed, so the table says where a transaction's
@@ -62,10 +62,10 @@ async def run(transactions: int, block_txs: int, profiler: cProfile.Profile | No
             for start in range(0, len(signed), block_txs):
                 chunk = [tx.raw for tx in signed[start:start + block_txs]]
                 began = time.thread_time()
-                prechecked = [node.mempool.precheck(raw) for raw in chunk]
+                verdicts = node.admission.in_thread.check(chunk)
                 middle = time.thread_time()
-                for tx in prechecked:
-                    node.mempool.add_checked(tx, 0, prechecked=True)
+                for verdict in verdicts:
+                    node.mempool.admit(verdict, 0)
                 ended = time.thread_time()
                 seconds["admit: decode, checks, signature"] += middle - began
                 seconds["admit: mempool"] += ended - middle
@@ -101,12 +101,12 @@ async def run(transactions: int, block_txs: int, profiler: cProfile.Profile | No
                 await asyncio.sleep(0)
             finally:
                 follower.store.close()
-                follower._verifier.shutdown()
+                follower.admission.close()
             if profiler is not None:
                 profiler.disable()
         finally:
             node.store.close()
-            node._verifier.shutdown()
+            node.admission.close()
     count = len(signed)
     stages = {name: round(1e6 * value / count, 1) for name, value in seconds.items()}
     authority = sum(value for name, value in stages.items() if not name.startswith("sync"))

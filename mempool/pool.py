@@ -1,8 +1,9 @@
 """The mempool: admitted transactions waiting for a block (PROTOCOL R10, R11).
 
 Admission runs every check of R10 once per transaction: the stateless checks of
-`marketplace_tx.rules.admission`, then the stateful ones against the committed state
-(nonce window, fee payable, duplicates, capacity). Pending transactions are kept per
+`marketplace_tx.rules.admission` give a `Verdict` (computed wherever the node likes:
+node/admission.py), then `Mempool.admit` runs the stateful ones against the committed
+state (duplicates, the signature's verdict, nonce window, fee payable, capacity). Pending transactions are kept per
 sender in nonce order; only a run of consecutive nonces starting at the sender's next
 nonce is *ready* for a block. Future nonces (up to +64) wait for the gap to fill.
 """
@@ -19,7 +20,7 @@ from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.transaction import Transaction
 from marketplace_tx.primitives.errors import AdmissionError
 from marketplace_tx.rules.accounts import Account
-from marketplace_tx.rules.admission import check_stateless
+from marketplace_tx.rules.admission import BAD_SIGNATURE_MESSAGE, Verdict
 
 NONCE_WINDOW = 64
 """How far above the sender's next nonce a transaction may be admitted (R10)."""
@@ -105,54 +106,30 @@ class Mempool:
         if len(self._verified) > self.limits.signature_cache_size:
             self._verified.popitem(last=False)
 
-    def precheck(self, raw: bytes) -> Transaction:
-        """The checks of R10 that need no mempool or account state, in admission order:
-        stateless checks, committed duplicate, signature; or raise `AdmissionError`.
+    def signature_known_valid_or_final(self, tx_hash: bytes) -> bool:
+        """True if the signature of `tx_hash` needs no verifying: this node verified it
+        (the admission cache), or the transaction is final (R11: a block holds only
+        transactions with valid signatures). What admission passes to
+        `admission_verdict` as `known_valid`; it reads the committed index, so it may
+        run in worker threads (LevelDB releases the GIL)."""
+        return tx_hash in self._verified or self._is_committed(tx_hash)
 
-        It reads only the verified-signature cache and the committed transaction index,
-        so a node may run it in worker threads (libsodium and LevelDB release the GIL),
-        then pass the transaction to `add_checked` with `prechecked=True`. A signature
-        this node already verified is not verified again.
+    def admit(self, verdict: Verdict, now_ms: int = 0) -> Transaction:
+        """Admit a transaction given its stateless verdict (`admission_verdict`), or raise
+        `AdmissionError` (R10).
+
+        Every stateful check runs here, once, in R10's order after the stateless ones:
+        duplicate (pending or final), the signature's verdict, nonce window and nonce
+        taken, fees payable, then room (evicting lower-fee transactions if it can).
         """
-        tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
-        return self.precheck_decoded(tx, tx.hash in self._verified or tx.has_valid_signature())
-
-    def precheck_decoded(self, tx: Transaction, signature_valid: bool) -> Transaction:
-        """The rest of `precheck` for a transaction whose stateless checks passed and whose
-        signature was verified elsewhere (a worker process): committed duplicate, then
-        the signature's verdict, in R10's order; or raise `AdmissionError`."""
-        if self._is_committed(tx.hash):
-            raise AdmissionError("duplicate", "this transaction is already known")
-        if not signature_valid:
-            raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
-        return tx
-
-    def add(self, raw: bytes, now_ms: int = 0, signature_checked: bool = False) -> Transaction:
-        """Admit signed transaction bytes or raise `AdmissionError` (R10).
-
-        `signature_checked` says the caller verified the signature already (e.g. in a
-        thread pool); otherwise it is verified here, once, and remembered.
-        """
-        tx = check_stateless(raw, self.chain_id, self.params, verify_signature=False)
-        return self.add_checked(tx, now_ms, signature_checked)
-
-    def add_checked(
-        self, tx: Transaction, now_ms: int = 0, signature_checked: bool = False, prechecked: bool = False
-    ) -> Transaction:
-        """`add` for a transaction that passed `check_stateless`, or all of `precheck`
-        (`prechecked`: not committed then, signature valid): duplicates, the signature
-        unless checked, then the stateful checks and capacity (R10)."""
-        if tx.hash in self._by_hash:
-            raise AdmissionError("duplicate", "this transaction is already known")
-        account = self._account_of(tx.sender)
-        # A committed transaction's nonce is below its sender's next nonce: after
-        # `precheck`, only such a nonce can have been committed since.
-        if (not prechecked or tx.nonce < account.nonce) and self._is_committed(tx.hash):
-            raise AdmissionError("duplicate", "this transaction is already known")
-        if not (signature_checked or prechecked or tx.hash in self._verified or tx.has_valid_signature()):
-            raise AdmissionError("bad_signature", "sig: not a valid signature of the sender")
+        tx = verdict.transaction
+        if tx is None:
+            raise AdmissionError(verdict.error_code, verdict.error_message)
+        self._check_unknown(tx)
+        if not verdict.signature_valid:
+            raise AdmissionError("bad_signature", BAD_SIGNATURE_MESSAGE)
         self._remember_verified(tx.hash)
-        self._check_account(tx, account)
+        self.check_against_state(tx)
         self._make_room(tx)
         queue = self._senders.get(tx.sender)
         if queue is None:
@@ -165,6 +142,11 @@ class Mempool:
             self._admitted_floor = now_ms
         self._bytes += len(tx.raw)
         return tx
+
+    def _check_unknown(self, tx: Transaction) -> None:
+        """The duplicate check of R10: `tx` is neither pending nor final."""
+        if tx.hash in self._by_hash or self._is_committed(tx.hash):
+            raise AdmissionError("duplicate", "this transaction is already known")
 
     def _overflows(self, count: int, size: int, tx: Transaction) -> bool:
         """True if a pool of `count` transactions and `size` bytes has no room for `tx`."""
@@ -227,11 +209,9 @@ class Mempool:
         return dropped
 
     def check_against_state(self, tx: Transaction) -> None:
-        """The stateful admission checks: nonce window, nonce taken, fees payable (R10)."""
-        self._check_account(tx, self._account_of(tx.sender))
-
-    def _check_account(self, tx: Transaction, account: Account) -> None:
-        """`check_against_state` with the sender's committed account already read."""
+        """The stateful admission checks against the sender's committed account: nonce
+        window, nonce taken, fees payable (R10)."""
+        account = self._account_of(tx.sender)
         if tx.nonce < account.nonce:
             raise AdmissionError(
                 "bad_nonce", f"nonce: {tx.nonce} was used; the sender's next nonce is {account.nonce}"

@@ -8,15 +8,16 @@ all along. A node under load always has a busy thread (the event loop, `build_bl
 `apply_block`), so the heavy per-transaction work runs here, in separate processes with
 their own GIL:
 
-- admission: `checked_transactions` runs `check_stateless` and the signature of a chunk
-  of incoming transactions and sends back the decoded `Transaction`s (pickled, which
-  costs the node less than decoding); the node then runs the checks that need its own
-  state (`Mempool.precheck_decoded`, `add_checked`) in arrival order;
+- admission: `admission_verdicts` (the stateless checks of R10 and the signature) runs
+  on a chunk of incoming transactions and sends back their `Verdict`s with the decoded
+  `Transaction`s (pickled, which costs the node less than decoding); the node then runs
+  the checks that need its own state (`Mempool.admit`) in arrival order
+  (node/admission.py, `WorkerProcessVerdicts`);
 - block sync: `valid_signature_hashes` verifies the signatures of a fetched block while
   the node executes the blocks before it; `apply_block` then skips those signatures.
 
 A worker's answer never changes a result, only who computes it: every outcome is the one
-`Mempool.precheck` / `apply_block` gives in the node, and a worker that crashes, or is
+`admission_verdict` / `apply_block` gives in the node, and a worker that crashes, or is
 stopped, makes the node fall back to its own threads. The processes start when first
 needed and stop after `IDLE_STOP_S` without work.
 """
@@ -37,9 +38,9 @@ from typing import Any
 
 from marketplace_tx.chain.block import decode_block
 from marketplace_tx.chain.params import Params
-from marketplace_tx.chain.transaction import Transaction, decode_transaction
-from marketplace_tx.primitives.errors import AdmissionError, MarketchainError
-from marketplace_tx.rules.admission import check_stateless
+from marketplace_tx.chain.transaction import decode_transaction
+from marketplace_tx.primitives.errors import MarketchainError
+from marketplace_tx.rules.admission import Verdict, admission_verdicts
 
 log = logging.getLogger("marketchain.workers")
 
@@ -47,11 +48,6 @@ PARENT_CHECK_S = 1.0
 """How often a worker checks that the node that started it is still alive."""
 IDLE_STOP_S = 15.0
 """Workers without a job for this long are stopped (they restart when needed)."""
-
-CheckedTransaction = tuple[Transaction, bool] | tuple[str, str]
-"""A worker's verdict on one transaction: `(tx, signature_valid)` when the stateless
-checks passed, else the `(code, message)` of the `AdmissionError` they raised."""
-
 
 def _watch_parent(parent: int) -> None:
     """Exit the worker once its node is gone (killed with SIGKILL, it cannot say so)."""
@@ -64,23 +60,6 @@ def _worker_start(parent: int) -> None:
     """Set up a worker: Ctrl-C is the node's to handle; die with the node."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
-
-
-def checked_transactions(raws: Sequence[bytes], chain_id: str, params: Params) -> list[CheckedTransaction]:
-    """In a worker: `check_stateless` of each transaction, then its signature (R10).
-
-    The signature is reported, not raised, so that the node can keep R10's order of
-    errors (a committed duplicate is reported before a bad signature).
-    """
-    verdicts: list[CheckedTransaction] = []
-    for raw in raws:
-        try:
-            tx = check_stateless(raw, chain_id, params, verify_signature=False)
-        except AdmissionError as error:
-            verdicts.append((error.code, error.message))
-        else:
-            verdicts.append((tx, tx.has_valid_signature()))
-    return verdicts
 
 
 def valid_signature_hashes(raw_block: bytes, max_block_bytes: int, max_tx_bytes: int) -> list[bytes]:
@@ -172,11 +151,12 @@ class SignatureWorkers:
             delay = self.idle_stop_s - quiet_for if self._pending == 0 else self.idle_stop_s
             self._idle_timer = asyncio.get_running_loop().call_later(max(delay, 0.1), self._stop_if_idle)
 
-    def check_transactions(
+    def admission_verdicts(
         self, raws: Sequence[bytes], chain_id: str, params: Params
-    ) -> asyncio.Future[list[CheckedTransaction]] | None:
-        """Start `checked_transactions` in a worker: a future, or None without workers."""
-        return self._submit(checked_transactions, list(raws), chain_id, params)
+    ) -> asyncio.Future[list[Verdict]] | None:
+        """Start `admission_verdicts` of `raws` in a worker (every signature verified
+        there): a future, or None without workers."""
+        return self._submit(admission_verdicts, list(raws), chain_id, params)
 
     def verify_block(self, raw_block: bytes, params: Params) -> asyncio.Future[list[bytes]] | None:
         """Start verifying the signatures of `raw_block` in a worker: a future of the

@@ -10,6 +10,7 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import AdmissionError
 from marketplace_tx.rules.accounts import Account
+from marketplace_tx.rules.admission import admission_verdict
 from mempool.pool import NONCE_WINDOW, Mempool, MempoolLimits
 
 CHAIN_ID = "marketchain-mempool"
@@ -36,16 +37,23 @@ def make_pool(ledger: Ledger, **limits: int) -> Mempool:
     return Mempool(CHAIN_ID, PARAMS, ledger.account, ledger.committed.__contains__, MempoolLimits(**limits))
 
 
+def admit(pool: Mempool, raw: bytes, now_ms: int = 0) -> Transaction:
+    """Admission as a node runs it (R10): the stateless verdict, skipping a signature the
+    pool knows valid, then `Mempool.admit`."""
+    verdict = admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid_or_final)
+    return pool.admit(verdict, now_ms)
+
+
 def code_of(pool: Mempool, tx: Transaction) -> str:
     with pytest.raises(AdmissionError) as raised:
-        pool.add(tx.raw)
+        admit(pool, tx.raw)
     return raised.value.code
 
 
 def test_ready_transactions_come_per_sender_in_nonce_order() -> None:
     pool = make_pool(Ledger())
     for tx in (transfer(ALICE, 1), transfer(BOB, 0), transfer(ALICE, 0), transfer(ALICE, 3)):
-        pool.add(tx.raw)
+        admit(pool, tx.raw)
     ready = [(tx.sender, tx.nonce) for tx in pool.ready()]
     assert ready == [(ALICE.address, 0), (ALICE.address, 1), (BOB.address, 0)]  # nonce 3 waits for 2
     assert pool.pending_nonce(ALICE.address, 0) == 2
@@ -58,9 +66,9 @@ def test_nonce_window_and_taken_nonces() -> None:
     pool = make_pool(ledger)
     assert code_of(pool, transfer(ALICE, 4)) == "bad_nonce"
     assert code_of(pool, transfer(ALICE, 5 + NONCE_WINDOW + 1)) == "bad_nonce"
-    pool.add(transfer(ALICE, 5 + NONCE_WINDOW).raw)
+    admit(pool, transfer(ALICE, 5 + NONCE_WINDOW).raw)
     assert not pool.has_ready()
-    pool.add(transfer(ALICE, 5).raw)
+    admit(pool, transfer(ALICE, 5).raw)
     assert code_of(pool, transfer(ALICE, 5, fee=11)) == "bad_nonce"
 
 
@@ -68,7 +76,7 @@ def test_duplicates_pending_or_committed() -> None:
     ledger = Ledger()
     pool = make_pool(ledger)
     tx = transfer(ALICE, 0)
-    pool.add(tx.raw)
+    admit(pool, tx.raw)
     assert code_of(pool, tx) == "duplicate"
     committed = transfer(BOB, 0)
     ledger.committed.add(committed.hash)
@@ -79,19 +87,19 @@ def test_fees_of_pending_transactions_must_be_payable() -> None:
     ledger = Ledger()
     ledger.accounts[ALICE.address] = Account(balance=25)
     pool = make_pool(ledger)
-    pool.add(transfer(ALICE, 0).raw)
-    pool.add(transfer(ALICE, 1).raw)
+    admit(pool, transfer(ALICE, 0).raw)
+    admit(pool, transfer(ALICE, 1).raw)
     assert code_of(pool, transfer(ALICE, 2)) == "insufficient_funds"
 
 
 def test_a_full_pool_evicts_the_lowest_fee_tail_for_a_better_fee() -> None:
     pool = make_pool(Ledger(), max_transactions=2)
     cheap, dear = transfer(ALICE, 0, fee=10), transfer(BOB, 0, fee=50)
-    pool.add(cheap.raw)
-    pool.add(dear.raw)
+    admit(pool, cheap.raw)
+    admit(pool, dear.raw)
     assert code_of(pool, transfer(CAROL, 0, fee=10)) == "mempool_full"
     richer = transfer(CAROL, 0, fee=100)
-    pool.add(richer.raw)
+    admit(pool, richer.raw)
     assert pool.get(cheap.hash) is None and pool.get(dear.hash) is not None and pool.get(richer.hash) is not None
     assert len(pool) == 2
 
@@ -99,9 +107,9 @@ def test_a_full_pool_evicts_the_lowest_fee_tail_for_a_better_fee() -> None:
 def test_expiry_drops_old_transactions_and_their_successors() -> None:
     pool = make_pool(Ledger(), ttl_ms=1000)
     first, second = transfer(ALICE, 0), transfer(ALICE, 1)
-    pool.add(first.raw, now_ms=0)
-    pool.add(second.raw, now_ms=900)
-    pool.add(transfer(BOB, 0).raw, now_ms=900)
+    admit(pool, first.raw, now_ms=0)
+    admit(pool, second.raw, now_ms=900)
+    admit(pool, transfer(BOB, 0).raw, now_ms=900)
     dropped = pool.expire(now_ms=1500)
     assert {tx.hash for tx in dropped} == {first.hash, second.hash}
     assert len(pool) == 1 and pool.size_bytes == len(transfer(BOB, 0).raw)
@@ -111,9 +119,9 @@ def test_recheck_after_a_block() -> None:
     ledger = Ledger()
     pool = make_pool(ledger)
     included, waiting = transfer(ALICE, 0), transfer(ALICE, 1)
-    pool.add(included.raw)
-    pool.add(waiting.raw)
-    pool.add(transfer(BOB, 0).raw)
+    admit(pool, included.raw)
+    admit(pool, waiting.raw)
+    admit(pool, transfer(BOB, 0).raw)
     ledger.accounts[ALICE.address] = Account(balance=1_000_000, nonce=1)
     ledger.accounts[BOB.address] = Account(balance=0)  # spent elsewhere: cannot pay the fee any more
     ledger.committed.add(included.hash)
@@ -126,10 +134,10 @@ def test_signatures_are_checked_once_and_remembered() -> None:
     pool = make_pool(Ledger())
     tx = transfer(ALICE, 0)
     assert not pool.signature_known_valid(tx.hash)
-    pool.add(tx.raw)
+    admit(pool, tx.raw)
     assert pool.signature_known_valid(tx.hash)
     good = transfer(BOB, 0)
     forged = codec.encode({**good.to_map(), "sig": bytes([good.sig[0] ^ 1]) + good.sig[1:]})
     with pytest.raises(AdmissionError) as raised:
-        pool.add(forged)
+        admit(pool, forged)
     assert raised.value.code == "bad_signature"

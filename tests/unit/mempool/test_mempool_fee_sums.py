@@ -1,12 +1,13 @@
-"""The mempool's per-sender fee sums and eviction, and random histories through both
-admission paths (PROTOCOL R10; docs/performance.md).
+"""The mempool's per-sender fee sums and eviction, and random histories through two
+pools kept in lockstep (PROTOCOL R10; docs/performance.md).
 
 - The per-sender running fee sum must equal the sum of the pending fees through
   admission, removal, eviction and expiry; an evicted fee is free again.
 - A newcomer that is refused (`mempool_full`) evicts nothing (a defect these tests found).
-- Random histories of admissions, blocks and time run through the fast path (precheck,
-  partial recheck) and the plain one (add, full recheck) in lockstep: both pools stay
-  equal, expiry agrees with a full scan, and every fee sum is right.
+- Random histories of admissions, blocks and time run through a pool as the node uses
+  it (known signatures skipped, partial recheck) and a plain one (every signature
+  verified, full recheck) in lockstep: both pools stay equal, expiry agrees with a full
+  scan, and every fee sum is right.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from marketplace_tx.primitives.errors import AdmissionError
 from marketplace_tx.rules.accounts import Account
 from mempool.pool import Mempool
 from tests.unit.mempool.test_mempool import ALICE, BOB, CAROL, CHAIN_ID, Ledger, make_pool, transfer
-from tests.unit.mempool.test_mempool_fast_paths import (
+from tests.unit.mempool.test_mempool_admission_order import (
     DAVE,
     SENDERS,
     TO_BOB,
-    admit_plain,
-    admit_prechecked,
+    admit_known,
+    admit_verifying,
     admitted_first,
     assert_fee_sums,
     contents,
@@ -41,10 +42,10 @@ def test_fee_sums_follow_eviction_so_the_evicted_fee_is_free_again() -> None:
     ledger = Ledger()
     ledger.accounts[ALICE.address] = Account(balance=30)
     pool = make_pool(ledger, max_transactions=3)
-    admit_plain(pool, transfer(ALICE, 0).raw)
-    tail = admit_plain(pool, transfer(ALICE, 1).raw)
-    admit_plain(pool, transfer(BOB, 0, fee=50).raw)
-    admit_plain(pool, transfer(CAROL, 0, fee=100).raw)  # evicts ALICE's tail (lowest fee rate)
+    admit_known(pool, transfer(ALICE, 0).raw)
+    tail = admit_known(pool, transfer(ALICE, 1).raw)
+    admit_known(pool, transfer(BOB, 0, fee=50).raw)
+    admit_known(pool, transfer(CAROL, 0, fee=100).raw)  # evicts ALICE's tail (lowest fee rate)
     assert pool.get(tail.hash) is None
     assert_fee_sums(pool)
     with pytest.raises(AdmissionError, match="insufficient_funds"):
@@ -58,7 +59,7 @@ def test_a_refused_newcomer_evicts_nothing() -> None:
     admitted_first(pool, cheap, dear)
     large = sign_transaction(CAROL, CHAIN_ID, "transfer", {**TO_BOB, "memo": "x" * 200}, 0, 1000)
     with pytest.raises(AdmissionError, match="mempool_full"):
-        pool.add(large.raw)  # it needs both slots, and `dear` pays a better fee rate
+        admit_known(pool, large.raw)  # it needs both slots, and `dear` pays a better fee rate
     assert pool.get(cheap.hash) is not None
 
 
@@ -83,8 +84,8 @@ OPERATIONS = st.lists(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OPERATIONS)
 def test_random_histories_keep_both_paths_equal_and_fee_sums_right(operations: list[tuple]) -> None:
-    """Two pools in lockstep (fast admission + partial recheck, plain admission + full
-    recheck) hold the same transactions; expiry drops exactly what a full scan says."""
+    """Two pools in lockstep (known signatures skipped + partial recheck, every
+    signature verified + full recheck) hold the same transactions; expiry drops exactly what a full scan says."""
     ledger = Ledger()
     ledger.accounts.update({key.address: Account(balance=400) for key in SENDERS[:3]})
     ledger.accounts[DAVE.address] = Account(balance=100)
@@ -96,8 +97,8 @@ def test_random_histories_keep_both_paths_equal_and_fee_sums_right(operations: l
             _, sender_index, offset, fee, lag = operation
             nonce = ledger.account(SENDERS[sender_index].address).nonce + offset
             tx = cached_transfer(sender_index, nonce, fee)
-            result = outcome(admit_prechecked, fast, tx.raw, now_ms - lag)
-            assert result == outcome(admit_plain, plain, tx.raw, now_ms - lag)
+            result = outcome(admit_known, fast, tx.raw, now_ms - lag)
+            assert result == outcome(admit_verifying, plain, tx.raw, now_ms - lag)
             if result[0] == "ok":
                 admitted_at[tx.hash] = now_ms - lag
         elif operation[0] == "block":

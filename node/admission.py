@@ -1,0 +1,314 @@
+"""Admission of incoming transactions (PROTOCOL R10): one pipeline for HTTP and gossip.
+
+Every transaction, whether a client posted it or a peer gossiped it, goes through the
+same two steps:
+
+1. its stateless **verdict** (`marketplace_tx.rules.admission.admission_verdict`: size,
+   decoding, chain, type, schema, fee, then the signature), computed off the event loop
+   by one of three interchangeable strategies that give identical verdicts:
+   `InThreadVerdicts` (here and now), `ThreadPoolVerdicts` (chunks in a thread pool:
+   libsodium and LevelDB release the GIL) and `WorkerProcessVerdicts` (chunks in the
+   signature worker processes, node/signature_workers.py, for large batches; it falls
+   back to the thread pool when no worker answers);
+2. `Mempool.admit`, in arrival order on the event loop: every stateful check, once.
+
+Then admitted transactions are gossiped to peers in batches and consensus is woken.
+Peers that gossip transactions no honest node would relay are penalized (R32).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Protocol
+
+from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.transaction import Transaction
+from marketplace_tx.primitives.errors import AdmissionError
+from marketplace_tx.rules.admission import Verdict, admission_verdicts, no_signature_known
+from mempool.pool import Mempool
+from node.signature_workers import SignatureWorkers, worker_answer
+
+log = logging.getLogger("marketchain.node")
+
+THREAD_CHUNK = 64
+"""Transactions one thread of the pool checks at a time (decode, schema, signature)."""
+PROCESS_FROM = 64
+"""Batches of at least this many transactions are checked in the worker processes."""
+PROCESS_CHUNK = 250
+"""Transactions one worker process takes at a time."""
+TX_GOSSIP_BATCH = 500
+"""Most transactions in one `txs` gossip message."""
+TX_GOSSIP_DELAY_S = 0.02
+"""How long admitted transactions wait to be gossiped together."""
+MAX_RECEIVED_BATCH = 10_000
+"""Most transactions a peer may send in one `txs` message (more is malformed, R32)."""
+MALFORMED_BATCH_PENALTY = 20.0
+"""Score a peer loses for a malformed `txs` message (R32)."""
+BAD_TRANSACTION_PENALTY = 5.0
+"""Score a peer loses per gossiped transaction that no honest node would relay (R32)."""
+PENALIZED_CODES = frozenset({"bad_signature", "malformed", "wrong_chain", "tx_too_large"})
+"""Admission codes of a gossiped transaction that cost its peer `BAD_TRANSACTION_PENALTY`
+(the others, such as `duplicate` or `bad_nonce`, happen to honest peers too)."""
+
+Outcome = Transaction | AdmissionError
+"""What admission answers for one transaction: the admitted transaction, or why not."""
+
+
+class VerdictStrategy(Protocol):
+    """Where the stateless verdicts of a batch are computed. Every strategy gives the
+    verdicts `admission_verdicts` gives for the same bytes, in the same order."""
+
+    async def verdicts(self, raws: Sequence[bytes]) -> list[Verdict]:
+        """The verdict on each of `raws`, in order."""
+        ...
+
+
+class AdmissionMetrics(Protocol):
+    """The admission counters of the node's metrics (`NodeMetrics`, node/http/metrics.py)."""
+
+    signature_checks: Any
+    """Signatures verified, by kind (`tx_admission` here)."""
+    admitted: Any
+    """Transactions admitted, by source (`http`, `p2p`)."""
+    rejected: Any
+    """Transactions rejected, by R12 code."""
+
+
+class InThreadVerdicts:
+    """Verdicts computed in the calling thread."""
+
+    def __init__(
+        self, chain_id: str, params: Params, signature_known_valid: Callable[[bytes], bool] = no_signature_known
+    ) -> None:
+        self.chain_id = chain_id
+        """The chain whose transactions are admitted."""
+        self.params = params
+        """The chain's parameters (max_tx_bytes, min_fee)."""
+        self.signature_known_valid = signature_known_valid
+        """True for a hash whose signature is not verified again (verified before, or final)."""
+
+    def check(self, raws: Sequence[bytes]) -> list[Verdict]:
+        """The verdicts, computed now in this thread."""
+        return admission_verdicts(raws, self.chain_id, self.params, self.signature_known_valid)
+
+    async def verdicts(self, raws: Sequence[bytes]) -> list[Verdict]:
+        """`check`, from a coroutine (it blocks the event loop while it runs)."""
+        return self.check(raws)
+
+
+class ThreadPoolVerdicts:
+    """Verdicts computed in a thread pool, `chunk` transactions per job."""
+
+    def __init__(self, in_thread: InThreadVerdicts, executor: Executor, chunk: int = THREAD_CHUNK) -> None:
+        self.in_thread = in_thread
+        """What each job runs (with its chain, parameters and known signatures)."""
+        self.executor = executor
+        """The threads."""
+        self.chunk = chunk
+        """Transactions per job."""
+
+    async def verdicts(self, raws: Sequence[bytes]) -> list[Verdict]:
+        """The verdicts, chunk by chunk in the pool, gathered in order."""
+        loop = asyncio.get_running_loop()
+        chunks = [raws[start:start + self.chunk] for start in range(0, len(raws), self.chunk)]
+        answers = await asyncio.gather(
+            *(loop.run_in_executor(self.executor, self.in_thread.check, chunk) for chunk in chunks)
+        )
+        return [verdict for answer in answers for verdict in answer]
+
+
+class WorkerProcessVerdicts:
+    """Verdicts computed in the signature worker processes, `chunk` transactions per job
+    (every signature is verified there); `fallback` computes them when there are no
+    workers, or for a chunk whose worker failed or was stopped."""
+
+    def __init__(
+        self, chain_id: str, params: Params, workers: SignatureWorkers, fallback: VerdictStrategy,
+        chunk: int = PROCESS_CHUNK,
+    ) -> None:
+        self.chain_id = chain_id
+        """The chain whose transactions are admitted."""
+        self.params = params
+        """The chain's parameters (max_tx_bytes, min_fee)."""
+        self.workers = workers
+        """The worker processes (shared with block sync)."""
+        self.fallback = fallback
+        """The strategy used when the workers give no answer."""
+        self.chunk = chunk
+        """Transactions per job."""
+
+    async def verdicts(self, raws: Sequence[bytes]) -> list[Verdict]:
+        """The verdicts, chunk by chunk in the workers, gathered in order."""
+        chunks = [raws[start:start + self.chunk] for start in range(0, len(raws), self.chunk)]
+        futures = []
+        for chunk in chunks:
+            future = self.workers.admission_verdicts(chunk, self.chain_id, self.params)
+            if future is None:  # no workers (any more): none of the chunks goes to them
+                for started in futures:
+                    started.cancel()
+                return await self.fallback.verdicts(raws)
+            futures.append(future)
+        answers = await asyncio.gather(*(worker_answer(future) for future in futures))
+        verdicts: list[Verdict] = []
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if answer is None or len(answer) != len(chunk):
+                answer = await self.fallback.verdicts(chunk)
+            verdicts.extend(answer)
+        return verdicts
+
+
+class AdmissionPipeline:
+    """Admits transactions from clients and peers (R10), gossips those admitted and
+    wakes consensus; counts every outcome in the node's metrics."""
+
+    def __init__(
+        self,
+        mempool: Mempool,
+        workers: SignatureWorkers,
+        metrics: AdmissionMetrics,
+        clock_ms: Callable[[], int],
+        broadcast: Callable[[str, Any], None],
+        penalize: Callable[[bytes, float, str], None],
+        notify_work: Callable[[], None],
+    ) -> None:
+        self.mempool = mempool
+        """Where admitted transactions wait for a block; it runs the stateful checks."""
+        self.metrics = metrics
+        """Admission counters."""
+        self.clock_ms = clock_ms
+        """Wall-clock time in ms (the admission time the mempool's TTL counts from)."""
+        self.broadcast = broadcast
+        """Sends a message (`txs`) to every peer."""
+        self.penalize = penalize
+        """Lowers a peer's score (R32)."""
+        self.notify_work = notify_work
+        """Tells consensus that transactions are waiting."""
+        self._executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="precheck")
+        self.in_thread = InThreadVerdicts(mempool.chain_id, mempool.params, mempool.signature_known_valid_or_final)
+        """Verdicts on the event loop (one transaction submitted alone)."""
+        self.thread_pool = ThreadPoolVerdicts(self.in_thread, self._executor)
+        """Verdicts in threads (batches below `PROCESS_FROM`; fallback of the workers)."""
+        self.worker_processes = WorkerProcessVerdicts(mempool.chain_id, mempool.params, workers, self.thread_pool)
+        """Verdicts in worker processes (batches of `PROCESS_FROM` or more)."""
+        self._gossip_queue: list[bytes] = []
+        self._gossip_handle: asyncio.TimerHandle | None = None
+        self._received: asyncio.Queue[tuple[bytes, list[bytes]]] = asyncio.Queue()
+        self._receiver: asyncio.Task[None] | None = None
+
+    # --- from clients ------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> Transaction:
+        """Admit one transaction now (R10), gossip it and wake consensus; raise the
+        `AdmissionError` that rejects it."""
+        (outcome,) = self.admit_verdicts(self.in_thread.check([raw]), "http")
+        if isinstance(outcome, AdmissionError):
+            raise outcome
+        self._gossip(outcome.raw)
+        self.notify_work()
+        return outcome
+
+    async def submit_many(self, raws: Sequence[bytes]) -> list[Outcome]:
+        """Admit transactions in order (R10) with their verdicts computed off the event
+        loop, gossip those admitted and wake consensus; per transaction, the admitted
+        `Transaction` or the `AdmissionError` that rejected it."""
+        outcomes = await self.admit_many(raws, "http")
+        admitted = False
+        for outcome in outcomes:
+            if isinstance(outcome, Transaction):
+                self._gossip(outcome.raw)
+                admitted = True
+        if admitted:
+            self.notify_work()
+        return outcomes
+
+    async def admit_many(self, raws: Sequence[bytes], source: str) -> list[Outcome]:
+        """The verdicts of `raws` (worker processes for large batches, else the thread
+        pool), then `admit_verdicts`."""
+        strategy: VerdictStrategy = self.worker_processes if len(raws) >= PROCESS_FROM else self.thread_pool
+        return self.admit_verdicts(await strategy.verdicts(raws), source)
+
+    def admit_verdicts(self, verdicts: Sequence[Verdict], source: str) -> list[Outcome]:
+        """`Mempool.admit` of each verdict in order, counted in the metrics once for the
+        whole batch (outcomes by source and code, signatures verified)."""
+        now = self.clock_ms()
+        admit = self.mempool.admit
+        outcomes: list[Outcome] = []
+        admitted = verified = 0
+        rejected: dict[str, int] = {}
+        for verdict in verdicts:
+            try:
+                outcomes.append(admit(verdict, now))
+                admitted += 1
+            except AdmissionError as error:
+                outcomes.append(error)
+                rejected[error.code] = rejected.get(error.code, 0) + 1
+            verified += verdict.signature_verified
+        self._count(source, admitted, rejected, verified)
+        return outcomes
+
+    def _count(self, source: str, admitted: int, rejected: dict[str, int], verified: int) -> None:
+        """One counter update per outcome kind (the per-transaction `NodeMetrics.admission`, batched)."""
+        metrics = self.metrics
+        if verified:
+            metrics.signature_checks.labels("tx_admission").inc(verified)
+        if admitted:
+            metrics.admitted.labels(source).inc(admitted)
+        for code, count in rejected.items():
+            metrics.rejected.labels(code).inc(count)
+
+    # --- gossip ------------------------------------------------------------------------
+
+    def _gossip(self, raw: bytes) -> None:
+        """Queue an admitted transaction for the next `txs` message to every peer."""
+        self._gossip_queue.append(raw)
+        if len(self._gossip_queue) >= TX_GOSSIP_BATCH:
+            self._flush_gossip()
+        elif self._gossip_handle is None:
+            self._gossip_handle = asyncio.get_running_loop().call_later(TX_GOSSIP_DELAY_S, self._flush_gossip)
+
+    def _flush_gossip(self) -> None:
+        """Send the queued transactions now, in one `txs` message."""
+        if self._gossip_handle is not None:
+            self._gossip_handle.cancel()
+            self._gossip_handle = None
+        batch, self._gossip_queue = self._gossip_queue, []
+        if batch:
+            self.broadcast("txs", batch)
+
+    def receive(self, peer: bytes, body: Any) -> None:
+        """A `txs` message from `peer`: queued, then admitted in arrival order by one task
+        (a malformed message costs the peer `MALFORMED_BATCH_PENALTY`)."""
+        if (not isinstance(body, list) or len(body) > MAX_RECEIVED_BATCH
+                or not all(isinstance(item, bytes) for item in body)):
+            self.penalize(peer, MALFORMED_BATCH_PENALTY, "txs body malformed")
+            return
+        self._received.put_nowait((peer, body))
+        if self._receiver is None or self._receiver.done():
+            self._receiver = asyncio.get_running_loop().create_task(self._admit_received())
+
+    async def _admit_received(self) -> None:
+        """Admit gossiped batches one after the other, in the order they came; relay
+        what was admitted and wake consensus."""
+        while not self._received.empty():
+            peer, body = self._received.get_nowait()
+            admitted = 0
+            for raw, outcome in zip(body, await self.admit_many(body, "p2p"), strict=True):
+                if isinstance(outcome, AdmissionError):
+                    if outcome.code in PENALIZED_CODES:
+                        self.penalize(peer, BAD_TRANSACTION_PENALTY, f"gossiped tx: {outcome.code}")
+                    continue
+                admitted += 1
+                self._gossip_queue.append(raw)
+            if admitted:
+                self._flush_gossip()
+                self.notify_work()
+
+    def close(self) -> None:
+        """Stop admitting gossiped transactions and stop the threads (the node stops)."""
+        if self._receiver is not None:
+            self._receiver.cancel()
+        self._executor.shutdown(wait=True, cancel_futures=True)
