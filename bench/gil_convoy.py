@@ -31,7 +31,7 @@ CHAIN_ID = "bench-convoy"
 PARAMS = Params()
 
 
-def precheck(chunk: list[bytes]) -> list[str | None]:
+def check_chunk(chunk: list[bytes]) -> list[str | None]:
     """Every stateless check with the signature; the error code or None per transaction."""
     outcomes: list[str | None] = []
     for raw in chunk:
@@ -60,7 +60,7 @@ def rate(executor: Executor, chunks: list[list[bytes]], busy_threads: int, switc
         thread.start()
     try:
         began = time.perf_counter()
-        list(executor.map(precheck, chunks))
+        list(executor.map(check_chunk, chunks))
         after()
         return sum(len(chunk) for chunk in chunks) / (time.perf_counter() - began)
     finally:
@@ -85,7 +85,7 @@ def main() -> None:
                 rate(threads, chunks, busy, interval))
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(2, mp_context=context) as processes:
-        list(processes.map(precheck, chunks[:2]))  # start the workers
+        list(processes.map(check_chunk, chunks[:2]))  # start the workers
 
         def decode_again() -> None:  # the parent still needs the decoded transactions
             for raw in raws:
