@@ -296,6 +296,25 @@ def load_key_file(path: str | os.PathLike[str], passphrase: str | None) -> KeyPa
     return _decode_key(_read_document(path), passphrase, path, f"key file {path}")
 
 
+def resolve_address(reference: str) -> bytes | None:
+    """The address named by `reference`: 64 hex characters, a key file path or a keystore name.
+
+    None when it is none of these (no passphrase is needed: the address is stored in clear).
+    """
+    try:
+        address = bytes.fromhex(reference)
+        if len(address) == ADDRESS_BYTES:
+            return address
+    except ValueError:
+        pass
+    try:
+        if Path(reference).is_file():
+            return read_key_info(reference).address
+        return Keystore().info(reference).address
+    except KeystoreError:
+        return None
+
+
 def _plain_document(keypair: KeyPair) -> dict[str, Any]:
     return {"address": keypair.address.hex(), "secret_seed": keypair.seed.hex()}
 

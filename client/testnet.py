@@ -28,9 +28,11 @@ from client.node_client import ClientError, NodeClient
 from marketplace_tx.chain.genesis import Genesis, GenesisAccount
 from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives.crypto import KeyPair
-from node.config import HttpConfig, P2pConfig, environment_variable
-from node.home import init_home
 
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+"""Where `python -m cli` runs node processes from."""
+ENVIRONMENT_PREFIX = "MARKETCHAIN_"
+"""Prefix of the node's option variables (`node.config.ENVIRONMENT_PREFIX`)."""
 TESTNET_FILE = "testnet.json"
 DEV_ACCOUNTS = ("faucet", "alice", "bob", "carol", "dave", "erin")
 """Funded dev accounts every testnet writes to DIR/accounts/."""
@@ -138,20 +140,21 @@ def create_testnet(
     )
     genesis.validate()
     nodes = []
+    homes = []
     node_keys = [KeyPair.generate() for _ in validator_keys]
     listen = [f"{node_keys[i].address.hex()}@127.0.0.1:{base_port + 2 * i}" for i in range(node_count)]
     for index, key in enumerate(validator_keys):
         p2p_port, http_port = base_port + 2 * index, base_port + 2 * index + 1
         home = directory / f"node{index}"
-        init_home(
-            home,
-            genesis=genesis,
-            http=HttpConfig(port=http_port),
-            p2p=P2pConfig(port=p2p_port, persistent_peers=tuple(p for j, p in enumerate(listen) if j != index)),
-            moniker=f"node{index}",
-            validator_key=key,
-            node_key=node_keys[index],
-        )
+        homes.append({
+            "home": os.path.abspath(home),
+            "moniker": f"node{index}",
+            "http_port": http_port,
+            "p2p_port": p2p_port,
+            "persistent_peers": [p for j, p in enumerate(listen) if j != index],
+            "validator_seed": key.seed.hex(),
+            "node_seed": node_keys[index].seed.hex(),
+        })
         nodes.append(
             TestnetNode(
                 name=f"node{index}",
@@ -162,8 +165,25 @@ def create_testnet(
                 validator=key.address.hex(),
             )
         )
+    write_node_homes(genesis, homes)
     _write_testnet(directory, chain_id, nodes)
     return nodes
+
+
+def write_node_homes(genesis: Genesis, homes: list[dict[str, Any]]) -> None:
+    """Have the node write every home (config, keys, genesis) in one `marketchain testnet-homes` process.
+
+    The client makes the keys and the genesis; the node's own code writes its file formats,
+    so `client` never imports `node`. A refusal (e.g. a home that already exists) is a TestnetError.
+    """
+    spec = json.dumps({"genesis": genesis.to_json(), "nodes": homes})
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli", "testnet-homes"],
+        input=spec, capture_output=True, text=True, cwd=str(REPOSITORY_ROOT), check=False,
+    )
+    if completed.returncode != 0:
+        message = completed.stderr.strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
+        raise TestnetError(message[0].removeprefix("Error: "))
 
 
 def _nodes_of(description: dict[str, Any]) -> list[TestnetNode]:
@@ -176,7 +196,7 @@ PER_NODE_OPTIONS = ("moniker", "http.host", "http.port", "p2p.host", "p2p.port",
 
 def node_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment of a testnet node: ours, less the variables that would give every node the same port."""
-    dropped = {environment_variable(option) for option in PER_NODE_OPTIONS}
+    dropped = {ENVIRONMENT_PREFIX + option.replace(".", "_").upper() for option in PER_NODE_OPTIONS}
     return {name: value for name, value in environ.items() if name not in dropped}
 
 
@@ -221,7 +241,7 @@ def start_testnet(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent),
+            cwd=str(REPOSITORY_ROOT),
             env=node_environment(os.environ),
         )
         log_file.close()

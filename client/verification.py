@@ -10,19 +10,42 @@ comes from a genesis file when given (the trust anchor), else from the node.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from client.node_client import NodeClient
 from consensus.commit import verify_commit
 from marketplace_tx.chain.block import Commit, decode_block
 from marketplace_tx.chain.genesis import Genesis
-from marketplace_tx.primitives.errors import InvalidBlock
+from marketplace_tx.primitives.errors import InvalidBlock, InvalidGenesis
 from marketplace_tx.primitives.merkle import verify_inclusion
 from marketplace_tx.rules.validators import validators_hash
 
 
 class VerificationFailed(Exception):
     """A check of the proof, header or commit did not hold."""
+
+
+class GenesisFileError(Exception):
+    """A trust-anchor genesis file that cannot be read or is not a valid genesis (R33)."""
+
+
+def read_genesis_file(path: Path) -> Genesis:
+    """Read and validate a genesis file, the trust anchor of `verify tx --genesis` (R33).
+
+    Same checks and messages as the node's own reader (`node.home.read_genesis`).
+    """
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenesisFileError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise GenesisFileError(f"{path} is not valid JSON: {error}") from None
+    try:
+        return Genesis.from_json(value)
+    except InvalidGenesis as error:
+        raise GenesisFileError(f"{path}: {error.message}") from None
 
 
 @dataclass(frozen=True)

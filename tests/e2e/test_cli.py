@@ -18,11 +18,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from client.commands import command_line
+from node.commands import COMMANDS, NODE_COMMANDS, USER_ERRORS
 from tests.e2e.node_process import free_base_port
+from tests.paths import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_SECONDS = 90
+
+main = command_line(commands=COMMANDS, node_commands=NODE_COMMANDS, user_errors=USER_ERRORS)
+"""The whole `marketchain` command, assembled as cli.py does (nothing imports cli.py)."""
 
 
 

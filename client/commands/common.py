@@ -1,0 +1,157 @@
+"""What every command group of the CLI shares: failing with one line, JSON output, options,
+accounts and keys named on the command line, and the node client with its error hints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from client.keystore import (
+    KeyInfo,
+    Keystore,
+    KeystoreError,
+    load_key_file,
+    read_key_info,
+    resolve_address,
+)
+from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
+from client.testnet import TestnetError
+from marketplace_tx.chain.params import Params
+from marketplace_tx.primitives.crypto import KeyPair
+
+PASSPHRASE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_PASSPHRASE"
+"""Where `keys new` and signing commands read a passphrase when they must not prompt."""
+
+Result = TypeVar("Result")
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with `Error: MESSAGE` on stderr and exit code 1."""
+    raise click.ClickException(message)
+
+
+def echo_json(value: Any) -> None:
+    """Print `value` as indented JSON with sorted keys."""
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def parse_params(values: tuple[str, ...]) -> Params:
+    """Genesis parameters from repeated `--param NAME=VALUE` options."""
+    overrides = {}
+    for item in values:
+        name, separator, value = item.partition("=")
+        if not separator:
+            fail(f"--param {item!r}: write NAME=VALUE, e.g. --param min_fee=1")
+        overrides[name.strip()] = value.strip()
+    try:
+        return Params().with_overrides(overrides)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--param") from None
+
+
+def account_address(text: str, what: str = "address") -> bytes:
+    """An address from 64 hex characters, a keystore name or a key file path; `what` names the option."""
+    address = resolve_address(text)
+    if address is None:
+        fail(f"{what} {text!r} is neither 64 hex characters, a key name nor a key file")
+    return address
+
+
+def passphrase(prompt: str, confirm: bool = False) -> str:
+    """$MARKETCHAIN_PASSPHRASE, or a hidden prompt on a terminal; fails when neither is possible."""
+    value = os.environ.get(PASSPHRASE_ENVIRONMENT_VARIABLE)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        fail(f"a passphrase is needed: set {PASSPHRASE_ENVIRONMENT_VARIABLE} or run interactively")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def load_signing_key(reference: str) -> KeyPair:
+    """The key named by --key: a key file path or a keystore name (asks for its passphrase if encrypted)."""
+    path = Path(reference)
+    try:
+        if path.is_file():
+            info: KeyInfo = read_key_info(path)
+            return load_key_file(path, passphrase(f"Passphrase for {path}") if info.encrypted else None)
+        keystore = Keystore()
+        info = keystore.info(reference)
+        return keystore.load(reference, passphrase(f"Passphrase for key {reference}") if info.encrypted else None)
+    except KeystoreError as error:
+        fail(error.message)
+
+
+def node_client(node_url: str) -> NodeClient:
+    """The client of the node at --node, after checking that it looks like a URL."""
+    parsed = urllib.parse.urlparse(node_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        fail(f"--node {node_url!r} is not a node URL: write e.g. {DEFAULT_NODE_URL} (or set MARKETCHAIN_NODE)")
+    return NodeClient(node_url)
+
+
+CLIENT_ERROR_HINTS = {
+    "unreachable": " (is a node running? start one with `marketchain testnet start` or pass --node)",
+    "not_found": " (ids are transaction hashes; an object exists once its transaction is final: "
+                 "send with --wait, or check the id and --node)",
+    "timeout": " (the node is up but slow or stalled; look it up later with `marketchain query tx HASH`)",
+    "bad_nonce": " (another transaction of this key is pending or committed; omit --nonce to use the next one)",
+    "fee_too_low": " (omit --fee to pay the chain's min_fee)",
+}
+"""What to do about a node error, by its code."""
+
+
+def client_error_text(error: ClientError) -> str:
+    """`code: message [node URL] (hint)`: a node error as one line of advice."""
+    hint = CLIENT_ERROR_HINTS.get(error.code, "")
+    where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
+    return f"{error.code}: {error.message}{where}{hint}"
+
+
+def call(function: Callable[..., Result], *arguments: Any) -> Result:
+    """`function(*arguments)`, turning a node error into a one-line CLI error."""
+    try:
+        return function(*arguments)
+    except ClientError as error:
+        fail(client_error_text(error))
+
+
+class CommandGroup(click.Group):
+    """A root group: a user error that escaped a command is a one-line message, never a traceback.
+
+    `user_errors` lists the error types whose text is the whole message; the CLI adds
+    those of the node's configuration to it.
+    """
+
+    user_errors: tuple[type[Exception], ...] = (TestnetError,)
+    """Errors whose text is the whole message (printed with `str`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, converting user errors to `click.ClickException`."""
+        try:
+            return super().invoke(ctx)
+        except self.user_errors as error:
+            raise click.ClickException(str(error)) from None
+        except KeystoreError as error:
+            raise click.ClickException(error.message) from None
+        except ClientError as error:
+            raise click.ClickException(client_error_text(error)) from None
+        except PermissionError as error:
+            raise click.ClickException(f"permission denied: {error.filename or error}") from None
+
+
+node_option = click.option("--node", "node_url", envvar="MARKETCHAIN_NODE", default=DEFAULT_NODE_URL,
+                           show_default=True, help="Node API URL ($MARKETCHAIN_NODE).")
+"""`--node URL` (or $MARKETCHAIN_NODE), passed as `node_url`."""
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+"""`--json`, passed as `as_json`."""
+
+home_option = click.option("--home", required=True, type=click.Path(file_okay=False, path_type=Path))
+"""`--home DIR` of a testnet (required)."""

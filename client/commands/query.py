@@ -1,0 +1,295 @@
+"""`marketchain query`: read the chain from a node (PROTOCOL §10), as tables or `--json`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from client.commands.common import (
+    account_address,
+    call,
+    echo_json,
+    fail,
+    json_option,
+    load_signing_key,
+    node_client,
+    node_option,
+)
+from client.commands.sending import print_tx
+from client.commands.types import AMOUNT, ID, ITEM_ID
+from client.formatting import (
+    account_txs_table,
+    column_table,
+    format_amount,
+    format_value,
+    item_view,
+    key_value_table,
+    listing_view,
+    listings_table,
+    order_view,
+    orders_table,
+    reputation_rows,
+    reviews_view,
+    shop_view,
+    shops_table,
+)
+from client.progress import describe_sync, sync_summary
+from client.sealing import SealError, open_sealed
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.rules.order_records import ORDER_STATES
+
+
+@click.group()
+def query() -> None:
+    """Read the chain from a node."""
+
+
+@query.command("status")
+@node_option
+@json_option
+def query_status(node_url: str, as_json: bool) -> None:
+    """The node's chain, height and role."""
+    status = call(node_client(node_url).status)
+    if as_json:
+        echo_json(status)
+        return
+    shown = {**status, "sync": describe_sync(sync_summary(status))} if "sync" in status else status
+    click.echo(key_value_table([(name, format_value(name, value)) if isinstance(value, dict) else (name, value)
+                                for name, value in shown.items()]))
+
+
+@query.command("validators")
+@click.option("--height", type=click.IntRange(1), default=None, help="Height (default: the next block).")
+@node_option
+@json_option
+def query_validators(height: int | None, node_url: str, as_json: bool) -> None:
+    """The validator set, decided changes, pending votes and punished validators."""
+    view = call(node_client(node_url).get, "/validators" + (f"?height={height}" if height else ""))
+    if as_json:
+        echo_json(view)
+        return
+    click.echo(f"height {view['height']}  proposer (round 0) {view['proposer']}")
+    click.echo(column_table(["validator"], [[v["address"]] for v in view["validators"]]))
+    for change in view["scheduled"]:
+        click.echo(f"from height {change['height']}: {len(change['validators'])} validators")
+    for vote in view["pending_votes"]:
+        click.echo(f"pending: {vote['action']} {vote['validator']} ({len(vote['voters'])} vote(s))")
+    for item in view["evidence"]:
+        click.echo(f"punished: {item['validator']} (equivocated at height {item['evidence_height']})")
+
+
+@query.command("account")
+@click.argument("account")
+@node_option
+@json_option
+def query_account(account: str, node_url: str, as_json: bool) -> None:
+    """Balance, nonce, roles, loyalty points and merchant reputation of ACCOUNT (address, key name or key file)."""
+    view = call(node_client(node_url).account, account_address(account))
+    if as_json:
+        echo_json(view)
+        return
+    click.echo(key_value_table([
+        ("address", view["address"]),
+        ("balance", format_amount(view["balance"])),
+        ("nonce", view["nonce"]),
+        ("pending nonce", view["pending_nonce"]),
+        ("roles", ", ".join(view["roles"]) or "-"),
+    ] + [("points", f"{points:,} in shop {shop_id}") for shop_id, points in (view.get("points") or {}).items()]
+      + (reputation_rows(view["reputation"], "merchant ") if view.get("reputation") else [])))
+
+
+@query.command("tx")
+@click.argument("tx_hash")
+@node_option
+@json_option
+def query_tx(tx_hash: str, node_url: str, as_json: bool) -> None:
+    """A transaction and its receipt."""
+    view = call(node_client(node_url).tx, tx_hash.lower())
+    echo_json(view) if as_json else print_tx(view)
+
+
+@query.command("block")
+@click.argument("height", default="latest")
+@node_option
+@json_option
+def query_block(height: str, node_url: str, as_json: bool) -> None:
+    """A block (default: the latest)."""
+    if height != "latest" and not (height.isascii() and height.isdigit()):
+        fail("HEIGHT is a block number or 'latest'")
+    view = call(node_client(node_url).get, f"/blocks/{height}")
+    if as_json:
+        echo_json(view)
+        return
+    header = view["header"]
+    click.echo(key_value_table([
+        ("height", view["height"]), ("hash", view["hash"]),
+        ("time", f"{header['time']} ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(header['time'] / 1000))} UTC)"),
+        ("proposer", header["proposer"]), ("txs", view["tx_count"]), ("tx_root", header["tx_root"]),
+        ("state_root", header["state_root"]),
+        ("commit", f"{len(view['commit']['signatures'])} signature(s), round {view['commit']['round']}"
+         if view["commit"] else "-"),
+    ] + [(f"tx {i}", tx_hash) for i, tx_hash in enumerate(view["txs"])]))
+
+
+# --- marketplace queries (PROTOCOL §10) ---------------------------------------------
+
+
+def page_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`--limit N` and `--cursor NEXT` of a paged list."""
+    function = click.option("--cursor", default=None, help="Continue from the `next` cursor of a previous page.")(
+        function)
+    return click.option("--limit", type=click.IntRange(1, 100), default=None, help="Items per page.")(function)
+
+
+def print_page(view: dict[str, Any], plural: str, table: Callable[[list[Any]], str], as_json: bool,
+               empty: str) -> None:
+    """One page of a list: its table (or `empty`), and how to get the next page."""
+    if as_json:
+        echo_json(view)
+        return
+    items = view.get(plural) or []
+    click.echo(table(items) if items else empty)
+    if view.get("next") is not None:
+        click.echo(f"\nmore: repeat with --cursor {view['next']}")
+
+
+@query.command("shops")
+@click.option("--owner", default=None, help="Only this merchant's shops: address, key name or key file.")
+@page_options
+@node_option
+@json_option
+def query_shops(owner: str | None, limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Shops, with rating and trust score."""
+    view = call(node_client(node_url).shops, account_address(owner, "--owner") if owner else None, limit, cursor)
+    print_page(view, "shops", shops_table, as_json, "no shops")
+
+
+@query.command("shop")
+@click.argument("shop_id", type=ID)
+@node_option
+@json_option
+def query_shop(shop_id: bytes, node_url: str, as_json: bool) -> None:
+    """A shop with its reputation (R20) and stats."""
+    view = call(node_client(node_url).shop, shop_id)
+    echo_json(view) if as_json else click.echo(shop_view(view))
+
+
+@query.command("reviews")
+@click.argument("shop_id", type=ID)
+@page_options
+@node_option
+@json_option
+def query_reviews(shop_id: bytes, limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Verified-purchase reviews of a shop, with the merchant's replies."""
+    view = call(node_client(node_url).shop_reviews, shop_id, limit, cursor)
+    print_page(view, "reviews", reviews_view, as_json, "no reviews yet")
+
+
+@query.command("listings")
+@click.option("--q", "text", default=None, help="Words to search in titles, descriptions and tags.")
+@click.option("--tag", default=None, help="Only listings with this tag.")
+@click.option("--shop", "shop_id", type=ID, default=None, help="Only this shop's listings.")
+@click.option("--min-price", type=AMOUNT, default=None, help="e.g. 1MKT.")
+@click.option("--max-price", type=AMOUNT, default=None, help="e.g. 50MKT.")
+@page_options
+@node_option
+@json_option
+def query_listings(text: str | None, tag: str | None, shop_id: bytes | None, min_price: int | None,
+                   max_price: int | None, limit: int | None, cursor: str | None, node_url: str,
+                   as_json: bool) -> None:
+    """Search listings across every shop."""
+    view = call(node_client(node_url).listings, text, tag, shop_id, min_price, max_price, limit, cursor)
+    print_page(view, "listings", listings_table, as_json, "no listing matches")
+
+
+@query.command("listing")
+@click.argument("listing_id", type=ID)
+@node_option
+@json_option
+def query_listing(listing_id: bytes, node_url: str, as_json: bool) -> None:
+    """A listing: price, stock, items, tags."""
+    view = call(node_client(node_url).listing, listing_id)
+    echo_json(view) if as_json else click.echo(listing_view(view))
+
+
+@query.command("orders")
+@click.option("--buyer", default=None, help="Only this buyer's orders: address, key name or key file.")
+@click.option("--merchant", default=None, help="Only this merchant's orders.")
+@click.option("--state", default=None, type=click.Choice(ORDER_STATES), help="Only orders in this state.")
+@page_options
+@node_option
+@json_option
+def query_orders(buyer: str | None, merchant: str | None, state: str | None, limit: int | None,
+                 cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Orders, filtered by buyer, merchant or state."""
+    view = call(node_client(node_url).orders, account_address(buyer, "--buyer") if buyer else None,
+                 account_address(merchant, "--merchant") if merchant else None, state, limit, cursor)
+    print_page(view, "orders", orders_table, as_json, "no orders")
+
+
+def decrypt_shipping(order: dict[str, Any], key: KeyPair) -> tuple[str, str]:
+    """(who, address): open the order's sealed address with the merchant's or the carrier's key."""
+    me = key.address.hex()
+    boxes = [("merchant", order.get("shipping"))]
+    if order.get("shipping_for_carrier"):
+        boxes.append(("carrier", order["shipping_for_carrier"]))
+    for who, box in boxes:
+        if box:
+            try:
+                return who, open_sealed(key, bytes.fromhex(box)).decode("utf-8", "replace")
+            except SealError:
+                continue
+    if me == order.get("carrier"):
+        fail(f"key {me} is this order's carrier, but the merchant shipped without re-sealing the address "
+              "for it (no shipping_for_carrier)")
+    fail(f"key {me} cannot open this order's shipping address: it is sealed to the merchant "
+          f"({order.get('merchant')}) and, once shipped with re-sealing, to the carrier "
+          f"({order.get('carrier') or 'none yet'}); use one of their keys")
+
+
+@query.command("order")
+@click.argument("order_id", type=ID)
+@click.option("--decrypt", is_flag=True, help="Open the sealed shipping address locally (merchant or carrier).")
+@click.option("--key", "key_reference", envvar="MARKETCHAIN_KEY", default=None,
+              help="With --decrypt: the merchant's or carrier's key (keystore name or key file).")
+@node_option
+@json_option
+def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, node_url: str, as_json: bool) -> None:
+    """An order: state, escrow, deadline, logistics, history, review."""
+    view = call(node_client(node_url).order, order_id)
+    address = None
+    if decrypt:
+        if not key_reference:
+            fail("--decrypt needs --key: the merchant's or the carrier's key")
+        who, address = decrypt_shipping(view, load_signing_key(key_reference or ""))
+    if as_json:
+        echo_json({**view, "shipping_plaintext": address} if decrypt else view)
+        return
+    click.echo(order_view(view))
+    if address is not None:
+        click.echo(f"\nshipping address (opened locally with the {who}'s key):\n  {address}")
+
+
+@query.command("item")
+@click.argument("item_id", type=ITEM_ID)
+@node_option
+@json_option
+def query_item(item_id: str, node_url: str, as_json: bool) -> None:
+    """A unique item: owner, custodian and its provenance history (R22)."""
+    view = call(node_client(node_url).item, item_id)
+    echo_json(view) if as_json else click.echo(item_view(view))
+
+
+@query.command("account-txs")
+@click.argument("account")
+@page_options
+@node_option
+@json_option
+def query_account_txs(account: str, limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Transactions ACCOUNT (address, key name or key file) sent or takes part in, newest first."""
+    address = account_address(account)
+    view = call(node_client(node_url).account_txs, address, limit, cursor)
+    print_page(view, "txs", lambda txs: account_txs_table(txs, address.hex()), as_json, "no transactions")
