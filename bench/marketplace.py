@@ -8,7 +8,7 @@ happens beforehand. Prints the rates and writes bench/results/marketplace.json.
 
     .venv/bin/python bench/marketplace.py [--orders 5000] [--shops 20] [--buyers 200]
 
-The issue's target is ≥ 5,000 order transitions per second.
+The target is ≥ 5,000 order transitions per second.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ STATE_TARGET = 20_000
 """Transfers per second of the state machine alone."""
 RSS_TARGET_MB = 300
 FULL_SIZE_TXS = 1_000_000
-"""Chain length at which the issue sets the memory and storage targets."""
+"""Chain length at which the memory and storage targets are set."""
 LEVELDB_TARGET_BYTES = 400
 FOUR_P95_TARGET_MS = 1500
 
@@ -367,7 +367,7 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=40_000, help="transfers of the one-authority run")
     parser.add_argument("--senders", type=int, default=800, help="accounts sending the transfers")
     parser.add_argument("--chain-txs", type=int, default=100_000,
-                        help="transactions in the chain for the memory and sync figures (the issue's sizes: "
+                        help="transactions in the chain for the memory and sync figures (the targets' sizes: "
                              "100,000 for sync, 1,000,000 for memory)")
     parser.add_argument("--four-txs", type=int, default=20_000, help="transfers of the four-authority full-load run")
     parser.add_argument("--half-seconds", type=float, default=15.0, help="length of the half-load run")

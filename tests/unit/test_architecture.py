@@ -9,6 +9,7 @@ resolved against the importing module, and `from a.b import c` counts as importi
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -127,11 +128,10 @@ def dynamic_import_target(call: ast.Call) -> str:
 def python_files() -> list[Path]:
     """Every Python file of the project: product code, cli.py, tests, bench (not .venv)."""
     found = []
-    for path in ROOT.rglob("*.py"):
-        parts = path.relative_to(ROOT).parts
-        if any(part in SKIPPED_DIRECTORIES or part.endswith(".egg-info") for part in parts):
-            continue
-        found.append(path)
+    for folder, folders, names in os.walk(ROOT):
+        folders[:] = [name for name in folders
+                      if name not in SKIPPED_DIRECTORIES and not name.endswith(".egg-info")]
+        found += [Path(folder) / name for name in names if name.endswith(".py")]
     return sorted(found)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -95,16 +96,20 @@ def all_test_references() -> list[str]:
     return sorted({name for text in sections().values() for name in references(text)[1]})
 
 
+def project_files(top: Path = ROOT) -> list[Path]:
+    """Every file of the project under `top`, skipping .venv, .git and build output."""
+    found = []
+    for folder, folders, names in os.walk(top):
+        folders[:] = [name for name in folders
+                      if name not in SKIPPED_DIRECTORIES and not name.endswith(".egg-info")]
+        found += [Path(folder) / name for name in names]
+    return sorted(found)
+
+
 def python_files(*tops: str) -> list[Path]:
     """The project's Python files under `tops` (all of them if none given)."""
     bases = [ROOT / top for top in tops] if tops else [ROOT]
-    found = []
-    for base in bases:
-        for path in base.rglob("*.py"):
-            parts = path.relative_to(ROOT).parts
-            if not any(part in SKIPPED_DIRECTORIES or part.endswith(".egg-info") for part in parts):
-                found.append(path)
-    return sorted(found)
+    return [path for base in bases for path in project_files(base) if path.suffix == ".py"]
 
 
 def rules_cited_in_code() -> dict[int, list[str]]:
