@@ -11,6 +11,7 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import account_key, role_key, role_prefix
+from marketplace_tx.speedups import decode_trusted
 
 UINT64_MAX = 2**64 - 1
 
@@ -30,7 +31,7 @@ def load_account(state: State, address: bytes) -> Account:
     raw = state.get(account_key(address))
     if raw is None:
         return Account()
-    value = codec.decode_trusted(raw)
+    value = decode_trusted(raw)
     return Account(balance=value["balance"], nonce=value["nonce"])
 
 
@@ -85,7 +86,7 @@ def roles_of(state: State, address: bytes) -> list[str]:
 def role_record(state: State, address: bytes, role: str) -> dict[str, Any] | None:
     """The record of a held role: evidence hash, granting registrar and height."""
     raw = state.get(role_key(address, role))
-    return None if raw is None else codec.decode_trusted(raw)
+    return None if raw is None else decode_trusted(raw)
 
 
 def grant_role(state: State, address: bytes, role: str, record: dict[str, Any]) -> None:

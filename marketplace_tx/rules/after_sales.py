@@ -15,8 +15,8 @@ from marketplace_tx.rules.order_records import (
     with_history,
 )
 from marketplace_tx.rules.orders import finish_by_tx, order_event
-from marketplace_tx.rules.records import evolve
 from marketplace_tx.rules.state import State
+from marketplace_tx.speedups import evolve
 
 REFUNDABLE_STATES = ("accepted", "shipped", "delivered", "return_requested", "disputed")
 

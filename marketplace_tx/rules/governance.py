@@ -17,6 +17,7 @@ from marketplace_tx.rules.context import TxContext
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import validator_vote_key
 from marketplace_tx.rules.validators import load_validators, projected_validators, schedule_change
+from marketplace_tx.speedups import decode_trusted
 
 
 def apply_validator_vote(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -34,7 +35,7 @@ def apply_validator_vote(state: State, context: TxContext, payload: dict[str, An
         raise RuleError("invalid_state", "payload.validator: the set cannot become empty")
     key = validator_vote_key(action, validator)
     raw = state.get(key)
-    voters = list(codec.decode_trusted(raw)["voters"]) if raw is not None else []
+    voters = list(decode_trusted(raw)["voters"]) if raw is not None else []
     if context.sender in voters:
         raise RuleError("already_exists", "sender: already voted for this change")
     voters = sorted([*voters, context.sender])

@@ -15,9 +15,10 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.accounts import has_role
 from marketplace_tx.rules.context import Origin, TxContext
-from marketplace_tx.rules.records import evolve, load_record, store_record
+from marketplace_tx.rules.records import load_record, store_record
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import item_history_key, item_history_prefix, item_key
+from marketplace_tx.speedups import decode_trusted, evolve
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def append_history(state: State, item_id: str, item: Item, entry: dict[str, Any]
 def item_history(state: State, item_id: str) -> list[dict[str, Any]]:
     """Every history entry of an item, oldest first."""
     start, end = item_history_prefix(item_id)
-    return [codec.decode_trusted(value) for _, value in state.scan(start, end)]
+    return [decode_trusted(value) for _, value in state.scan(start, end)]
 
 
 def apply_item_register(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:

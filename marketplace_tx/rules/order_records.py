@@ -8,9 +8,10 @@ from typing import Any
 from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.context import Origin
-from marketplace_tx.rules.records import evolve, load_record, store_record
+from marketplace_tx.rules.records import load_record, store_record
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import deadline_key, order_key
+from marketplace_tx.speedups import evolve
 
 TERMINAL_STATES = frozenset({"completed", "cancelled", "rejected", "expired", "refunded", "resolved"})
 """States an order never leaves (R16)."""

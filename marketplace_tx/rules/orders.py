@@ -21,11 +21,11 @@ from marketplace_tx.rules.order_records import (
     with_history,
 )
 from marketplace_tx.rules.points import take_points
-from marketplace_tx.rules.records import evolve
 from marketplace_tx.rules.reputation import record_outcome
 from marketplace_tx.rules.settlement import finish_order
 from marketplace_tx.rules.shops import require_shop
 from marketplace_tx.rules.state import State
+from marketplace_tx.speedups import evolve
 
 UINT64_MAX = 2**64 - 1
 

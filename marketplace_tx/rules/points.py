@@ -6,6 +6,7 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import points_key, points_prefix
+from marketplace_tx.speedups import decode_trusted
 
 UINT64_MAX = 2**64 - 1
 
@@ -13,7 +14,7 @@ UINT64_MAX = 2**64 - 1
 def points_balance(state: State, shop_id: bytes, account: bytes) -> int:
     """Points `account` holds at `shop_id`."""
     raw = state.get(points_key(shop_id, account))
-    return 0 if raw is None else codec.decode_trusted(raw)
+    return 0 if raw is None else decode_trusted(raw)
 
 
 def _store(state: State, shop_id: bytes, account: bytes, points: int) -> None:
@@ -40,4 +41,4 @@ def take_points(state: State, shop_id: bytes, account: bytes, points: int) -> No
 def points_of_account(state: State, account: bytes) -> dict[bytes, int]:
     """Points `account` holds, by shop id."""
     start, end = points_prefix(account)
-    return {key[len(start):]: codec.decode_trusted(value) for key, value in state.scan(start, end)}
+    return {key[len(start):]: decode_trusted(value) for key, value in state.scan(start, end)}

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marketplace_tx.rules.records import evolve, load_record, store_record
+from marketplace_tx.rules.records import load_record, store_record
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import merchant_reputation_key, shop_reputation_key
+from marketplace_tx.speedups import evolve
 
 UINT64_MAX = 2**64 - 1
 

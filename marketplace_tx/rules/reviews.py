@@ -7,9 +7,9 @@ from typing import Any
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.context import Origin, TxContext
 from marketplace_tx.rules.order_records import require_order, require_state, store_order
-from marketplace_tx.rules.records import evolve
 from marketplace_tx.rules.reputation import record_outcome
 from marketplace_tx.rules.state import State
+from marketplace_tx.speedups import evolve
 
 REVIEWABLE_STATES = ("completed", "refunded", "resolved")
 """States whose buyer may review the order (R19)."""

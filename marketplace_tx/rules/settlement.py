@@ -13,9 +13,9 @@ from marketplace_tx.rules.items import sell_item
 from marketplace_tx.rules.listings import record_sale, return_stock
 from marketplace_tx.rules.order_records import Order, enter_state, store_order, with_history
 from marketplace_tx.rules.points import add_points
-from marketplace_tx.rules.records import evolve
 from marketplace_tx.rules.reputation import record_outcome
 from marketplace_tx.rules.state import State
+from marketplace_tx.speedups import evolve
 
 
 def finish_order(

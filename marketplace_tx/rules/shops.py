@@ -8,9 +8,10 @@ from typing import Any
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.accounts import has_role
 from marketplace_tx.rules.context import TxContext
-from marketplace_tx.rules.records import evolve, load_record, store_record
+from marketplace_tx.rules.records import load_record, store_record
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import shop_key
+from marketplace_tx.speedups import evolve
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from marketplace_tx.rules.state_keys import (
     VALIDATORS,
     validator_history_key,
 )
+from marketplace_tx.speedups import decode_trusted
 
 ACTIVATION_DELAY = 2
 """A set change decided in block H signs from H + 2 (R34)."""
@@ -35,7 +36,7 @@ def load_validators(state: State) -> tuple[bytes, ...]:
     raw = state.get(VALIDATORS)
     if raw is None:
         return ()
-    return tuple(codec.decode_trusted(raw)["validators"])
+    return tuple(decode_trusted(raw)["validators"])
 
 
 def store_validators(state: State, validators: Sequence[bytes]) -> None:
@@ -48,7 +49,7 @@ def scheduled_changes(state: State) -> list[tuple[int, tuple[bytes, ...]]]:
     raw = state.get(VALIDATOR_SCHEDULE)
     if raw is None:
         return []
-    return [(item["height"], tuple(item["validators"])) for item in codec.decode_trusted(raw)["changes"]]
+    return [(item["height"], tuple(item["validators"])) for item in decode_trusted(raw)["changes"]]
 
 
 def projected_validators(state: State) -> tuple[bytes, ...]:
@@ -104,7 +105,7 @@ def set_at(state: State, height: int) -> tuple[bytes, ...]:
     """The set that signed block `height` (for any height up to the next block's)."""
     result: tuple[bytes, ...] | None = None
     for _, value in state.scan(VALIDATOR_HISTORY, validator_history_key(height + 1)):
-        result = tuple(codec.decode_trusted(value)["validators"])
+        result = tuple(decode_trusted(value)["validators"])
     if result is None:
         result = load_validators(state) if not _has_history(state) else ()
     for change_height, validators in scheduled_changes(state):  # decided, not yet in force
