@@ -1,4 +1,5 @@
-"""The genesis document and the state it creates (PROTOCOL R33, §9)."""
+"""The genesis document (PROTOCOL R33, §9); the state it creates is written by
+`rules.genesis_state.apply_genesis`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.roles import ROLES
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import InvalidGenesis
-from marketplace_tx.rules.accounts import Account, grant_role, store_account
-from marketplace_tx.rules.schema import ROLES
-from marketplace_tx.rules.state import State
-from marketplace_tx.rules.validators import store_validators
 
 MAX_SUPPLY = 2**53
 """Total supply must stay below this so that JSON numbers are exact (R33)."""
@@ -157,15 +155,3 @@ def _address(value: Any, field_name: str) -> bytes:
     if address.hex() != value:
         raise InvalidGenesis(f"{field_name} must be lowercase hex")
     return address
-
-
-def apply_genesis(state: State, genesis: Genesis) -> None:
-    """Write the genesis state: accounts, their roles, the validator set, and `registrar`
-    for every genesis validator (R33)."""
-    for account in genesis.accounts:
-        store_account(state, account.address, Account(balance=account.balance))
-        for role in account.roles:
-            grant_role(state, account.address, role, {"height": 0})
-    for validator in genesis.validators:
-        grant_role(state, validator, "registrar", {"height": 0})
-    store_validators(state, genesis.validators)

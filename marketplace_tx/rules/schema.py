@@ -12,14 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from marketplace_tx.chain.roles import ROLES
 from marketplace_tx.primitives.errors import RuleError
 
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-ROLES = ("registrar", "merchant", "carrier", "arbiter", "producer", "inspector")
-"""Every role a registrar can grant (§4)."""
 
 SHIPMENT_STATUSES = ("picked_up", "in_transit", "out_for_delivery", "delivered", "exception")
 """The values of `shipment_update.status`."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from marketplace_tx.chain.block import Block, Commit, Header, last_commit_hash
-from marketplace_tx.chain.genesis import Genesis, apply_genesis
+from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.receipts import Receipt
 from marketplace_tx.chain.transaction import Transaction
@@ -25,6 +25,7 @@ from marketplace_tx.rules.context import BlockContext
 from marketplace_tx.rules.deadlines import fire_deadlines
 from marketplace_tx.rules.evidence import apply_evidence
 from marketplace_tx.rules.execution import execute_transaction, try_execute_transaction
+from marketplace_tx.rules.genesis_state import apply_genesis
 from marketplace_tx.rules.state import MemoryStateReader, State, StateReader
 from marketplace_tx.rules.state_root import ZERO_ROOT, next_state_root
 from marketplace_tx.rules.validators import (
