@@ -1,1 +1,61 @@
-"""What runs on a user's machine: the HTTP client, transaction builders, sealing, verification, keys, testnets and the CLI's command groups."""
+"""marketchain's user-side package: what runs on a user's machine, never in a node.
+
+It is also the Python SDK for merchants' and buyers' own scripts (docs/sdk.md): build
+a payload, sign it locally, send it and wait for its receipt, in a few lines.
+
+    from client import NodeClient, load_key, payloads, send_and_wait
+
+    client = NodeClient("http://127.0.0.1:26657")
+    alice = load_key("net/accounts/alice.json")
+    receipt = send_and_wait(client, alice, "shop_create", payloads.shop_create("Tea House", 500))
+    shop_id = bytes.fromhex(receipt["hash"])          # the id of what it created (R9)
+
+Modules: `node_client` (HTTP API), `payloads` (one builder per transaction type, §4),
+`transactions` (build, sign, send, wait), `keystore` (key files), `sealing` (shipping
+addresses sealed to a key, R13), `verification` (light-client proof checks),
+`formatting`, `progress`, `testnet`, `devnet`, and `commands` (the CLI's groups).
+`client` never imports `node`: it talks to nodes over HTTP and starts them as processes.
+"""
+
+from __future__ import annotations
+
+from client import payloads
+from client.formatting import format_amount, parse_amount
+from client.keystore import Keystore, KeystoreError
+from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
+from client.payloads import PayloadError
+from client.sealing import SealError, open_sealed, seal_for
+from client.transactions import TransactionFailed, build_transaction, load_key, send, send_and_wait
+from client.verification import VerificationFailed, verify_transaction
+from marketplace_tx.chain.transaction import Transaction, sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.primitives.errors import RuleError
+from marketplace_tx.rules.schema import check_payload
+
+__all__ = [
+    "DEFAULT_NODE_URL",
+    "ClientError",
+    "KeyPair",
+    "Keystore",
+    "KeystoreError",
+    "NodeClient",
+    "PayloadError",
+    "RuleError",
+    "SealError",
+    "Transaction",
+    "TransactionFailed",
+    "VerificationFailed",
+    "build_transaction",
+    "check_payload",
+    "format_amount",
+    "load_key",
+    "open_sealed",
+    "parse_amount",
+    "payloads",
+    "seal_for",
+    "send",
+    "send_and_wait",
+    "sign_transaction",
+    "verify_transaction",
+]
+"""The SDK's public names; each is documented where it is defined."""

@@ -1,4 +1,5 @@
-"""Payloads of the marketplace transactions (PROTOCOL §4), built from parsed command-line options.
+"""Payloads of the marketplace transactions (PROTOCOL §4), built from parsed values: the
+CLI's options, or a script's own (the SDK, docs/sdk.md).
 
 Pure functions: values in, payload map out. Optional options left unset (`None`, or an
 empty list) become absent keys, never nil (R1). Nothing here checks chain state; the

@@ -17,7 +17,7 @@ from client.commands.types import ID
 from client.formatting import key_value_table
 from client.node_client import DEFAULT_NODE_URL
 from client.payloads import CREATED_OBJECTS, PayloadError
-from marketplace_tx.chain.transaction import sign_transaction
+from client.transactions import build_transaction
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.schema import check_payload
@@ -35,10 +35,7 @@ def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: st
         fail(f"{error.code}: {error.message}")
     key = key or load_signing_key(key_reference)
     client = node_client(node_url)
-    status = call(client.status)
-    if nonce is None:
-        nonce = call(client.account, key.address)["pending_nonce"]
-    tx = sign_transaction(key, status["chain_id"], tx_type, payload, nonce, fee if fee is not None else status["min_fee"])
+    tx = call(build_transaction, client, key, tx_type, payload, nonce, fee)
     tx_hash = call(client.submit, tx.raw)
     created = CREATED_OBJECTS.get(tx_type)
     if not wait:
