@@ -3,12 +3,15 @@
 Every page of docs/ and the README is read. A path with a folder (`node/http/app.py`,
 `tests/unit/test_architecture.py`, `docs/state.md`) must exist from the repository
 root (or from the page's folder, for relative links); a bare Python file name
-(`codec.py`) must be the name of some file of the project; a dotted path in code
+(`codec.py`, unless it is a reader's own script inside a command line) must be the
+name of some file of the project; a bare test name
+(`test_multinode`) must be a test module or a test of tests/; a dotted path in code
 spans (`node.http.app.build_app`) must import.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from functools import cache
 from pathlib import Path
@@ -32,8 +35,25 @@ CODE_SPAN = re.compile(r"`([^`\s]+)`")
 DOTTED_PATH = re.compile(r"^(marketplace_tx|consensus|mempool|p2p|node|client)(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 """A dotted path into the project's packages."""
 
+TEST_NAME = re.compile(r"(?<![\w/.])(test_[a-z0-9_]+)(?!\w)")
+"""A test module or test function named without its folder (`test_multinode`, `test_codec.py`)."""
+
 FILE_SUFFIXES = {"log", "json", "toml", "md", "py", "txt", "html", "js", "css", "db", "pid"}
 """Last components that make a dotted name a file name (`node.log`), not code."""
+
+
+@cache
+def test_names() -> frozenset[str]:
+    """The stems of the test modules and the names of every function and class in tests/."""
+    names = set()
+    for path in project_files(ROOT / "tests"):
+        if path.suffix != ".py":
+            continue
+        names.add(path.stem)
+        for item in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(item.name)
+    return frozenset(names)
 
 
 @cache
@@ -64,9 +84,30 @@ def test_named_files_exist(page: Path) -> None:
     file_names = project_file_names()
     missing = []
     for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
-        for named in FILE_PATH.findall(line):
+        for match in FILE_PATH.finditer(line):
+            named = match.group(1)
+            if "/" not in named and inside_longer_code_span(line, match.start(), match.end()):
+                continue  # a reader's own script in a command line: `python sale.py`
             if not path_exists(page, named, file_names):
                 missing.append(f"{page_id(page)}:{number}: {named}")
+    assert not missing, "\n".join(missing)
+
+
+def inside_longer_code_span(line: str, start: int, end: int) -> bool:
+    """Whether line[start:end] sits in a code span that holds more than that name."""
+    for span in re.finditer(r"`[^`]*`", line):
+        if span.start() < start and end < span.end():
+            return span.group(0).strip("`") != line[start:end]
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_named_tests_exist(page: Path) -> None:
+    """Every test module or test a page names by its bare name (`test_multinode`) exists."""
+    missing = []
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        missing += [f"{page_id(page)}:{number}: {name}"
+                    for name in TEST_NAME.findall(line) if name not in test_names()]
     assert not missing, "\n".join(missing)
 
 
