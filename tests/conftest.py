@@ -1,14 +1,24 @@
 """Suite-wide hooks: show the iteration counts that fuzz and crash tests print.
 
-pytest hides the output of passing tests; the issue asks that crash-consistency and fuzz
-runs show their iteration counts, so their captured output is repeated in the summary.
+pytest hides the output of passing tests. The crash-consistency and fuzz tests print
+their seeds and iteration counts, so their captured output is repeated in a section of
+the terminal summary.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-REPORTED_FILES = ("test_crash_consistency.py", "test_fuzz_decoders.py")
+REPORTED_FILES = (
+    "test_crash_consistency.py",
+    "test_fuzz_codec.py",
+    "test_fuzz_transactions.py",
+    "test_fuzz_blocks_votes.py",
+    "test_fuzz_genesis_config.py",
+    "test_fuzz_p2p.py",
+    "test_fuzz_keystore.py",
+    "test_fuzz_http.py",
+)
 """Test files whose printed output (seeds, iteration counts) goes into the summary."""
 
 _collected: dict[str, str] = {}
