@@ -16,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from consensus.commit import verify_commit
 from marketplace_tx.chain.block import decode_block, decode_commit
+from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives.errors import CodecError, InvalidBlock
 from marketplace_tx.rules.state import State
-from marketplace_tx.rules.state_transition import apply_block
+from marketplace_tx.rules.state_transition import BlockResult, apply_block
 from marketplace_tx.rules.validators import set_at
+from node.peer_actions import PeerActions, Send
 from node.signature_workers import SignatureWorkers, verified_hashes
+from node.storage import ChainStore
 
 log = logging.getLogger("marketchain.sync")
 
@@ -39,12 +42,38 @@ class BlockSync:
     """Keeps the node's chain up to the highest height its peers report."""
 
     def __init__(
-        self, node: Any, send: Callable[[bytes, str, Any], bool], workers: SignatureWorkers | None = None
+        self,
+        *,
+        store: ChainStore,
+        chain_id: str,
+        params: Params,
+        send: Send,
+        peers: PeerActions,
+        run_in_order: Callable[[Callable[[], Awaitable[None]]], None],
+        on_block: Callable[[BlockResult], None],
+        on_head_moved: Callable[[], None],
+        signature_known_valid: Callable[[bytes], bool],
+        workers: SignatureWorkers | None = None,
     ) -> None:
-        self.node = node
-        """The node (store, genesis, driver)."""
+        self.store = store
+        """The chain: tip, state, stored blocks and commits."""
+        self.chain_id = chain_id
+        """The chain whose commits are verified."""
+        self.params = params
+        """Genesis parameters (block limits)."""
         self.send = send
         """Send one message to one peer."""
+        self.peers = peers
+        """Penalize peers that send malformed or invalid blocks (R32)."""
+        self.run_in_order = run_in_order
+        """Queue a job after the consensus driver's work (`ConsensusDriver.submit`), so that
+        blocks are stored by one task at a time."""
+        self.on_block = on_block
+        """Bookkeeping after a final block is stored (the node's `after_block`)."""
+        self.on_head_moved = on_head_moved
+        """Blocks were stored: consensus restarts at the new height (`ConsensusDriver.resync`)."""
+        self.signature_known_valid = signature_known_valid
+        """Whether a transaction's signature was already verified (the mempool's cache)."""
         self.workers = workers if workers is not None else SignatureWorkers(0)
         """Worker processes verifying the signatures of fetched blocks ahead of their turn."""
         self._verifying: dict[int, asyncio.Future[list[bytes]]] = {}
@@ -65,11 +94,11 @@ class BlockSync:
     @property
     def syncing(self) -> bool:
         """True while the node is more than one block behind a peer."""
-        return self.target_height > self.node.store.head().height + 1
+        return self.target_height > self.store.head().height + 1
 
     def progress(self) -> dict[str, Any]:
         """Heights done and to go, for `/status` and logs."""
-        head = self.node.store.head().height
+        head = self.store.head().height
         return {"height": head, "target": self.target_height, "syncing": self.syncing}
 
     def peer_height(self, peer: bytes, height: int) -> None:
@@ -100,7 +129,7 @@ class BlockSync:
         """Ask for the next missing heights from peers that have them."""
         if self._stopped:
             return
-        head = self.node.store.head().height
+        head = self.store.head().height
         for height in [h for h in self._requested if h <= head]:  # decided meanwhile by consensus
             del self._requested[height]
         for height in [h for h in self._received if h <= head]:
@@ -144,10 +173,10 @@ class BlockSync:
         """Answer a peer's `block_request` with the block and its commit, if stored."""
         height = body.get("height") if isinstance(body, dict) else None
         if isinstance(height, bool) or not isinstance(height, int) or height < 1:
-            self.node.penalize(peer, 10, "block_request malformed")
+            self.peers.penalize(peer, 10, "block_request malformed")
             return
-        block = self.node.store.block_bytes(height)
-        commit = self.node.store.commit(height)
+        block = self.store.block_bytes(height)
+        commit = self.store.commit(height)
         if block is None or commit is None:
             return
         self.send(peer, "block_response", {"height": height, "block": block, "commit": commit.encode()})
@@ -155,33 +184,33 @@ class BlockSync:
     def receive(self, peer: bytes, body: Any) -> None:
         """A `block_response`: keep it, then apply every consecutive block."""
         if not isinstance(body, dict) or not isinstance(body.get("height"), int) or isinstance(body.get("height"), bool):
-            self.node.penalize(peer, 10, "block_response malformed")
+            self.peers.penalize(peer, 10, "block_response malformed")
             return
         height = body["height"]
         if not isinstance(body.get("block"), bytes) or not isinstance(body.get("commit"), bytes):
-            self.node.penalize(peer, 10, "block_response malformed")
+            self.peers.penalize(peer, 10, "block_response malformed")
             return
         asked = self._requested.get(height)
-        if height <= self.node.store.head().height:
+        if height <= self.store.head().height:
             self._requested.pop(height, None)  # consensus decided it first
             self._disarm_if_idle()
             return
         if height in self._received:
             return
         if asked is None or asked[0] != peer:
-            self.node.penalize(peer, 5, "unsolicited block_response")
+            self.peers.penalize(peer, 5, "unsolicited block_response")
             return
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)
-        if self.target_height - self.node.store.head().height >= WINDOW:  # a real catch-up, not a block or two
-            future = self.workers.verify_block(body["block"], self.node.genesis.params)
+        if self.target_height - self.store.head().height >= WINDOW:  # a real catch-up, not a block or two
+            future = self.workers.verify_block(body["block"], self.params)
             if future is not None:
                 self._verifying[height] = future
         self._disarm_if_idle()
-        self.node.driver.submit(self._apply_ready)
+        self.run_in_order(self._apply_ready)
 
     async def _apply_ready(self) -> None:
-        store = self.node.store
+        store = self.store
         applied = 0
         while True:
             tip = store.head()
@@ -190,27 +219,27 @@ class BlockSync:
                 break
             peer, raw_block, raw_commit = entry
             verified = await verified_hashes(self._verifying.pop(tip.height + 1, None))
-            known_valid = self.node.mempool.signature_known_valid
+            known_valid = self.signature_known_valid
             if verified:
                 def known_valid(tx_hash: bytes, verified: frozenset[bytes] = verified) -> bool:
-                    return tx_hash in verified or self.node.mempool.signature_known_valid(tx_hash)
+                    return tx_hash in verified or self.signature_known_valid(tx_hash)
             try:
-                block = decode_block(raw_block, self.node.genesis.params.max_block_bytes)
+                block = decode_block(raw_block, self.params.max_block_bytes)
                 commit = decode_commit(raw_commit)
                 if commit.block_hash != block.hash or commit.height != block.header.height:
                     raise InvalidBlock("the commit is not for this block")
                 validators = set_at(State(store), block.header.height)
-                verify_commit(commit, self.node.genesis.chain_id, block.hash, block.header.height, validators)
+                verify_commit(commit, self.chain_id, block.hash, block.header.height, validators)
                 result = await asyncio.to_thread(
-                    apply_block, store, tip, self.node.genesis.chain_id, self.node.genesis.params, block, known_valid,
+                    apply_block, store, tip, self.chain_id, self.params, block, known_valid,
                 )
             except (InvalidBlock, CodecError) as error:
                 log.warning("block %d from %s rejected: %s", tip.height + 1, peer.hex()[:12], error)
-                self.node.penalize(peer, 50, f"sync block invalid: {error}")
+                self.peers.penalize(peer, 50, f"sync block invalid: {error}")
                 self.peer_heights.pop(peer, None)
                 break
             await asyncio.to_thread(store.commit_block, result, commit)
-            self.node.after_block(result)
+            self.on_block(result)
             applied += 1
         if applied:
             head = store.head().height
@@ -219,5 +248,5 @@ class BlockSync:
                 log.info("synced to %d of %d (%.1f blocks/s)", head, self.target_height, rate)
             if not self.syncing:
                 self._started_at = None
-            self.node.driver.resync()
+            self.on_head_moved()
         self.request_missing()

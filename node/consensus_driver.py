@@ -5,16 +5,20 @@ Events arrive from the network, the mempool and timers and are processed one at 
 time by a single task; the actions the core returns are carried out here: blocks are
 built and executed, votes and proposals signed through the `SignGuard` (R27) and
 gossiped, timers scheduled, and decided blocks stored with their commits.
+
+A peer's message passes node/consensus_messages.py (its shape) and
+node/inbound_checks.py (height, round, membership, its block, R28 timeliness) before
+the core sees it; evidence of equivocation waits in node/evidence_pool.py (R27).
+The driver receives what it uses (`ConsensusDriver.__init__`), never the whole node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.actions import (
     BroadcastProposal,
@@ -24,7 +28,6 @@ from consensus.actions import (
     EvidenceFound,
     ScheduleTimeout,
 )
-from consensus.commit import verify_commit
 from consensus.events import (
     ProposalBuilt,
     ProposalReceived,
@@ -33,18 +36,18 @@ from consensus.events import (
     VoteReceived,
     WorkAvailable,
 )
-from consensus.proposal import NO_POL_ROUND, Proposal
-from consensus.tendermint import initial_state, is_future_height, step
+from consensus.proposal import Proposal
+from consensus.tendermint import initial_state, step
 from consensus.timeouts import TimeoutConfig
 from consensus.vote import Vote
-from marketplace_tx.chain.block import decode_block
-from marketplace_tx.primitives.errors import InvalidBlock
-from marketplace_tx.rules.context import BlockContext
+from marketplace_tx.chain.params import Params
+from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.rules.deadlines import next_deadline
-from marketplace_tx.rules.evidence import check_evidence, make_evidence
+from marketplace_tx.rules.evidence import make_evidence
 from marketplace_tx.rules.state import State
-from marketplace_tx.rules.state_transition import apply_block, build_block
+from marketplace_tx.rules.state_transition import BlockResult, build_block
 from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at
+from mempool.pool import Mempool
 from node.block_budget import BlockBudget
 from node.consensus_messages import (
     MessageRejected,
@@ -55,80 +58,103 @@ from node.consensus_messages import (
     vote_body,
     vote_from_signing_bytes,
 )
-from node.sign_guard import DoubleSignRefused
+from node.evidence_pool import EvidencePool
+from node.fault_plan import NO_FAULTS, Clock, FaultPlan, wall_clock_ms
+from node.inbound_checks import (
+    BlockChecker,
+    FutureMessages,
+    Timing,
+    evidence_valid_now,
+    is_timely,
+    proposal_timing,
+    vote_timing,
+)
+from node.peer_actions import Broadcast, PeerActions, Send
+from node.sign_guard import DoubleSignRefused, SignGuard
+from node.storage import ChainStore
+
+if TYPE_CHECKING:
+    from node.http.metrics import NodeMetrics
 
 log = logging.getLogger("marketchain.consensus")
 
 REGOSSIP_INTERVAL_S = 1.0
 """How often a validator resends its current-height messages while deciding."""
 
-MAX_ROUNDS_AHEAD = 50
-"""Messages for rounds this far beyond ours are dropped (a faulty validator could
-otherwise make the core keep vote sets for absurd rounds)."""
-
-MAX_BUFFERED_MESSAGES = 10_000
-"""Messages of future heights kept until the node gets there."""
-
-
-def wall_clock_ms() -> int:
-    """The node's clock in ms since the Unix epoch.
-
-    TEST-ONLY: the environment variable `MARKETCHAIN_TEST_CLOCK_SKEW_MS` (an integer,
-    negative for a clock behind) is added to it, so that fault tests can run a node
-    whose clock drifts within or beyond `max_clock_drift_ms` (R28; docs/faults.md).
-    A warning is logged once per value; a value that is not an integer is ignored.
-    """
-    now = int(time.time() * 1000)
-    setting = os.environ.get("MARKETCHAIN_TEST_CLOCK_SKEW_MS")
-    if not setting:
-        return now
-    try:
-        skew = int(setting)
-    except ValueError:
-        skew = 0
-    announced: set[str] = wall_clock_ms.__dict__.setdefault("announced", set())
-    if setting not in announced:
-        announced.add(setting)
-        if skew or setting.strip() in ("0", "+0", "-0"):
-            log.warning("TEST CLOCK SKEW ACTIVE: MARKETCHAIN_TEST_CLOCK_SKEW_MS=%d ms is added to this clock", skew)
-        else:
-            log.warning("MARKETCHAIN_TEST_CLOCK_SKEW_MS=%r is not an integer; ignored", setting)
-    return now + skew
+Job = Callable[[], Awaitable[None] | None]
+"""Work run on the driver's task, one job after the other."""
 
 
 class ConsensusDriver:
     """Runs Tendermint for one node: validator (with a key) or follower (without)."""
 
-    def __init__(self, node: Any, broadcast: Callable[[str, Any], Any], timeouts: TimeoutConfig | None = None,
-                 clock: Callable[[], int] = wall_clock_ms) -> None:
-        self.node = node
-        """The node: store, mempool, genesis, sign guard, validator key."""
+    def __init__(
+        self,
+        *,
+        store: ChainStore,
+        mempool: Mempool,
+        chain_id: str,
+        params: Params,
+        peers: PeerActions,
+        broadcast: Broadcast,
+        on_block: Callable[[BlockResult], None],
+        metrics: NodeMetrics,
+        block_time_budget_ms: int,
+        validator_key: KeyPair | None = None,
+        sign_guard: SignGuard | None = None,
+        faults: FaultPlan = NO_FAULTS,
+        clock: Clock = wall_clock_ms,
+        timeouts: TimeoutConfig | None = None,
+    ) -> None:
+        self.store = store
+        """The chain: tip, state, commits, saved proposals."""
+        self.mempool = mempool
+        """Transactions for this node's proposals (R29: whether work is pending)."""
+        self.chain_id = chain_id
+        """The chain being decided."""
+        self.params = params
+        """Genesis parameters."""
+        self.peers = peers
+        """Penalize, relay to and sync from the peers whose messages arrive here (R32)."""
         self.broadcast = broadcast
         """Gossip a message to every peer: `broadcast(kind, body)`."""
+        self.on_block = on_block
+        """Bookkeeping after a final block is stored (the node's `after_block`)."""
+        self.metrics = metrics
+        """Build, validation and commit times, rounds, finality, signature checks."""
+        self.validator_key = validator_key
+        """The validator signing key, if this node has one."""
+        self.sign_guard = sign_guard
+        """Double-sign protection of the validator key (R27); None without a key."""
+        self.faults = faults
+        """Test-only faults (node/fault_plan.py); none in production."""
         self.clock = clock
         """Source of block time and R28 checks."""
-        self.chain_id = node.genesis.chain_id
-        self.params = node.genesis.params
-        self.budget = BlockBudget(node.config.consensus.block_time_budget_ms)
+        self.budget = BlockBudget(block_time_budget_ms)
         """Caps this node's proposals at its block time budget (node/block_budget.py)."""
-        self.state = initial_state(self.chain_id, timeouts)
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None] | None]] = asyncio.Queue()
-        self._future: list[tuple[int, Any]] = []
+        self.evidence = EvidencePool(store, chain_id, params, clock)
+        """Evidence of equivocation waiting for a block (R27)."""
+        self.blocks = BlockChecker(store, chain_id, params, mempool.signature_known_valid, metrics)
+        """Checks and executes proposed blocks (R26)."""
+        self.state = initial_state(chain_id, timeouts)
+        """The pure core's state."""
+        self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._future = FutureMessages()
         self._timers: set[asyncio.TimerHandle] = set()
         self._deadline_timer: asyncio.TimerHandle | None = None
-        self._evidence_pool: dict[bytes, dict] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._regossip_timer: asyncio.TimerHandle | None = None
         self._own_messages: list[tuple[str, Any]] = []
-        self.equivocate = os.environ.get("MARKETCHAIN_TEST_FAULT") == "equivocate"
-        """Test-only fault switch: sign conflicting prevotes (see `_send_conflicting_vote`)."""
-        if self.equivocate:
-            log.warning("TEST FAULT ACTIVE: this validator will equivocate")
         self.decided_at: dict[int, float] = {}
         """Monotonic time each height was decided (finality metrics)."""
         self.height_started_at: float | None = None
         """Monotonic time the current height's first round started (finality metric)."""
+
+    @property
+    def equivocate(self) -> bool:
+        """Test-only fault switch: sign conflicting prevotes (see `_send_conflicting_vote`)."""
+        return self.faults.equivocate
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -147,10 +173,10 @@ class ConsensusDriver:
             self._regossip_timer.cancel()
         self._stopping = True
         if self._task is not None:
-            self._queue.put_nowait(None)  # type: ignore[arg-type]
+            self._queue.put_nowait(None)
             await self._task
 
-    def submit(self, job: Callable[[], Awaitable[None] | None]) -> None:
+    def submit(self, job: Job) -> None:
         """Queue work to run on the driver's task, after the work queued before it."""
         if not self._stopping:
             self._queue.put_nowait(job)
@@ -199,7 +225,7 @@ class ConsensusDriver:
                 self.broadcast(kind, body)
             self._arm_regossip()
 
-    def send_current_messages(self, peer: bytes, send: Callable[[bytes, str, Any], Any]) -> None:
+    def send_current_messages(self, peer: bytes, send: Send) -> None:
         """Give a newly connected peer what we said at the current height."""
         for kind, body in self._own_messages:
             send(peer, kind, body)
@@ -227,17 +253,15 @@ class ConsensusDriver:
 
     async def _start_next_height(self) -> None:
         self.height_started_at = None
-        tip = self.node.store.head()
+        tip = self.store.head()
         height = tip.height + 1
-        validators = set_at(State(self.node.store), height)
-        key = self.node.validator_key
+        validators = set_at(State(self.store), height)
+        key = self.validator_key
         own = key.address if key is not None and key.address in validators else None
         await self._feed(StartHeight(height, validators, own))
         self._restore_lock()
         self._own_messages = []
-        buffered = [message for message in self._future if message[0] == height]
-        self._future = [message for message in self._future if message[0] > height]
-        for _, job in buffered:
+        for job in self._future.take(height):
             await job()
         self._arm_deadline_timer()
         if self.work_pending():
@@ -245,7 +269,7 @@ class ConsensusDriver:
 
     def _restore_lock(self) -> None:
         """After a restart: lock on the value this validator precommitted (R27)."""
-        guard = self.node.sign_guard
+        guard = self.sign_guard
         if guard is None or self.state.own_address is None:
             return
         height = self.state.height
@@ -261,8 +285,8 @@ class ConsensusDriver:
                 best = (round_number, vote.block_hash)
         if best is None:
             return
-        raw = self.node.store.saved_proposal(height, best[1])
-        proposed = self._validate_block(raw) if raw is not None else None
+        raw = self.store.saved_proposal(height, best[1])
+        proposed = self.blocks.check(raw) if raw is not None else None
         if proposed is None:
             return
         log.info("restored lock at height %d round %d on %s", height, best[0], best[1].hex()[:16])
@@ -272,11 +296,11 @@ class ConsensusDriver:
 
     def work_pending(self) -> bool:
         """R29: transactions ready, an order deadline due, or a validator change pending."""
-        if self.node.mempool.has_ready():
+        if self.mempool.has_ready():
             return True
-        if self._evidence_pool and self._usable_evidence(self.node.store.head().height + 1):
+        if len(self.evidence) and self.evidence.usable(self.store.head().height + 1):
             return True
-        state = State(self.node.store)
+        state = State(self.store)
         deadline = next_deadline(state)
         if deadline is not None and deadline <= self.clock():
             return True
@@ -294,7 +318,7 @@ class ConsensusDriver:
     def _arm_deadline_timer(self) -> None:
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
-        deadline = next_deadline(State(self.node.store))
+        deadline = next_deadline(State(self.store))
         if deadline is None:
             return
         delay = max(0.0, (deadline - self.clock()) / 1000)
@@ -304,13 +328,13 @@ class ConsensusDriver:
     # --- actions ---------------------------------------------------------------------
 
     async def _build(self, action: BuildProposal) -> ProposalBuilt | None:
-        store = self.node.store
+        store = self.store
         tip = store.head()
         if tip.height + 1 != action.height:
             return None
         last_commit = store.commit(tip.height) if tip.height else None
-        evidence = self._usable_evidence(action.height)
-        candidates = list(self.node.mempool.ready())
+        evidence = self.evidence.usable(action.height)
+        candidates = list(self.mempool.ready())
         time_ms = max(self.clock(), tip.time + 1)
         started = time.perf_counter()
         result = await asyncio.to_thread(
@@ -319,26 +343,29 @@ class ConsensusDriver:
         )
         elapsed = time.perf_counter() - started
         self.budget.observe(len(result.transactions), elapsed)
-        self.node.metrics.observe_stage("build", elapsed)
+        self.metrics.observe_stage("build", elapsed)
         proposed = ProposedBlock(result.block, result.block.encode(), result)
         return ProposalBuilt(action.height, action.round, result.block.hash, proposed)
 
     def _broadcast_proposal(self, action: BroadcastProposal) -> None:
         proposed: ProposedBlock = action.block  # type: ignore[assignment]
         proposal = Proposal(self.chain_id, action.height, action.round, action.pol_round, action.block_hash)
+        guard = self.sign_guard
+        assert guard is not None, "only a validator proposes"
         try:
-            signature = self.node.sign_guard.sign(action.height, action.round, "proposal", proposal.signing_bytes())
+            signature = guard.sign(action.height, action.round, "proposal", proposal.signing_bytes())
         except DoubleSignRefused as error:
             log.warning("not proposing: %s", error)
             return
-        self.node.store.save_proposal(action.height, action.block_hash, proposed.raw)
+        self.store.save_proposal(action.height, action.block_hash, proposed.raw)
         body = proposal_body(proposal, signature, proposed.raw)
         self._own_messages.append(("proposal", body))
         self.broadcast("proposal", body)
 
     def _cast_vote(self, action: CastVote) -> VoteReceived | None:
         vote = Vote(self.chain_id, action.height, action.round, action.type, action.block_hash)
-        guard, key = self.node.sign_guard, self.node.validator_key
+        guard, key = self.sign_guard, self.validator_key
+        assert guard is not None and key is not None, "only a validator votes"
         message = vote.signing_bytes()
         try:
             signature = guard.sign(action.height, action.round, action.type, message)
@@ -350,11 +377,11 @@ class ConsensusDriver:
         if action.type == "precommit" and vote.block_hash is not None:
             record = self.state.proposals.get(action.round, {}).get(vote.block_hash)
             if record is not None:
-                self.node.store.save_proposal(action.height, vote.block_hash, record.block.raw)
+                self.store.save_proposal(action.height, vote.block_hash, record.block.raw)
         body = vote_body(key.address, vote, signature)
         self._own_messages.append(("vote", body))
         self.broadcast("vote", body)
-        if self.equivocate and action.type == "prevote":
+        if self.faults.equivocate and action.type == "prevote":
             self._send_conflicting_vote(vote)
         return VoteReceived(key.address, vote, signature)
 
@@ -364,7 +391,8 @@ class ConsensusDriver:
         others catch it as evidence (R27). Never enabled in production."""
         other = b"\xee" * 32 if vote.block_hash != b"\xee" * 32 else b"\xdd" * 32
         conflicting = Vote(vote.chain_id, vote.height, vote.round, vote.type, other)
-        key = self.node.validator_key
+        key = self.validator_key
+        assert key is not None, "only a validator votes"
         self.broadcast("vote", vote_body(key.address, conflicting, key.sign(conflicting.signing_bytes())))
 
     def _schedule(self, action: ScheduleTimeout) -> None:
@@ -387,27 +415,26 @@ class ConsensusDriver:
 
     async def _decide(self, action: DecideBlock) -> None:
         proposed: ProposedBlock = action.block  # type: ignore[assignment]
-        store = self.node.store
+        store = self.store
         if store.head().height + 1 != action.height:
             return
         result = proposed.result
         if result is None:
-            validated = self._validate_block(proposed.raw)
+            validated = self.blocks.check(proposed.raw)
             if validated is None or validated.result is None:
                 log.error("decided block %s does not apply here", action.block_hash.hex())
                 return
             result = validated.result
         started = time.perf_counter()
         await asyncio.to_thread(store.commit_block, result, action.commit)
-        metrics = self.node.metrics
+        metrics = self.metrics
         metrics.observe_stage("commit", time.perf_counter() - started)
         metrics.rounds.observe(action.round + 1)
         if self.height_started_at is not None:
             metrics.finality.observe(time.monotonic() - self.height_started_at)
-        self.node.after_block(result)
-        for item in result.block.evidence:
-            self._evidence_pool.pop(_evidence_id(item), None)
-        self._usable_evidence(action.height + 1)  # drop items this block made stale
+        self.on_block(result)
+        self.evidence.remove_included(result.block.evidence)
+        self.evidence.usable(action.height + 1)  # drop items this block made stale
         self.decided_at[action.height] = time.monotonic()
         for timer in self._timers:
             timer.cancel()
@@ -417,113 +444,53 @@ class ConsensusDriver:
         self.broadcast("status", {"height": action.height, "block_hash": action.block_hash})
         await self._start_next_height()
 
-    # --- evidence --------------------------------------------------------------------
+    # --- evidence (R27) ----------------------------------------------------------------
 
-    def _add_evidence(self, item: dict, gossip: bool) -> None:
-        identity = _evidence_id(item)
-        if identity in self._evidence_pool:
+    def _add_evidence(self, item: dict[str, Any], gossip: bool) -> None:
+        if not self.evidence.add(item):
             return
-        self._evidence_pool[identity] = item
-        log.warning("equivocation by %s at height %d", item["validator"].hex(), item["vote_a"]["height"])
         if gossip:
             self.broadcast("evidence", item)
         self.notify_work()
 
-    def _usable_evidence(self, height: int) -> tuple[dict, ...]:
-        usable = []
-        state = State(self.node.store)
-        context = BlockContext(self.chain_id, height, self.clock(), b"\x00" * 32, self.params)
-        for identity, item in list(self._evidence_pool.items()):
-            try:
-                check_evidence(state, context, item)
-            except InvalidBlock:
-                self._evidence_pool.pop(identity, None)
-                continue
-            if all(item["validator"] != other["validator"] for other in usable):
-                usable.append(item)
-        return tuple(usable)
-
     def receive_evidence(self, peer: bytes, body: Any) -> None:
-        """An evidence item from a peer: kept if valid now."""
+        """An evidence item from a peer: kept if valid now (R27)."""
         def job() -> None:
-            state = State(self.node.store)
-            context = BlockContext(self.chain_id, self.state.height, self.clock(), b"\x00" * 32, self.params)
-            try:
-                check_evidence(state, context, body)
-            except (InvalidBlock, KeyError, TypeError):
-                return
-            self._add_evidence(body, gossip=True)
+            if evidence_valid_now(self.store, self.chain_id, self.params, self.state.height, self.clock(), body):
+                self._add_evidence(body, gossip=True)
         self.submit(job)
 
-    # --- incoming proposals and votes ------------------------------------------------
-
-    def _validate_block(self, raw: bytes) -> ProposedBlock | None:
-        """Decode and execute a proposed block on the current tip; None if invalid."""
-        store, metrics = self.node.store, self.node.metrics
-        try:
-            block = decode_block(raw, self.params.max_block_bytes)
-        except InvalidBlock:
-            return None
-        tip = store.head()
-        if block.header.height != tip.height + 1:
-            return ProposedBlock(block, raw, None)
-        try:
-            if tip.height > 0:
-                if block.last_commit is None:
-                    raise InvalidBlock("last_commit missing")
-                verify_commit(block.last_commit, self.chain_id, tip.block_hash, tip.height,
-                              set_at(State(store), tip.height))
-                metrics.signature_checks.labels("commit").inc(len(block.last_commit.signatures))
-            known = self.node.mempool.signature_known_valid
-
-            def signature_known(tx_hash: bytes) -> bool:
-                if known(tx_hash):
-                    return True
-                metrics.signature_checks.labels("tx_block").inc()
-                return False
-
-            started = time.perf_counter()
-            result = apply_block(store, tip, self.chain_id, self.params, block, signature_known)
-            metrics.observe_stage("validate", time.perf_counter() - started)
-        except InvalidBlock as error:
-            log.info("invalid proposal at height %d: %s", block.header.height, error.message)
-            return ProposedBlock(block, raw, None)
-        return ProposedBlock(block, raw, result)
+    # --- incoming proposals and votes (node/inbound_checks.py) ------------------------
 
     def receive_proposal(self, peer: bytes, body: Any) -> None:
         """A proposal from a peer (checked, then fed to the core, or buffered)."""
         try:
             proposal, signature, raw = parse_proposal(body)
         except MessageRejected as error:
-            self.node.penalize(peer, 20, f"proposal: {error}")
+            self.peers.penalize(peer, 20, f"proposal: {error}")
             return
         self.submit(lambda: self._on_proposal(peer, proposal, signature, raw))
 
     async def _on_proposal(self, peer: bytes, proposal: Proposal, signature: bytes, raw: bytes) -> None:
-        if proposal.chain_id != self.chain_id:
+        timing = proposal_timing(self.state, self.chain_id, proposal)
+        if timing is Timing.FUTURE:
+            self._future.keep(proposal.height, self.state.height,
+                              lambda: self._on_proposal(peer, proposal, signature, raw))
+            self.peers.maybe_sync(peer, proposal.height - 1)
             return
-        if is_future_height(self.state, proposal.height):
-            self._buffer(proposal.height, lambda: self._on_proposal(peer, proposal, signature, raw))
-            self.node.maybe_sync(peer, proposal.height - 1)
-            return
-        if proposal.height != self.state.height or not self.state.validators:
-            return
-        if proposal.round > self.state.round + MAX_ROUNDS_AHEAD:
+        if timing is Timing.IGNORED:
             return
         proposer = proposer_for(self.state.validators, proposal.height, proposal.round)
-        self.node.metrics.signature_checks.labels("proposal").inc()
+        self.metrics.signature_checks.labels("proposal").inc()
         if not proposal.verify(proposer, signature):
-            self.node.penalize(peer, 20, "proposal signature")
+            self.peers.penalize(peer, 20, "proposal signature")
             return
-        proposed = await asyncio.to_thread(self._validate_block, raw)
+        proposed = await asyncio.to_thread(self.blocks.check, raw)
         if proposed is None or proposed.block.hash != proposal.block_hash:
-            self.node.penalize(peer, 20, "proposal block does not match")
+            self.peers.penalize(peer, 20, "proposal block does not match")
             return
-        # R28: a fresh value too far ahead of our clock gets a nil prevote (re-proposals are exempt).
-        timely = proposal.pol_round != NO_POL_ROUND or (
-            proposed.block.header.time <= self.clock() + self.params.max_clock_drift_ms
-        )
-        self.node.relay(peer, "proposal", proposal_body(proposal, signature, raw))
+        timely = is_timely(proposal, proposed.block.header.time, self.clock(), self.params)  # R28
+        self.peers.relay(peer, "proposal", proposal_body(proposal, signature, raw))
         await self._feed(ProposalReceived(proposal, proposer, proposed, proposed.result is not None, timely))
 
     def receive_vote(self, peer: bytes, body: Any) -> None:
@@ -531,48 +498,35 @@ class ConsensusDriver:
         try:
             validator, vote, signature = parse_vote(body)
         except MessageRejected as error:
-            self.node.penalize(peer, 20, f"vote: {error}")
+            self.peers.penalize(peer, 20, f"vote: {error}")
             return
         self.submit(lambda: self._on_vote(peer, validator, vote, signature))
 
     async def _on_vote(self, peer: bytes, validator: bytes, vote: Vote, signature: bytes) -> None:
-        if vote.chain_id != self.chain_id:
-            return
-        if is_future_height(self.state, vote.height):
-            self._buffer(vote.height, lambda: self._on_vote(peer, validator, vote, signature))
+        timing = vote_timing(self.state, self.chain_id, validator, vote)
+        if timing is Timing.FUTURE:
+            self._future.keep(vote.height, self.state.height,
+                              lambda: self._on_vote(peer, validator, vote, signature))
             if vote.height > self.state.height:
-                self.node.maybe_sync(peer, vote.height - 1)
+                self.peers.maybe_sync(peer, vote.height - 1)
             return
-        if vote.height != self.state.height or validator not in self.state.members:
+        if timing is Timing.IGNORED:
             return
-        if vote.round > self.state.round + MAX_ROUNDS_AHEAD:
-            return  # bounds what a faulty validator can make the core store
-        self.node.metrics.signature_checks.labels("vote").inc()
+        self.metrics.signature_checks.labels("vote").inc()
         if not vote.verify(validator, signature):
-            self.node.penalize(peer, 20, "vote signature")
+            self.peers.penalize(peer, 20, "vote signature")
             return
-        self.node.relay(peer, "vote", vote_body(validator, vote, signature))
+        self.peers.relay(peer, "vote", vote_body(validator, vote, signature))
         await self._feed(VoteReceived(validator, vote, signature))
-
-    def _buffer(self, height: int, job: Callable[[], Awaitable[None]]) -> None:
-        if height > self.state.height + 100 or len(self._future) >= MAX_BUFFERED_MESSAGES:
-            return
-        self._future.append((height, job))
 
     def resync(self) -> None:
         """Block sync moved the head: restart consensus at the new height."""
         self.submit(self._resync)
 
     async def _resync(self) -> None:
-        if self.node.store.head().height + 1 > self.state.height:
+        if self.store.head().height + 1 > self.state.height:
             for timer in self._timers:
                 timer.cancel()
             self._timers.clear()
             await self._start_next_height()
 
-
-def _evidence_id(item: dict) -> bytes:
-    from marketplace_tx.primitives import codec
-    from marketplace_tx.primitives.crypto import sha256
-
-    return sha256(codec.encode(item))

@@ -6,7 +6,8 @@ nodes in one process do not mix. Two kinds of metrics:
 - **event metrics**, updated where the thing happens: blocks and transactions made final
   (`Node.after_block`), finality time and rounds (consensus driver), block build,
   validation and commit time, signature checks, admissions, HTTP latency (middleware);
-- **scrape metrics**, read from the node when `/metrics` is fetched (`NodeCollector`):
+- **scrape metrics**, read from the node's `NodeRuntime` (node/http/services.py) when
+  `/metrics` is fetched (`NodeCollector`):
   height, mempool, peers and their scores, P2P counters, LevelDB size, sync, event
   stream subscribers.
 
@@ -30,7 +31,7 @@ from prometheus_client.registry import Collector
 from marketplace_tx.rules.state_transition import BlockResult
 
 if TYPE_CHECKING:
-    from node.node import Node
+    from node.http.services import NodeRuntime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text exposition format."""
@@ -48,7 +49,7 @@ TXS_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 class NodeMetrics:
     """The metrics of one node and its registry."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         """This node's registry; `/metrics` renders it."""
         registry = self.registry
@@ -91,7 +92,10 @@ class NodeMetrics:
             "HTTP API request latency by route template, method and status.",
             ["route", "method", "status"], buckets=SECONDS_BUCKETS, registry=registry,
         )
-        registry.register(NodeCollector(node))
+
+    def watch(self, runtime: NodeRuntime) -> None:
+        """Report the scrape metrics of `runtime` (once the node's parts exist)."""
+        self.registry.register(NodeCollector(runtime))
 
     def block_stored(self, result: BlockResult) -> None:
         """A final block was stored (consensus or sync)."""
@@ -138,38 +142,41 @@ def _gauge(name: str, documentation: str, value: float, labels: dict[str, str] |
 class NodeCollector(Collector):
     """Metrics read from the node at scrape time."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.runtime = runtime
+        """The running parts of the node that are read."""
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
-        tip = node.store.head()
+        """Every scrape metric, read now."""
+        runtime = self.runtime
+        tip = runtime.store.head()
         height = tip.height if tip is not None else 0
+        identity = runtime.identity
         yield _gauge("marketchain_info", "Constant 1, labelled with the node's identity.", 1, {
-            "chain_id": node.genesis.chain_id, "node_id": node.node_key.address.hex(), "version": node.version,
-            "moniker": node.config.moniker,
+            "chain_id": runtime.genesis.chain_id, "node_id": identity.node_id.hex(), "version": identity.version,
+            "moniker": identity.moniker,
         })
         yield _gauge("marketchain_height", "Height of the last final block.", height)
         yield _gauge("marketchain_latest_block_time_seconds", "Block time of the last final block.",
                      tip.time / 1000 if tip is not None and height else 0)
         yield _gauge("marketchain_validator", "1 if this node's key is in the current validator set.",
-                     1 if node.validator_address is not None else 0)
-        yield _gauge("marketchain_consensus_height", "Height consensus is working on.", node.driver.state.height)
-        yield _gauge("marketchain_consensus_round", "Current consensus round.", node.driver.state.round)
-        yield _gauge("marketchain_mempool_transactions", "Transactions waiting in the mempool.", len(node.mempool))
-        yield _gauge("marketchain_mempool_bytes", "Bytes of transactions waiting in the mempool.", node.mempool.size_bytes)
+                     1 if runtime.validator_address() is not None else 0)
+        yield _gauge("marketchain_consensus_height", "Height consensus is working on.", runtime.consensus.state.height)
+        yield _gauge("marketchain_consensus_round", "Current consensus round.", runtime.consensus.state.round)
+        yield _gauge("marketchain_mempool_transactions", "Transactions waiting in the mempool.", len(runtime.mempool))
+        yield _gauge("marketchain_mempool_bytes", "Bytes of transactions waiting in the mempool.", runtime.mempool.size_bytes)
         yield from self._peers()
         yield _gauge("marketchain_leveldb_bytes", "Bytes of the LevelDB directory on disk (tables and logs).",
-                     directory_bytes(node.home.data_directory / "chain.db"))
+                     directory_bytes(runtime.database_directory))
         yield _gauge("marketchain_leveldb_approximate_bytes",
                      "LevelDB's own estimate of its table files (excludes data still in the log).",
-                     node.store.approximate_size())
-        yield _gauge("marketchain_sync_target_height", "Highest height a peer reported.", node.sync.target_height)
+                     runtime.store.approximate_size())
+        yield _gauge("marketchain_sync_target_height", "Highest height a peer reported.", runtime.sync.target_height)
         yield _gauge("marketchain_sync_height", "Height block sync has reached (the chain height).", height)
         yield _gauge("marketchain_syncing", "1 while the node is more than one block behind a peer.",
-                     1 if node.sync.syncing else 0)
+                     1 if runtime.sync.syncing else 0)
         yield from self._events()
-        workers = node.workers
+        workers = runtime.workers
         yield _gauge("marketchain_signature_worker_processes",
                      "Signature worker processes running now (node/signature_workers.py).",
                      workers.processes if workers.running else 0)
@@ -178,24 +185,24 @@ class NodeCollector(Collector):
         jobs.add_metric([], workers.jobs_done)
         yield jobs
         yield from self._block_budget()
-        yield _gauge("marketchain_start_time_seconds", "When the node process started (Unix time).", node.started_at)
+        yield _gauge("marketchain_start_time_seconds", "When the node process started (Unix time).", runtime.started_at)
 
     def _block_budget(self) -> Iterator[Metric]:
-        budget = self.node.driver.budget
+        budget = self.runtime.consensus.budget
         limit = budget.transaction_limit()
         yield _gauge("marketchain_block_transaction_limit",
                      "Most transactions this node puts in its next proposal (time budget; 0: genesis limits only).",
                      limit or 0)
 
     def _peers(self) -> Iterator[Metric]:
-        peers = self.node.peers.peers()
+        peers = self.runtime.peers.peers()
         yield _gauge("marketchain_peers", "Connected peers.", len(peers))
         scores = GaugeMetricFamily("marketchain_peer_score", "Score of each connected peer (R32).",
                                    labels=["peer", "direction"])
         for peer in peers:
             scores.add_metric([peer.node_address.hex(), peer.direction], peer.score)
         yield scores
-        counters = self.node.peers.counters
+        counters = self.runtime.peers.counters
         for field in dataclasses.fields(counters):
             value = getattr(counters, field.name)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -204,7 +211,7 @@ class NodeCollector(Collector):
                 yield family
 
     def _events(self) -> Iterator[Metric]:
-        hub = self.node.events
+        hub = self.runtime.events
         yield _gauge("marketchain_events_subscribers", "Open /events streams.", len(hub.subscriptions))
         published = CounterMetricFamily("marketchain_events_published", "Events published to /events.")
         published.add_metric([], hub.published)

@@ -9,7 +9,7 @@ equivocating validator with a late full node. Each ends with the checks of
 seen final present everywhere, conservation (R17), block times (R28), evidence (R27).
 
 The unit tests check the scenario data, the random soak schedules and the test-only
-clock skew of `node.consensus_driver.wall_clock_ms`; the last two tests reproduce, in
+clock skew and fault switch of `node.fault_plan.FaultPlan`; the last two tests reproduce, in
 process and deterministically, the block-sync bugs the soak found (now fixed).
 """
 
@@ -24,10 +24,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from marketplace_tx.chain.params import Params
 from node import block_sync
 from node.block_sync import BlockSync
 from node.config import HttpConfig, P2pConfig
-from node.consensus_driver import wall_clock_ms
+from node.fault_plan import NO_FAULTS, FaultPlan, wall_clock_ms
 from node.home import init_home, load_home
 from node.node import Node
 from tests.e2e.fault_scenarios import (
@@ -149,22 +150,42 @@ def test_an_equivocating_soak_expects_nothing_of_windows() -> None:
 # --- the test-only clock skew -------------------------------------------------------
 
 
-def test_clock_skew_variable_shifts_the_node_clock_and_warns_once(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("MARKETCHAIN_TEST_CLOCK_SKEW_MS", raising=False)
+def test_clock_skew_variable_shifts_the_node_clock_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    assert FaultPlan.from_environment({}) == NO_FAULTS
+    assert NO_FAULTS.clock() is wall_clock_ms
     before = int(time.time() * 1000)
     assert before <= wall_clock_ms() <= int(time.time() * 1000)
-    monkeypatch.setenv("MARKETCHAIN_TEST_CLOCK_SKEW_MS", "-123456")
     with caplog.at_level(logging.WARNING, logger="marketchain.consensus"):
-        first = wall_clock_ms()
-        second = wall_clock_ms()
+        plan = FaultPlan.from_environment({"MARKETCHAIN_TEST_CLOCK_SKEW_MS": "-123456"})
+        clock = plan.clock()
+        first = clock()
+        second = clock()
     now = int(time.time() * 1000)
+    assert plan == FaultPlan(clock_skew_ms=-123456)
     assert now - 123456 - 1000 <= first <= second <= now - 123456
     warnings = [record for record in caplog.records if "TEST CLOCK SKEW ACTIVE" in record.getMessage()]
-    assert len(warnings) == 1, "warned once for this value"
-    monkeypatch.setenv("MARKETCHAIN_TEST_CLOCK_SKEW_MS", "not a number")
-    assert abs(wall_clock_ms() - int(time.time() * 1000)) < 1000
+    assert [record.getMessage() for record in warnings] == [
+        "TEST CLOCK SKEW ACTIVE: MARKETCHAIN_TEST_CLOCK_SKEW_MS=-123456 ms is added to this clock"
+    ], "warned once, where the node is assembled (the marker fault_scenarios looks for)"
+    assert FaultPlan.from_environment({"MARKETCHAIN_TEST_CLOCK_SKEW_MS": "not a number"}) == NO_FAULTS
+
+
+def test_the_equivocation_switch_is_read_into_the_fault_plan(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="marketchain.consensus"):
+        plan = FaultPlan.from_environment({"MARKETCHAIN_TEST_FAULT": "equivocate"})
+    assert plan == FaultPlan(equivocate=True)
+    assert any("TEST FAULT ACTIVE" in record.getMessage() for record in caplog.records)
+    assert FaultPlan.from_environment({"MARKETCHAIN_TEST_FAULT": "something else"}) == NO_FAULTS
+
+
+def _sync_over(store: object, penalize: object = None) -> BlockSync:
+    """A `BlockSync` on `store` whose peers never answer and whose jobs never run."""
+    peers = SimpleNamespace(penalize=penalize or (lambda peer, penalty, reason: None))
+    return BlockSync(
+        store=store, chain_id="test", params=Params(), send=lambda peer, kind, body: True,  # type: ignore[arg-type]
+        peers=peers, run_in_order=lambda job: None, on_block=lambda result: None,  # type: ignore[arg-type]
+        on_head_moved=lambda: None, signature_known_valid=lambda tx_hash: False,
+    )
 
 
 # --- bugs found by the soak (docs/faults.md, "What was found") -----------------------
@@ -173,8 +194,7 @@ def test_clock_skew_variable_shifts_the_node_clock_and_warns_once(
 async def test_block_sync_forgets_a_request_that_consensus_answered_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(block_sync, "REQUEST_TIMEOUT_S", 0.05)
     head = [0]
-    node = SimpleNamespace(store=SimpleNamespace(head=lambda: SimpleNamespace(height=head[0])))
-    sync = BlockSync(node, lambda peer, kind, body: True)
+    sync = _sync_over(SimpleNamespace(head=lambda: SimpleNamespace(height=head[0])))
     calls: list[float] = []
     original = sync.request_missing
 

@@ -33,6 +33,7 @@ from consensus.commit import sign_commit, verify_commit
 from consensus.proposal import Proposal
 from consensus.vote import Vote
 from marketplace_tx.chain.block import Commit, CommitSignature
+from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.transaction import Transaction, sign_transaction
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import (
@@ -458,12 +459,10 @@ def test_signatures_do_not_cross_domains() -> None:
 
 
 class FakeSyncNode:
-    """What BlockSync needs of a node: a store at height 0, a driver, penalties."""
+    """What BlockSync needs: a store at height 0, a job queue, penalties."""
 
     def __init__(self) -> None:
         self.penalties: list[str] = []
-        self.store = self
-        self.driver = self
 
     def head(self) -> Any:
         return type("Tip", (), {"height": 0})()
@@ -477,7 +476,11 @@ class FakeSyncNode:
 
 def test_unsolicited_block_responses_are_not_hoarded() -> None:
     node = FakeSyncNode()
-    sync = BlockSync(node, lambda peer, kind, body: True)
+    sync = BlockSync(
+        store=node, chain_id="test", params=Params(), send=lambda peer, kind, body: True,  # type: ignore[arg-type]
+        peers=node, run_in_order=node.submit, on_block=lambda result: None, on_head_moved=lambda: None,
+        signature_known_valid=lambda tx_hash: False,
+    )
     for height in range(10, 10 + 1000):
         sync.receive(b"\x01" * 32, {"height": height * 1000, "block": b"\x00" * 1024, "commit": b""})
     assert len(sync._received) <= WINDOW
