@@ -302,11 +302,26 @@ RETIRED_ADMISSION_NAMES = ("def " + "precheck", "add_" + "checked")
 this file does not match itself."""
 
 
+def project_text_files() -> list[Path]:
+    """Every text file of the project (what `rg` searches): not .venv, .git or binaries."""
+    found = []
+    for folder, folders, names in os.walk(ROOT):
+        folders[:] = [name for name in folders
+                      if name not in SKIPPED_DIRECTORIES and not name.endswith(".egg-info")]
+        for name in names:
+            path = Path(folder) / name
+            with path.open("rb") as handle:
+                if b"\0" not in handle.read(8192):
+                    found.append(path)
+    return sorted(found)
+
+
 def test_retired_admission_entry_points_are_gone() -> None:
-    """No Python file defines a `precheck*` function or names the old checked-add entry point."""
+    """No file of the project (code, tests, docs) defines a `precheck*` function or names
+    the old checked-add entry point: a search for `RETIRED_ADMISSION_NAMES` finds nothing."""
     violations = []
-    for path in python_files():
-        text = path.read_text(encoding="utf-8")
+    for path in project_text_files():
+        text = path.read_bytes().decode("utf-8", errors="replace")
         for name in RETIRED_ADMISSION_NAMES:
             if name in text:
                 violations.append(f"{path.relative_to(ROOT)} contains {name!r}")
