@@ -1,14 +1,15 @@
 """The HTTP API (PROTOCOL §10): status, transaction submission, blocks, proofs, accounts.
 
 The marketplace read endpoints (shops, listings, orders, items, account histories)
-live in node/http_marketplace.py and are registered by `build_app`.
+live in node/http/marketplace.py and are registered by `build_app`. Handlers read the
+narrow parts of the node they use from `request.app[SERVICES_KEY]` (node/http/services.py).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -28,20 +29,17 @@ from node.http.limits import limits_middleware
 from node.http.marketplace import account_marketplace_view, add_marketplace_routes
 from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
 from node.http.openapi import check_routes, get_openapi
-
-if TYPE_CHECKING:
-    from node.node import Node
+from node.http.services import SERVICES_KEY, HttpServices
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
 """Content types taken as raw canonical msgpack."""
 MAX_PAGE = 100
 """Most items one page of a list returns."""
-NODE_KEY = web.AppKey("node", object)
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 
 
-def _node(request: web.Request) -> Node:
-    return request.app[NODE_KEY]  # type: ignore[return-value]
+def _services(request: web.Request) -> HttpServices:
+    return request.app[SERVICES_KEY]
 
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -74,29 +72,32 @@ def _height(request: web.Request) -> int:
 
 async def get_status(request: web.Request) -> web.Response:
     """`GET /status`."""
-    node = _node(request)
-    tip = node.store.head()
+    services = _services(request)
+    runtime = services.runtime
+    validator = runtime.validator_address()
+    consensus = runtime.consensus.state
+    tip = services.store.head()
     assert tip is not None
     return web.json_response(
         {
-            "chain_id": node.genesis.chain_id,
-            "genesis_hash": node.genesis.hash.hex(),
+            "chain_id": services.genesis.chain_id,
+            "genesis_hash": services.genesis.hash.hex(),
             "height": tip.height,
             "latest_block_hash": tip.block_hash.hex() if tip.height else None,
             "latest_block_time": tip.time if tip.height else None,
             "state_root": tip.state_root.hex(),
-            "node_id": node.node_key.address.hex(),
-            "moniker": node.config.moniker,
-            "validator": node.validator_address.hex() if node.validator_address else None,
-            "peers": len(node.peers.peers()),
-            "syncing": node.sync.syncing,
-            "sync": node.sync.progress(),
-            "consensus": {"height": node.driver.state.height, "round": node.driver.state.round,
-                          "step": str(node.driver.state.step), "started": node.driver.state.started},
-            "p2p": f"{node.config.p2p.host}:{node.peers.listen_port}",
-            "mempool_size": len(node.mempool),
-            "min_fee": node.genesis.params.min_fee,
-            "version": node.version,
+            "node_id": runtime.identity.node_id.hex(),
+            "moniker": runtime.identity.moniker,
+            "validator": validator.hex() if validator else None,
+            "peers": len(runtime.peers.peers()),
+            "syncing": runtime.sync.syncing,
+            "sync": runtime.sync.progress(),
+            "consensus": {"height": consensus.height, "round": consensus.round,
+                          "step": str(consensus.step), "started": consensus.started},
+            "p2p": f"{runtime.identity.p2p_host}:{runtime.peers.listen_port}",
+            "mempool_size": len(services.mempool),
+            "min_fee": services.genesis.params.min_fee,
+            "version": runtime.identity.version,
         }
     )
 
@@ -142,9 +143,9 @@ async def _body_transactions(request: web.Request, batch: bool) -> list[bytes]:
 
 async def post_tx(request: web.Request) -> web.Response:
     """`POST /txs`: admit one transaction; 202 `{"hash"}` or 400 with its R12 code."""
-    node = _node(request)
+    services = _services(request)
     (raw,) = await _body_transactions(request, batch=False)
-    (outcome,) = await node.submit_many([raw])
+    (outcome,) = await services.submitter.submit_many([raw])
     if isinstance(outcome, AdmissionError):
         raise outcome
     return web.json_response({"hash": outcome.hash.hex()}, status=202)
@@ -154,13 +155,13 @@ async def post_tx_batch(request: web.Request) -> web.Response:
     """`POST /txs/batch`: per transaction `{"hash"}` or `{"error"}`, in order.
 
     Stateless checks and signatures run in the node's thread pool, off the event loop."""
-    node = _node(request)
+    services = _services(request)
     items = await _body_transactions(request, batch=True)
-    limit = node.config.http.max_batch_txs
+    limit = services.limits.max_batch_txs
     if len(items) > limit:
         raise ApiError(400, "malformed", f"a batch holds at most {limit} transactions")
     results: list[dict[str, Any]] = []
-    for outcome in await node.submit_many(items):
+    for outcome in await services.submitter.submit_many(items):
         if isinstance(outcome, AdmissionError):
             results.append({"error": {"code": outcome.code, "message": outcome.message}})
         else:
@@ -184,18 +185,18 @@ def tx_view(tx: Transaction) -> dict[str, Any]:
 
 async def get_tx(request: web.Request) -> web.Response:
     """`GET /txs/{hash}`: a pending or committed transaction with its result."""
-    node = _node(request)
+    services = _services(request)
     tx_hash = _hex32(request.match_info["hash"], "hash")
-    pending = node.mempool.get(tx_hash)
+    pending = services.mempool.get(tx_hash)
     if pending is not None:
         return web.json_response({**tx_view(pending), "status": "pending"})
-    location = node.store.tx_location(tx_hash)
+    location = services.store.tx_location(tx_hash)
     if location is None:
         raise ApiError(404, "not_found", f"no transaction {tx_hash.hex()}")
-    block = node.store.block(location.height)
+    block = services.store.block(location.height)
     assert block is not None
-    tx = node.decode_committed(block.txs[location.index])
-    receipt = node.store.receipts(location.height)[location.index]
+    tx = services.decode_committed(block.txs[location.index])
+    receipt = services.store.receipts(location.height)[location.index]
     return web.json_response(
         {
             **tx_view(tx),
@@ -211,14 +212,14 @@ async def get_tx(request: web.Request) -> web.Response:
 
 async def get_tx_proof(request: web.Request) -> web.Response:
     """`GET /txs/{hash}/proof`: the Merkle path of a committed transaction to its block's tx_root."""
-    node = _node(request)
+    services = _services(request)
     tx_hash = _hex32(request.match_info["hash"], "hash")
-    location = node.store.tx_location(tx_hash)
+    location = services.store.tx_location(tx_hash)
     if location is None:
         raise ApiError(404, "not_found", f"no committed transaction {tx_hash.hex()}")
-    block = node.store.block(location.height)
+    block = services.store.block(location.height)
     assert block is not None
-    hashes = [node.hash_of(raw) for raw in block.txs]
+    hashes = [services.hash_of(raw) for raw in block.txs]
     return web.json_response(
         {
             "hash": tx_hash.hex(),
@@ -235,15 +236,15 @@ async def get_tx_proof(request: web.Request) -> web.Response:
 # --- blocks -------------------------------------------------------------------------
 
 
-def block_view(node: Node, block: Block) -> dict[str, Any]:
+def block_view(services: HttpServices, block: Block) -> dict[str, Any]:
     """Header, transaction hashes, the last commit and this block's own commit."""
     height = block.header.height
-    commit = node.store.commit(height)
+    commit = services.store.commit(height)
     return {
         "hash": block.hash.hex(),
         "height": height,
         "header": to_json(block.header.to_map()),
-        "txs": [node.hash_of(raw).hex() for raw in block.txs],
+        "txs": [services.hash_of(raw).hex() for raw in block.txs],
         "tx_count": len(block.txs),
         "last_commit": to_json(block.last_commit.to_map()) if block.last_commit else {},
         "evidence": to_json(list(block.evidence)),
@@ -251,8 +252,8 @@ def block_view(node: Node, block: Block) -> dict[str, Any]:
     }
 
 
-def _block_at(node: Node, height: int) -> Block:
-    block = node.store.block(height)
+def _block_at(services: HttpServices, height: int) -> Block:
+    block = services.store.block(height)
     if block is None:
         raise ApiError(404, "not_found", f"no block at height {height}")
     return block
@@ -260,25 +261,25 @@ def _block_at(node: Node, height: int) -> Block:
 
 async def get_latest_block(request: web.Request) -> web.Response:
     """`GET /blocks/latest`."""
-    node = _node(request)
-    tip = node.store.head()
+    services = _services(request)
+    tip = services.store.head()
     assert tip is not None
     if tip.height == 0:
         raise ApiError(404, "not_found", "no block has been made yet")
-    return web.json_response(block_view(node, _block_at(node, tip.height)))
+    return web.json_response(block_view(services, _block_at(services, tip.height)))
 
 
 async def get_block(request: web.Request) -> web.Response:
     """`GET /blocks/{height}`."""
-    node = _node(request)
-    return web.json_response(block_view(node, _block_at(node, _height(request))))
+    services = _services(request)
+    return web.json_response(block_view(services, _block_at(services, _height(request))))
 
 
 async def get_block_raw(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/raw`: canonical block bytes."""
-    node = _node(request)
+    services = _services(request)
     height = _height(request)
-    raw = node.store.block_bytes(height)
+    raw = services.store.block_bytes(height)
     if raw is None:
         raise ApiError(404, "not_found", f"no block at height {height}")
     return web.Response(body=raw, content_type="application/msgpack")
@@ -286,9 +287,9 @@ async def get_block_raw(request: web.Request) -> web.Response:
 
 async def get_block_commit(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/commit`: the precommits that finalized the block."""
-    node = _node(request)
+    services = _services(request)
     height = _height(request)
-    commit = node.store.commit(height)
+    commit = services.store.commit(height)
     if commit is None:
         raise ApiError(404, "not_found", f"no commit for height {height}")
     return web.json_response(to_json(commit.to_map()))
@@ -296,14 +297,14 @@ async def get_block_commit(request: web.Request) -> web.Response:
 
 async def list_blocks(request: web.Request) -> web.Response:
     """`GET /blocks?before=&limit=`: newest first; `next` is the cursor for the next page."""
-    node = _node(request)
-    tip = node.store.head()
+    services = _services(request)
+    tip = services.store.head()
     assert tip is not None
     before = _integer(request.query.get("before"), "before", tip.height + 1, 1, 2**63 - 1)
     limit = _integer(request.query.get("limit"), "limit", 20, 1, MAX_PAGE)
     top = min(before - 1, tip.height)
     heights = range(top, max(top - limit, 0), -1)
-    blocks = [block_view(node, _block_at(node, height)) for height in heights]
+    blocks = [block_view(services, _block_at(services, height)) for height in heights]
     lowest = heights[-1] if len(heights) else 1
     return web.json_response({"blocks": blocks, "next": lowest if lowest > 1 else None})
 
@@ -315,9 +316,9 @@ async def get_account(request: web.Request) -> web.Response:
     """`GET /accounts/{address}`: balance, nonce, roles, points per shop, and the merchant
     reputation of an address that owns a shop or holds `merchant` (else null); zeros
     for an unseen address."""
-    node = _node(request)
+    services = _services(request)
     address = _hex32(request.match_info["address"], "address")
-    with node.store.read_view() as view:
+    with services.store.read_view() as view:
         state = State(view)
         account = load_account(state, address)
         roles = roles_of(state, address)
@@ -329,7 +330,7 @@ async def get_account(request: web.Request) -> web.Response:
             "address": address.hex(),
             "balance": account.balance,
             "nonce": account.nonce,
-            "pending_nonce": node.mempool.pending_nonce(address, account.nonce),
+            "pending_nonce": services.mempool.pending_nonce(address, account.nonce),
             "roles": roles,
             "role_grants": grants,
             **marketplace,
@@ -341,11 +342,11 @@ async def get_validators(request: web.Request) -> web.Response:
     """`GET /validators?height=`: the set that signs a height (default: the next block),
     changes decided but not yet in force, pending `validator_vote`s and punished
     validators (R25, R27, R34)."""
-    node = _node(request)
-    tip = node.store.head()
+    services = _services(request)
+    tip = services.store.head()
     assert tip is not None
     height = _integer(request.query.get("height"), "height", tip.height + 1, 1, tip.height + 1)
-    state = State(node.store)
+    state = State(services.store)
     validators = set_at(state, height)
     proposer = proposer_for(validators, height, 0) if validators else None
     pending = []
@@ -399,15 +400,15 @@ async def get_static(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers={**EXPLORER_HEADERS, "Content-Type": content_type})
 
 
-def build_app(node: Node) -> web.Application:
-    """The aiohttp application of the API; it serves exactly the routes node/openapi.py documents."""
+def build_app(services: HttpServices) -> web.Application:
+    """The aiohttp application of the API; it serves exactly the routes node/http/openapi.py documents."""
     app = web.Application(
-        middlewares=[metrics_middleware, limits_middleware(node.config.http), error_middleware],
-        client_max_size=node.config.http.max_body_bytes,
+        middlewares=[metrics_middleware, limits_middleware(services.limits), error_middleware],
+        client_max_size=services.limits.max_body_bytes,
     )
-    app[NODE_KEY] = node
-    app[METRICS_KEY] = node.metrics
-    app[MAX_BODY_KEY] = node.config.http.max_body_bytes
+    app[SERVICES_KEY] = services
+    app[METRICS_KEY] = services.metrics
+    app[MAX_BODY_KEY] = services.limits.max_body_bytes
     app.router.add_get("/status", get_status)
     app.router.add_post("/txs", post_tx)
     app.router.add_post("/txs/batch", post_tx_batch)
@@ -420,8 +421,8 @@ def build_app(node: Node) -> web.Application:
     app.router.add_get("/blocks/{height}/commit", get_block_commit)
     app.router.add_get("/accounts/{address}", get_account)
     app.router.add_get("/validators", get_validators)
-    add_marketplace_routes(app, node)
-    add_event_routes(app, node)
+    add_marketplace_routes(app)
+    add_event_routes(app, services)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/openapi.json", get_openapi)
     app.router.add_get("/", get_explorer)

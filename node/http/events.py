@@ -32,13 +32,13 @@ from node.events import (
 )
 from node.http.errors import ApiError
 from node.http.marketplace import parse_hex32
+from node.http.services import SERVICES_KEY
 
 if TYPE_CHECKING:
-    from node.node import Node
+    from node.http.services import HttpServices
 
 log = logging.getLogger("marketchain.events")
 
-EVENTS_NODE_KEY = web.AppKey("events_node", object)
 KEEPALIVE_S = 15.0
 """An idle stream gets a comment line this often."""
 CHECK_INTERVAL_S = 1.0
@@ -61,8 +61,8 @@ def _control(kind: str, data: dict[str, object]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _node(request: web.Request) -> Node:
-    return request.app[EVENTS_NODE_KEY]  # type: ignore[return-value]
+def _services(request: web.Request) -> HttpServices:
+    return request.app[SERVICES_KEY]
 
 
 def _query_hex32(request: web.Request, name: str) -> bytes | None:
@@ -87,7 +87,7 @@ def _client_gone(request: web.Request) -> bool:
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     """`GET /events?account=&order=`: the server-sent event stream."""
-    hub = _node(request).events
+    hub = _services(request).events
     event_filter = EventFilter(_query_hex32(request, "account"), _query_hex32(request, "order"))
     after = _last_event_id(request)
     try:
@@ -135,22 +135,22 @@ async def get_events(request: web.Request) -> web.StreamResponse:
 # --- the hub's start and stop ---------------------------------------------------------
 
 
-def seed_events(node: Node, hub: EventHub) -> None:
+def seed_events(services: HttpServices, hub: EventHub) -> None:
     """Rebuild the events of the most recent blocks from storage, so that clients can
     resume across a node restart; older events are marked as not held."""
-    tip = node.store.head()
+    tip = services.store.head()
     height = tip.height if tip is not None else 0
-    state = State(node.store)
+    state = State(services.store)
     collected: list[list[ChainEvent]] = []
     count = 0
     first = height + 1
     for block_height in range(height, max(0, height - SEED_BLOCKS), -1):
-        block = node.store.block(block_height) if count < HISTORY_SIZE else None
+        block = services.store.block(block_height) if count < HISTORY_SIZE else None
         if block is None:
             break
-        transactions = [node.decode_committed(raw) for raw in block.txs]
-        events = block_events(block, transactions, node.store.receipts(block_height),
-                              node.store.block_events(block_height), lambda order_id: load_order(state, order_id))
+        transactions = [services.decode_committed(raw) for raw in block.txs]
+        events = block_events(block, transactions, services.store.receipts(block_height),
+                              services.store.block_events(block_height), lambda order_id: load_order(state, order_id))
         collected.append(events)
         count += len(events)
         first = block_height
@@ -160,21 +160,20 @@ def seed_events(node: Node, hub: EventHub) -> None:
         hub.publish(events)
 
 
-def add_event_routes(app: web.Application, node: Node) -> None:
+def add_event_routes(app: web.Application, services: HttpServices) -> None:
     """Register `/events`, seed the hub at start-up and end every stream at shutdown."""
-    app[EVENTS_NODE_KEY] = node
     app.router.add_get("/events", get_events)
 
     async def on_startup(app: web.Application) -> None:
         try:
-            seed_events(node, node.events)
+            seed_events(services, services.events)
         except Exception:  # resume across restarts is a convenience: never block start-up
             log.exception("could not rebuild recent events from storage")
-            tip = node.store.head()
-            node.events.start_after(tip.height if tip is not None else 0)
+            tip = services.store.head()
+            services.events.start_after(tip.height if tip is not None else 0)
 
     async def on_shutdown(app: web.Application) -> None:
-        node.events.close()
+        services.events.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -31,12 +31,12 @@ from marketplace_tx.rules.state import State
 from node import indexer
 from node.http.errors import ApiError
 from node.http.json_view import to_json
+from node.http.services import SERVICES_KEY
 
 if TYPE_CHECKING:
-    from node.node import Node
+    from node.http.services import HttpServices
     from node.storage import ReadView
 
-MARKET_NODE_KEY = web.AppKey("marketplace_node", object)
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 MAX_QUERY_WORDS = 8
@@ -183,8 +183,8 @@ def account_marketplace_view(state: State, view: ReadView, address: bytes) -> di
 # --- handlers -----------------------------------------------------------------------
 
 
-def _node(request: web.Request) -> Node:
-    return request.app[MARKET_NODE_KEY]  # type: ignore[return-value]
+def _services(request: web.Request) -> HttpServices:
+    return request.app[SERVICES_KEY]
 
 
 async def list_shops(request: web.Request) -> web.Response:
@@ -192,7 +192,7 @@ async def list_shops(request: web.Request) -> web.Response:
     owner = _optional_hex32(request, "owner")
     limit, cursor = _paging(request)
     prefix = indexer.SHOPS if owner is None else indexer.SHOPS_BY_OWNER + owner
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         state = State(view)
 
         def accept(shop_id: bytes, position: bytes) -> dict[str, Any] | None:
@@ -206,7 +206,7 @@ async def list_shops(request: web.Request) -> web.Response:
 async def get_shop(request: web.Request) -> web.Response:
     """`GET /shops/{id}`."""
     shop_id = parse_hex32(request.match_info["id"], "id")
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         state = State(view)
         shop = load_shop(state, shop_id)
         if shop is None:
@@ -218,7 +218,7 @@ async def list_reviews(request: web.Request) -> web.Response:
     """`GET /shops/{id}/reviews?limit=&cursor=`: newest first."""
     shop_id = parse_hex32(request.match_info["id"], "id")
     limit, cursor = _paging(request)
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         state = State(view)
         if load_shop(state, shop_id) is None:
             raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
@@ -286,17 +286,17 @@ def _dated(series: list[dict[str, int]], first_day_ms: int) -> list[dict[str, An
 
 async def get_shop_stats(request: web.Request) -> web.Response:
     """`GET /shops/{id}/stats?days=`: the shop's stats and a daily series of the last `days` UTC days."""
-    node = _node(request)
+    services = _services(request)
     shop_id = parse_hex32(request.match_info["id"], "id")
     days = parse_integer(request.query.get("days"), "days", DEFAULT_STATS_DAYS, 1, MAX_STATS_DAYS)
     assert days is not None
     today_ms = int(time.time() * 1000) // DAY_MS * DAY_MS
     first_day_ms = today_ms - (days - 1) * DAY_MS
-    params = node.genesis.params
+    params = services.genesis.params
     longest_order_ms = sum(getattr(params, window) for _, window in DEADLINE_FIELDS.values())
 
     def read() -> dict[str, Any]:
-        with node.store.read_view() as view:
+        with services.store.read_view() as view:
             state = State(view)
             if load_shop(state, shop_id) is None:
                 raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
@@ -337,7 +337,7 @@ async def list_listings(request: web.Request) -> web.Response:
     active = _boolean(request, "active")
     limit, cursor = _paging(request)
     shop_names: dict[bytes, str | None] = {}
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         state = State(view)
 
         def accept(value: bytes, position: bytes) -> dict[str, Any] | None:
@@ -363,7 +363,7 @@ async def list_listings(request: web.Request) -> web.Response:
 async def get_listing(request: web.Request) -> web.Response:
     """`GET /listings/{id}`."""
     listing_id = parse_hex32(request.match_info["id"], "id")
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         state = State(view)
         listing = load_listing(state, listing_id)
         if listing is None:
@@ -371,27 +371,27 @@ async def get_listing(request: web.Request) -> web.Response:
         return web.json_response(listing_view(state, listing_id, listing, {}))
 
 
-def _order_json(node: Node, order_id: bytes, order: Any) -> dict[str, Any]:
+def _order_json(services: HttpServices, order_id: bytes, order: Any) -> dict[str, Any]:
     result = {"id": order_id.hex(), **record_json(order)}
-    window = node.genesis.params.review_window_ms
+    window = services.genesis.params.review_window_ms
     result["review_deadline"] = order.ended_at + window if order.ended_at is not None else None
     return result
 
 
 async def get_order(request: web.Request) -> web.Response:
     """`GET /orders/{id}`: state, escrow, deadlines and the full history."""
-    node = _node(request)
+    services = _services(request)
     order_id = parse_hex32(request.match_info["id"], "id")
-    with node.store.read_view() as view:
+    with services.store.read_view() as view:
         order = load_order(State(view), order_id)
     if order is None:
         raise ApiError(404, "not_found", f"no order {order_id.hex()}")
-    return web.json_response(_order_json(node, order_id, order))
+    return web.json_response(_order_json(services, order_id, order))
 
 
 async def list_orders(request: web.Request) -> web.Response:
     """`GET /orders?buyer=&merchant=&state=&shop=&limit=&cursor=`: newest first."""
-    node = _node(request)
+    services = _services(request)
     buyer = _optional_hex32(request, "buyer")
     merchant = _optional_hex32(request, "merchant")
     shop = _optional_hex32(request, "shop")
@@ -409,7 +409,7 @@ async def list_orders(request: web.Request) -> web.Response:
         prefix = indexer.state_prefix(wanted_state)
     else:
         prefix = indexer.ORDERS
-    with node.store.read_view() as view:
+    with services.store.read_view() as view:
         state = State(view)
 
         def accept(value: bytes, position: bytes) -> dict[str, Any] | None:
@@ -418,7 +418,7 @@ async def list_orders(request: web.Request) -> web.Response:
             if any(expected is not None and expected != actual for expected, actual in wanted):
                 return None
             order = load_order(state, entry.order_id)
-            return None if order is None else _order_json(node, entry.order_id, order)
+            return None if order is None else _order_json(services, entry.order_id, order)
 
         orders, next_cursor = indexer.scan_page(view, prefix, cursor, limit, accept)
     return web.json_response({"orders": orders, "next": next_cursor})
@@ -429,7 +429,7 @@ async def get_item(request: web.Request) -> web.Response:
     item_id = request.match_info["id"]
     if not ITEM_ID_PATTERN.fullmatch(item_id):
         raise ApiError(400, "invalid_query", "id must be 1..64 characters of letters, digits and . _ : -")
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         state = State(view)
         item = load_item(state, item_id)
         if item is None:
@@ -447,14 +447,14 @@ async def list_account_txs(request: web.Request) -> web.Response:
         height, index = indexer.decode_position(position)
         return {**to_json(codec.decode(value)), "height": height, "index": index}
 
-    with _node(request).store.read_view() as view:
+    with _services(request).store.read_view() as view:
         txs, next_cursor = indexer.scan_page(view, indexer.ACCOUNT_TXS + address, cursor, limit, accept)
     return web.json_response({"txs": txs, "next": next_cursor})
 
 
-def add_marketplace_routes(app: web.Application, node: Node) -> None:
-    """Register the marketplace read endpoints on the API application."""
-    app[MARKET_NODE_KEY] = node
+def add_marketplace_routes(app: web.Application) -> None:
+    """Register the marketplace read endpoints on the API application (handlers read
+    `app[SERVICES_KEY]`, which `build_app` sets)."""
     app.router.add_get("/shops", list_shops)
     app.router.add_get("/shops/{id}", get_shop)
     app.router.add_get("/shops/{id}/reviews", list_reviews)
