@@ -1,4 +1,8 @@
-"""A node's home directory: config, keys, genesis and data (`marketchain init`)."""
+"""A node's home directory: config, keys, genesis and data (`marketchain init`).
+
+Key files use the format of `client.keystore`, the one client module a node imports:
+node and validator keys are the same plain key files a user's tools read and write.
+"""
 
 from __future__ import annotations
 
