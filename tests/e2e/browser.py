@@ -3,7 +3,8 @@
 `missing_browser()` says why a browser test cannot run here (selenium, chromium or
 chromedriver absent), or None; `start_chromium(profile_directory)` starts a fresh
 headless Chromium with its own profile; `severe_console_errors(driver)` returns the
-page's SEVERE console entries, or None when the driver cannot read the console.
+page's SEVERE console entries, and fails (ConsoleUnreadable) when the driver cannot read
+the console: a check that cannot look must not pass.
 
     from tests.e2e.browser import missing_browser, start_chromium
 
@@ -98,17 +99,21 @@ def start_chromium(profile_directory: Path, window: tuple[int, int] | None = Non
     return driver
 
 
-def console_entries(driver: WebDriver) -> list[dict[str, Any]] | None:
-    """The browser console since the last call, or None if this driver cannot read it."""
+class ConsoleUnreadable(AssertionError):
+    """The driver cannot read the browser console, so no console check can pass."""
+
+
+def console_entries(driver: WebDriver) -> list[dict[str, Any]]:
+    """The browser console since the last call; ConsoleUnreadable if this driver cannot read it."""
     try:
-        return list(driver.get_log("browser"))
-    except Exception:  # noqa: BLE001 - drivers without the log endpoint raise various errors
-        return None
+        entries = driver.get_log("browser")
+    except Exception as error:  # noqa: BLE001 - drivers without the log endpoint raise various errors
+        raise ConsoleUnreadable(f"cannot read the browser console: {error!r}") from error
+    if not isinstance(entries, list):
+        raise ConsoleUnreadable(f"the browser console read gave {type(entries).__name__}, not a list")
+    return entries
 
 
-def severe_console_errors(driver: WebDriver) -> list[str] | None:
-    """Messages of SEVERE console entries since the last read, or None if unsupported."""
-    entries = console_entries(driver)
-    if entries is None:
-        return None
-    return [entry.get("message", "") for entry in entries if entry.get("level") == "SEVERE"]
+def severe_console_errors(driver: WebDriver) -> list[str]:
+    """Messages of SEVERE console entries since the last read (ConsoleUnreadable if it cannot be read)."""
+    return [entry.get("message", "") for entry in console_entries(driver) if entry.get("level") == "SEVERE"]

@@ -165,10 +165,8 @@ class Explorer:
         return path
 
     def assert_no_console_errors(self, allowed: str | None = None) -> None:
-        """No SEVERE entry in the browser console (skipped if the driver cannot read it)."""
+        """No SEVERE entry in the browser console; fails if the driver cannot read the console."""
         errors = severe_console_errors(self.driver)
-        if errors is None:
-            return
         if allowed:
             errors = [message for message in errors if allowed not in message]
         assert errors == [], "\n".join(errors)

@@ -10,8 +10,9 @@ import pytest
 
 from client.formatting import format_amount, parse_amount
 from node.config import ConfigError, HttpConfig, NodeConfig, load_config, render_config
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def test_documented_defaults_match_the_code(tmp_path: Path) -> None:

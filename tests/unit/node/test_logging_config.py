@@ -41,8 +41,9 @@ from node.logging_setup import (
     redact,
     reset_logging,
 )
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 SECRET_HEX = "9f" * 32
 
 
