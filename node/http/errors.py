@@ -3,7 +3,8 @@
 API-level codes beside those of R12 (docs/api.md): `not_found` (unknown route, block,
 transaction), `invalid_query` (a path or query parameter that does not parse),
 `body_too_large` (413), `unsupported_media_type` (415), `method_not_allowed` (405),
-`rate_limited` (429) and, for a node bug only, `internal` (500).
+`rate_limited` (429) and, for a node bug only, `internal` (500). A 405 answer carries an
+`Allow` header listing the methods its path supports.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+async def allowed_methods(request: web.Request) -> set[str]:
+    """The methods of the route that serves `request`'s path, for the `Allow` header of a 405
+    answer (RFC 9110 §15.5.6). Where two routes match a path (`/txs/batch` is also a
+    `/txs/{hash}`), the first registered, the most specific, is the one documented."""
+    for resource in request.app.router.resources():
+        _, allowed = await resource.resolve(request)
+        if allowed:
+            return set(allowed)
+    return set()
+
+
 _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -66,7 +78,10 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
             message = f"no route for {request.method} {request.path}"
         elif error.status == 413:
             message = f"request body exceeds {request.app[MAX_BODY_KEY]} bytes"
-        return error_response(error.status if error.status < 500 else 400, code, message)
+        response = error_response(error.status if error.status < 500 else 400, code, message)
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            response.headers["Allow"] = ", ".join(sorted(await allowed_methods(request)))
+        return response
     except json.JSONDecodeError as error:
         return error_response(400, "malformed", f"body is not valid JSON: {error}")
     except Exception:  # a node bug: log it, answer without leaking internals

@@ -25,7 +25,20 @@ from marketplace_tx.rules.items import Item
 from marketplace_tx.rules.listings import Listing
 from marketplace_tx.rules.order_records import ORDER_STATES, Order
 from marketplace_tx.rules.reputation import Reputation
+from marketplace_tx.rules.schema import ITEM_ID_PATTERN
 from marketplace_tx.rules.shops import Shop
+from node.http.params import (
+    CURSOR_PATTERN,
+    DEFAULT_PAGE,
+    DEFAULT_STATS_DAYS,
+    HEIGHT_MAX,
+    MAX_PAGE,
+    MAX_QUERY_BYTES,
+    MAX_QUERY_WORDS,
+    MAX_STATS_DAYS,
+    MAX_TAG_BYTES,
+    UINT64_MAX,
+)
 
 API_ERROR_CODES = (
     "invalid_query",
@@ -70,6 +83,14 @@ BOOLEAN = {"type": "boolean"}
 HEX = ref("Hex")
 HEX32 = ref("Hex32")
 ANY_OBJECT = {"type": "object"}
+DEFAULT_MAX_TX_BYTES = 16384
+"""The genesis default of `max_tx_bytes` (R10); the document states the default."""
+DEFAULT_MAX_BATCH_TXS = 10_000
+"""The default of `[http] max_batch_txs`."""
+TX_HEX = {"type": "string", "minLength": 2, "maxLength": 2 * DEFAULT_MAX_TX_BYTES, "pattern": "^([0-9a-fA-F]{2})+$",
+          "description": "A signed transaction's canonical bytes (R1, R2) in hex, either case: non-empty, even "
+                         "length, at most `max_tx_bytes` bytes (genesis parameter, default 16384). A transaction "
+                         "that does not pass admission (R10) is 400 with its R12 code."}
 
 _FIELD_TYPES: dict[str, dict[str, Any]] = {
     "bytes": HEX,
@@ -114,7 +135,8 @@ def _schemas() -> dict[str, Any]:
                      description="Every error: a stable code (R12 or the API's own) and a message naming the field."),
         "Hex": {"type": "string", "pattern": "^([0-9a-f]{2})*$", "description": "Bytes, lowercase hex (R5)."},
         "Hex32": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "A 32-byte id or address."},
-        "Cursor": nullable({"type": "string", "description": "Opaque; pass as `cursor` for the next page."}),
+        "Cursor": nullable({"type": "string", "pattern": CURSOR_PATTERN.replace("a-fA-F", "a-f"),
+                            "description": "Opaque; pass as `cursor` for the next page."}),
         "Status": obj({
             "chain_id": STRING, "genesis_hash": HEX32, "height": INTEGER,
             "latest_block_hash": nullable(HEX32), "latest_block_time": nullable(INTEGER), "state_root": HEX32,
@@ -123,8 +145,9 @@ def _schemas() -> dict[str, Any]:
             "consensus": obj({"height": INTEGER, "round": INTEGER, "step": STRING, "started": BOOLEAN}),
             "p2p": STRING, "mempool_size": INTEGER, "min_fee": INTEGER, "version": STRING,
         }),
-        "TxBody": obj({"tx": HEX}, description="Or the canonical bytes as `application/msgpack`."),
-        "TxBatchBody": obj({"txs": {"type": "array", "items": HEX}},
+        "TxBody": obj({"tx": TX_HEX}, description="Or the canonical bytes as `application/msgpack`."),
+        "TxBatchBody": obj({"txs": {"type": "array", "items": TX_HEX, "maxItems": DEFAULT_MAX_BATCH_TXS,
+                                    "description": "At most `[http] max_batch_txs` (default 10000) items."}},
                            description="Or a canonical msgpack array of bin as `application/msgpack`."),
         "TxAccepted": obj({"hash": HEX32}),
         "TxBatchResults": obj({"results": {"type": "array", "items": {"oneOf": [ref("TxAccepted"), ref("Error")]}}}),
@@ -142,7 +165,9 @@ def _schemas() -> dict[str, Any]:
         "Block": obj({"hash": HEX32, "height": INTEGER, "header": ref("Header"),
                       "txs": {"type": "array", "items": HEX32}, "tx_count": INTEGER, "last_commit": ANY_OBJECT,
                       "evidence": {"type": "array", "items": ANY_OBJECT}, "commit": nullable(ref("Commit"))}),
-        "BlockList": page("blocks", ref("Block")),
+        "BlockList": obj({"blocks": {"type": "array", "items": ref("Block")},
+                          "next": nullable({"type": "integer", "minimum": 2,
+                                            "description": "Pass as `before` for the next page."})}),
         "Reputation": obj(reputation),
         "Account": obj({"id": HEX32, "address": HEX32, "balance": INTEGER, "nonce": INTEGER,
                         "pending_nonce": INTEGER, "roles": {"type": "array", "items": STRING},
@@ -206,18 +231,25 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-HASH = path_parameter("hash", HEX32, "Transaction hash (R9).")
-HEIGHT = path_parameter("height", {"type": "integer", "minimum": 1}, "Block height.")
-ID = path_parameter("id", HEX32, "Shop, listing or order id (the creating transaction's hash, R9).")
-ADDRESS = path_parameter("address", HEX32, "Account address (R5).")
-ITEM_ID = path_parameter("id", {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}, "Item id (R22).")
-LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size.")
-CURSOR = query("cursor", STRING, "The `next` of the previous page.")
+HEX32_PARAMETER = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "64 hex characters, either case."}
+"""A 32-byte id, hash or address as a parameter (node/http/params.py: `parse_hex32`)."""
+HEIGHT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": HEIGHT_MAX}
+HASH = path_parameter("hash", HEX32_PARAMETER, "Transaction hash (R9).")
+HEIGHT = path_parameter("height", HEIGHT_SCHEMA, "Block height.")
+ID = path_parameter("id", HEX32_PARAMETER, "Shop, listing or order id (the creating transaction's hash, R9).")
+ADDRESS = path_parameter("address", HEX32_PARAMETER, "Account address (R5).")
+ITEM_ID = path_parameter("id", {"type": "string", "pattern": f"^{ITEM_ID_PATTERN.pattern}$"}, "Item id (R22).")
+LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "Page size.")
+CURSOR = query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
+               "The `next` of the previous page of the same list (opaque, 24 hex characters).")
 PAGING = (LIMIT, CURSOR)
-PRICE = {"type": "integer", "minimum": 0}
+PRICE = {"type": "integer", "minimum": 0, "maximum": UINT64_MAX}
+BOOLEAN_PARAMETER = {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])$"}
+"""`true` or `false` (any case), or `1` or `0`."""
 
 _ERROR_DESCRIPTIONS = {
-    "400": "`invalid_query` (a path or query parameter), `malformed` or an R12 code",
+    "400": "`invalid_query` (a path or query parameter that does not parse, or a query parameter given "
+           "empty), `malformed` or an R12 code",
     "404": "`not_found`: no such object, or no such route",
     "405": "`method_not_allowed`",
     "413": "`body_too_large`",
@@ -258,7 +290,7 @@ class Operation:
     parameters: tuple[dict[str, Any], ...] = ()
     """Path and query parameters."""
     errors: tuple[str, ...] = ("400", "404")
-    """Error statuses beside 405 and 500, which every route may answer."""
+    """Error statuses beside 405, 429 and 500, which every route may answer."""
     status: str = "200"
     """The success status."""
     body: dict[str, Any] | None = None
@@ -268,7 +300,7 @@ class Operation:
         """The operation object."""
         responses = {self.status: self.success}
         responses.update({status: {"$ref": f"#/components/responses/E{status}"}
-                          for status in (*self.errors, "405", "500")})
+                          for status in (*self.errors, "405", "429", "500")})
         operation: dict[str, Any] = {"operationId": self.operation_id, "summary": self.summary,
                                      "tags": [self.tag], "responses": responses}
         if self.parameters:
@@ -278,9 +310,14 @@ class Operation:
         return operation
 
 
+MSGPACK_MEDIA_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
+"""Content types a transaction body may take as raw canonical msgpack."""
+
+
 def _tx_body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}},
-                                          "application/json": {"schema": ref(schema)}}}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"required": True, "content": {"application/json": {"schema": ref(schema)},
+                                          **{media: binary for media in MSGPACK_MEDIA_TYPES}}}
 
 
 EVENTS_DESCRIPTION = (
@@ -305,7 +342,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/txs/{hash}/proof", "getTxProof", "Merkle inclusion path of a committed transaction (R7).",
               "transactions", json_body(ref("TxProof")), (HASH,)),
     Operation("GET", "/blocks", "listBlocks", "Final blocks, newest first.", "blocks", json_body(ref("BlockList")),
-              (query("before", {"type": "integer", "minimum": 1}, "Only heights below this."), LIMIT),
+              (query("before", HEIGHT_SCHEMA, "Only heights below this."), LIMIT),
               errors=("400",)),
     Operation("GET", "/blocks/latest", "getLatestBlock", "The last final block.", "blocks", json_body(ref("Block")),
               errors=("404",)),
@@ -322,7 +359,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "Transactions the account sends, is named in, or that act on its orders; newest first.", "accounts",
               json_body(ref("AccountTxList")), (ADDRESS, *PAGING), errors=("400",)),
     Operation("GET", "/shops", "listShops", "Shops, oldest first.", "marketplace", json_body(ref("ShopList")),
-              (query("owner", HEX32, "Only this owner's shops."), *PAGING), errors=("400",)),
+              (query("owner", HEX32_PARAMETER, "Only this owner's shops."), *PAGING), errors=("400",)),
     Operation("GET", "/shops/{id}", "getShop", "A shop with its reputation and stats.", "marketplace",
               json_body(ref("Shop")), (ID,)),
     Operation("GET", "/shops/{id}/reviews", "listShopReviews", "Reviews with replies, newest first.", "marketplace",
@@ -330,19 +367,26 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/shops/{id}/stats", "getShopStats",
               "Merchant analytics: the shop's stats and a daily series of the last `days` UTC days.", "marketplace",
               json_body(ref("ShopAnalytics")),
-              (ID, query("days", {"type": "integer", "minimum": 1, "maximum": 365, "default": 30}, "Days in the series."))),
+              (ID, query("days", {"type": "integer", "minimum": 1, "maximum": MAX_STATS_DAYS,
+                                  "default": DEFAULT_STATS_DAYS}, "Days in the series."))),
     Operation("GET", "/listings", "listListings", "Search listings across every shop, newest first.", "marketplace",
               json_body(ref("ListingList")),
-              (query("q", STRING, "Words that must all appear (≤ 8 words, ≤ 256 bytes)."),
-               query("tag", STRING, "A tag, ignoring case."), query("shop", HEX32, "Only this shop."),
-               query("min_price", PRICE, "Lowest unit price."), query("max_price", PRICE, "Highest unit price."),
-               query("active", BOOLEAN, "Only active or inactive listings."), *PAGING),
+              (query("q", {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_BYTES, "pattern": r"\w"},
+                     f"Words that must all appear: at least one letter or digit, at most {MAX_QUERY_WORDS} distinct words and "
+                     f"{MAX_QUERY_BYTES} UTF-8 bytes."),
+               query("tag", {"type": "string", "minLength": 1, "maxLength": MAX_TAG_BYTES},
+                     f"A tag, ignoring case; at most {MAX_TAG_BYTES} UTF-8 bytes."),
+               query("shop", HEX32_PARAMETER, "Only this shop."),
+               query("min_price", PRICE, "Lowest unit price."),
+               query("max_price", PRICE, "Highest unit price; not below `min_price`."),
+               query("active", BOOLEAN_PARAMETER, "Only active or inactive listings."), *PAGING),
               errors=("400",)),
     Operation("GET", "/listings/{id}", "getListing", "A listing.", "marketplace", json_body(ref("Listing")), (ID,)),
     Operation("GET", "/orders", "listOrders", "Orders, newest first; every filter given must match.", "marketplace",
               json_body(ref("OrderList")),
-              (query("buyer", HEX32, "Buyer address."), query("merchant", HEX32, "Merchant address."),
-               query("shop", HEX32, "Shop id."), query("state", {"type": "string", "enum": list(ORDER_STATES)}, "State."),
+              (query("buyer", HEX32_PARAMETER, "Buyer address."), query("merchant", HEX32_PARAMETER, "Merchant address."),
+               query("shop", HEX32_PARAMETER, "Shop id."),
+               query("state", {"type": "string", "enum": list(ORDER_STATES)}, "State."),
                *PAGING),
               errors=("400",)),
     Operation("GET", "/orders/{id}", "getOrder", "An order with state, escrow, deadlines and history (R18).",
@@ -351,16 +395,16 @@ OPERATIONS: tuple[Operation, ...] = (
               json_body(ref("Item")), (ITEM_ID,)),
     Operation("GET", "/validators", "getValidators", "The validator set at a height, pending votes, evidence.",
               "node", json_body(ref("Validators")),
-              (query("height", {"type": "integer", "minimum": 1}, "Default: the next block."),), errors=("400",)),
+              (query("height", HEIGHT_SCHEMA, "At most the next block's height (the default)."),), errors=("400",)),
     Operation("GET", "/events", "streamEvents", EVENTS_DESCRIPTION, "node",
               {"description": "An endless event stream.",
                "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-              (query("account", HEX32, "Only tx and order events this address takes part in (no block events)."),
-               query("order", HEX32, "Only this order's events and the transactions acting on it (no block events)."),
-               query("last_event_id", STRING, "Same as the Last-Event-ID header."),
+              (query("account", HEX32_PARAMETER, "Only tx and order events this address takes part in (no block events)."),
+               query("order", HEX32_PARAMETER, "Only this order's events and the transactions acting on it (no block events)."),
+               query("last_event_id", {"type": "string", "minLength": 1}, "Same as the Last-Event-ID header."),
                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STRING,
                 "description": "Resume after this event id (`height:sequence`)."}),
-              errors=("400", "429")),
+              errors=("400",)),
     Operation("GET", "/metrics", "getMetrics", "Prometheus text format (docs/api.md lists the metrics).", "node",
               {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}, errors=()),
     Operation("GET", "/openapi.json", "getOpenApi", "This document.", "node",
