@@ -7,6 +7,10 @@ Layout of a testnet directory:
     DIR/nodeI/                each node's home (config, keys, genesis, data, node.log)
 
 Node i listens for P2P on base_port + 2i and for HTTP on base_port + 2i + 1.
+
+The client makes the keys and the shared genesis; the homes are written by the node's
+own code, one `python -m cli testnet-homes` process per testnet (`client` never imports
+`node`), and the nodes run as `python -m cli node start` processes.
 """
 
 from __future__ import annotations
