@@ -1,13 +1,15 @@
-"""The level-by-level Merkle root against the recursive definition of PROTOCOL R7.
+"""The fast Merkle root equals R7's recursive definition (speedups.merkle_root_of_hashes).
 
-`marketplace_tx.primitives.merkle.merkle_root` computes the RFC 6962 tree hash bottom up (pairs of
-neighbours, an unpaired last node carried up), a speed change from the recursive
-split "at the largest power of two below n" (docs/performance.md). These tests
-compare it with a recursive reference written here from R7 alone, over every size
-0..300, the power-of-two edges 1023..1025, 4096 and 5000, and hypothesis-generated
-leaf lists; and check that the inclusion proofs of `marketplace_tx.primitives.merkle` (built
-recursively) verify against the bottom-up root for every index, and fail for a
-tampered leaf or sibling (R7, R23 `tx_root`).
+`marketplace_tx.primitives.merkle.merkle_root` hands the leaf hashes to
+`speedups.merkle_root_of_hashes`, which builds the RFC 6962 tree bottom up (pairs of
+neighbours, an unpaired last node carried up) instead of splitting recursively "at the
+largest power of two below n" (`merkle.subtree_root`, the plain version). These tests
+compare the trick with the plain version directly, and `merkle_root` with a recursive
+reference written here from R7 alone, over every size 0..300, the power-of-two edges
+1023..1025, 4096 and 5000, and hypothesis-generated leaf lists; and check that the
+inclusion proofs of `marketplace_tx.primitives.merkle` (built recursively) verify
+against the fast root for every index, and fail for a tampered leaf or sibling (R7,
+R23 `tx_root`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from hypothesis import strategies as st
 from marketplace_tx.primitives.merkle import (
     EMPTY_ROOT,
     inclusion_path,
+    leaf_hash,
     merkle_root,
+    subtree_root,
     verify_inclusion,
 )
+from marketplace_tx.speedups import merkle_root_of_hashes
 from tests.unit.marketplace_tx.test_merkle import _largest_power_of_two_below as reference_split
 from tests.unit.marketplace_tx.test_merkle import reference_root
 
@@ -108,6 +113,21 @@ def test_changing_one_leaf_changes_the_root(leaves: list[bytes], data: st.DataOb
     assert merkle_root(changed) == reference_root(changed)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=300))
+def test_hypothesis_the_fast_root_equals_the_plain_recursive_root(hashes: list[bytes]) -> None:
+    """trick == plain on random leaf hashes: `merkle_root_of_hashes` == `subtree_root`."""
+    assert merkle_root_of_hashes(hashes) == subtree_root(hashes)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7, 8, 9, 255, 256, 257, 1000])
+def test_the_fast_root_equals_the_plain_root_at_every_shape(count: int) -> None:
+    hashes = [leaf_hash(leaf) for leaf in numbered_leaves(count)]
+    assert merkle_root_of_hashes(hashes) == subtree_root(hashes)
+    assert merkle_root_of_hashes(tuple(hashes)) == subtree_root(hashes)  # any sequence, not mutated
+    assert hashes == [leaf_hash(leaf) for leaf in numbered_leaves(count)]
+
+
 # --------------------------------------------------------------------------- proofs
 
 
@@ -115,7 +135,7 @@ PROOF_SIZES = [*range(1, 34), 63, 64, 65, 100, 127, 128, 129, 255, 256, 257]
 
 
 @pytest.mark.parametrize("count", PROOF_SIZES)
-def test_every_proof_verifies_against_the_bottom_up_root(count: int) -> None:
+def test_every_proof_verifies_against_the_fast_root(count: int) -> None:
     leaves = numbered_leaves(count)
     root = merkle_root(leaves)
     for index in range(count):

@@ -1,12 +1,14 @@
-"""The signing-bytes fast path of `marketplace_tx.chain.transaction` (PROTOCOL R1, R4, R8).
+"""Signing bytes cut out of a transaction's raw bytes equal the re-encoded ones
+(speedups.unsigned_bytes_from_signed; PROTOCOL R1, R4, R8).
 
 When `raw_matches_fields` is set (only by `decode_transaction` and `sign_transaction`),
-`Transaction.signing_bytes` cuts the bytes a signature covers out of the canonical
-`raw` (fixmap header 7 → 6, the 70-byte `sig` entry removed) instead of re-encoding
-the fields. These tests check that the cut bytes equal the re-encoded ones
-(`tag + canonical(unsigned map)`, R4, R8) for every transaction type of §4 and for
-hypothesis-generated envelopes (long and non-ASCII `type` and `chain_id`, any
-canonical payload); that the fast path is really taken; that `dataclasses.replace`
+`Transaction.signing_bytes` takes the unsigned map's bytes from
+`speedups.unsigned_bytes_from_signed`, which cuts them out of the canonical `raw`
+(fixmap header 7 → 6, the 70-byte `sig` entry removed), instead of re-encoding the
+fields (the plain version: tag + `codec.encode(tx.unsigned_map())`, R4, R8). These
+tests check that the cut bytes equal the re-encoded ones for every transaction type of
+§4 and for hypothesis-generated envelopes (long and non-ASCII `type` and `chain_id`,
+any canonical payload); that the cut is really taken; that `dataclasses.replace`
 resets the flag so the signing bytes follow the changed fields; that a tampered
 `raw` does not verify; and that the vectors of protocol-v1.json give the same
 signing bytes through both paths.
@@ -23,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from marketplace_tx import speedups
 from marketplace_tx.chain import transaction as transaction_module
 from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.transaction import Transaction, decode_transaction, sign_transaction
@@ -51,7 +54,7 @@ PROTOCOL_VECTORS = json.loads((VECTORS / "protocol-v1.json").read_text(encoding=
 EXTRA_VECTORS = json.loads((VECTORS / "marketchain-v1-extra.json").read_text(encoding="utf-8"))
 
 
-def slow_signing_bytes(tx: Transaction) -> bytes:
+def plain_signing_bytes(tx: Transaction) -> bytes:
     """The signing bytes of R4/R8 from the fields alone: tag + canonical(map without sig)."""
     return signing_bytes("tx", tx.unsigned_map())
 
@@ -76,7 +79,8 @@ def assert_both_paths_agree(tx: Transaction) -> bytes:
     """The fast path is on and taken, gives the re-encoded bytes, and the signature verifies."""
     assert tx.raw_matches_fields
     fast = cut_signing_bytes(tx)
-    assert fast == slow_signing_bytes(tx)
+    assert fast == plain_signing_bytes(tx)
+    assert speedups.unsigned_bytes_from_signed(tx.raw, tx.sig, tx.type) == codec.encode(tx.unsigned_map())
     assert dataclasses.replace(tx).signing_bytes() == fast  # the copy takes the slow path
     assert verify_signature(tx.sender, fast, tx.sig) and tx.has_valid_signature()
     return fast
@@ -189,7 +193,7 @@ def test_every_type_gives_the_same_bytes_through_both_paths(tx_type: str) -> Non
 def test_the_fast_path_is_taken_for_every_type(tx_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
     payload = {name: value_of_every_kind(spec) for name, spec in SCHEMAS[tx_type].fields.items()}
     signed = sign_transaction(BOB, CHAIN_ID, tx_type, payload, nonce=0, fee=1)
-    expected = slow_signing_bytes(signed)
+    expected = plain_signing_bytes(signed)
     fast_path_only(monkeypatch)
     decoded = decode_transaction(signed.raw, MAX_TX_BYTES)
     assert signed.signing_bytes() == decoded.signing_bytes() == expected
@@ -246,7 +250,7 @@ def test_replace_resets_the_flag_and_bytes_follow_the_fields(changes: dict[str, 
     changed = dataclasses.replace(original, **changes)
     assert original.raw_matches_fields and not changed.raw_matches_fields
     assert changed.raw == original.raw  # raw is stale now: the fields must win
-    assert changed.signing_bytes() == slow_signing_bytes(changed) != original.signing_bytes()
+    assert changed.signing_bytes() == plain_signing_bytes(changed) != original.signing_bytes()
     assert not changed.has_valid_signature()
 
 
@@ -296,7 +300,7 @@ def test_a_tampered_envelope_field_in_raw_does_not_verify(field: str) -> None:
 
 def assert_bytes_of_tampered(tampered: Transaction) -> bytes:
     """Both paths agree on the tampered fields, and the old signature fails them."""
-    assert tampered.signing_bytes() == slow_signing_bytes(tampered)
+    assert tampered.signing_bytes() == plain_signing_bytes(tampered)
     assert not tampered.has_valid_signature()
     return tampered.signing_bytes()
 
@@ -343,7 +347,7 @@ def test_vectors_give_the_same_signing_bytes_through_both_paths(vector: dict[str
     key = KeyPair.from_seed(bytes.fromhex(vector["seed"]))
     payload = payload_from_json(fields["type"], fields["payload"])
     signed = sign_transaction(key, fields["chain_id"], fields["type"], payload, fields["nonce"], fields["fee"])
-    assert signed.signing_bytes() == slow_signing_bytes(signed) == expected
+    assert signed.signing_bytes() == plain_signing_bytes(signed) == expected
     assert signed.sig.hex() == vector["sig"] and decoded.has_valid_signature()
 
 
