@@ -43,7 +43,7 @@ FILE_SUFFIXES = {"log", "json", "toml", "md", "py", "txt", "html", "js", "css", 
 
 
 @cache
-def test_names() -> frozenset[str]:
+def known_test_names() -> frozenset[str]:
     """The stems of the test modules and the names of every function and class in tests/."""
     names = set()
     for path in project_files(ROOT / "tests"):
@@ -107,7 +107,7 @@ def test_named_tests_exist(page: Path) -> None:
     missing = []
     for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
         missing += [f"{page_id(page)}:{number}: {name}"
-                    for name in TEST_NAME.findall(line) if name not in test_names()]
+                    for name in TEST_NAME.findall(line) if name not in known_test_names()]
     assert not missing, "\n".join(missing)
 
 
