@@ -31,7 +31,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,14 @@ from typing import Any
 import marketplace
 import state_machine
 
-from node.config import HttpConfig, P2pConfig
-from node.home import init_home, read_genesis
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(ROOT))  # after bench/ itself: the test harness's ports and process scan
+
+from node.config import HttpConfig, P2pConfig  # noqa: E402
+from node.home import init_home, read_genesis  # noqa: E402
+from tests.e2e.harness import ports as harness_ports  # noqa: E402
+from tests.e2e.harness.processes import child_pids  # noqa: E402
+
 PYTHON = sys.executable
 SCENARIOS = ("state", "single", "memory", "sync", "market", "four")
 TARGETS = {
@@ -68,20 +71,7 @@ FOUR_P95_TARGET_MS = 1500
 
 def free_base_port(count: int = 100, first: int = 36000) -> int:
     """A first port P with P … P+count−1 all free on loopback (others may be testing too)."""
-    for base in range(first, 60000, count):
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-    raise RuntimeError("no free range of loopback ports")
+    return harness_ports.free_base_port(count, first)
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
@@ -117,19 +107,9 @@ def process_memory_mb(pid: int) -> dict[str, float]:
 
 def worker_memory_mb(pid: int) -> dict[str, float]:
     """RSS of the node's signature worker processes (its `multiprocessing.spawn` children)."""
-    total, count = 0.0, 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == pid and b"spawn_main" in command:
-            total += process_memory_mb(int(entry.name))["rss_mb"]
-            count += 1
-    return {"worker_processes": count, "workers_rss_mb": round(total, 1)}
+    workers = child_pids(pid, b"spawn_main")
+    total = sum(process_memory_mb(worker)["rss_mb"] for worker in workers)
+    return {"worker_processes": len(workers), "workers_rss_mb": round(total, 1)}
 
 
 def directory_bytes(path: Path) -> int:

@@ -5,7 +5,7 @@
     .venv/bin/python bench/soak.py --duration 300 --seed 42 [--validators 4] [--network auto|netns|loopback]
                                    [--equivocate] [--rate 4] [--home DIR] [--keep]
 
-The schedule is `tests/fault_scenarios.random_scenario(seed, duration, …)`: episodes of
+The schedule is `tests/e2e/harness/scenarios.random_scenario(seed, duration, …)`: episodes of
 one fault each (kill -9, SIGSTOP, SIGTERM restart, clock skew within and beyond the
 drift, two validators down, every node killed at once, late full nodes and, with
 network namespaces, disconnects, 2|2 splits and 1|n splits), each undone after a few

@@ -44,3 +44,20 @@ def file_size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def child_pids(pid: int, command_marker: bytes = b"") -> list[int]:
+    """The processes whose parent is `pid` and whose command line contains `command_marker`
+    (e.g. `b"spawn_main"` for multiprocessing workers), found by scanning /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and command_marker in command:
+            children.append(int(entry.name))
+    return children
