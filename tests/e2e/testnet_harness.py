@@ -1,14 +1,17 @@
 """A small multi-node test harness in the spirit of CometBFT's `test/e2e`.
 
 A testnet is described as data (a `Manifest`: how many validators, genesis
-parameters, test faults per node) and started for real through the CLI
-(`marketchain testnet start`, PROTOCOL §11) on free loopback ports. Perturbations
-are methods of `Testnet` (`kill`, `stop`, `start`, `restart`, `add_full_node`) or
-data given to `Testnet.perturb`. Checks are the e2e ones: heights, every node
-holding identical blocks, transactions final everywhere, and conservation of the
-money supply.
+parameters, test faults per node, full nodes, perturbations) and started for real
+through the CLI (`marketchain testnet start`, PROTOCOL §11) on free loopback ports.
+Perturbations are methods of `Testnet` (`kill`, `stop`, `start`, `restart`,
+`add_full_node`) or data given to `Testnet.perturb` (default: the manifest's). Checks
+are the e2e ones (harness/testnet_checks.py): heights, every node holding identical
+blocks, transactions final everywhere, and conservation of the money supply. Waiting,
+pid checks, log tails, ports, config edits and HTTP come from the one harness
+(tests/e2e/harness/) that single-node tests use too; its reads honour 429
+`Retry-After`.
 
-Faults beyond crashes (tests/fault_scenarios.py drives them): `pause`/`resume`
+Faults beyond crashes (tests/e2e/fault_scenarios.py drives them): `pause`/`resume`
 (SIGSTOP/SIGCONT), `skew_clock` (a restart with the test-only
 `MARKETCHAIN_TEST_CLOCK_SKEW_MS`), and, with `Manifest(network="netns")`, network
 cuts: every node then runs in its own Linux network namespace on one bridge

@@ -2,7 +2,7 @@
 
 Everything here that builds or verifies protocol bytes uses only `msgpack`, `hashlib`
 and `nacl`: no import from `marketplace_tx`, `consensus` or `node`. The node process
-is managed by `tests/node_process.py`, which does not build or check protocol data.
+is managed by `tests/e2e/node_process.py`, which does not build or check protocol data.
 The builder first proves itself against the published vectors
 (`tests/vectors/protocol-v1.json`), then talks to the node.
 """
