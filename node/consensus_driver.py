@@ -59,7 +59,7 @@ from node.consensus_messages import (
     vote_from_signing_bytes,
 )
 from node.evidence_pool import EvidencePool
-from node.fault_plan import NO_FAULTS, Clock, FaultPlan, wall_clock_ms
+from node.fault_plan import NO_FAULTS, Clock, FaultPlan
 from node.inbound_checks import (
     BlockChecker,
     FutureMessages,
@@ -103,7 +103,7 @@ class ConsensusDriver:
         validator_key: KeyPair | None = None,
         sign_guard: SignGuard | None = None,
         faults: FaultPlan = NO_FAULTS,
-        clock: Clock = wall_clock_ms,
+        clock: Clock | None = None,
         timeouts: TimeoutConfig | None = None,
     ) -> None:
         self.store = store
@@ -128,11 +128,11 @@ class ConsensusDriver:
         """Double-sign protection of the validator key (R27); None without a key."""
         self.faults = faults
         """Test-only faults (node/fault_plan.py); none in production."""
-        self.clock = clock
-        """Source of block time and R28 checks."""
+        self.clock = clock if clock is not None else faults.clock()
+        """Source of block time and R28 checks (by default the clock of the fault plan)."""
         self.budget = BlockBudget(block_time_budget_ms)
         """Caps this node's proposals at its block time budget (node/block_budget.py)."""
-        self.evidence = EvidencePool(store, chain_id, params, clock)
+        self.evidence = EvidencePool(store, chain_id, params, self.clock)
         """Evidence of equivocation waiting for a block (R27)."""
         self.blocks = BlockChecker(store, chain_id, params, mempool.signature_known_valid, metrics)
         """Checks and executes proposed blocks (R26)."""
@@ -150,11 +150,6 @@ class ConsensusDriver:
         """Monotonic time each height was decided (finality metrics)."""
         self.height_started_at: float | None = None
         """Monotonic time the current height's first round started (finality metric)."""
-
-    @property
-    def equivocate(self) -> bool:
-        """Test-only fault switch: sign conflicting prevotes (see `_send_conflicting_vote`)."""
-        return self.faults.equivocate
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -386,9 +381,9 @@ class ConsensusDriver:
         return VoteReceived(key.address, vote, signature)
 
     def _send_conflicting_vote(self, vote: Vote) -> None:
-        """TEST-ONLY FAULT (MARKETCHAIN_TEST_FAULT=equivocate): also sign and gossip a
-        conflicting prevote, bypassing the sign guard, so that tests can watch the
-        others catch it as evidence (R27). Never enabled in production."""
+        """TEST-ONLY FAULT (`FaultPlan.equivocate`, from MARKETCHAIN_TEST_FAULT=equivocate):
+        also sign and gossip a conflicting prevote, bypassing the sign guard, so that
+        tests can watch the others catch it as evidence (R27). Never enabled in production."""
         other = b"\xee" * 32 if vote.block_hash != b"\xee" * 32 else b"\xdd" * 32
         conflicting = Vote(vote.chain_id, vote.height, vote.round, vote.type, other)
         key = self.validator_key
