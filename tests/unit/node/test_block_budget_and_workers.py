@@ -26,7 +26,7 @@ from node.signature_workers import (
     verified_hashes,
     worker_answer,
 )
-from tests.unit.marketplace_tx.test_execution import (
+from tests.unit.marketplace_tx.execution_fixtures import (
     ALICE,
     BLOCK_TIME,
     BOB,
