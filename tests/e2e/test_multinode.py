@@ -180,8 +180,9 @@ class TestOneNetwork:
 
 
 def test_one_crashed_validator_does_not_stop_finality_and_catches_up_on_restart(tmp_path: Path) -> None:
-    with Testnet(tmp_path / "net", Manifest(validators=4)) as net:
-        net.perturb([Perturbation("kill", 3)])
+    manifest = Manifest(validators=4, perturbations=(Perturbation("kill", 3),))
+    with Testnet(tmp_path / "net", manifest) as net:
+        net.perturb()  # the manifest's: node3 killed -9
         alive = [0, 1, 2]
         heights = []
         # Sequential transactions make one block each, so the dead node is the

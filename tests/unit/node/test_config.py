@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from client.formatting import format_amount, parse_amount
-from node.config import ConfigError, HttpConfig, NodeConfig, load_config, render_config
+from node.config import ConfigError, HttpConfig, NodeConfig, load_config, render_config, render_toml
+from tests.e2e.harness.config_file import edit_config
 from tests.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -24,6 +26,20 @@ def test_render_then_load_round_trips(tmp_path: Path) -> None:
     config = replace(NodeConfig(), moniker='say "hi"', http=HttpConfig(host="127.0.0.2", port=1234))
     (tmp_path / "config.toml").write_text(render_config(config))
     assert load_config(tmp_path) == config
+
+
+def test_the_one_toml_writer_round_trips_any_config_mapping() -> None:
+    values = {"moniker": "café\x7f", "http": {"port": 1, "open": True, "peers": ["a@b:1", "c"]}, "p2p": {}}
+    assert tomllib.loads(render_toml(values)) == values
+
+
+def test_the_harness_edits_config_with_the_node_writer(tmp_path: Path) -> None:
+    """`edit_config` (tests/e2e/harness) writes exactly what `render_config` writes for the same options."""
+    (tmp_path / "config.toml").write_text(render_config(NodeConfig()))
+    edit_config(tmp_path, {"http": {"port": 4321}})
+    expected = replace(NodeConfig(), http=replace(NodeConfig().http, port=4321))
+    assert (tmp_path / "config.toml").read_text() == render_config(expected)
+    assert load_config(tmp_path) == expected
 
 
 def test_missing_options_take_defaults(tmp_path: Path) -> None:
