@@ -98,21 +98,15 @@ class Mempool:
         return self._by_hash.get(tx_hash)
 
     def signature_known_valid(self, tx_hash: bytes) -> bool:
-        """True if this node already verified the signature of `tx_hash` (admission cache)."""
+        """True if this node already verified the signature of `tx_hash` (admission cache):
+        admission passes it to `admission_verdict` so that a resubmitted transaction is not
+        verified again, and blocks holding it skip the check. Safe in worker threads."""
         return tx_hash in self._verified
 
     def _remember_verified(self, tx_hash: bytes) -> None:
         self._verified[tx_hash] = None
         if len(self._verified) > self.limits.signature_cache_size:
             self._verified.popitem(last=False)
-
-    def signature_known_valid_or_final(self, tx_hash: bytes) -> bool:
-        """True if the signature of `tx_hash` needs no verifying: this node verified it
-        (the admission cache), or the transaction is final (R11: a block holds only
-        transactions with valid signatures). What admission passes to
-        `admission_verdict` as `known_valid`; it reads the committed index, so it may
-        run in worker threads (LevelDB releases the GIL)."""
-        return tx_hash in self._verified or self._is_committed(tx_hash)
 
     def admit(self, verdict: Verdict, now_ms: int = 0) -> Transaction:
         """Admit a transaction given its stateless verdict (`admission_verdict`), or raise
@@ -262,9 +256,9 @@ class Mempool:
         `changed_accounts`, if given, holds every address whose account the block
         changed: only their senders are re-checked, since admission already checked the
         others against the accounts they still have. The verified signatures of the
-        block's transactions are forgotten: a final transaction is never checked again
-        (the committed index answers `duplicate` first), so keeping them would only hold
-        memory.
+        block's transactions are forgotten: a final transaction resubmitted is answered
+        `duplicate` from the committed index whatever its signature's verdict, so keeping
+        them would only hold memory.
         """
         verified = self._verified
         for tx in transactions:

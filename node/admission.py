@@ -89,7 +89,7 @@ class InThreadVerdicts:
         self.params = params
         """The chain's parameters (max_tx_bytes, min_fee)."""
         self.signature_known_valid = signature_known_valid
-        """True for a hash whose signature is not verified again (verified before, or final)."""
+        """True for a hash whose signature is not verified again (this node verified it before)."""
 
     def check(self, raws: Sequence[bytes]) -> list[Verdict]:
         """The verdicts, computed now in this thread."""
@@ -188,7 +188,7 @@ class AdmissionPipeline:
         self.notify_work = notify_work
         """Tells consensus that transactions are waiting."""
         self._executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="precheck")
-        self.in_thread = InThreadVerdicts(mempool.chain_id, mempool.params, mempool.signature_known_valid_or_final)
+        self.in_thread = InThreadVerdicts(mempool.chain_id, mempool.params, mempool.signature_known_valid)
         """Verdicts on the event loop (one transaction submitted alone)."""
         self.thread_pool = ThreadPoolVerdicts(self.in_thread, self._executor)
         """Verdicts in threads (batches below `PROCESS_FROM`; fallback of the workers)."""

@@ -91,7 +91,8 @@ def admission_verdict(
 ) -> Verdict:
     """The stateless checks of R10 on `raw`, cheapest first (size, decoding, chain, type,
     schema, fee), then the signature unless `signature_known_valid(tx_hash)` (a signature
-    this node already verified, or one of a final transaction, R11). Never raises."""
+    the caller already verified: only ever pass hashes of verified signatures). Never
+    raises."""
     try:
         tx = check_stateless(raw, chain_id, params, verify_signature=False)
     except AdmissionError as error:

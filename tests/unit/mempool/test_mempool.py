@@ -40,7 +40,7 @@ def make_pool(ledger: Ledger, **limits: int) -> Mempool:
 def admit(pool: Mempool, raw: bytes, now_ms: int = 0) -> Transaction:
     """Admission as a node runs it (R10): the stateless verdict, skipping a signature the
     pool knows valid, then `Mempool.admit`."""
-    verdict = admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid_or_final)
+    verdict = admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid)
     return pool.admit(verdict, now_ms)
 
 

@@ -50,7 +50,7 @@ def admit_verifying(pool: Mempool, raw: bytes, now_ms: int = 0) -> Transaction:
 
 def admit_known(pool: Mempool, raw: bytes, now_ms: int = 0) -> Transaction:
     """Admission as the node runs it: signatures the pool knows valid are skipped."""
-    return pool.admit(admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid_or_final), now_ms)
+    return pool.admit(admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid), now_ms)
 
 
 Admit = Callable[[Mempool, bytes, int], Transaction]
@@ -151,7 +151,7 @@ def raw_hash(raw: bytes) -> bytes:
 
 
 def verdict_of(pool: Mempool, raw: bytes) -> Verdict:
-    return admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid_or_final)
+    return admission_verdict(raw, pool.chain_id, pool.params, pool.signature_known_valid)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -201,20 +201,6 @@ def test_a_signature_already_verified_is_not_verified_again(monkeypatch: pytest.
     assert checks == [] and pool.get(tx.hash) is not None
     admit_known(pool, transfer(BOB, 0).raw)
     assert checks == [transfer(BOB, 0).hash]
-
-
-def test_a_final_transaction_is_a_duplicate_without_verifying_its_signature(monkeypatch: pytest.MonkeyPatch) -> None:
-    ledger = Ledger()
-    pool = make_pool(ledger)
-    tx = transfer(ALICE, 0)
-    set_alice(ledger, balance=999_990, nonce=1, committed=tx.hash)
-    checks = []
-    monkeypatch.setattr(Transaction, "has_valid_signature", lambda self: checks.append(self.hash) or True)
-    verdict = verdict_of(pool, tx.raw)
-    assert verdict.signature_valid and not verdict.signature_verified and checks == []
-    with pytest.raises(AdmissionError) as raised:
-        pool.admit(verdict)
-    assert raised.value.code == "duplicate" and len(pool) == 0
 
 
 def test_a_transaction_committed_between_verdict_and_admit_is_a_duplicate() -> None:

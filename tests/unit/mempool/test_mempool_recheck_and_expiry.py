@@ -155,7 +155,7 @@ def test_the_admission_time_bound_stays_correct_after_removals_and_late_admissio
 
 def test_committed_transactions_leave_the_signature_cache() -> None:
     """The cache holds pending (and expired) transactions only: a final one is answered
-    `duplicate` by the committed index before any signature check, so it is dropped."""
+    `duplicate` by the committed index whatever its signature's verdict, so it is dropped."""
     pool = make_pool(Ledger())
     first, second = transfer(ALICE, 0), transfer(BOB, 0)
     for tx in (first, second):
