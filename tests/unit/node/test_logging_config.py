@@ -19,10 +19,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from client.commands import command_line
 from client.progress import Steps, bars_enabled, sync_summary, watch_sync
 from client.testnet import create_testnet, node_environment
 from marketplace_tx.chain.params import Params
+from node.commands import COMMANDS, NODE_COMMANDS, USER_ERRORS
 from node.config import (
     ConfigError,
     NodeConfig,
@@ -44,6 +45,8 @@ from node.logging_setup import (
 from tests.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
+main = command_line(commands=COMMANDS, node_commands=NODE_COMMANDS, user_errors=USER_ERRORS)
+"""The whole `marketchain` command, assembled as cli.py does (nothing imports cli.py)."""
 SECRET_HEX = "9f" * 32
 
 
