@@ -11,7 +11,10 @@ proposer builds blocks everybody else judges invalid.
 
 Everything random comes from `random.Random(seed)` and no set is ever iterated, so a
 seed replays the same schedule. Speed tricks (a signature cache shared by all runs,
-tiny block payloads) live here, away from the core.
+tiny block payloads) live in the simulator's modules, away from the core.
+
+Scenarios are in simulator_scenarios.py, messages, nodes and outcomes in
+simulator_messages.py.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import hashlib
 import heapq
 import random
 from collections import deque
-from dataclasses import dataclass, field
 
 from consensus.actions import (
     BroadcastProposal,
@@ -42,273 +44,25 @@ from consensus.events import (
     WorkAvailable,
 )
 from consensus.proposal import Proposal
-from consensus.state import ConsensusState
 from consensus.tendermint import initial_state, step
-from consensus.timeouts import TimeoutConfig
 from consensus.vote import SignedVote, Vote
 from marketplace_tx.chain.block import Commit
-from marketplace_tx.primitives.crypto import KeyPair
-
-CHAIN_ID = "marketchain-sim"
-INVALID_PREFIX = b"invalid"
-"""Blocks whose payload starts with this are judged invalid by every driver."""
-
-
-def validator_keys(count: int) -> list[KeyPair]:
-    """`count` keys from fixed seeds, sorted by address."""
-    keys = [
-        KeyPair.from_seed(hashlib.sha256(f"sim-validator-{i}".encode()).digest())
-        for i in range(count)
-    ]
-    return sorted(keys, key=lambda key: key.address)
-
-
-# --------------------------------------------------------------------------- signature cache
-
-_SIGNATURES: dict[tuple[bytes, object], bytes] = {}
-_VERIFIED: dict[tuple[bytes, object, bytes], bool] = {}
-
-
-def cached_sign(key: KeyPair, value: Vote | Proposal) -> bytes:
-    """`key`'s signature of a vote or proposal, computed once per process."""
-    cache_key = (key.address, value)
-    signature = _SIGNATURES.get(cache_key)
-    if signature is None:
-        signature = value.sign(key)
-        _SIGNATURES[cache_key] = signature
-    return signature
-
-
-def cached_verify(signer: bytes, value: Vote | Proposal, signature: bytes) -> bool:
-    """True iff `signature` is `signer`'s real Ed25519 signature of `value` (cached)."""
-    cache_key = (signer, value, signature)
-    verdict = _VERIFIED.get(cache_key)
-    if verdict is None:
-        verdict = value.verify(signer, signature)
-        _VERIFIED[cache_key] = verdict
-    return verdict
-
-
-# --------------------------------------------------------------------------- scenario
-
-
-@dataclass(frozen=True)
-class NetworkProfile:
-    """How the simulated network behaves before and after GST."""
-
-    gst_ms: int = 0
-    """Global stabilization time."""
-    drop_probability: float = 0.0
-    """Chance that a message sent before GST is lost."""
-    duplicate_probability: float = 0.0
-    """Chance that a message is delivered twice."""
-    max_delay_before_gst_ms: int = 100
-    """Delays before GST are uniform in [0, this], but arrive by GST + bound."""
-    min_delay_ms: int = 1
-    """Least delay after GST."""
-    delay_bound_ms: int = 100
-    """Δ: every message sent after GST arrives within this."""
-    gossip_interval_ms: int = 500
-    """How often each node tells its peers its height and what it holds (anti-entropy)."""
-    link_down_probability: float = 0.0
-    """Before GST: the chance that a link is cut for a whole partition period."""
-    partition_period_ms: int = 1000
-    """How long a cut link stays cut before it is drawn again."""
-
-
-@dataclass(frozen=True)
-class Crash:
-    """One validator stops at `at_ms` and, unless `recover_at_ms` is None, comes back."""
-
-    node: int
-    """Index of the node."""
-    at_ms: int
-    """When it stops."""
-    recover_at_ms: int | None
-    """When it restarts from its persisted state, or None for never."""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A testnet described as data: size, faults, network, workload."""
-
-    seed: int
-    """Seeds every random choice of the run."""
-    validators: int = 4
-    """n."""
-    heights: int = 3
-    """How many heights have work (R29); later heights stay idle."""
-    network: NetworkProfile = NetworkProfile()
-    """The network's behaviour."""
-    crashes: tuple[Crash, ...] = ()
-    """Crash (and recovery) of validators."""
-    equivocators: tuple[int, ...] = ()
-    """Byzantine validators that sign conflicting votes and proposals."""
-    invalid_proposers: tuple[int, ...] = ()
-    """Faulty validators that propose blocks every other driver judges invalid."""
-    followers: int = 0
-    """Non-validator nodes that only follow."""
-    work_at: tuple[tuple[int, ...], ...] | None = None
-    """For each height, the nodes whose mempool gets work; None: drawn from the seed."""
-    timeouts: TimeoutConfig = TimeoutConfig()
-    """Consensus timeouts."""
-    time_limit_ms: int = 600_000
-    """The simulation stops here whatever happens."""
-    stop_when_decided: bool = True
-    """Stop as soon as every live node decided every height with work."""
-
-    @property
-    def faulty(self) -> tuple[int, ...]:
-        """Validators that are not honest (a crash that never recovers counts too)."""
-        crashed_for_good = tuple(
-            crash.node for crash in self.crashes if crash.recover_at_ms is None
-        )
-        return tuple(sorted(set(self.equivocators + self.invalid_proposers + crashed_for_good)))
-
-
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True)
-class ProposalMessage:
-    """A signed proposal with its block."""
-
-    proposal: Proposal
-    """The signed map (R26)."""
-    proposer: bytes
-    """Who signed it."""
-    signature: bytes
-    """The proposer's signature (kind `proposal`)."""
-    block: bytes
-    """The block payload."""
-
-    @property
-    def height(self) -> int:
-        """The height it is for."""
-        return self.proposal.height
-
-    @property
-    def identity(self) -> tuple:
-        """What duplicates share."""
-        return ("proposal", self.proposal)
-
-
-@dataclass(frozen=True)
-class VoteMessage:
-    """A signed vote."""
-
-    signed: SignedVote
-    """The vote, its signer and signature."""
-
-    @property
-    def height(self) -> int:
-        """The height it is for."""
-        return self.signed.vote.height
-
-    @property
-    def identity(self) -> tuple:
-        """What duplicates share."""
-        return ("vote", self.signed.validator, self.signed.vote)
-
-
-@dataclass(frozen=True)
-class StatusMessage:
-    """A node's height and the messages it holds at it; peers send what it lacks."""
-
-    sender: int
-    """Index of the node asking."""
-    height: int
-    """Its current height."""
-    have: set
-    """Identities of the messages it holds at that height (a live view, never iterated)."""
-
-
-# --------------------------------------------------------------------------- nodes and outcome
-
-
-@dataclass
-class SimulatedNode:
-    """One node: the pure core plus the driver's persisted and volatile data."""
-
-    index: int
-    """Position in `Simulation.nodes`; validators first, by address."""
-    key: KeyPair | None
-    """The validator key, None for a follower."""
-    state: ConsensusState
-    """Persisted: the core's state (a real node keeps a WAL of the events instead)."""
-    crashed: bool = False
-    """True while down: it neither receives nor acts."""
-    generation: int = 0
-    """Timers of an older generation died in a crash."""
-    log: dict[int, dict[tuple, object]] = field(default_factory=dict)
-    """Persisted: every checked message by height (the block store and gossip store)."""
-    signed_votes: dict[tuple[int, int, str], bytes | None] = field(default_factory=dict)
-    """Persisted before sending: what this node signed (R27)."""
-    seen: dict[int, set] = field(default_factory=dict)
-    """Volatile: message identities seen, by height."""
-    buffer: dict[int, list] = field(default_factory=dict)
-    """Volatile: messages of future heights."""
-    heard: dict[tuple[bytes, int, int, str], list[bytes | None]] = field(default_factory=dict)
-    """Persisted with the core's state: the values of each validator's votes fed to the
-    core, by (validator, height, round, type); two values are a double sign (R27)."""
-
-    @property
-    def address(self) -> bytes | None:
-        """The validator address, None for a follower."""
-        return None if self.key is None else self.key.address
-
-
-@dataclass
-class Decided:
-    """One node's decision at one height."""
-
-    block_hash: bytes
-    """The decided block's hash."""
-    round: int
-    """The round that decided it."""
-    time_ms: int
-    """Simulated time of the decision."""
-    block: bytes
-    """The decided block's payload."""
-
-
-@dataclass
-class Outcome:
-    """What a run produced, for the checks."""
-
-    scenario: Scenario
-    """What was run."""
-    validators: tuple[bytes, ...]
-    """The validator addresses, sorted; index i is node i."""
-    decisions: dict[int, dict[int, Decided]]
-    """By node index, then height."""
-    evidence: list[tuple[int, EvidenceFound]]
-    """(reporting node, evidence)."""
-    honest: tuple[int, ...]
-    """Nodes whose decisions must agree (validators that are not faulty, and followers)."""
-    live: tuple[int, ...]
-    """Honest nodes that must decide every height with work."""
-    stabilized_ms: int
-    """GST or the last recovery, whichever is later."""
-    end_ms: int
-    """Simulated time when the run stopped."""
-    messages: int
-    """Messages put on the network, status messages included."""
-    consensus_messages: int
-    """Proposals and votes put on the network."""
-    consensus_actions: int
-    """Actions the cores asked for."""
-    idle_actions: int
-    """Actions the cores asked for at heights without work (R29: must be 0)."""
-    double_signs_heard: list[tuple[int, tuple[bytes, int, int, str]]]
-    """(node, (validator, height, round, type)) where a core was fed two different votes."""
-    reproposals: int
-    """Proposals that re-proposed a valid value (pol_round ≥ 0)."""
-    max_round: int
-    """The highest round any decision took."""
-    trace: str
-    """Digest of every decision with its time: equal for equal seeds."""
-
+from tests.unit.consensus.simulator_messages import (
+    Decided,
+    Outcome,
+    ProposalMessage,
+    SimulatedNode,
+    StatusMessage,
+    VoteMessage,
+    cached_sign,
+    cached_verify,
+)
+from tests.unit.consensus.simulator_scenarios import (
+    CHAIN_ID,
+    INVALID_PREFIX,
+    Scenario,
+    validator_keys,
+)
 
 # --------------------------------------------------------------------------- the simulation
 
@@ -743,83 +497,3 @@ def check_commit(
 def simulate(scenario: Scenario) -> Outcome:
     """Run one scenario."""
     return Simulation(scenario).run()
-
-
-# --------------------------------------------------------------------------- random scenarios
-
-
-def random_network(rng: random.Random) -> NetworkProfile:
-    """A network that misbehaves arbitrarily until a random GST, then is bounded."""
-    return NetworkProfile(
-        gst_ms=rng.randint(0, 8000),
-        drop_probability=rng.choice((0.0, 0.1, 0.3, 0.6)),
-        duplicate_probability=rng.choice((0.0, 0.05, 0.2)),
-        max_delay_before_gst_ms=rng.randint(10, 5000),
-        min_delay_ms=1,
-        delay_bound_ms=rng.randint(20, 300),
-        gossip_interval_ms=rng.choice((300, 500, 1000)),
-        link_down_probability=rng.choice((0.0, 0.0, 0.3, 0.6)),
-        partition_period_ms=rng.randint(200, 3000),
-    )
-
-
-FAULT_KINDS = ("none", "crash", "equivocate", "invalid", "mixed")
-"""What kind of faults `random_scenario` injects (at most f faulty validators)."""
-
-
-def random_scenario(
-    seed: int, validators: int = 4, heights: int = 3, faults: str | None = None
-) -> Scenario:
-    """A seeded scenario: random network, up to f faulty validators of one kind."""
-    rng = random.Random(seed * 7919 + validators)
-    fault_limit = (validators - 1) // 3
-    faults = faults or FAULT_KINDS[seed % len(FAULT_KINDS)]
-    network = random_network(rng)
-    order = list(range(validators))
-    rng.shuffle(order)
-    faulty = order[:fault_limit]
-    crashes: list[Crash] = []
-    equivocators: tuple[int, ...] = ()
-    invalid_proposers: tuple[int, ...] = ()
-    if faults == "crash":
-        crashes = [_random_crash(rng, node, network) for node in faulty]
-    elif faults == "equivocate":
-        equivocators = tuple(faulty)
-    elif faults == "invalid":
-        invalid_proposers = tuple(faulty)
-    elif faults == "mixed" and faulty:
-        equivocators = (faulty[0],)
-        crashes = [_random_crash(rng, node, network) for node in faulty[1:]]
-        invalid_proposers = ()
-    return Scenario(
-        seed=seed,
-        validators=validators,
-        heights=heights,
-        network=network,
-        crashes=tuple(crashes),
-        equivocators=equivocators,
-        invalid_proposers=invalid_proposers,
-        followers=1 if rng.random() < 0.25 else 0,
-        timeouts=random_timeouts(rng),
-    )
-
-
-def random_timeouts(rng: random.Random) -> TimeoutConfig:
-    """Half the time the defaults; else timeouts far shorter than the delays before GST,
-    so that many rounds, locks and re-proposals happen before the network settles."""
-    if rng.random() < 0.5:
-        return TimeoutConfig()
-    return TimeoutConfig(
-        propose_base_ms=rng.randint(100, 1000),
-        propose_per_round_ms=rng.randint(20, 200),
-        prevote_base_ms=rng.randint(50, 500),
-        prevote_per_round_ms=rng.randint(20, 200),
-        precommit_base_ms=rng.randint(50, 500),
-        precommit_per_round_ms=rng.randint(20, 200),
-    )
-
-
-def _random_crash(rng: random.Random, node: int, network: NetworkProfile) -> Crash:
-    at_ms = rng.randint(0, network.gst_ms + 5000)
-    recovers = rng.random() < 0.7
-    return Crash(node, at_ms, at_ms + rng.randint(200, 8000) if recovers else None)

@@ -1,5 +1,5 @@
 """Safety, liveness and evidence of the pure core under thousands of seeded schedules
-(PROTOCOL R25, R27, R29), driven by tests/consensus_simulator.py.
+(PROTOCOL R25, R27, R29), driven by tests/unit/consensus/consensus_simulator.py.
 
 Each schedule is a testnet as data: n = 4 (or 7) validators, sometimes a follower, a
 network that drops, delays, duplicates and reorders until a random GST, and at most f
@@ -16,14 +16,14 @@ from collections import Counter
 
 from marketplace_tx.rules.validators import proposer_for
 from tests.paths import REPO_ROOT
-from tests.unit.consensus.consensus_simulator import (
+from tests.unit.consensus.consensus_simulator import simulate
+from tests.unit.consensus.simulator_messages import Outcome
+from tests.unit.consensus.simulator_scenarios import (
     INVALID_PREFIX,
     Crash,
     NetworkProfile,
-    Outcome,
     Scenario,
     random_scenario,
-    simulate,
     validator_keys,
 )
 
@@ -231,7 +231,8 @@ def test_schedules_are_deterministic_across_processes() -> None:
     assert len(set(here)) > 1
     script = (
         "import json;"
-        "from tests.unit.consensus.consensus_simulator import random_scenario, simulate;"
+        "from tests.unit.consensus.consensus_simulator import simulate;"
+        "from tests.unit.consensus.simulator_scenarios import random_scenario;"
         f"print(json.dumps([simulate(random_scenario(seed)).trace for seed in {seeds}]))"
     )
     root = REPO_ROOT
