@@ -173,6 +173,24 @@ def test_every_rule_cited_in_code_names_its_code() -> None:
     assert not wrong, "rules cited in code whose section names no code: " + ", ".join(wrong)
 
 
+RULES_LAYER = "marketplace_tx/rules"
+"""The state machine's rules, one module per concept: every part of a rule there is indexed."""
+
+
+def test_every_part_of_a_rule_in_the_rules_layer_is_indexed() -> None:
+    """A rule spread over several modules of marketplace_tx/rules (R20, R21, …) names each
+    of them: a module of the rules layer that cites R<n> appears in R<n>'s section."""
+    missing = []
+    for path in python_files(RULES_LAYER):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)  # a package: any module
+        for number in sorted({int(n) for n in RULE_CITATION.findall(path.read_text(encoding="utf-8"))}):
+            code = references(sections().get(number, ""))[0]
+            if not any(name == module or name.startswith(module + ".") for name in code):
+                missing.append(f"R{number}: {module}")
+    assert not missing, "modules that cite a rule but are not in its section:\n" + "\n".join(missing)
+
+
 @pytest.mark.parametrize("number", range(1, RULE_COUNT + 1), ids=lambda number: f"R{number}")
 def test_each_rule_names_code_and_tests_or_says_it_is_not_implemented(number: int) -> None:
     """An enforced rule names where (code) and how it is checked (tests)."""
