@@ -119,7 +119,8 @@ class Mempool:
         tx = verdict.transaction
         if tx is None:
             raise AdmissionError(verdict.error_code, verdict.error_message)
-        self._check_unknown(tx)
+        if tx.hash in self._by_hash or self._is_committed(tx.hash):  # the one duplicate check
+            raise AdmissionError("duplicate", "this transaction is already known")
         if not verdict.signature_valid:
             raise AdmissionError("bad_signature", BAD_SIGNATURE_MESSAGE)
         self._remember_verified(tx.hash)
@@ -136,11 +137,6 @@ class Mempool:
             self._admitted_floor = now_ms
         self._bytes += len(tx.raw)
         return tx
-
-    def _check_unknown(self, tx: Transaction) -> None:
-        """The duplicate check of R10: `tx` is neither pending nor final."""
-        if tx.hash in self._by_hash or self._is_committed(tx.hash):
-            raise AdmissionError("duplicate", "this transaction is already known")
 
     def _overflows(self, count: int, size: int, tx: Transaction) -> bool:
         """True if a pool of `count` transactions and `size` bytes has no room for `tx`."""
