@@ -29,42 +29,19 @@ from node.http.limits import limits_middleware
 from node.http.marketplace import account_marketplace_view, add_marketplace_routes
 from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
 from node.http.openapi import check_routes, get_openapi
+from node.http.params import HEIGHT_MAX, page_limit, path_height, path_hex32, query_integer
 from node.http.services import SERVICES_KEY, HttpServices
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
 """Content types taken as raw canonical msgpack."""
-MAX_PAGE = 100
-"""Most items one page of a list returns."""
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
+TX_HASH_ROUTE = "/txs/{hash:(?!batch$)[^{}/]+}"
+"""`/txs/{hash}`, except `/txs/batch`: that path is the batch route's alone, so a GET there is
+405 with `Allow: POST` rather than a lookup of a transaction named `batch`."""
 
 
 def _services(request: web.Request) -> HttpServices:
     return request.app[SERVICES_KEY]
-
-
-HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-DECIMAL_DIGITS = frozenset("0123456789")
-
-
-def _hex32(text: str, name: str) -> bytes:
-    if len(text) != 64 or not HEX_DIGITS.issuperset(text):
-        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters")
-    return bytes.fromhex(text)
-
-
-def _integer(text: str | None, name: str, default: int, minimum: int, maximum: int) -> int:
-    if text is None or text == "":
-        return default
-    if not DECIMAL_DIGITS.issuperset(text) or len(text) > 20:
-        raise ApiError(400, "invalid_query", f"{name} must be a non-negative integer")
-    value = int(text)
-    if not minimum <= value <= maximum:
-        raise ApiError(400, "invalid_query", f"{name} must be between {minimum} and {maximum}")
-    return value
-
-
-def _height(request: web.Request) -> int:
-    return _integer(request.match_info["height"], "height", 0, 1, 2**63 - 1)
 
 
 # --- status -------------------------------------------------------------------------
@@ -186,7 +163,7 @@ def tx_view(tx: Transaction) -> dict[str, Any]:
 async def get_tx(request: web.Request) -> web.Response:
     """`GET /txs/{hash}`: a pending or committed transaction with its result."""
     services = _services(request)
-    tx_hash = _hex32(request.match_info["hash"], "hash")
+    tx_hash = path_hex32(request, "hash")
     pending = services.mempool.get(tx_hash)
     if pending is not None:
         return web.json_response({**tx_view(pending), "status": "pending"})
@@ -213,7 +190,7 @@ async def get_tx(request: web.Request) -> web.Response:
 async def get_tx_proof(request: web.Request) -> web.Response:
     """`GET /txs/{hash}/proof`: the Merkle path of a committed transaction to its block's tx_root."""
     services = _services(request)
-    tx_hash = _hex32(request.match_info["hash"], "hash")
+    tx_hash = path_hex32(request, "hash")
     location = services.store.tx_location(tx_hash)
     if location is None:
         raise ApiError(404, "not_found", f"no committed transaction {tx_hash.hex()}")
@@ -272,13 +249,13 @@ async def get_latest_block(request: web.Request) -> web.Response:
 async def get_block(request: web.Request) -> web.Response:
     """`GET /blocks/{height}`."""
     services = _services(request)
-    return web.json_response(block_view(services, _block_at(services, _height(request))))
+    return web.json_response(block_view(services, _block_at(services, path_height(request))))
 
 
 async def get_block_raw(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/raw`: canonical block bytes."""
     services = _services(request)
-    height = _height(request)
+    height = path_height(request)
     raw = services.store.block_bytes(height)
     if raw is None:
         raise ApiError(404, "not_found", f"no block at height {height}")
@@ -288,7 +265,7 @@ async def get_block_raw(request: web.Request) -> web.Response:
 async def get_block_commit(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/commit`: the precommits that finalized the block."""
     services = _services(request)
-    height = _height(request)
+    height = path_height(request)
     commit = services.store.commit(height)
     if commit is None:
         raise ApiError(404, "not_found", f"no commit for height {height}")
@@ -300,8 +277,8 @@ async def list_blocks(request: web.Request) -> web.Response:
     services = _services(request)
     tip = services.store.head()
     assert tip is not None
-    before = _integer(request.query.get("before"), "before", tip.height + 1, 1, 2**63 - 1)
-    limit = _integer(request.query.get("limit"), "limit", 20, 1, MAX_PAGE)
+    before = query_integer(request, "before", tip.height + 1, 1, HEIGHT_MAX)
+    limit = page_limit(request)
     top = min(before - 1, tip.height)
     heights = range(top, max(top - limit, 0), -1)
     blocks = [block_view(services, _block_at(services, height)) for height in heights]
@@ -317,7 +294,7 @@ async def get_account(request: web.Request) -> web.Response:
     reputation of an address that owns a shop or holds `merchant` (else null); zeros
     for an unseen address."""
     services = _services(request)
-    address = _hex32(request.match_info["address"], "address")
+    address = path_hex32(request, "address")
     with services.store.read_view() as view:
         state = State(view)
         account = load_account(state, address)
@@ -345,7 +322,7 @@ async def get_validators(request: web.Request) -> web.Response:
     services = _services(request)
     tip = services.store.head()
     assert tip is not None
-    height = _integer(request.query.get("height"), "height", tip.height + 1, 1, tip.height + 1)
+    height = query_integer(request, "height", tip.height + 1, 1, tip.height + 1)
     state = State(services.store)
     validators = set_at(state, height)
     proposer = proposer_for(validators, height, 0) if validators else None
@@ -412,7 +389,7 @@ def build_app(services: HttpServices) -> web.Application:
     app.router.add_get("/status", get_status)
     app.router.add_post("/txs", post_tx)
     app.router.add_post("/txs/batch", post_tx_batch)
-    app.router.add_get("/txs/{hash}", get_tx)
+    app.router.add_get(TX_HASH_ROUTE, get_tx)
     app.router.add_get("/txs/{hash}/proof", get_tx_proof)
     app.router.add_get("/blocks", list_blocks)
     app.router.add_get("/blocks/latest", get_latest_block)

@@ -31,7 +31,7 @@ from node.events import (
     parse_event_id,
 )
 from node.http.errors import ApiError
-from node.http.marketplace import parse_hex32
+from node.http.params import query_hex32, query_text
 from node.http.services import SERVICES_KEY
 
 if TYPE_CHECKING:
@@ -65,13 +65,8 @@ def _services(request: web.Request) -> HttpServices:
     return request.app[SERVICES_KEY]
 
 
-def _query_hex32(request: web.Request, name: str) -> bytes | None:
-    text = request.query.get(name)
-    return None if text is None or text == "" else parse_hex32(text, name)
-
-
 def _last_event_id(request: web.Request) -> tuple[int, int] | None:
-    text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    text = request.headers.get("Last-Event-ID") or query_text(request, "last_event_id")
     if text is None or text.strip() == "":
         return None
     position = parse_event_id(text.strip())
@@ -88,7 +83,7 @@ def _client_gone(request: web.Request) -> bool:
 async def get_events(request: web.Request) -> web.StreamResponse:
     """`GET /events?account=&order=`: the server-sent event stream."""
     hub = _services(request).events
-    event_filter = EventFilter(_query_hex32(request, "account"), _query_hex32(request, "order"))
+    event_filter = EventFilter(query_hex32(request, "account"), query_hex32(request, "order"))
     after = _last_event_id(request)
     try:
         subscription, replay, gap = hub.subscribe(event_filter, after)

@@ -31,87 +31,31 @@ from marketplace_tx.rules.state import State
 from node import indexer
 from node.http.errors import ApiError
 from node.http.json_view import to_json
+from node.http.params import (
+    DEFAULT_STATS_DAYS,
+    MAX_QUERY_BYTES,
+    MAX_QUERY_WORDS,
+    MAX_STATS_DAYS,
+    MAX_TAG_BYTES,
+    UINT64_MAX,
+    page_cursor,
+    page_limit,
+    path_hex32,
+    query_boolean,
+    query_choice,
+    query_hex32,
+    query_integer,
+    query_string,
+)
 from node.http.services import SERVICES_KEY
 
 if TYPE_CHECKING:
     from node.http.services import HttpServices
     from node.storage import ReadView
 
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
-MAX_QUERY_WORDS = 8
-MAX_QUERY_BYTES = 256
-UINT64_MAX = 2**64 - 1
-HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-DECIMAL_DIGITS = frozenset("0123456789")
-CURSOR_CHARS = 2 * indexer.POSITION_BYTES
-DEFAULT_STATS_DAYS = 30
-MAX_STATS_DAYS = 365
 MAX_STATS_ORDERS = 10_000
 """Most orders one `/shops/{id}/stats` request reads; beyond, the series says `complete: false`."""
 DAY_MS = 86_400_000
-
-
-# --- parameters -------------------------------------------------------------------
-
-
-def parse_hex32(text: str, name: str) -> bytes:
-    """A 32-byte id or address given as 64 hex characters, or 400 `invalid_query`."""
-    if len(text) != 64 or not HEX_DIGITS.issuperset(text):
-        raise ApiError(400, "invalid_query", f"{name} must be 64 hex characters")
-    return bytes.fromhex(text)
-
-
-def parse_integer(text: str | None, name: str, default: int | None, minimum: int, maximum: int) -> int | None:
-    """A decimal integer parameter within bounds, or 400 `invalid_query`."""
-    if text is None or text == "":
-        return default
-    if len(text) > 20 or not DECIMAL_DIGITS.issuperset(text):
-        raise ApiError(400, "invalid_query", f"{name} must be a non-negative integer")
-    value = int(text)
-    if not minimum <= value <= maximum:
-        raise ApiError(400, "invalid_query", f"{name} must be between {minimum} and {maximum}")
-    return value
-
-
-def _optional_hex32(request: web.Request, name: str) -> bytes | None:
-    text = request.query.get(name)
-    return None if text is None or text == "" else parse_hex32(text, name)
-
-
-def _text(request: web.Request, name: str, max_bytes: int) -> str | None:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return None
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ApiError(400, "invalid_query", f"{name} is not valid UTF-8") from None
-    if size > max_bytes:
-        raise ApiError(400, "invalid_query", f"{name} must be at most {max_bytes} bytes")
-    return text
-
-
-def _boolean(request: web.Request, name: str) -> bool | None:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return None
-    if text.lower() in ("true", "1"):
-        return True
-    if text.lower() in ("false", "0"):
-        return False
-    raise ApiError(400, "invalid_query", f"{name} must be true or false")
-
-
-def _paging(request: web.Request) -> tuple[int, bytes | None]:
-    limit = parse_integer(request.query.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    assert limit is not None
-    text = request.query.get("cursor")
-    if text is None or text == "":
-        return limit, None
-    if len(text) != CURSOR_CHARS or not HEX_DIGITS.issuperset(text):
-        raise ApiError(400, "invalid_query", "cursor is not a cursor this node gave out")
-    return limit, bytes.fromhex(text)
 
 
 # --- views --------------------------------------------------------------------------
@@ -189,8 +133,8 @@ def _services(request: web.Request) -> HttpServices:
 
 async def list_shops(request: web.Request) -> web.Response:
     """`GET /shops?owner=&limit=&cursor=`: oldest first."""
-    owner = _optional_hex32(request, "owner")
-    limit, cursor = _paging(request)
+    owner = query_hex32(request, "owner")
+    limit, cursor = page_limit(request), page_cursor(request)
     prefix = indexer.SHOPS if owner is None else indexer.SHOPS_BY_OWNER + owner
     with _services(request).store.read_view() as view:
         state = State(view)
@@ -205,7 +149,7 @@ async def list_shops(request: web.Request) -> web.Response:
 
 async def get_shop(request: web.Request) -> web.Response:
     """`GET /shops/{id}`."""
-    shop_id = parse_hex32(request.match_info["id"], "id")
+    shop_id = path_hex32(request, "id")
     with _services(request).store.read_view() as view:
         state = State(view)
         shop = load_shop(state, shop_id)
@@ -216,8 +160,8 @@ async def get_shop(request: web.Request) -> web.Response:
 
 async def list_reviews(request: web.Request) -> web.Response:
     """`GET /shops/{id}/reviews?limit=&cursor=`: newest first."""
-    shop_id = parse_hex32(request.match_info["id"], "id")
-    limit, cursor = _paging(request)
+    shop_id = path_hex32(request, "id")
+    limit, cursor = page_limit(request), page_cursor(request)
     with _services(request).store.read_view() as view:
         state = State(view)
         if load_shop(state, shop_id) is None:
@@ -287,9 +231,8 @@ def _dated(series: list[dict[str, int]], first_day_ms: int) -> list[dict[str, An
 async def get_shop_stats(request: web.Request) -> web.Response:
     """`GET /shops/{id}/stats?days=`: the shop's stats and a daily series of the last `days` UTC days."""
     services = _services(request)
-    shop_id = parse_hex32(request.match_info["id"], "id")
-    days = parse_integer(request.query.get("days"), "days", DEFAULT_STATS_DAYS, 1, MAX_STATS_DAYS)
-    assert days is not None
+    shop_id = path_hex32(request, "id")
+    days = query_integer(request, "days", DEFAULT_STATS_DAYS, 1, MAX_STATS_DAYS)
     today_ms = int(time.time() * 1000) // DAY_MS * DAY_MS
     first_day_ms = today_ms - (days - 1) * DAY_MS
     params = services.genesis.params
@@ -321,21 +264,20 @@ def _listing_prefix(query_words: list[str], tag: str | None, shop: bytes | None)
 
 async def list_listings(request: web.Request) -> web.Response:
     """`GET /listings?q=&tag=&shop=&min_price=&max_price=&active=&limit=&cursor=`: newest first."""
-    q = _text(request, "q", MAX_QUERY_BYTES)
+    q = query_string(request, "q", MAX_QUERY_BYTES)
     query_words = sorted(set(indexer.words(q))) if q else []
     if q and not query_words:
         raise ApiError(400, "invalid_query", "q must hold at least one letter or digit")
     if len(query_words) > MAX_QUERY_WORDS:
         raise ApiError(400, "invalid_query", f"q may hold at most {MAX_QUERY_WORDS} words")
-    tag = _text(request, "tag", 32)
-    shop = _optional_hex32(request, "shop")
-    min_price = parse_integer(request.query.get("min_price"), "min_price", 0, 0, UINT64_MAX)
-    max_price = parse_integer(request.query.get("max_price"), "max_price", UINT64_MAX, 0, UINT64_MAX)
-    assert min_price is not None and max_price is not None
+    tag = query_string(request, "tag", MAX_TAG_BYTES)
+    shop = query_hex32(request, "shop")
+    min_price = query_integer(request, "min_price", 0, 0, UINT64_MAX)
+    max_price = query_integer(request, "max_price", UINT64_MAX, 0, UINT64_MAX)
     if min_price > max_price:
         raise ApiError(400, "invalid_query", "min_price must not exceed max_price")
-    active = _boolean(request, "active")
-    limit, cursor = _paging(request)
+    active = query_boolean(request, "active")
+    limit, cursor = page_limit(request), page_cursor(request)
     shop_names: dict[bytes, str | None] = {}
     with _services(request).store.read_view() as view:
         state = State(view)
@@ -362,7 +304,7 @@ async def list_listings(request: web.Request) -> web.Response:
 
 async def get_listing(request: web.Request) -> web.Response:
     """`GET /listings/{id}`."""
-    listing_id = parse_hex32(request.match_info["id"], "id")
+    listing_id = path_hex32(request, "id")
     with _services(request).store.read_view() as view:
         state = State(view)
         listing = load_listing(state, listing_id)
@@ -381,7 +323,7 @@ def _order_json(services: HttpServices, order_id: bytes, order: Any) -> dict[str
 async def get_order(request: web.Request) -> web.Response:
     """`GET /orders/{id}`: state, escrow, deadlines and the full history."""
     services = _services(request)
-    order_id = parse_hex32(request.match_info["id"], "id")
+    order_id = path_hex32(request, "id")
     with services.store.read_view() as view:
         order = load_order(State(view), order_id)
     if order is None:
@@ -392,13 +334,11 @@ async def get_order(request: web.Request) -> web.Response:
 async def list_orders(request: web.Request) -> web.Response:
     """`GET /orders?buyer=&merchant=&state=&shop=&limit=&cursor=`: newest first."""
     services = _services(request)
-    buyer = _optional_hex32(request, "buyer")
-    merchant = _optional_hex32(request, "merchant")
-    shop = _optional_hex32(request, "shop")
-    wanted_state = request.query.get("state") or None
-    if wanted_state is not None and wanted_state not in ORDER_STATES:
-        raise ApiError(400, "invalid_query", f"state must be one of {', '.join(ORDER_STATES)}")
-    limit, cursor = _paging(request)
+    buyer = query_hex32(request, "buyer")
+    merchant = query_hex32(request, "merchant")
+    shop = query_hex32(request, "shop")
+    wanted_state = query_choice(request, "state", ORDER_STATES)
+    limit, cursor = page_limit(request), page_cursor(request)
     if buyer is not None:
         prefix = indexer.ORDERS_BY_BUYER + buyer
     elif merchant is not None:
@@ -440,8 +380,8 @@ async def get_item(request: web.Request) -> web.Response:
 
 async def list_account_txs(request: web.Request) -> web.Response:
     """`GET /accounts/{address}/txs?limit=&cursor=`: newest first."""
-    address = parse_hex32(request.match_info["address"], "address")
-    limit, cursor = _paging(request)
+    address = path_hex32(request, "address")
+    limit, cursor = page_limit(request), page_cursor(request)
 
     def accept(value: bytes, position: bytes) -> dict[str, Any]:
         height, index = indexer.decode_position(position)

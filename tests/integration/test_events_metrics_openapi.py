@@ -38,7 +38,7 @@ from node.events import (
 )
 from node.http.openapi import API_ERROR_CODES, ROUTES, check_routes
 from tests.e2e.node_process import NodeProcess, http_post, http_request, is_error_body, wait_until
-from tests.integration.test_marketplace_http import Client as Signer
+from tests.integration.signing_client import SigningClient as Signer
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,10 @@ class Event:
 
 
 class EventStream:
-    """`GET /events` read line by line by a background thread."""
+    """`GET /events` read line by line by a background thread.
+
+    A line that is not UTF-8, or a `data` field that is not JSON, is a failure of the node:
+    the reader records it (`bad_data`) and every later look at the stream raises it."""
 
     def __init__(self, node: NodeProcess, query: str = "", last_event_id: str | None = None) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=DEADLINE)
@@ -95,6 +98,7 @@ class EventStream:
         self.content_type = self.response.getheader("Content-Type", "")
         self.events: list[Event] = []
         self.comments: list[str] = []
+        self.bad_data: str | None = None
         self.ended = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         if self.status == 200:
@@ -110,20 +114,34 @@ class EventStream:
                 if text == "":
                     if "data" in fields:
                         self.events.append(Event(fields.get("id"), fields.get("event", "message"),
-                                                 json.loads(fields["data"])))
+                                                 self._json(fields["data"])))
                     fields = {}
                 elif text.startswith(":"):
                     self.comments.append(text)
                 else:
                     name, _, value = text.partition(":")
                     fields[name] = value.removeprefix(" ")
+        except UnicodeDecodeError as error:
+            self.bad_data = f"a line of the stream is not UTF-8: {error}"
         except (OSError, ValueError, http.client.HTTPException):
-            pass
+            pass  # the stream was closed, or `_json` recorded bad data and stopped the reader
         finally:
             self.ended.set()
 
+    def _json(self, data: str) -> dict[str, Any]:
+        try:
+            return json.loads(data)
+        except ValueError:
+            self.bad_data = f"an event's data is not JSON: {data[:200]!r}"
+            raise
+
+    def check(self) -> None:
+        """Fail if the stream carried anything that is not a well-formed event."""
+        assert self.bad_data is None, self.bad_data
+
     def wait_for(self, what: str, predicate: Any) -> Event:
         def found() -> Event | None:
+            self.check()
             return next((event for event in list(self.events) if predicate(event)), None)
 
         return wait_until(found, DEADLINE, lambda: f"{what}; got {[(e.kind, e.data) for e in self.events]}")
@@ -146,6 +164,7 @@ class EventStream:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+        self.check()
 
 
 def txs_of(stream: EventStream) -> list[str]:
@@ -192,7 +211,7 @@ def test_openapi_document_validates_and_covers_every_route(node: NodeProcess) ->
     codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
     assert set(ADMISSION_CODES) | set(RULE_CODES) | set(API_ERROR_CODES) <= set(codes)
     for operation in (op for item in document["paths"].values() for op in item.values()):
-        assert {"405", "500"} <= set(operation["responses"]), operation["operationId"]
+        assert {"405", "429", "500"} <= set(operation["responses"]), operation["operationId"]
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response()
