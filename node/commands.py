@@ -28,6 +28,8 @@ from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import InvalidGenesis
 from node.config import (
+    CONFIG_FILE,
+    VALIDATOR_KEY_FILE,
     ConfigError,
     HttpConfig,
     NodeConfig,
@@ -40,7 +42,7 @@ from node.config import (
     parse_set_option,
     render_config,
 )
-from node.home import init_home, load_home, read_genesis
+from node.home import init_home, is_node_home, load_home, read_genesis, rewrite_config
 from node.logging_setup import FORMATS, configure_logging
 
 _AMOUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*(mkt|umkt|µmkt)?\s*", re.IGNORECASE)
@@ -119,15 +121,33 @@ home_option = click.option("--home", required=True, type=click.Path(file_okay=Fa
 @click.option("--moniker", default="node", show_default=True, help="Human name of the node.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Genesis parameter (new chain).")
 @click.option("--fund", multiple=True, metavar="ADDRESS=AMOUNT", help="Fund an account in a new genesis.")
+@click.option("--force", is_flag=True,
+              help="In an existing home, rewrite config.toml only (keys, genesis and data are kept).")
 def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port: int, p2p_port: int,
-                 moniker: str, params: tuple[str, ...], fund: tuple[str, ...]) -> None:
-    """Create a node home: config.toml, node key, validator key and genesis."""
+                 moniker: str, params: tuple[str, ...], fund: tuple[str, ...], force: bool) -> None:
+    """Create a node home in a new or empty directory: config.toml, node key, validator key and genesis."""
+    config = NodeConfig(moniker=moniker, http=HttpConfig(port=http_port), p2p=P2pConfig(port=p2p_port))
+    if home.exists() and not home.is_dir():
+        _fail(f"--home {home} is a file, not a directory")
+    if force and is_node_home(home):
+        rewrite_config(home, config)
+        click.echo(f"rewrote {home / CONFIG_FILE}; keys, genesis and data are unchanged")
+        click.echo(f"\nstart it with: marketchain node start --home {home}")
+        return
+    occupied = sorted(entry.name for entry in home.iterdir()) if home.is_dir() else []
+    if occupied:
+        shown = ", ".join(occupied[:5]) + (", ..." if len(occupied) > 5 else "")
+        if (home / CONFIG_FILE).exists():
+            _fail(f"{home} is already initialized ({CONFIG_FILE} exists): pass --force to rewrite its "
+                  f"{CONFIG_FILE} only (keys and genesis are kept), or choose another --home")
+        _fail(f"{home} is not empty ({shown}): init writes keys only into a new or empty directory; "
+              "choose another --home, outside the source tree (e.g. ~/.marketchain)")
     accounts = _funded_accounts(fund)
     try:
         genesis = read_genesis(genesis_file) if genesis_file else None
         created = init_home(
             home, chain_id=chain_id, genesis=genesis, params=_parse_params(params),
-            http=HttpConfig(port=http_port), p2p=P2pConfig(port=p2p_port), moniker=moniker, accounts=accounts,
+            http=config.http, p2p=config.p2p, moniker=moniker, accounts=accounts,
         )
     except ConfigError as error:
         _fail(str(error))
@@ -140,7 +160,31 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
         ("node_id", created.node_key.address.hex()),
         ("http", f"http://127.0.0.1:{http_port}"),
     ]))
+    click.echo("\n" + funding_summary(created.genesis, created.validator_key.address,
+                                      home / VALIDATOR_KEY_FILE))
     click.echo(f"\nstart it with: marketchain node start --home {home}")
+
+
+def funding_summary(genesis: Genesis, validator: bytes, validator_key_path: Path) -> str:
+    """Which genesis accounts are funded and which hold `registrar` (R5), naming this home's validator key."""
+    lines = []
+    for account in genesis.accounts:
+        name = f"{validator_key_path} ({account.address.hex()})" if account.address == validator else \
+            account.address.hex()
+        roles = f" and holds {', '.join(account.roles)}" if account.roles else ""
+        lines.append(f"funded: {name} with {_format_amount(account.balance)}{roles}")
+    if not any(account.address == validator for account in genesis.accounts):
+        lines.append(f"this node's validator key ({validator_key_path}) is not funded in this genesis")
+    if "registrar" in {role for account in genesis.accounts for role in account.roles}:
+        lines.append("the registrar grants roles: marketchain tx role-grant --key KEY_OF_THE_REGISTRAR ...")
+    return "\n".join(lines)
+
+
+def _format_amount(micro: int) -> str:
+    """`1,000,000 MKT (1000000000000 µMKT)`, the layout of `client.formatting.format_amount`."""
+    whole, fraction = divmod(micro, 1_000_000)
+    text = f"{whole:,}" + ("." + f"{fraction:06d}".rstrip("0") if fraction else "")
+    return f"{text} MKT ({micro} µMKT)"
 
 
 @click.command("testnet-homes", hidden=True)

@@ -137,6 +137,18 @@ def init_home(
     return Home(path, config, genesis, node_key, validator_key)
 
 
+def is_node_home(path: Path) -> bool:
+    """True when `path` holds a node home: a config, a genesis and a node key."""
+    return all((path / name).is_file() for name in (CONFIG_FILE, GENESIS_FILE, NODE_KEY_FILE))
+
+
+def rewrite_config(path: Path, config: NodeConfig) -> None:
+    """Replace the `config.toml` of an existing home (`init --force`): keys, genesis and data are never touched."""
+    if not is_node_home(path):
+        raise ConfigError(f"{path} is not a node home: nothing to rewrite")
+    _write_atomically(path / CONFIG_FILE, render_config(config))
+
+
 def load_home(
     path: Path,
     http_port: int | None = None,
