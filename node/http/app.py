@@ -28,12 +28,10 @@ from node.http.json_view import to_json
 from node.http.limits import limits_middleware
 from node.http.marketplace import account_marketplace_view, add_marketplace_routes
 from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
-from node.http.openapi import check_routes, get_openapi
+from node.http.openapi import MSGPACK_MEDIA_TYPES, check_routes, get_openapi
 from node.http.params import HEIGHT_MAX, page_limit, path_height, path_hex32, query_integer
 from node.http.services import SERVICES_KEY, HttpServices
 
-MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
-"""Content types taken as raw canonical msgpack."""
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 TX_HASH_ROUTE = "/txs/{hash:(?!batch$)[^{}/]+}"
 """`/txs/{hash}`, except `/txs/batch`: that path is the batch route's alone, so a GET there is
@@ -85,7 +83,7 @@ async def get_status(request: web.Request) -> web.Response:
 async def _body_transactions(request: web.Request, batch: bool) -> list[bytes]:
     content_type = request.content_type
     body = await request.read()
-    if content_type in MSGPACK_TYPES:
+    if content_type in MSGPACK_MEDIA_TYPES:
         if not batch:
             return [body]
         try:

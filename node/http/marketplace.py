@@ -25,7 +25,6 @@ from marketplace_tx.rules.listings import Listing, load_listing
 from marketplace_tx.rules.order_records import DEADLINE_FIELDS, ORDER_STATES, Order, load_order
 from marketplace_tx.rules.points import points_of_account
 from marketplace_tx.rules.reputation import Reputation, merchant_reputation, shop_reputation
-from marketplace_tx.rules.schema import ITEM_ID_PATTERN
 from marketplace_tx.rules.shops import Shop, load_shop
 from marketplace_tx.rules.state import State
 from node import indexer
@@ -41,6 +40,7 @@ from node.http.params import (
     page_cursor,
     page_limit,
     path_hex32,
+    path_item_id,
     query_boolean,
     query_choice,
     query_hex32,
@@ -366,9 +366,7 @@ async def list_orders(request: web.Request) -> web.Response:
 
 async def get_item(request: web.Request) -> web.Response:
     """`GET /items/{id}`: owner, custodian and the full history."""
-    item_id = request.match_info["id"]
-    if not ITEM_ID_PATTERN.fullmatch(item_id):
-        raise ApiError(400, "invalid_query", "id must be 1..64 characters of letters, digits and . _ : -")
+    item_id = path_item_id(request)
     with _services(request).store.read_view() as view:
         state = State(view)
         item = load_item(state, item_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from marketplace_tx.rules.schema import ITEM_ID_PATTERN
 from node import indexer
 from node.http.errors import ApiError
 
@@ -148,3 +149,11 @@ def path_hex32(request: web.Request, name: str) -> bytes:
 def path_height(request: web.Request) -> int:
     """The `{height}` path segment: a block height ≥ 1."""
     return parse_integer(request.match_info["height"], "height", 1, HEIGHT_MAX)
+
+
+def path_item_id(request: web.Request) -> str:
+    """The `{id}` path segment of an item: 1..64 letters, digits and `. _ : -` (R22)."""
+    item_id = request.match_info["id"]
+    if not ITEM_ID_PATTERN.fullmatch(item_id):
+        raise invalid("id", "must be 1..64 characters of letters, digits and . _ : -")
+    return item_id
