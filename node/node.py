@@ -16,8 +16,6 @@ import time
 from importlib import metadata
 from typing import Any
 
-from aiohttp import web
-
 from marketplace_tx.rules.accounts import Account, load_account
 from marketplace_tx.rules.order_records import Order, load_order
 from marketplace_tx.rules.state import State
@@ -31,8 +29,8 @@ from node.consensus_driver import ConsensusDriver
 from node.events import ChainEvent, EventHub, block_events, orders_named
 from node.fault_plan import NO_FAULTS, FaultPlan
 from node.home import Home
-from node.http.app import build_app
 from node.http.metrics import NodeMetrics
+from node.http.server import HttpServer
 from node.http.services import HttpServices, NodeIdentity, NodeRuntime
 from node.peer_actions import NetworkPeerActions
 from node.sign_guard import SignGuard
@@ -148,7 +146,6 @@ class Node:
         )
         """Admission of transactions from clients and peers, and their gossip (R10; node/admission.py)."""
         self._committed_accounts: dict[bytes, Account] = {}
-        self._runner: web.AppRunner | None = None
         self.started_at = time.time()
         """When this process started (s since the epoch)."""
         self.runtime = NodeRuntime(
@@ -167,6 +164,21 @@ class Node:
         )
         """The live parts `/status` and the scrape metrics report."""
         self.metrics.watch(self.runtime)
+        self.http = HttpServer(
+            HttpServices(
+                genesis=self.genesis,
+                store=self.store,
+                mempool=self.mempool,
+                submitter=self.admission,
+                events=self.events,
+                metrics=self.metrics,
+                limits=self.config.http,
+                runtime=self.runtime,
+            ),
+            self.config.http.host,
+            self.config.http.port,
+        )
+        """The HTTP API (node/http/), started by `start`."""
 
     @property
     def validator_address(self) -> bytes | None:
@@ -278,20 +290,7 @@ class Node:
 
     async def start(self) -> None:
         """Open the HTTP API and the P2P listener, then start consensus."""
-        app = build_app(HttpServices(
-            genesis=self.genesis,
-            store=self.store,
-            mempool=self.mempool,
-            submitter=self.admission,
-            events=self.events,
-            metrics=self.metrics,
-            limits=self.config.http,
-            runtime=self.runtime,
-        ))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=75)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port, reuse_address=True)
-        await site.start()
+        await self.http.start()
         await self.peers.start()
         await self.driver.start()
         tip = self.store.head()
@@ -309,8 +308,7 @@ class Node:
 
     async def stop(self) -> None:
         """Stop serving and gossiping, stop consensus, close the database."""
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.http.stop()
         self.sync.stop()
         await self.driver.stop()
         self.admission.close()
