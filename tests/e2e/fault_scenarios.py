@@ -29,7 +29,6 @@ tests/e2e/test_faults.py runs; `random_scenario(seed, …)` is what `make soak`
 (bench/soak.py) runs.
 """
 
-
 from __future__ import annotations
 
 import random

@@ -22,6 +22,7 @@ ACTIONS = ("kill", "start", "pause", "resume", "restart", "skew", "disconnect", 
 
 NETWORK_ACTIONS = ("disconnect", "reconnect", "partition", "heal")
 """Steps that need a network namespace per node."""
+
 MAX_CLOCK_DRIFT_MS = 2000
 """The default genesis `max_clock_drift_ms` (R28) the scenarios assume."""
 
