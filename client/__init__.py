@@ -22,6 +22,7 @@ from __future__ import annotations
 from client import payloads
 from client.formatting import format_amount, parse_amount
 from client.keystore import Keystore, KeystoreError
+from client.money import AmbiguousAmount, parse_money, render_money_message
 from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.payloads import PayloadError
 from client.sealing import SealError, open_sealed, seal_for
@@ -34,6 +35,7 @@ from marketplace_tx.rules.schema import check_payload
 
 __all__ = [
     "DEFAULT_NODE_URL",
+    "AmbiguousAmount",
     "ClientError",
     "KeyPair",
     "Keystore",
@@ -51,7 +53,9 @@ __all__ = [
     "load_key",
     "open_sealed",
     "parse_amount",
+    "parse_money",
     "payloads",
+    "render_money_message",
     "seal_for",
     "send",
     "send_and_wait",

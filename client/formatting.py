@@ -60,8 +60,8 @@ def column_table(headers: list[str], rows: list[list[Any]]) -> str:
 # --- marketplace views (shops, listings, orders, items) ----------------------------
 
 AMOUNT_FIELDS = frozenset({
-    "amount", "balance", "buyer_amount", "escrow", "fee", "max_unit_price", "merchant_paid", "price", "refunded",
-    "revenue", "total_price", "unit_price",
+    "amount", "arbiter_fee", "balance", "buyer_amount", "escrow", "fee", "max_unit_price", "merchant_amount",
+    "merchant_paid", "min_fee", "price", "refunded", "revenue", "total_price", "unit_price",
 })
 """JSON fields that hold µMKT and are shown in MKT (counters such as `orders_refunded` are not)."""
 

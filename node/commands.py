@@ -45,8 +45,8 @@ from node.config import (
 from node.home import init_home, is_node_home, load_home, read_genesis, rewrite_config
 from node.logging_setup import FORMATS, configure_logging
 
-_AMOUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*(mkt|umkt|µmkt)?\s*", re.IGNORECASE)
-"""An amount as `client.formatting.parse_amount` reads it (the same pattern, kept in step)."""
+_AMOUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*(mkt|umkt|µmkt|μmkt)?\s*", re.IGNORECASE)
+"""An amount as `client.money.parse_money` reads it (the same pattern, kept in step)."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -60,15 +60,18 @@ def _key_value_table(rows: list[tuple[str, Any]]) -> str:
 
 
 def _parse_amount(text: str) -> int:
-    """µMKT from `1500`, `1.5MKT` or `2 mkt`, as `client.formatting.parse_amount` reads it (R6)."""
+    """µMKT from `1500µMKT`, `1.5MKT` or `2 mkt`, as `client.money.parse_money` reads it (R6):
+    a bare number other than 0 is refused as ambiguous."""
     match = _AMOUNT.fullmatch(text)
     if not match:
-        raise ValueError(f"{text!r} is not an amount: write e.g. 2.5MKT or 2500000 (µMKT)")
-    number, unit = match.group(1).replace("_", ""), (match.group(2) or "umkt").lower()
+        raise ValueError(f"{text!r} is not an amount: write e.g. 2.5MKT or 2500000µMKT")
+    number, unit = match.group(1).replace("_", ""), (match.group(2) or "").lower()
     try:
         value = Decimal(number)
     except InvalidOperation:
         raise ValueError(f"{text!r} is not an amount") from None
+    if not unit and value != 0:
+        raise ValueError(f"{number} is ambiguous: write {number}MKT ({number} MKT) or {number}µMKT")
     if unit == "mkt":
         value *= 1_000_000
     if value != value.to_integral_value():

@@ -21,6 +21,7 @@ from client.keystore import (
     read_key_info,
     resolve_address,
 )
+from client.money import render_money_message
 from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.testnet import TestnetError
 from marketplace_tx.chain.params import Params
@@ -111,7 +112,7 @@ def client_error_text(error: ClientError) -> str:
     """`code: message [node URL] (hint)`: a node error as one line of advice."""
     hint = CLIENT_ERROR_HINTS.get(error.code, "")
     where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
-    return f"{error.code}: {error.message}{where}{hint}"
+    return f"{error.code}: {render_money_message(error.message)}{where}{hint}"
 
 
 def call(function: Callable[..., Result], *arguments: Any) -> Result:

@@ -13,8 +13,9 @@ import click
 
 from client import payloads
 from client.commands.common import call, echo_json, fail, load_signing_key, node_client
-from client.commands.types import ID
-from client.formatting import key_value_table
+from client.commands.types import AMOUNT, ID
+from client.formatting import AMOUNT_FIELDS, format_amount, format_value, key_value_table
+from client.money import render_money_message
 from client.node_client import DEFAULT_NODE_URL
 from client.payloads import CREATED_OBJECTS, PayloadError
 from client.transactions import build_transaction
@@ -66,16 +67,24 @@ def print_tx(view: dict[str, Any]) -> None:
     """A transaction view of the node (`GET /txs/{hash}`) as a name/value table."""
     rows: list[tuple[str, Any]] = [
         ("hash", view["hash"]), ("status", view["status"]), ("type", view["type"]),
-        ("sender", view["sender"]), ("nonce", view["nonce"]), ("fee", f"{view['fee']} µMKT"),
+        ("sender", view["sender"]), ("nonce", view["nonce"]), ("fee", format_amount(view["fee"])),
     ]
     if view["status"] == "committed":
         result = view["result"]
         rows += [("height", view["height"]), ("index", view["index"]),
-                 ("result", "ok" if result["ok"] else f"failed: {result['code']}: {result['message']}")]
-    rows += [(f"payload.{name}", value) for name, value in view["payload"].items()]
+                 ("result", "ok" if result["ok"] else
+                  f"failed: {result['code']}: {render_money_message(result['message'])}")]
+    rows += [(f"payload.{name}", format_value(name, value) if name in AMOUNT_FIELDS else value)
+             for name, value in view["payload"].items()]
     if view["status"] == "committed":
-        rows += [(f"event {i}", json.dumps(event)) for i, event in enumerate(view["result"]["events"])]
+        rows += [(f"event {i}", _event_text(event)) for i, event in enumerate(view["result"]["events"])]
     click.echo(key_value_table(rows))
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """An event as JSON, its µMKT fields shown in MKT (`"amount": "2 MKT (2000000 µMKT)"`)."""
+    return json.dumps({name: format_value(name, value) if name in AMOUNT_FIELDS and isinstance(value, int)
+                       else value for name, value in event.items()}, ensure_ascii=False)
 
 
 def tx_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,7 +94,8 @@ def tx_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Signing key: keystore name or key file path ($MARKETCHAIN_KEY)."),
         click.option("--node", "node_url", envvar="MARKETCHAIN_NODE", default=DEFAULT_NODE_URL, show_default=True,
                      help="Node API URL ($MARKETCHAIN_NODE)."),
-        click.option("--fee", type=click.IntRange(0), default=None, help="Fee in µMKT (default: the chain's min_fee)."),
+        click.option("--fee", type=AMOUNT, default=None,
+                     help="Fee with its unit, e.g. 0.01MKT or 10µMKT (default: the chain's min_fee)."),
         click.option("--nonce", type=click.IntRange(0), default=None, help="Nonce (default: the next one)."),
         click.option("--wait", is_flag=True, help="Wait until final and show the receipt."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),

@@ -26,7 +26,7 @@ def tx() -> None:
 
 @tx.command("transfer")
 @click.option("--to", "recipient", required=True, help="Recipient: address, key name or key file.")
-@click.option("--amount", required=True, type=AMOUNT, help="e.g. 2.5MKT or 2500000 (µMKT).")
+@click.option("--amount", required=True, type=AMOUNT, help="With its unit: 2.5MKT or 2500000µMKT.")
 @click.option("--memo", default=None, help="Up to 256 bytes of text.")
 @tx_options
 def tx_transfer(recipient: str, amount: int, memo: str | None, **common: Any) -> None:
@@ -118,7 +118,7 @@ def tx_shop_update(shop_id: bytes, name: str | None, description: str | None, po
 @tx.command("listing-create")
 @click.option("--shop", "shop_id", required=True, type=ID, help="Your shop's id (64 hex).")
 @click.option("--title", required=True, help="1..128 bytes.")
-@click.option("--price", required=True, type=AMOUNT, help="Per unit: 12.5MKT or 12500000 (µMKT).")
+@click.option("--price", required=True, type=AMOUNT, help="Per unit, with its unit: 12.5MKT or 12500000µMKT.")
 @click.option("--stock", type=click.IntRange(0), default=None,
               help="Units for sale (default with --item-id: the number of items).")
 @click.option("--description", default=None, help="Up to 2000 bytes.")
@@ -139,7 +139,7 @@ def tx_listing_create(shop_id: bytes, title: str, price: int, stock: int | None,
 
 @tx.command("listing-update")
 @click.option("--listing", "listing_id", required=True, type=ID, help="Listing id (64 hex).")
-@click.option("--price", type=AMOUNT, default=None, help="New unit price.")
+@click.option("--price", type=AMOUNT, default=None, help="New unit price, with its unit: 12.5MKT.")
 @click.option("--stock-delta", type=SIGNED, default=None, help="Add or remove stock: +10 or -3.")
 @click.option("--active/--inactive", "active", default=None, help="Take orders, or pause the listing.")
 @click.option("--title", default=None)

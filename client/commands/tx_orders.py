@@ -21,7 +21,7 @@ from marketplace_tx.rules.schema import SHIPMENT_STATUSES
 @click.option("--listing", "listing_id", required=True, type=ID, help="Listing id (64 hex).")
 @click.option("--quantity", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--max-unit-price", type=AMOUNT, default=None,
-              help="Refuse if the price rose above this (default: the price now).")
+              help="Refuse if the price rose above this, e.g. 12.5MKT (default: the price now).")
 @click.option("--ship-to", required=True,
               help="Delivery address; sealed locally to the merchant's key, never sent in clear.")
 @click.option("--arbiter", default=None, help="One of the shop's arbiters (default: its first one).")
@@ -128,7 +128,7 @@ def tx_return_request(order_id: bytes, reason: str, **common: Any) -> None:
 
 @click.command("order-refund")
 @order_option
-@click.option("--amount", type=AMOUNT, default=None, help="µMKT or MKT; less than the escrow is an offer.")
+@click.option("--amount", type=AMOUNT, default=None, help="With its unit, e.g. 4MKT; less than the escrow is an offer.")
 @click.option("--all", "refund_all", is_flag=True, help="Refund the whole escrow (ends the order as refunded).")
 @tx_options
 def tx_order_refund(order_id: bytes, amount: int | None, refund_all: bool, **common: Any) -> None:
@@ -155,7 +155,7 @@ def tx_dispute_open(order_id: bytes, reason: str, **common: Any) -> None:
 
 @click.command("dispute-resolve")
 @order_option
-@click.option("--buyer-amount", required=True, type=AMOUNT, help="What the buyer gets back; the rest, "
+@click.option("--buyer-amount", required=True, type=AMOUNT, help="What the buyer gets back, e.g. 8MKT; the rest, "
               "after the arbiter fee, goes to the merchant.")
 @click.option("--ruling", required=True, help="The ruling, ≤ 512 bytes.")
 @tx_options

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from client.formatting import parse_amount
+from client.money import parse_money
 from client.payloads import parse_bps, parse_id, parse_item_id, parse_signed
 
 
@@ -43,9 +43,10 @@ def parameter_type(
     return ParsedType()
 
 
-AMOUNT = parameter_type("amount", lambda text, option: parse_amount(text), "amount", int,
-                        "An amount: `2.5MKT` or µMKT.")
-"""An amount in µMKT, written `2.5MKT`, `2500000` or `2500000umkt`."""
+AMOUNT = parameter_type("amount", lambda text, option: parse_money(text), "amount", int,
+                        "An amount with its unit: `2.5MKT` or `2500000µMKT`.")
+"""An amount in µMKT, written with its unit: `2.5MKT`, `2.5 MKT`, `2500000µMKT` or `2500000umkt`;
+a bare number (other than 0) is refused as ambiguous."""
 
 BPS = parameter_type("bps", parse_bps, "bps", int, "Basis points: `500`, `500bps` or `5%`.")
 """Basis points, written `500`, `500bps` or `5%`."""

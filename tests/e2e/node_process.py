@@ -273,7 +273,7 @@ class NodeProcess:
         for param in self.params:
             arguments += ["--param", param]
         for address, amount in self.fund.items():
-            arguments += ["--fund", f"{address}={amount}"]
+            arguments += ["--fund", f"{address}={amount}µMKT"]
         self._ports_never_served = True
         result = self._cli(*arguments)
         assert result.returncode == 0, (

@@ -184,7 +184,7 @@ def test_testnet_transfer_query_verify_restart(tmp_path: Path) -> None:
                                       "--genesis", str(Path(node["home"]) / "genesis.json")).stdout)
         assert verified["verified"] is True and verified["height"] == receipt["height"]
         failing = run_cli("tx", "transfer", "--key", str(net / "accounts" / "bob.json"), "--to", "alice",
-                          "--amount", "1", "--node", url, check=False)
+                          "--amount", "1µMKT", "--node", url, check=False)
         assert failing.returncode == 1 and "neither 64 hex" in failing.stderr
         overdraft = run_cli("tx", "transfer", "--key", str(net / "accounts" / "erin.json"),
                             "--to", faucet["address"], "--amount", "999999MKT", "--node", url, "--wait",
@@ -202,7 +202,7 @@ def test_testnet_transfer_query_verify_restart(tmp_path: Path) -> None:
         resumed = json.loads(run_cli("query", "status", "--node", url, "--json").stdout)
         assert resumed["height"] == height_before
         again = json.loads(run_cli("tx", "transfer", "--key", str(net / "accounts" / "faucet.json"),
-                                   "--to", faucet["address"], "--amount", "1", "--node", url, "--wait",
+                                   "--to", faucet["address"], "--amount", "1µMKT", "--node", url, "--wait",
                                    "--json").stdout)
         assert again["height"] == height_before + 1
     finally:

@@ -69,3 +69,9 @@ def test_gitignore_covers_node_homes_in_a_checkout(path: str) -> None:
                                   "tests/vectors/protocol-v1.json", "configs/default.toml"])
 def test_gitignore_keeps_source_files(path: str) -> None:
     assert subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO_ROOT).returncode == 1
+
+
+def test_init_fund_refuses_a_bare_number(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["init", "--home", str(tmp_path / "h"), "--fund", f"{'ab' * 32}=2"])
+    assert result.exit_code == 1 and "2 is ambiguous: write 2MKT (2 MKT) or 2µMKT" in result.output
+    assert not (tmp_path / "h").exists()

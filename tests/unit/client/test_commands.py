@@ -35,7 +35,8 @@ def test_types_parse_and_pass_parsed_defaults_through() -> None:
 
 
 def test_types_fail_with_the_parsers_messages() -> None:
-    assert refusal(AMOUNT, "lots") == "'lots' is not an amount: write e.g. 2.5MKT or 2500000 (µMKT)"
+    assert refusal(AMOUNT, "lots") == "'lots' is not an amount: write e.g. 2.5MKT or 2500000µMKT"
+    assert refusal(AMOUNT, "12", "--price") == "12 is ambiguous: write 12MKT (12 MKT) or 12µMKT (0.000012 MKT)"
     assert refusal(BPS, "150%", "--points-bps") == "'150%' must be between 0 and 10000 basis points (100 %)"
     assert refusal(ID, "12", "--order") == "'12' is not 64 hex characters (an id is a transaction hash)"
     assert refusal(SIGNED, "3.5") == "'3.5' is not a whole number such as +5 or -3"
