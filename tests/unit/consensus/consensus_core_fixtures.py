@@ -47,6 +47,7 @@ _SIGNATURES: dict[tuple[int, Vote], bytes] = {}
 
 
 def proposer_index(round_number: int, height: int = HEIGHT) -> int:
+    """The index in `KEYS` of the proposer of `round_number` at `height` (R25)."""
     return VALIDATORS.index(proposer_for(VALIDATORS, height, round_number))
 
 
@@ -69,6 +70,7 @@ def vote(
 def votes(
     indexes: Iterable[int], round_number: int, vote_type: str, block_hash: bytes | None
 ) -> list[VoteReceived]:
+    """Signed votes of the validators at `indexes`, all alike."""
     return [vote(i, round_number, vote_type, block_hash) for i in indexes]
 
 
@@ -79,6 +81,7 @@ def proposal(
     valid: bool = True,
     timely: bool = True,
 ) -> ProposalReceived:
+    """The round's proposal from its rightful proposer, as the driver hands it to the core."""
     body = Proposal(CHAIN_ID, HEIGHT, round_number, pol_round, block_hash)
     proposer = proposer_for(VALIDATORS, HEIGHT, round_number)
     return ProposalReceived(body, proposer, PAYLOADS[block_hash], valid, timely)
@@ -94,6 +97,7 @@ def run(state: ConsensusState, *events: Event) -> tuple[ConsensusState, list[Act
 
 
 def fresh(index: int | None, validators: tuple[bytes, ...] = VALIDATORS) -> ConsensusState:
+    """Validator `index` (None: a follower) at the start of `HEIGHT`, idle."""
     own = None if index is None else KEYS[index].address
     state, actions = step(initial_state(CHAIN_ID, TIMEOUTS), StartHeight(HEIGHT, validators, own))
     assert actions == ()
@@ -101,19 +105,23 @@ def fresh(index: int | None, validators: tuple[bytes, ...] = VALIDATORS) -> Cons
 
 
 def started(index: int) -> ConsensusState:
+    """Validator `index` at round 0 of `HEIGHT`, with work to do."""
     state, _ = step(fresh(index), WorkAvailable(HEIGHT))
     return state
 
 
 def others(me: int) -> list[int]:
+    """Every validator index but `me`."""
     return [i for i in range(4) if i != me]
 
 
 def of_type(actions: Iterable[Action], kind: type) -> list:
+    """The actions of one kind, in order."""
     return [action for action in actions if isinstance(action, kind)]
 
 
 def cast(actions: Iterable[Action]) -> list[tuple[int, str, bytes | None]]:
+    """The votes cast among `actions`, as (round, type, block hash)."""
     return [(a.round, a.type, a.block_hash) for a in of_type(actions, CastVote)]
 
 
