@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_NODE_URL = "http://127.0.0.1:26657"
@@ -135,18 +136,27 @@ class NodeClient:
         """`GET /txs/{hash}`."""
         return self.get(f"/txs/{tx_hash}")
 
-    def wait_for_tx(self, tx_hash: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Poll until the transaction is final; raise `ClientError("timeout")` after `timeout` s."""
-        deadline = time.monotonic() + timeout
+    def wait_for_tx(self, tx_hash: str, timeout: float = 60.0,
+                    on_poll: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+        """Poll until the transaction is final; raise `ClientError("timeout")` after `timeout` s.
+
+        `on_poll(status, elapsed_seconds)` is told after each look (`pending`, `not_found`).
+        """
+        started = time.monotonic()
+        deadline = started + timeout
         delay = 0.05
         while True:
             try:
                 view = self.tx(tx_hash)
                 if view.get("status") == "committed":
                     return view
+                status = str(view.get("status", "pending"))
             except ClientError as error:
                 if error.code != "not_found":
                     raise
+                status = "not_found"
+            if on_poll is not None:
+                on_poll(status, time.monotonic() - started)
             if time.monotonic() > deadline:
                 raise ClientError("timeout", f"transaction {tx_hash} was not final after {timeout:.0f} s",
                                   node=self.base_url)

@@ -100,17 +100,24 @@ def node_client(node_url: str) -> NodeClient:
 CLIENT_ERROR_HINTS = {
     "unreachable": " (is a node running? start one with `marketchain testnet start` or pass --node)",
     "not_found": " (ids are transaction hashes; an object exists once its transaction is final: "
-                 "send with --wait, or check the id and --node)",
-    "timeout": " (the node is up but slow or stalled; look it up later with `marketchain query tx HASH`)",
-    "bad_nonce": " (another transaction of this key is pending or committed; omit --nonce to use the next one)",
+                 "send without --no-wait, or check the id and --node)",
+    "timeout": " (the node is up but slow or stalled; wait longer with --timeout, or look it up later with "
+               "`marketchain query tx HASH`)",
     "fee_too_low": " (omit --fee to pay the chain's min_fee)",
 }
 """What to do about a node error, by its code."""
 
 
-def client_error_text(error: ClientError) -> str:
-    """`code: message [node URL] (hint)`: a node error as one line of advice."""
-    hint = CLIENT_ERROR_HINTS.get(error.code, "")
+NONCE_HINTS = {
+    True: " (another transaction of this key is pending or committed; omit --nonce to use the next one)",
+    False: " (other programs kept taking this key's next nonce; retry when they are done)",
+}
+"""The hint of `bad_nonce`, by whether `--nonce` was given (only then is omitting it advice)."""
+
+
+def client_error_text(error: ClientError, nonce_given: bool = False) -> str:
+    """`code: message [node URL] (hint)`: a node error as one line of advice, its money figures in MKT."""
+    hint = NONCE_HINTS[nonce_given] if error.code == "bad_nonce" else CLIENT_ERROR_HINTS.get(error.code, "")
     where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
     return f"{error.code}: {render_money_message(error.message)}{where}{hint}"
 

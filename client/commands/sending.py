@@ -10,25 +10,38 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from client import payloads
-from client.commands.common import call, echo_json, fail, load_signing_key, node_client
+from client.commands.common import (
+    call,
+    client_error_text,
+    echo_json,
+    fail,
+    load_signing_key,
+    node_client,
+)
 from client.commands.types import AMOUNT, ID
 from client.formatting import AMOUNT_FIELDS, format_amount, format_value, key_value_table
 from client.money import render_money_message
-from client.node_client import DEFAULT_NODE_URL
+from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
+from client.nonces import lock_path_of, submit_with_fresh_nonce
 from client.payloads import CREATED_OBJECTS, PayloadError
-from client.transactions import build_transaction
+from client.transactions import DEFAULT_WAIT_SECONDS
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.rules.schema import check_payload
 
 
 def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: str, fee: int | None,
-         nonce: int | None, wait: bool, as_json: bool, key: KeyPair | None = None) -> None:
-    """Check, sign locally, submit; with `wait`, print the receipt and the id of what it created.
+         nonce: int | None, wait: bool, as_json: bool, timeout: float = DEFAULT_WAIT_SECONDS,
+         key: KeyPair | None = None) -> None:
+    """Check, sign locally, submit; by default wait until final and print the receipt and the id
+    of what it created (`--no-wait`: print the hash, say it is not final yet, exit 0).
 
-    Exits 1 when the transaction is final but its rule failed.
+    The nonce is allocated under the key's lock and, when the CLI chose it, re-chosen after a
+    `bad_nonce` or `duplicate` refusal (R7). Exits 1 when the transaction is final but its rule
+    failed (R11), naming the code and message.
     """
     try:
         check_payload(tx_type, payload)
@@ -36,18 +49,23 @@ def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: st
         fail(f"{error.code}: {error.message}")
     key = key or load_signing_key(key_reference)
     client = node_client(node_url)
-    tx = call(build_transaction, client, key, tx_type, payload, nonce, fee)
-    tx_hash = call(client.submit, tx.raw)
+    try:
+        tx = submit_with_fresh_nonce(client, key, tx_type, payload, nonce, fee,
+                                     lock_path_of(key_reference, key.address))
+    except ClientError as error:
+        fail(client_error_text(error, nonce_given=nonce is not None))
+    tx_hash = tx.hash.hex()
     created = CREATED_OBJECTS.get(tx_type)
     if not wait:
         if as_json:
-            echo_json({"hash": tx_hash, **({created.replace(" ", "_"): tx_hash} if created else {})})
+            echo_json({"hash": tx_hash, "status": "submitted",
+                       **({created.replace(" ", "_"): tx_hash} if created else {})})
         else:
             click.echo(tx_hash)
-        if created and not as_json:
-            click.echo(f"{created}: {tx_hash} (exists once the transaction is final; --wait waits for it)", err=True)
+        click.echo(f"submitted, not final yet: look it up with `marketchain query tx {tx_hash}`"
+                   + (f"; the {created} exists once it is final" if created else ""), err=True)
         return
-    view = call(client.wait_for_tx, tx_hash)
+    view = call(wait_with_progress, client, tx_hash, timeout)
     ok = view["result"]["ok"]
     if as_json:
         if created and ok:
@@ -60,7 +78,21 @@ def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: st
         elif tx_type == "item_register" and ok:
             click.echo(f"item id: {payload['item_id']}")
     if not ok:
-        sys.exit(1)
+        result = view["result"]
+        fail(f"{result['code']}: {render_money_message(result.get('message', ''))} (the transaction is final "
+             f"but its rule failed: only the fee of {format_amount(view['fee'])} was paid)")
+
+
+def wait_with_progress(client: NodeClient, tx_hash: str, timeout: float) -> dict[str, Any]:
+    """Wait until `tx_hash` is final; on a terminal, show a spinner with its status and the time waited."""
+    if not sys.stderr.isatty():
+        return client.wait_for_tx(tx_hash, timeout)
+    console = Console(stderr=True)
+    with console.status(f"waiting for {tx_hash[:16]}… to be final") as spinner:
+        def show(status: str, elapsed: float) -> None:
+            where = "pending in the mempool" if status == "pending" else "not seen by the node yet"
+            spinner.update(f"waiting for {tx_hash[:16]}… to be final: {where}, {elapsed:.0f} s of {timeout:.0f} s")
+        return client.wait_for_tx(tx_hash, timeout, on_poll=show)
 
 
 def print_tx(view: dict[str, Any]) -> None:
@@ -88,7 +120,7 @@ def _event_text(event: dict[str, Any]) -> str:
 
 
 def tx_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every `tx` command takes: --key, --node, --fee, --nonce, --wait, --json."""
+    """The options every `tx` command takes: --key, --node, --fee, --nonce, --wait/--no-wait, --timeout, --json."""
     options = [
         click.option("--key", "key_reference", envvar="MARKETCHAIN_KEY", required=True,
                      help="Signing key: keystore name or key file path ($MARKETCHAIN_KEY)."),
@@ -97,7 +129,10 @@ def tx_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fee", type=AMOUNT, default=None,
                      help="Fee with its unit, e.g. 0.01MKT or 10µMKT (default: the chain's min_fee)."),
         click.option("--nonce", type=click.IntRange(0), default=None, help="Nonce (default: the next one)."),
-        click.option("--wait", is_flag=True, help="Wait until final and show the receipt."),
+        click.option("--wait/--no-wait", default=True, show_default=True,
+                     help="Wait until final and show the receipt; --no-wait prints the hash and returns."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_WAIT_SECONDS,
+                     show_default=True, help="Seconds to wait for finality."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
     for option in reversed(options):

@@ -1,0 +1,134 @@
+"""A command line that merchants can trust with money (issue 12), run as real processes
+against one shared one-validator testnet: explicit units, concurrent sends from one key,
+waiting by default, and failures that say so."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli_testnet import DEADLINE_SECONDS, cli, cli_json, one_validator_testnet
+from tests.paths import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """One running one-validator testnet shared by this module: `(directory, node URL)`."""
+    with one_validator_testnet(tmp_path_factory.mktemp("money") / "net") as running:
+        yield running
+
+
+def account(net: Path, name: str) -> str:
+    """The key file of dev account `name`."""
+    return str(net / "accounts" / f"{name}.json")
+
+
+def balance(net: Path, url: str, name: str) -> int:
+    """The balance of dev account `name`, in µMKT."""
+    return cli_json("query", "account", account(net, name), "--node", url)["balance"]
+
+
+def test_a_bare_number_is_refused_and_explicit_units_work(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    bare = cli("tx", "transfer", "--key", account(net, "dave"), "--to", account(net, "bob"), "--amount", "5",
+               "--node", url, check=False)
+    assert bare.returncode == 2
+    assert "5 is ambiguous: write 5MKT (5 MKT) or 5µMKT (0.000005 MKT)" in bare.stderr
+    sent = cli("tx", "transfer", "--key", account(net, "dave"), "--to", account(net, "bob"), "--amount", "5µMKT",
+               "--fee", "0.01MKT", "--node", url)
+    assert re.search(r"^fee +0\.01 MKT \(10000 µMKT\)$", sent.stdout, re.MULTILINE), sent.stdout
+    assert re.search(r"^payload\.amount +0\.000005 MKT \(5 µMKT\)$", sent.stdout, re.MULTILINE), sent.stdout
+
+
+def test_four_concurrent_transfers_from_one_key_all_land(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    before = balance(net, url, "bob")
+    command = [sys.executable, "-m", "cli", "tx", "transfer", "--key", account(net, "carol"),
+               "--to", account(net, "bob"), "--amount", "1MKT", "--node", url, "--json"]
+    processes = [subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  stdin=subprocess.DEVNULL) for _ in range(4)]
+    outputs = [process.communicate(timeout=DEADLINE_SECONDS) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    receipts = [json.loads(stdout) for stdout, _ in outputs]
+    assert all(receipt["result"]["ok"] for receipt in receipts)
+    assert len({receipt["nonce"] for receipt in receipts}) == 4
+    assert balance(net, url, "bob") == before + 4_000_000
+    assert (net / "accounts" / "carol.json.lock").exists()
+
+
+def test_the_nonce_hint_only_when_nonce_was_given(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    cli("tx", "transfer", "--key", account(net, "erin"), "--to", account(net, "bob"), "--amount", "1µMKT",
+        "--node", url)
+    reused = cli("tx", "transfer", "--key", account(net, "erin"), "--to", account(net, "bob"), "--amount", "2µMKT",
+                 "--nonce", "0", "--node", url, check=False)
+    assert reused.returncode == 1
+    assert "bad_nonce" in reused.stderr and "omit --nonce" in reused.stderr
+
+
+def test_no_wait_says_not_final_yet_and_wait_is_the_default(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    submitted = cli("tx", "transfer", "--key", account(net, "alice"), "--to", account(net, "bob"),
+                    "--amount", "1µMKT", "--node", url, "--no-wait")
+    assert len(submitted.stdout.strip()) == 64
+    assert "submitted, not final yet" in submitted.stderr
+    waited = cli("tx", "transfer", "--key", account(net, "alice"), "--to", account(net, "bob"),
+                 "--amount", "1µMKT", "--node", url)
+    assert re.search(r"^status +committed$", waited.stdout, re.MULTILINE), waited.stdout
+    assert re.search(r"^result +ok$", waited.stdout, re.MULTILINE), waited.stdout
+
+
+def test_a_committed_failure_exits_1_with_code_and_message(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    failed = cli("tx", "transfer", "--key", account(net, "dave"), "--to", account(net, "bob"),
+                 "--amount", "999999999MKT", "--node", url, check=False)
+    assert failed.returncode == 1
+    assert "failed: insufficient_funds" in failed.stdout
+    assert "Error: insufficient_funds: balance " in failed.stderr and " MKT (" in failed.stderr
+    assert "only the fee of" in failed.stderr
+
+
+def test_a_short_timeout_is_honoured(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    slow = cli("tx", "transfer", "--key", account(net, "alice"), "--to", account(net, "bob"),
+               "--amount", "1µMKT", "--node", url, "--timeout", "0.001", check=False)
+    assert slow.returncode == 1 and "timeout" in slow.stderr and "--timeout" in slow.stderr
+
+
+def test_waiting_shows_progress_on_a_terminal(testnet: tuple[Path, str]) -> None:
+    net, url = testnet
+    controller, terminal = pty.openpty()
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "cli", "tx", "transfer", "--key", account(net, "alice"),
+             "--to", account(net, "bob"), "--amount", "1µMKT", "--node", url],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=terminal, stdin=subprocess.DEVNULL, text=True,
+            timeout=DEADLINE_SECONDS, env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)
+    assert completed.returncode == 0, completed.stdout
+    assert b"to be final" in shown
