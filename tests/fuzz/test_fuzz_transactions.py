@@ -14,7 +14,7 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import sha256
 from marketplace_tx.primitives.errors import ADMISSION_CODES, AdmissionError, RuleError
 from marketplace_tx.rules.accounts import Account
-from marketplace_tx.rules.admission import check_stateless
+from marketplace_tx.rules.admission import admission_verdict, check_stateless
 from marketplace_tx.rules.execution import HANDLERS
 from marketplace_tx.rules.schema import SCHEMAS, check_payload
 from mempool.pool import Mempool
@@ -49,7 +49,7 @@ def fresh_mempool(balance: int) -> Mempool:
        balance=st.sampled_from([0, 10, 10**9]))
 def test_transaction_decode_and_admission(data: bytes, balance: int) -> None:
     """R8, R10: `check_stateless` and the mempool refuse only with AdmissionError and an R12 code."""
-    COUNTS["transaction admission (check_stateless, Mempool.add)"] += 1
+    COUNTS["transaction admission (check_stateless, Mempool.admit)"] += 1
     try:
         tx = check_stateless(data, CHAIN, PARAMS)
     except AdmissionError as error:
@@ -63,7 +63,7 @@ def test_transaction_decode_and_admission(data: bytes, balance: int) -> None:
         check_payload(tx.type, tx.payload)
         assert codec.encode(tx.to_map()) == data
     try:
-        pending = fresh_mempool(balance).add(data)
+        pending = fresh_mempool(balance).admit(admission_verdict(data, CHAIN, PARAMS))
     except AdmissionError as error:
         assert error.code in ADMISSION_RESULT_CODES, error
     else:
