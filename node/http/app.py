@@ -366,7 +366,7 @@ async def get_explorer(request: web.Request) -> web.FileResponse:
 
 
 async def get_static(request: web.Request) -> web.FileResponse:
-    """`GET /static/{name}`: a script, style sheet or image of the explorer (node/static/)."""
+    """`GET /static/{name}`: a script, style sheet or image of the explorer (node/http/static/)."""
     name = request.match_info["name"]
     content_type = STATIC_TYPES.get(Path(name).suffix)
     path = STATIC_DIRECTORY / name

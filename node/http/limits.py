@@ -18,7 +18,7 @@ Two limits protect a node's API from one greedy or hostile client:
   until it closes; the first request of one more connection is answered 429
   `rate_limited` and that connection is closed.
 
-Both answers carry the JSON error shape of node/http_errors.py.
+Both answers carry the JSON error shape of node/http/errors.py.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ API_ERROR_CODES = (
     "bad_request",
     "internal",
 )
-"""Codes of the API itself (node/http_errors.py), beside those of R12."""
+"""Codes of the API itself (node/http/errors.py), beside those of R12."""
 ERROR_CODES = tuple(dict.fromkeys(ADMISSION_CODES + RULE_CODES + API_ERROR_CODES))
 """Every `error.code` a response may carry."""
 
@@ -469,7 +469,7 @@ def check_routes(app: web.Application) -> None:
     problems = [f"undocumented {method} {path}" for method, path in sorted(served - documented)]
     problems += [f"documented but not served {method} {path}" for method, path in sorted(documented - served)]
     if problems:
-        raise RuntimeError("node/openapi.py is out of date: " + "; ".join(problems))
+        raise RuntimeError("node/http/openapi.py is out of date: " + "; ".join(problems))
 
 
 async def get_openapi(request: web.Request) -> web.Response:
