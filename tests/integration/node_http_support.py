@@ -1,5 +1,5 @@
 """Shared parts of the HTTP API tests on a real node (test_node_http.py,
-test_node_http_reads.py): funded test keys, the module's node, transfers and checks.
+test_node_http_reads.py): funded test keys, the genesis funding, transfers and checks.
 
 Every test that sends transactions uses its own genesis-funded sender, and leaves nothing
 pending behind it, so the tests do not depend on each other's order.

@@ -1,4 +1,6 @@
-"""The HTTP API of a real node process on loopback (PROTOCOL §10, R1, R2, R7, R9–R12, R23–R26, R29).
+"""Submitting transactions to the HTTP API of a real node process on loopback (PROTOCOL §10,
+R1, R2, R9–R12): status, the life of a transaction, admission errors, nonces, duplicates and
+batches. Reading blocks, proofs and accounts, and HTTP errors, are in test_node_http_reads.py.
 
 One node serves the whole module. Every test that sends transactions uses its own
 genesis-funded sender, and leaves nothing pending behind it, so the tests do not
