@@ -10,11 +10,11 @@ from marketplace_tx import speedups
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import KeyPair, domain_tag, signing_bytes, verify_signature
 from marketplace_tx.primitives.errors import AdmissionError, CodecError
+from marketplace_tx.primitives.limits import UINT64_MAX
 
 ENVELOPE_KEYS = ("chain_id", "fee", "nonce", "payload", "sender", "sig", "type")
 """The keys of a signed transaction map, in canonical order (R8)."""
 
-UINT64_MAX = 2**64 - 1
 
 _TX_TAG = domain_tag("tx")
 

@@ -9,11 +9,10 @@ import msgpack
 
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import RuleError
+from marketplace_tx.primitives.limits import UINT64_MAX
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import account_key, role_key, role_prefix
 from marketplace_tx.speedups import decode_trusted
-
-UINT64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketplace_tx.primitives.errors import RuleError
+from marketplace_tx.primitives.limits import UINT64_MAX
 from marketplace_tx.rules.context import Origin, TxContext
 from marketplace_tx.rules.items import list_item, load_item, release_item, reserve_item, unlist_item
 from marketplace_tx.rules.records import load_record, store_record
@@ -13,8 +14,6 @@ from marketplace_tx.rules.shops import require_shop
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import listing_key
 from marketplace_tx.speedups import evolve
-
-UINT64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)

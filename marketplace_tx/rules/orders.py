@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketplace_tx.primitives.errors import RuleError
+from marketplace_tx.primitives.limits import UINT64_MAX
 from marketplace_tx.rules.accounts import debit, has_role
 from marketplace_tx.rules.context import Origin, TxContext
 from marketplace_tx.rules.listings import require_listing, take_stock
@@ -26,8 +27,6 @@ from marketplace_tx.rules.settlement import finish_order
 from marketplace_tx.rules.shops import require_shop
 from marketplace_tx.rules.state import State
 from marketplace_tx.speedups import evolve
-
-UINT64_MAX = 2**64 - 1
 
 
 def order_event(order_id: bytes, before: Order, after: Order, tx_type: str) -> dict[str, Any]:

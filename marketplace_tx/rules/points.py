@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import RuleError
+from marketplace_tx.primitives.limits import UINT64_MAX
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import points_key, points_prefix
 from marketplace_tx.speedups import decode_trusted
-
-UINT64_MAX = 2**64 - 1
 
 
 def points_balance(state: State, shop_id: bytes, account: bytes) -> int:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marketplace_tx.primitives.limits import UINT64_MAX
 from marketplace_tx.rules.records import load_record, store_record
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import merchant_reputation_key, shop_reputation_key
 from marketplace_tx.speedups import evolve
-
-UINT64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,7 @@ from typing import Any
 
 from marketplace_tx.chain.roles import ROLES
 from marketplace_tx.primitives.errors import RuleError
-
-UINT64_MAX = 2**64 - 1
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-
+from marketplace_tx.primitives.limits import INT64_MAX, INT64_MIN, UINT64_MAX
 
 SHIPMENT_STATUSES = ("picked_up", "in_transit", "out_for_delivery", "delivered", "exception")
 """The values of `shipment_update.status`."""
