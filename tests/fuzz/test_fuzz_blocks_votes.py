@@ -72,7 +72,8 @@ def test_decode_block(data: bytes) -> None:
     COUNTS["decode_block"] += 1
     try:
         block = decode_block(data, PARAMS.max_block_bytes)
-    except InvalidBlock:
+    except InvalidBlock as error:
+        assert error.code == "invalid_block"
         return
     assert block.encode() == data
     assert len(block.hash) == 32
@@ -84,7 +85,8 @@ def test_header_from_map(value: Any) -> None:
     COUNTS["Header.from_map"] += 1
     try:
         header = Header.from_map(value)
-    except InvalidBlock:
+    except InvalidBlock as error:
+        assert error.code == "invalid_block"
         return
     assert header.to_map() == value and len(header.hash) == 32
 
@@ -95,7 +97,8 @@ def test_commit_from_map(value: Any) -> None:
     COUNTS["Commit.from_map"] += 1
     try:
         commit = Commit.from_map(value)
-    except InvalidBlock:
+    except InvalidBlock as error:
+        assert error.code == "invalid_block"
         return
     assert commit.to_map() == value
 
@@ -106,7 +109,8 @@ def test_decode_commit(data: bytes) -> None:
     COUNTS["decode_commit"] += 1
     try:
         commit = decode_commit(data)
-    except InvalidBlock:
+    except InvalidBlock as error:
+        assert error.code == "invalid_block"
         return
     assert commit.encode() == data
 
@@ -162,7 +166,8 @@ def test_parse_proposal(body: Any) -> None:
     assert proposal.verify(KEYS[1].address, signature) is (KEYS[1].sign(proposal.signing_bytes()) == signature)
     try:
         block = decode_block(raw, PARAMS.max_block_bytes)
-    except InvalidBlock:
+    except InvalidBlock as error:
+        assert error.code == "invalid_block"
         return
     assert block.encode() == raw
 
@@ -186,7 +191,8 @@ def test_check_evidence(item: Any) -> None:
     COUNTS["check_evidence"] += 1
     try:
         validator = check_evidence(evidence_state(), EVIDENCE_BLOCK, item)
-    except InvalidBlock:
+    except InvalidBlock as error:
+        assert error.code == "invalid_block"
         return
     assert validator in VALIDATORS and item["validator"] == validator
 

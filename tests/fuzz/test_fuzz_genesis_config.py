@@ -40,7 +40,8 @@ def test_genesis_from_json(value: Any) -> None:
     COUNTS["Genesis.from_json"] += 1
     try:
         genesis = Genesis.from_json(value)
-    except InvalidGenesis:
+    except InvalidGenesis as error:
+        assert error.code == "invalid_genesis"
         return
     assert Genesis.from_json(genesis.to_json()) == genesis
     assert len(genesis.hash) == 32

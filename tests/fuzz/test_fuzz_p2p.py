@@ -45,22 +45,22 @@ def test_p2p_message_and_hello_decoders(data: bytes) -> None:
     COUNTS["p2p decode_message / Hello.decode / handshake proof"] += 1
     try:
         message = decode_message(data)
-    except MessageError:
-        pass
+    except MessageError as error:
+        assert error.code == "malformed"
     else:
         assert encode_message(message.kind, message.body) == data
         height = status_height(message.body)
         assert height is None or (type(height) is int and height >= 0)
     try:
         hello = Hello.decode(data)
-    except HandshakeError:
-        pass
+    except HandshakeError as error:
+        assert error.code == "handshake_failed"
     else:
         assert hello.encode() == data
     try:
         assert len(_parse_auth(data)) == 64
-    except HandshakeError:
-        pass
+    except HandshakeError as error:
+        assert error.code == "handshake_failed"
 
 
 @fuzz_settings(300)
@@ -70,8 +70,8 @@ def test_p2p_peers_and_status_bodies(body: Any) -> None:
     COUNTS["p2p peers / status bodies"] += 1
     try:
         addresses = peers_addresses(body)
-    except MessageError:
-        pass
+    except MessageError as error:
+        assert error.code == "malformed"
     else:
         assert all(isinstance(address, str) for address in addresses)
     height = status_height(body)
@@ -88,7 +88,8 @@ def test_peer_address_parser(text: str) -> None:
     COUNTS["p2p parse_peer_address"] += 1
     try:
         address = parse_peer_address(text)
-    except MessageError:
+    except MessageError as error:
+        assert error.code == "malformed"
         return
     assert 1 <= address.port <= 65535
 
@@ -108,8 +109,8 @@ def test_frame_decoders(data: bytes, limit: int) -> None:
         assert len(data) >= 4 and length == int.from_bytes(data[:4], "big") <= limit
     try:
         payload, rest = split_frame(data, limit)
-    except FrameError:
-        pass
+    except FrameError as error:
+        assert error.code in ("frame_truncated", "frame_too_large")
     else:
         assert encode_frame(payload, limit) + rest == data
 
@@ -143,6 +144,7 @@ def test_encrypted_frames(data: st.DataObject) -> None:
     frame = data.draw(mutated(st.just(sealed)) | st.binary(max_size=80))
     try:
         receiver.open(frame)
-    except ChannelError:
+    except ChannelError as error:
+        assert error.code == "bad_frame"
         return
     assert frame == sealed
