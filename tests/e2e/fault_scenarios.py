@@ -32,7 +32,6 @@ tests/e2e/test_faults.py runs; `random_scenario(seed, …)` is what `make soak`
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from tests.e2e.harness.scenarios import (
     Step,
     random_scenario,
 )
-from tests.e2e.testnet_harness import LOG_PROBLEM_MARKERS, NodeHandle, Testnet, wait_until
+from tests.e2e.testnet_harness import NodeHandle, Testnet, wait_until
 
 __all__ = [
     "ACTIONS", "CRASHES", "EQUIVOCATION", "LIVE_WINDOW_S", "MATRIX", "MAX_CLOCK_DRIFT_MS", "NETWORK_ACTIONS",
@@ -70,9 +69,6 @@ KNOWN_BUGS: dict[str, tuple[str, ...]] = {}
 """Open bugs (docs/faults.md) → substrings that identify their node.log records. A record
 matching one is reported as that bug instead of failing the log check; the bug's own
 strict-xfail test fails once it is fixed, and then its entry goes."""
-
-LOG_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-"""The first line of a plain-format log record (the rest are its traceback lines)."""
 
 
 # --- running a scenario -------------------------------------------------------------
@@ -334,18 +330,7 @@ def _block_times(net: Testnet, load: LoadGenerator, top: int) -> None:
 
 def log_problems(node: NodeHandle) -> list[str]:
     """node.log records (a line and its traceback) that reveal a bug: tracebacks, ERROR."""
-    try:
-        lines = node.log_path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    records: list[list[str]] = []
-    for line in lines:
-        if LOG_RECORD_START.match(line) or not records:
-            records.append([line])
-        else:
-            records[-1].append(line)
-    texts = ["\n".join(record) for record in records]
-    return [text for text in texts if any(marker in text for marker in LOG_PROBLEM_MARKERS)]
+    return node.log_problems()
 
 
 def _clean_logs(net: Testnet, report: Report) -> None:

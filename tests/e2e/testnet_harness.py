@@ -57,9 +57,9 @@ from tests.e2e.harness.namespaces import (
     netns_unavailable_reason,
 )
 from tests.e2e.harness.ports import free_base_port, free_port
-from tests.e2e.harness.processes import file_size, pid_alive, process_state
+from tests.e2e.harness.processes import LOG_PROBLEM_MARKERS, file_size, pid_alive, process_state
 from tests.e2e.harness.testnet_checks import DEFAULT_TIMEOUT, TestnetChecks, wait_until
-from tests.e2e.harness.testnet_node import LOG_PROBLEM_MARKERS, NodeHandle
+from tests.e2e.harness.testnet_node import NodeHandle
 from tests.paths import REPO_ROOT
 
 __all__ = [

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 LOG_TAIL_LINES = 60
 """Lines of node.log quoted in a failure message."""
+
+LOG_PROBLEM_MARKERS = ("Traceback", " ERROR ", "consensus job failed")
+"""node.log text that reveals a bug rather than a perturbation."""
+
+LOG_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+"""The first line of a plain-format log record (the rest are its traceback lines)."""
 
 
 def process_state(pid: int) -> str | None:
@@ -36,6 +44,22 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except FileNotFoundError:
         return f"(no {path.name})"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def log_problems(path: Path, markers: Iterable[str] = LOG_PROBLEM_MARKERS) -> list[str]:
+    """The records of a node.log (a line and its traceback lines) that hold one of `markers`."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    records: list[list[str]] = []
+    for line in lines:
+        if LOG_RECORD_START.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    texts = ["\n".join(record) for record in records]
+    return [text for text in texts if any(marker in text for marker in markers)]
 
 
 def file_size(path: Path) -> int:

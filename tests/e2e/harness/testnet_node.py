@@ -10,14 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.harness.http_client import POLITE_PATIENCE_S, http_get
-from tests.e2e.harness.processes import log_tail, pid_alive
+from tests.e2e.harness.processes import log_problems, log_tail, pid_alive
 
 LOG_TAIL_LINES = 25
 """Lines of each node.log quoted in a failure message."""
-
-LOG_PROBLEM_MARKERS = ("Traceback", " ERROR ", "consensus job failed")
-"""node.log lines that reveal a bug rather than a perturbation."""
-
 
 @dataclass
 class NodeHandle:
@@ -119,9 +115,5 @@ class NodeHandle:
         return log_tail(self.log_path, lines)
 
     def log_problems(self) -> list[str]:
-        """Lines of node.log that reveal a bug (tracebacks, ERROR)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return []
-        return [line for line in text.splitlines() if any(marker in line for marker in LOG_PROBLEM_MARKERS)]
+        """Records of node.log that reveal a bug (tracebacks, ERROR), each with its traceback."""
+        return log_problems(self.log_path)
