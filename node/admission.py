@@ -60,7 +60,9 @@ Outcome = Transaction | AdmissionError
 
 class VerdictStrategy(Protocol):
     """Where the stateless verdicts of a batch are computed. Every strategy gives the
-    verdicts `admission_verdicts` gives for the same bytes, in the same order."""
+    verdicts `admission_verdicts` gives for the same bytes, in the same order (the worker
+    processes cannot see which signatures the node verified before, so they verify
+    those again: that changes `signature_verified`, never an answer)."""
 
     async def verdicts(self, raws: Sequence[bytes]) -> list[Verdict]:
         """The verdict on each of `raws`, in order."""
