@@ -27,6 +27,7 @@ from client.money import render_money_message
 from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.nonces import lock_path_of, submit_with_fresh_nonce
 from client.payloads import CREATED_OBJECTS, PayloadError
+from client.preflight import Refused, check_before_signing
 from client.transactions import DEFAULT_WAIT_SECONDS
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import RuleError
@@ -35,11 +36,13 @@ from marketplace_tx.rules.schema import check_payload
 
 def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: str, fee: int | None,
          nonce: int | None, wait: bool, as_json: bool, timeout: float = DEFAULT_WAIT_SECONDS,
-         key: KeyPair | None = None) -> None:
+         dry_run: bool = False, force: bool = False, key: KeyPair | None = None) -> None:
     """Check, sign locally, submit; by default wait until final and print the receipt and the id
     of what it created (`--no-wait`: print the hash, say it is not final yet, exit 0).
 
-    The nonce is allocated under the key's lock and, when the CLI chose it, re-chosen after a
+    Before signing, the state the transaction needs is read and a transaction the chain would
+    refuse is refused here, naming the rule (`--force` sends it anyway); `--dry-run` prints what
+    it would do and sends nothing. The nonce is allocated under the key's lock and, when the CLI chose it, re-chosen after a
     `bad_nonce` or `duplicate` refusal (R7). Exits 1 when the transaction is final but its rule
     failed (R11), naming the code and message.
     """
@@ -49,6 +52,14 @@ def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: st
         fail(f"{error.code}: {error.message}")
     key = key or load_signing_key(key_reference)
     client = node_client(node_url)
+    effects = preflight(client, key.address, tx_type, payload, fee, force)
+    if dry_run:
+        if as_json:
+            echo_json({"dry_run": True, "type": tx_type, "sender": key.address.hex(), "effects": effects})
+        else:
+            click.echo("\n".join([f"dry run: {tx_type} from {key.address.hex()}", *[f"  {line}" for line in effects],
+                                   "nothing was signed or sent"]))
+        return
     try:
         tx = submit_with_fresh_nonce(client, key, tx_type, payload, nonce, fee,
                                      lock_path_of(key_reference, key.address))
@@ -81,6 +92,21 @@ def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: st
         result = view["result"]
         fail(f"{result['code']}: {render_money_message(result.get('message', ''))} (the transaction is final "
              f"but its rule failed: only the fee of {format_amount(view['fee'])} was paid)")
+
+
+def preflight(client: NodeClient, sender: bytes, tx_type: str, payload: dict[str, Any], fee: int | None,
+              force: bool) -> list[str]:
+    """`check_before_signing`, failing with its rule and advice unless `force` (then only a warning)."""
+    try:
+        return check_before_signing(client, sender, tx_type, payload, fee)
+    except Refused as refusal:
+        if not force:
+            fail(refusal.text())
+        click.echo(f"warning: {refusal.code}: {refusal.message} ({refusal.rule}); sending anyway (--force)",
+                   err=True)
+        return []
+    except ClientError as error:
+        fail(client_error_text(error))
 
 
 def wait_with_progress(client: NodeClient, tx_hash: str, timeout: float) -> dict[str, Any]:
@@ -120,7 +146,8 @@ def _event_text(event: dict[str, Any]) -> str:
 
 
 def tx_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every `tx` command takes: --key, --node, --fee, --nonce, --wait/--no-wait, --timeout, --json."""
+    """The options every `tx` command takes: --key, --node, --fee, --nonce, --wait/--no-wait, --timeout, --json,
+    --dry-run, --force."""
     options = [
         click.option("--key", "key_reference", envvar="MARKETCHAIN_KEY", required=True,
                      help="Signing key: keystore name or key file path ($MARKETCHAIN_KEY)."),
@@ -134,6 +161,9 @@ def tx_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_WAIT_SECONDS,
                      show_default=True, help="Seconds to wait for finality."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        click.option("--dry-run", is_flag=True, help="Check and print what it would do; sign and send nothing."),
+        click.option("--force", is_flag=True,
+                     help="Send even when the check before signing says the chain would refuse it (the fee is paid)."),
     ]
     for option in reversed(options):
         function = option(function)

@@ -188,7 +188,7 @@ def test_testnet_transfer_query_verify_restart(tmp_path: Path) -> None:
         assert failing.returncode == 1 and "neither 64 hex" in failing.stderr
         overdraft = run_cli("tx", "transfer", "--key", str(net / "accounts" / "erin.json"),
                             "--to", faucet["address"], "--amount", "999999MKT", "--node", url, "--wait",
-                            check=False)
+                            "--force", check=False)
         assert overdraft.returncode == 1 and "insufficient_funds" in overdraft.stdout
         status_rows = json.loads(run_cli("testnet", "status", "--home", str(net), "--json").stdout)
         assert status_rows[0]["running"] is True and status_rows[0]["height"] >= receipt["height"]

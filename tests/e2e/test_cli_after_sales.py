@@ -128,7 +128,8 @@ def test_updates_refusals_and_after_sales_through_the_cli(testnet: tuple[Path, s
         *node,
         check=False,
     )
-    assert refused.returncode == 1 and "invalid_state" in refused.stdout
+    assert refused.returncode == 1 and "invalid_state: the listing is inactive (R13)" in refused.stderr
+    assert "Nothing was signed or sent" in refused.stderr  # checked before signing: no fee paid
     cli("tx", "shop-update", "--key", key["alice"], "--shop", shop_id, "--open", *node)
     cli(
         "tx",
@@ -156,7 +157,7 @@ def test_updates_refusals_and_after_sales_through_the_cli(testnet: tuple[Path, s
         *node,
         check=False,
     )
-    assert too_cheap.returncode == 1 and "price_changed" in too_cheap.stdout
+    assert too_cheap.returncode == 1 and "price_changed: payload.max_unit_price: the price is now 9 MKT" in too_cheap.stderr
 
     orders = {}
     for name in ("cancelled", "rejected", "refunded", "resolved"):
@@ -200,12 +201,13 @@ def test_updates_refusals_and_after_sales_through_the_cli(testnet: tuple[Path, s
         "T1",
         "--no-reseal",
         "--wait",
+        "--force",
         *node,
         check=False,
     )
     assert (
         wrong.returncode == 1 and "forbidden" in wrong.stdout
-    )  # without re-sealing, the chain is the judge
+    )  # with --force, the chain is the judge
     cli(
         "tx",
         "order-ship",

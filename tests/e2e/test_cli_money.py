@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli_testnet import DEADLINE_SECONDS, cli, cli_json, one_validator_testnet
+from client.keystore import write_plain_key
+from marketplace_tx.primitives.crypto import KeyPair
+from tests.e2e.cli_testnet import ADDRESS, DEADLINE_SECONDS, cli, cli_json, one_validator_testnet
 from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -91,7 +93,7 @@ def test_no_wait_says_not_final_yet_and_wait_is_the_default(testnet: tuple[Path,
 def test_a_committed_failure_exits_1_with_code_and_message(testnet: tuple[Path, str]) -> None:
     net, url = testnet
     failed = cli("tx", "transfer", "--key", account(net, "dave"), "--to", account(net, "bob"),
-                 "--amount", "999999999MKT", "--node", url, check=False)
+                 "--amount", "999999999MKT", "--node", url, "--force", check=False)
     assert failed.returncode == 1
     assert "failed: insufficient_funds" in failed.stdout
     assert "Error: insufficient_funds: balance " in failed.stderr and " MKT (" in failed.stderr
@@ -132,3 +134,51 @@ def test_waiting_shows_progress_on_a_terminal(testnet: tuple[Path, str]) -> None
         os.close(controller)
     assert completed.returncode == 0, completed.stdout
     assert b"to be final" in shown
+
+
+def test_doomed_transactions_are_refused_before_signing_and_cost_nothing(testnet: tuple[Path, str],
+                                                                         tmp_path: Path) -> None:
+    net, url = testnet
+    node = ("--node", url)
+    alice, bob, erin = account(net, "alice"), account(net, "bob"), account(net, "erin")
+    cli("tx", "role-grant", "--key", account(net, "faucet"), "--account", alice, "--role", "merchant",
+        "--evidence-hash", "cd" * 32, *node)
+    shop = cli_json("tx", "shop-create", "--key", alice, "--name", "Tea", "--max-redeem-bps", "10%", *node)["shop_id"]
+    listing = cli_json("tx", "listing-create", "--key", alice, "--shop", shop, "--title", "Green tea",
+                       "--price", "2MKT", "--stock", "3", *node)["listing_id"]
+    order = cli_json("tx", "order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS,
+                     *node)["order_id"]
+    pauper = tmp_path / "pauper.json"
+    write_plain_key(pauper, KeyPair.generate())
+    before = {name: cli_json("query", "account", account(net, name), *node) for name in ("bob", "erin")}
+    refusals = [
+        (("order-confirm", "--key", bob, "--order", order), "forbidden: ", "is not this order's buyer", "(§4)"),
+        (("order-accept", "--key", erin, "--order", order), "forbidden: ", "is not this order's merchant", "(§4)"),
+        (("order-confirm", "--key", erin, "--order", order), "invalid_state: ",
+         "the order is placed; order_confirm needs shipped or delivered or return_requested", "(§5)"),
+        (("order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS, "--quantity", "5"),
+         "out_of_stock: ", "5 asked, 2 in stock", "(R13)"),
+        (("order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS, "--redeem-points", "100"),
+         "insufficient_funds: ", "payload.redeem_points: 100 asked, 0 held", "(R21)"),
+        (("order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS, "--redeem-points", "900000"),
+         "invalid_field: ", "the shop allows at most 200000", "(R21)"),
+        (("order-place", "--key", str(pauper), "--listing", listing, "--ship-to", ADDRESS),
+         "insufficient_funds: ", "balance 0 MKT (0 µMKT) is below 2 MKT (2000000 µMKT) + the fee", "(R11)"),
+        (("transfer", "--key", erin, "--to", bob, "--amount", "99999999MKT"), "insufficient_funds: ",
+         "is below 99,999,999 MKT", "(R11)"),
+        (("order-refund", "--key", alice, "--order", order, "--amount", "1MKT"), "invalid_state: ",
+         "the order is placed", "(§5)"),
+    ]
+    for arguments, code, message, rule in refusals:
+        refused = cli("tx", *arguments, *node, check=False)
+        assert refused.returncode == 1, (arguments, refused.stdout, refused.stderr)
+        assert f"Error: {code}" in refused.stderr and message in refused.stderr and rule in refused.stderr, \
+            (arguments, refused.stderr)
+        assert "Nothing was signed or sent" in refused.stderr and refused.stdout == ""
+    dry = cli("tx", "order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS, "--dry-run", *node)
+    assert "pays 2 MKT (2000000 µMKT) into the escrow of a new order (placed)" in dry.stdout
+    assert "stock of listing" in dry.stdout and "2 → 1" in dry.stdout and "nothing was signed or sent" in dry.stdout
+    after = {name: cli_json("query", "account", account(net, name), *node) for name in ("bob", "erin")}
+    assert [(view["balance"], view["nonce"]) for view in after.values()] == \
+        [(view["balance"], view["nonce"]) for view in before.values()]
+    assert cli_json("query", "order", order, *node)["state"] == "placed"
