@@ -226,6 +226,32 @@ class Keystore:
             ) from None
         _fsync_directory(path.parent)
 
+    def export(self, name: str, target: str | os.PathLike[str], passphrase: str | None = None) -> None:
+        """Write key `name` to the new file `target`, always encrypted: an encrypted key as it is
+        stored, a plain dev key encrypted under `passphrase` (needed then)."""
+        path = self._existing_path(name)
+        document = _read_document(path)
+        if not _check_document(document, path):
+            if passphrase is None:
+                raise KeystoreError(f"key {name} is a plain dev key: a passphrase is needed to export it encrypted")
+            document = encrypt_key(_decode_key(document, None, path, f"key {name}"), passphrase)
+        try:
+            _write_json_atomically(Path(target), document, overwrite=False)
+        except FileExistsError:
+            raise KeystoreError(f"{target} already exists") from None
+
+    def import_file(self, name: str, source: str | os.PathLike[str], passphrase: str | None) -> KeyPair:
+        """Store the key file `source` (e.g. made by `export`) as key `name`, unchanged, after
+        checking that it opens (an encrypted file with `passphrase`)."""
+        source = Path(source)
+        document = _read_document(source)
+        keypair = _decode_key(document, passphrase, source, f"key file {source}")
+        try:
+            _write_json_atomically(self.path_of(name), document, overwrite=False)
+        except FileExistsError:
+            raise KeystoreError(f"key {name} already exists") from None
+        return keypair
+
     def _existing_path(self, name: str) -> Path:
         path = self.path_of(name)
         if not path.is_file():

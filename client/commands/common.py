@@ -57,10 +57,24 @@ def parse_params(values: tuple[str, ...]) -> Params:
         raise click.BadParameter(str(error), param_hint="--param") from None
 
 
+MINIMUM_PASSPHRASE_LENGTH = 8
+"""Characters a new passphrase needs at least."""
+
+PASSPHRASE_TRIES = 3
+"""Tries a person at a terminal gets to type a key's passphrase."""
+
+
+def looks_like_path(reference: str) -> bool:
+    """True when `reference` names a file rather than a keystore key (a `/` or a `.json` ending)."""
+    return "/" in reference or reference.endswith(".json")
+
+
 def account_address(text: str, what: str = "address") -> bytes:
     """An address from 64 hex characters, a keystore name or a key file path; `what` names the option."""
     address = resolve_address(text)
     if address is None:
+        if looks_like_path(text) and not Path(text).exists():
+            fail(f"{what}: key file {text} does not exist")
         fail(f"{what} {text!r} is neither 64 hex characters, a key name nor a key file")
     return address
 
@@ -75,16 +89,48 @@ def passphrase(prompt: str, confirm: bool = False) -> str:
     return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
 
 
+def new_passphrase(prompt: str = "New passphrase") -> str:
+    """A passphrase for a new or exported key: at least 8 characters, asked up to 3 times on a terminal."""
+    for _ in range(PASSPHRASE_TRIES):
+        value = passphrase(prompt, confirm=True)
+        if len(value) >= MINIMUM_PASSPHRASE_LENGTH:
+            return value
+        message = f"a new passphrase needs at least {MINIMUM_PASSPHRASE_LENGTH} characters"
+        if os.environ.get(PASSPHRASE_ENVIRONMENT_VARIABLE) is not None:
+            fail(f"{message} (${PASSPHRASE_ENVIRONMENT_VARIABLE} has {len(value)})")
+        click.echo(f"{message}; try again", err=True)
+    fail(f"a new passphrase needs at least {MINIMUM_PASSPHRASE_LENGTH} characters")
+
+
+def _with_passphrase(load: Callable[[str | None], KeyPair], encrypted: bool, prompt: str) -> KeyPair:
+    """`load(passphrase)`; a wrong passphrase typed at a terminal gets 3 tries in all."""
+    if not encrypted:
+        return load(None)
+    tries = 1 if os.environ.get(PASSPHRASE_ENVIRONMENT_VARIABLE) is not None else PASSPHRASE_TRIES
+    for attempt in range(1, tries + 1):
+        try:
+            return load(passphrase(prompt))
+        except KeystoreError as error:
+            if "wrong passphrase" not in error.message or attempt == tries:
+                raise
+            click.echo(f"{error.message}; try again ({tries - attempt} left)", err=True)
+    raise AssertionError("unreachable")
+
+
 def load_signing_key(reference: str) -> KeyPair:
     """The key named by --key: a key file path or a keystore name (asks for its passphrase if encrypted)."""
     path = Path(reference)
     try:
         if path.is_file():
             info: KeyInfo = read_key_info(path)
-            return load_key_file(path, passphrase(f"Passphrase for {path}") if info.encrypted else None)
+            return _with_passphrase(lambda secret: load_key_file(path, secret), info.encrypted,
+                                    f"Passphrase for {path}")
+        if looks_like_path(reference):
+            fail(f"--key: key file {reference} does not exist")
         keystore = Keystore()
         info = keystore.info(reference)
-        return keystore.load(reference, passphrase(f"Passphrase for key {reference}") if info.encrypted else None)
+        return _with_passphrase(lambda secret: keystore.load(reference, secret), info.encrypted,
+                                f"Passphrase for key {reference}")
     except KeystoreError as error:
         fail(error.message)
 

@@ -30,6 +30,8 @@ from marketplace_tx.rules.schema import SHIPMENT_STATUSES
 def tx_order_place(listing_id: bytes, quantity: int, max_unit_price: int | None, ship_to: str, arbiter: str | None,
                    redeem_points: int | None, **common: Any) -> None:
     """Order from a listing, paying price × quantity into escrow (R13); the order id is this tx's hash."""
+    if not ship_to.strip():
+        fail("--ship-to is empty: write the delivery address (it is sealed to the merchant, never sent in clear)")
     client = node_client(common["node_url"])
     listing = call(client.listing, listing_id)
     shop = call(client.shop, bytes.fromhex(listing["shop_id"]))
