@@ -223,21 +223,27 @@ def _alive(pid: int | None) -> bool:
 def start_testnet(
     directory: Path, timeout: float = 60.0, progress: Callable[[TestnetNode], None] | None = None
 ) -> list[TestnetNode]:
-    """Start every node of the testnet in DIR in the background; return once all serve.
+    """Start every node of the testnet in DIR that is not running, in the background; return once
+    all serve. Nodes still running are kept, so a testnet with a dead node is completed without
+    stopping the others; when every node runs already, that is an error.
 
     `progress` is called with each node once it serves (for a progress bar).
     """
     description = read_testnet(directory)
     nodes = _nodes_of(description)
-    for node in nodes:
-        if _alive(node.pid):
-            raise TestnetError(f"{node.name} is already running (pid {node.pid}); run `testnet stop` first")
-    for node in nodes:
+    if all(_alive(node.pid) for node in nodes):
+        raise TestnetError(f"every node of the testnet in {directory} is already running; "
+                           "run `testnet stop` first to restart it")
+    missing = [node for node in nodes if not _alive(node.pid)]
+    for node in missing:
         for port in (int(node.http.rsplit(":", 1)[1]), int(node.p2p.rsplit(":", 1)[1])):
             if not _port_is_free(port):
                 raise TestnetError(f"port {port} for {node.name} is in use; choose another --base-port")
     started = []
     for node in nodes:
+        if _alive(node.pid):
+            started.append(node)
+            continue
         log_file = open(Path(node.home) / "node.log", "ab")  # noqa: SIM115 - handed to the child
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "node", "start", "--home", node.home],

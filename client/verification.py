@@ -95,6 +95,10 @@ def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None
             ],
         }
     )
+    if genesis is not None and genesis.chain_id != header.chain_id:
+        raise VerificationFailed(f"the chain ids differ: the genesis is of chain {genesis.chain_id!r}, the node's "
+                                 f"block of chain {header.chain_id!r} (pass the genesis of the node's chain, or "
+                                 "ask a node of this one)")
     if genesis is not None:
         validators = list(genesis.validators)
     else:

@@ -44,4 +44,14 @@ def command_line(
         node.add_command(command)
     for command in (*CLIENT_COMMANDS, node, *commands):
         root.add_command(command)
+    whole_summaries(root)
     return root
+
+
+def whole_summaries(command: click.Command) -> None:
+    """Give every command without one a `short_help`: the first paragraph of its help, whole, so that
+    `--help` lists never cut a summary mid-sentence (click would truncate it to fit)."""
+    if command.short_help is None and command.help:
+        command.short_help = " ".join(command.help.strip().split("\n\n")[0].split())
+    for child in getattr(command, "commands", {}).values():
+        whole_summaries(child)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import urllib.parse
 from collections.abc import Callable
@@ -154,6 +155,9 @@ CLIENT_ERROR_HINTS = {
 """What to do about a node error, by its code."""
 
 
+ID_LOOKUP = re.compile(r"no (shop|listing|order|transaction|committed transaction) [0-9a-f]{64}$")
+"""A `not_found` about an id that is a transaction hash: the only one the `not_found` hint is about."""
+
 NONCE_HINTS = {
     True: " (another transaction of this key is pending or committed; omit --nonce to use the next one)",
     False: " (other programs kept taking this key's next nonce; retry when they are done)",
@@ -164,6 +168,8 @@ NONCE_HINTS = {
 def client_error_text(error: ClientError, nonce_given: bool = False) -> str:
     """`code: message [node URL] (hint)`: a node error as one line of advice, its money figures in MKT."""
     hint = NONCE_HINTS[nonce_given] if error.code == "bad_nonce" else CLIENT_ERROR_HINTS.get(error.code, "")
+    if error.code == "not_found" and not ID_LOOKUP.match(error.message):
+        hint = ""
     where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
     return f"{error.code}: {render_money_message(error.message)}{where}{hint}"
 

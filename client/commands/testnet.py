@@ -19,6 +19,9 @@ from client.testnet import (
     testnet_status,
 )
 
+DEFAULT_NODE_COUNT = 4
+"""Validators of a new testnet when `--nodes` is not given."""
+
 
 @click.group()
 def testnet() -> None:
@@ -26,21 +29,27 @@ def testnet() -> None:
 
 
 @testnet.command("start")
-@click.option("--nodes", "node_count", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--nodes", "node_count", default=None, type=click.IntRange(1, 64),
+              help="Validators of a new testnet [default: 4]; an existing one keeps its own number.")
 @home_option
 @click.option("--base-port", default=26656, show_default=True, type=click.IntRange(1024, 65000))
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Genesis parameter.")
 @click.option("--chain-id", default="marketchain-testnet", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or lines on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the nodes as JSON.")
-def testnet_start(node_count: int, home: Path, base_port: int, params: tuple[str, ...], chain_id: str,
+def testnet_start(node_count: int | None, home: Path, base_port: int, params: tuple[str, ...], chain_id: str,
                   quiet: bool, as_json: bool) -> None:
-    """Start N validators in the background (or restart an existing testnet in HOME)."""
+    """Start N validators in the background (or restart the stopped nodes of an existing testnet in HOME)."""
     try:
         if not (home / "testnet.json").exists():
-            create_testnet(home, node_count, base_port, parse_params(params), chain_id)
-        elif params:
-            click.echo("note: the testnet exists; --param applies only to a new one", err=True)
+            create_testnet(home, node_count or DEFAULT_NODE_COUNT, base_port, parse_params(params), chain_id)
+        else:
+            existing = len(read_testnet(home)["nodes"])
+            if node_count is not None and node_count != existing:
+                fail(f"{home} holds a {existing}-node testnet: --nodes {node_count} does not apply to it "
+                     f"(omit --nodes to restart it, or choose a new --home)")
+            if params:
+                click.echo("note: the testnet exists; --param applies only to a new one", err=True)
         total = len(read_testnet(home)["nodes"])
         with Steps("nodes serving", total, quiet=quiet) as steps:
             nodes = start_testnet(home, progress=lambda n: steps.advance(f"{n.name} serving {n.http}"))

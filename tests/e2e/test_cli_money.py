@@ -182,3 +182,16 @@ def test_doomed_transactions_are_refused_before_signing_and_cost_nothing(testnet
     assert [(view["balance"], view["nonce"]) for view in after.values()] == \
         [(view["balance"], view["nonce"]) for view in before.values()]
     assert cli_json("query", "order", order, *node)["state"] == "placed"
+
+
+def test_verify_against_another_chains_genesis_says_the_chain_ids_differ(testnet: tuple[Path, str],
+                                                                         tmp_path: Path) -> None:
+    net, url = testnet
+    receipt = cli_json("tx", "transfer", "--key", account(net, "alice"), "--to", account(net, "bob"),
+                       "--amount", "1µMKT", "--node", url)
+    genesis = json.loads((net / "node0" / "genesis.json").read_text())
+    other = tmp_path / "other-genesis.json"
+    other.write_text(json.dumps({**genesis, "chain_id": "another-chain"}))
+    refused = cli("verify", "tx", receipt["hash"], "--genesis", str(other), "--node", url, check=False)
+    assert refused.returncode == 1
+    assert "the chain ids differ: the genesis is of chain 'another-chain'" in refused.stderr

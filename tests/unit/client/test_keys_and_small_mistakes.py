@@ -78,3 +78,17 @@ def test_an_empty_ship_to_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["tx", "order-place", "--listing", "ab" * 32, "--ship-to", " ",
                                        "--key", "x.json", "--node", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and "--ship-to is empty" in result.output
+
+
+def test_the_ids_hint_only_for_an_id_lookup() -> None:
+    from client.node_client import ClientError
+
+    assert "ids are transaction hashes" in common.client_error_text(ClientError("not_found", f"no order {'ab' * 32}"))
+    assert "ids are transaction hashes" not in common.client_error_text(ClientError("not_found", "no block at height 9"))
+    assert "ids are transaction hashes" not in common.client_error_text(ClientError("not_found", "no item PUER-1"))
+
+
+def test_help_summaries_are_never_cut() -> None:
+    for group in ("tx", "query", "keys", "testnet", "node"):
+        listing = CliRunner().invoke(main, [group, "--help"]).output.split("Commands:")[1]
+        assert "..." not in listing, (group, listing)
