@@ -14,6 +14,10 @@ DEFAULT_NODE_URL = "http://127.0.0.1:26657"
 """Where the CLI looks for a node when neither `--node` nor `MARKETCHAIN_NODE` says."""
 
 
+RESEND_AFTER_SECONDS = 2.0
+"""How long `wait_for_tx(resend=...)` lets a transaction stay unknown to the node before sending it again."""
+
+
 class ClientError(Exception):
     """A request that failed: the node's error code and message, or why it is unreachable."""
 
@@ -137,14 +141,20 @@ class NodeClient:
         return self.get(f"/txs/{tx_hash}")
 
     def wait_for_tx(self, tx_hash: str, timeout: float = 60.0,
-                    on_poll: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+                    on_poll: Callable[[str, float], None] | None = None,
+                    resend: bytes | None = None) -> dict[str, Any]:
         """Poll until the transaction is final; raise `ClientError("timeout")` after `timeout` s.
 
-        `on_poll(status, elapsed_seconds)` is told after each look (`pending`, `not_found`).
+        `on_poll(status, elapsed_seconds)` is told after each look (`pending`, `not_found`,
+        `unreachable`). With `resend` (the transaction's signed bytes), a transaction the node
+        does not know (its mempool was lost, e.g. by a restart) is submitted again every
+        `RESEND_AFTER_SECONDS`, and an unreachable node is waited for rather than an error:
+        nothing accepted is lost while the client waits.
         """
         started = time.monotonic()
         deadline = started + timeout
         delay = 0.05
+        last_sent = started
         while True:
             try:
                 view = self.tx(tx_hash)
@@ -152,9 +162,16 @@ class NodeClient:
                     return view
                 status = str(view.get("status", "pending"))
             except ClientError as error:
-                if error.code != "not_found":
+                if error.code not in ("not_found", "unreachable") or (error.code == "unreachable" and resend is None):
                     raise
-                status = "not_found"
+                status = error.code
+            if status == "not_found" and resend is not None and time.monotonic() - last_sent >= RESEND_AFTER_SECONDS:
+                last_sent = time.monotonic()
+                try:
+                    self.submit(resend)
+                    status = "sent again"
+                except ClientError:
+                    pass  # unreachable, duplicate or stale nonce: look again
             if on_poll is not None:
                 on_poll(status, time.monotonic() - started)
             if time.monotonic() > deadline:

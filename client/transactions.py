@@ -79,13 +79,16 @@ def send(client: NodeClient, key: KeyPair, tx_type: str, payload: dict[str, Any]
 def send_and_wait(client: NodeClient, key: KeyPair, tx_type: str, payload: dict[str, Any],
                   nonce: int | None = None, fee: int | None = None, timeout: float = DEFAULT_WAIT_SECONDS,
                   check: bool = True) -> dict[str, Any]:
-    """Send a transaction and wait until it is final; return its receipt view.
+    """Send a transaction and wait until it is final (sending it again if the node loses it, e.g.
+    in a restart); return its receipt view.
 
     The receipt is the node's `GET /txs/{hash}` view: `hash`, `height`, `result`
     (`ok`, `code`, `message`, `events`), and so on. With `check`, a failed rule raises
     `TransactionFailed`; without, the receipt is returned as it is.
     """
-    receipt = client.wait_for_tx(send(client, key, tx_type, payload, nonce, fee), timeout)
+    tx = build_transaction(client, key, tx_type, payload, nonce, fee)
+    client.submit(tx.raw)
+    receipt = client.wait_for_tx(tx.hash.hex(), timeout, resend=tx.raw)
     if check and not receipt["result"]["ok"]:
         raise TransactionFailed(receipt)
     return receipt

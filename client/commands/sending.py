@@ -76,7 +76,7 @@ def send(tx_type: str, payload: dict[str, Any], key_reference: str, node_url: st
         click.echo(f"submitted, not final yet: look it up with `marketchain query tx {tx_hash}`"
                    + (f"; the {created} exists once it is final" if created else ""), err=True)
         return
-    view = call(wait_with_progress, client, tx_hash, timeout)
+    view = call(wait_with_progress, client, tx_hash, timeout, tx.raw)
     ok = view["result"]["ok"]
     if as_json:
         if created and ok:
@@ -109,16 +109,19 @@ def preflight(client: NodeClient, sender: bytes, tx_type: str, payload: dict[str
         fail(client_error_text(error))
 
 
-def wait_with_progress(client: NodeClient, tx_hash: str, timeout: float) -> dict[str, Any]:
-    """Wait until `tx_hash` is final; on a terminal, show a spinner with its status and the time waited."""
+def wait_with_progress(client: NodeClient, tx_hash: str, timeout: float, raw: bytes) -> dict[str, Any]:
+    """Wait until `tx_hash` is final, sending `raw` again if the node lost it (e.g. restarted);
+    on a terminal, show a spinner with its status and the time waited."""
     if not sys.stderr.isatty():
-        return client.wait_for_tx(tx_hash, timeout)
+        return client.wait_for_tx(tx_hash, timeout, resend=raw)
     console = Console(stderr=True)
+    where = {"pending": "pending in the mempool", "not_found": "not seen by the node yet",
+             "unreachable": "the node is unreachable, retrying", "sent again": "the node had lost it: sent again"}
     with console.status(f"waiting for {tx_hash[:16]}… to be final") as spinner:
         def show(status: str, elapsed: float) -> None:
-            where = "pending in the mempool" if status == "pending" else "not seen by the node yet"
-            spinner.update(f"waiting for {tx_hash[:16]}… to be final: {where}, {elapsed:.0f} s of {timeout:.0f} s")
-        return client.wait_for_tx(tx_hash, timeout, on_poll=show)
+            spinner.update(f"waiting for {tx_hash[:16]}… to be final: {where.get(status, status)}, "
+                           f"{elapsed:.0f} s of {timeout:.0f} s")
+        return client.wait_for_tx(tx_hash, timeout, on_poll=show, resend=raw)
 
 
 def print_tx(view: dict[str, Any]) -> None:
