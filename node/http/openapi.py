@@ -371,7 +371,7 @@ OPERATIONS: tuple[Operation, ...] = (
                                   "default": DEFAULT_STATS_DAYS}, "Days in the series."))),
     Operation("GET", "/listings", "listListings", "Search listings across every shop, newest first.", "marketplace",
               json_body(ref("ListingList")),
-              (query("q", {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_BYTES, "pattern": r"\w"},
+              (query("q", {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_BYTES},
                      f"Words that must all appear: at least one letter or digit, at most {MAX_QUERY_WORDS} distinct words and "
                      f"{MAX_QUERY_BYTES} UTF-8 bytes."),
                query("tag", {"type": "string", "minLength": 1, "maxLength": MAX_TAG_BYTES},
