@@ -187,6 +187,7 @@ def listing_view(listing: dict[str, Any]) -> str:
     rows: list[tuple[str, Any]] = [
         ("listing id", listing.get("id")),
         ("title", listing.get("title")),
+        *([("shop", listing["shop_name"])] if listing.get("shop_name") else []),
         ("shop id", listing.get("shop_id")),
         ("price", format_amount(listing.get("price", 0)) + " per unit"),
         ("stock", listing.get("stock")),
@@ -208,9 +209,10 @@ def listing_view(listing: dict[str, Any]) -> str:
 def listings_table(listings: list[dict[str, Any]]) -> str:
     """Listings, one a line."""
     return column_table(
-        ["listing id", "title", "price", "stock", "sold", "active", "tags"],
-        [[listing.get("id"), listing.get("title"), format_short_amount(listing.get("price")), listing.get("stock"),
-          listing.get("sold", 0), "yes" if listing.get("active") else "no", ",".join(listing.get("tags") or [])]
+        ["listing id", "title", "shop", "price", "stock", "sold", "active", "tags"],
+        [[listing.get("id"), listing.get("title"), listing.get("shop_name", "-"),
+          format_short_amount(listing.get("price")), listing.get("stock"), listing.get("sold", 0),
+          "yes" if listing.get("active") else "no", ",".join(listing.get("tags") or [])]
          for listing in listings],
     )
 

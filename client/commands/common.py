@@ -18,6 +18,7 @@ from client.keystore import (
     KeyInfo,
     Keystore,
     KeystoreError,
+    default_keystore_dir,
     load_key_file,
     read_key_info,
     resolve_address,
@@ -134,6 +135,30 @@ def load_signing_key(reference: str) -> KeyPair:
                                 f"Passphrase for key {reference}")
     except KeystoreError as error:
         fail(error.message)
+
+
+def key_names() -> dict[str, str]:
+    """Address (hex) → name of every key in the local keystore (never created here; none if it is missing)."""
+    directory = default_keystore_dir()
+    if not directory.is_dir():
+        return {}
+    try:
+        keystore = Keystore(directory)
+        return {keystore.info(name).address.hex(): name for name in keystore.names()}
+    except KeystoreError:
+        return {}
+
+
+ADDRESS_TEXT = re.compile(r"\b[0-9a-f]{64}\b")
+"""A 64-hex-character word: an address, or an id (a hash), in a view."""
+
+
+def with_key_names(text: str) -> str:
+    """`text` with every address the local keystore knows followed by its key name: `5f3a… (alice)`."""
+    names = key_names()
+    if not names:
+        return text
+    return ADDRESS_TEXT.sub(lambda match: f"{match[0]} ({names[match[0]]})" if match[0] in names else match[0], text)
 
 
 def node_client(node_url: str) -> NodeClient:

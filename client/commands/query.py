@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,13 +18,16 @@ from client.commands.common import (
     load_signing_key,
     node_client,
     node_option,
+    with_key_names,
 )
 from client.commands.sending import print_tx
 from client.commands.types import AMOUNT, ID, ITEM_ID
+from client.events import follow_events
 from client.formatting import (
     account_txs_table,
     column_table,
     format_amount,
+    format_time,
     format_value,
     item_view,
     key_value_table,
@@ -36,6 +40,7 @@ from client.formatting import (
     shop_view,
     shops_table,
 )
+from client.node_client import ClientError, NodeClient
 from client.progress import describe_sync, sync_summary
 from client.sealing import SealError, open_sealed
 from marketplace_tx.primitives.crypto import KeyPair
@@ -91,14 +96,14 @@ def query_account(account: str, node_url: str, as_json: bool) -> None:
     if as_json:
         echo_json(view)
         return
-    click.echo(key_value_table([
+    click.echo(with_key_names(key_value_table([
         ("address", view["address"]),
         ("balance", format_amount(view["balance"])),
         ("nonce", view["nonce"]),
         ("pending nonce", view["pending_nonce"]),
         ("roles", ", ".join(view["roles"]) or "-"),
     ] + [("points", f"{points:,} in shop {shop_id}") for shop_id, points in (view.get("points") or {}).items()]
-      + (reputation_rows(view["reputation"], "merchant ") if view.get("reputation") else [])))
+      + (reputation_rows(view["reputation"], "merchant ") if view.get("reputation") else []))))
 
 
 @query.command("tx")
@@ -174,7 +179,7 @@ def query_shops(owner: str | None, limit: int | None, cursor: str | None, node_u
 def query_shop(shop_id: bytes, node_url: str, as_json: bool) -> None:
     """A shop with its reputation (R20) and stats."""
     view = call(node_client(node_url).shop, shop_id)
-    echo_json(view) if as_json else click.echo(shop_view(view))
+    echo_json(view) if as_json else click.echo(with_key_names(shop_view(view)))
 
 
 @query.command("reviews")
@@ -201,8 +206,22 @@ def query_listings(text: str | None, tag: str | None, shop_id: bytes | None, min
                    max_price: int | None, limit: int | None, cursor: str | None, node_url: str,
                    as_json: bool) -> None:
     """Search listings across every shop."""
-    view = call(node_client(node_url).listings, text, tag, shop_id, min_price, max_price, limit, cursor)
+    client = node_client(node_url)
+    view = call(client.listings, text, tag, shop_id, min_price, max_price, limit, cursor)
+    if not as_json:
+        view = {**view, "listings": with_shop_names(client, view.get("listings") or [])}
     print_page(view, "listings", listings_table, as_json, "no listing matches")
+
+
+def with_shop_names(client: NodeClient, listings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The listings, each with `shop_name`: the name of its shop (read once per shop)."""
+    names: dict[str, str] = {}
+    for shop_id in {listing["shop_id"] for listing in listings if listing.get("shop_id")}:
+        try:
+            names[shop_id] = client.shop(bytes.fromhex(shop_id))["name"]
+        except ClientError:
+            names[shop_id] = "-"
+    return [{**listing, "shop_name": names.get(listing.get("shop_id", ""), "-")} for listing in listings]
 
 
 @query.command("listing")
@@ -211,23 +230,66 @@ def query_listings(text: str | None, tag: str | None, shop_id: bytes | None, min
 @json_option
 def query_listing(listing_id: bytes, node_url: str, as_json: bool) -> None:
     """A listing: price, stock, items, tags."""
-    view = call(node_client(node_url).listing, listing_id)
-    echo_json(view) if as_json else click.echo(listing_view(view))
+    client = node_client(node_url)
+    view = call(client.listing, listing_id)
+    if as_json:
+        echo_json(view)
+        return
+    click.echo(with_key_names(listing_view(with_shop_names(client, [view])[0])))
 
 
 @query.command("orders")
 @click.option("--buyer", default=None, help="Only this buyer's orders: address, key name or key file.")
 @click.option("--merchant", default=None, help="Only this merchant's orders.")
 @click.option("--state", default=None, type=click.Choice(ORDER_STATES), help="Only orders in this state.")
+@click.option("--follow", is_flag=True,
+              help="Then print new and changed orders as they become final (the merchant's inbox; Ctrl-C stops).")
+@click.option("--count", type=click.IntRange(1), default=None, help="With --follow: stop after this many changes.")
 @page_options
 @node_option
 @json_option
-def query_orders(buyer: str | None, merchant: str | None, state: str | None, limit: int | None,
-                 cursor: str | None, node_url: str, as_json: bool) -> None:
-    """Orders, filtered by buyer, merchant or state."""
+def query_orders(buyer: str | None, merchant: str | None, state: str | None, follow: bool, count: int | None,
+                 limit: int | None, cursor: str | None, node_url: str, as_json: bool) -> None:
+    """Orders, filtered by buyer, merchant or state; with --follow, then every change as it happens."""
+    if follow:
+        follow_orders(node_url, buyer, merchant, state, count, as_json)
+        return
     view = call(node_client(node_url).orders, account_address(buyer, "--buyer") if buyer else None,
                  account_address(merchant, "--merchant") if merchant else None, state, limit, cursor)
     print_page(view, "orders", orders_table, as_json, "no orders")
+
+
+def follow_orders(node_url: str, buyer: str | None, merchant: str | None, state: str | None, count: int | None,
+                  as_json: bool) -> None:
+    """Print each order change of the node's `/events` stream that matches, one line (or JSON) each."""
+    party = ("buyer", account_address(buyer, "--buyer")) if buyer else \
+        ("merchant", account_address(merchant, "--merchant")) if merchant else None
+    node_client(node_url)  # checks the URL
+    click.echo(f"following orders{f' of {party[0]} {party[1].hex()}' if party else ''} at {node_url} "
+               "(Ctrl-C stops)", err=True)
+    shown = 0
+    try:
+        for event in follow_events(node_url, account=party[1] if party else None):
+            data = event.data
+            if event.kind == "gap":
+                click.echo("some order changes are no longer held by the node: list them with `query orders`",
+                           err=True)
+            if event.kind != "order" or (party and data.get(party[0]) != party[1].hex()) or \
+                    (state and data.get("to") != state):
+                continue
+            if as_json:
+                click.echo(json.dumps(data, sort_keys=True))
+            else:
+                change = f"{data['from']} → {data['to']}" if data.get("from") else f"new, {data['to']}"
+                click.echo(f"{format_time(data.get('time'))}  order {data['order_id']}  {change}  by {data.get('by')}"
+                           f"  height {data.get('height')}  tx {data.get('tx') or '-'}")
+            shown += 1
+            if count is not None and shown >= count:
+                return
+    except KeyboardInterrupt:
+        return
+    except ValueError as error:
+        fail(f"the node's event stream is not valid: {error}")
 
 
 def decrypt_shipping(order: dict[str, Any], key: KeyPair) -> tuple[str, str]:
@@ -268,7 +330,7 @@ def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, node_
     if as_json:
         echo_json({**view, "shipping_plaintext": address} if decrypt else view)
         return
-    click.echo(order_view(view))
+    click.echo(with_key_names(order_view(view)))
     if address is not None:
         click.echo(f"\nshipping address (opened locally with the {who}'s key):\n  {address}")
 
@@ -280,7 +342,7 @@ def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, node_
 def query_item(item_id: str, node_url: str, as_json: bool) -> None:
     """A unique item: owner, custodian and its provenance history (R22)."""
     view = call(node_client(node_url).item, item_id)
-    echo_json(view) if as_json else click.echo(item_view(view))
+    echo_json(view) if as_json else click.echo(with_key_names(item_view(view)))
 
 
 @query.command("account-txs")

@@ -20,6 +20,7 @@ from client.commands.common import (
     fail,
     load_signing_key,
     node_client,
+    with_key_names,
 )
 from client.commands.types import AMOUNT, ID
 from client.formatting import AMOUNT_FIELDS, format_amount, format_value, key_value_table
@@ -139,7 +140,7 @@ def print_tx(view: dict[str, Any]) -> None:
              for name, value in view["payload"].items()]
     if view["status"] == "committed":
         rows += [(f"event {i}", _event_text(event)) for i, event in enumerate(view["result"]["events"])]
-    click.echo(key_value_table(rows))
+    click.echo(with_key_names(key_value_table(rows)))
 
 
 def _event_text(event: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import pty
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,14 +137,21 @@ def test_waiting_shows_progress_on_a_terminal(testnet: tuple[Path, str]) -> None
     assert b"to be final" in shown
 
 
-def test_doomed_transactions_are_refused_before_signing_and_cost_nothing(testnet: tuple[Path, str],
+@pytest.fixture(scope="module")
+def shop(testnet: tuple[Path, str]) -> str:
+    """A shop of alice (granted the merchant role), named Tea, that lets buyers pay 10 % with points."""
+    net, url = testnet
+    cli("tx", "role-grant", "--key", account(net, "faucet"), "--account", account(net, "alice"), "--role", "merchant",
+        "--evidence-hash", "cd" * 32, "--node", url)
+    return cli_json("tx", "shop-create", "--key", account(net, "alice"), "--name", "Tea", "--max-redeem-bps", "10%",
+                    "--node", url)["shop_id"]
+
+
+def test_doomed_transactions_are_refused_before_signing_and_cost_nothing(testnet: tuple[Path, str], shop: str,
                                                                          tmp_path: Path) -> None:
     net, url = testnet
     node = ("--node", url)
     alice, bob, erin = account(net, "alice"), account(net, "bob"), account(net, "erin")
-    cli("tx", "role-grant", "--key", account(net, "faucet"), "--account", alice, "--role", "merchant",
-        "--evidence-hash", "cd" * 32, *node)
-    shop = cli_json("tx", "shop-create", "--key", alice, "--name", "Tea", "--max-redeem-bps", "10%", *node)["shop_id"]
     listing = cli_json("tx", "listing-create", "--key", alice, "--shop", shop, "--title", "Green tea",
                        "--price", "2MKT", "--stock", "3", *node)["listing_id"]
     order = cli_json("tx", "order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS,
@@ -195,3 +203,33 @@ def test_verify_against_another_chains_genesis_says_the_chain_ids_differ(testnet
     refused = cli("verify", "tx", receipt["hash"], "--genesis", str(other), "--node", url, check=False)
     assert refused.returncode == 1
     assert "the chain ids differ: the genesis is of chain 'another-chain'" in refused.stderr
+
+
+def test_the_merchants_inbox_follows_orders_and_views_name_shops_and_keys(
+        testnet: tuple[Path, str], shop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    net, url = testnet
+    node = ("--node", url)
+    alice, erin = account(net, "alice"), account(net, "erin")
+    monkeypatch.setenv("MARKETCHAIN_KEYSTORE", str(tmp_path / "keys"))
+    seed = json.loads((net / "accounts" / "alice.json").read_text())["secret_seed"]
+    cli("keys", "import", "alice", "--seed", seed, "--plain")
+    listing = cli_json("tx", "listing-create", "--key", alice, "--shop", shop, "--title", "Oolong",
+                       "--price", "3MKT", "--stock", "5", *node)["listing_id"]
+    inbox = subprocess.Popen([sys.executable, "-m", "cli", "query", "orders", "--follow", "--merchant", alice,
+                              "--count", "2", *node], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, stdin=subprocess.DEVNULL)
+    assert inbox.stderr is not None and "following orders of merchant" in inbox.stderr.readline()
+    time.sleep(1.0)
+    order = cli_json("tx", "order-place", "--key", erin, "--listing", listing, "--ship-to", ADDRESS, *node)["order_id"]
+    cli("tx", "order-accept", "--key", alice, "--order", order, *node)
+    stdout, _ = inbox.communicate(timeout=DEADLINE_SECONDS)
+    assert inbox.returncode == 0
+    lines = stdout.splitlines()
+    assert len(lines) == 2 and all(f"order {order}" in line for line in lines), stdout
+    assert "new, placed  by order_place" in lines[0] and "placed → accepted  by order_accept" in lines[1]
+    shown = cli("query", "listing", listing, *node).stdout
+    assert re.search(r"^shop +Tea$", shown, re.MULTILINE), shown
+    table = cli("query", "listings", "--shop", shop, *node).stdout.splitlines()
+    assert any("Oolong" in line and " Tea " in line for line in table), table
+    order_text = cli("query", "order", order, *node).stdout
+    assert re.search(r"^merchant +[0-9a-f]{64} \(alice\)$", order_text, re.MULTILINE), order_text
