@@ -4,9 +4,10 @@ nothing. Also says what a transaction would do (`--dry-run`).
 
 The chain stays the judge (R11): this is advice read from the latest committed state,
 and `--force` sends anyway. Checked here: balance including the fee (R10, R11), the
-sender's authority and role in the order (PROTOCOL §4), the order's state (§5), refund
-and ruling amounts (R14), stock, price and points limits of `order_place` (R13, R21),
-reviews (R19), shop and listing ownership, item ownership and custody (R22).
+sender's authority and role in the order (PROTOCOL §4), the order's state (§5) and
+deadline (R15), refund and ruling amounts (R14), stock, price, arbiter and points limits
+of `order_place` (R13, R21), reviews and their window (R19), shop and listing ownership,
+item ownership and custody (R22).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client.formatting import format_amount
+from client.formatting import format_amount, format_time
 from client.node_client import ClientError, NodeClient
 from marketplace_tx.rules.after_sales import REFUNDABLE_STATES
 from marketplace_tx.rules.reviews import REVIEWABLE_STATES
@@ -169,6 +170,7 @@ def _order_place(reader: Reader, sender: bytes, payload: dict[str, Any]) -> tupl
     if price > payload["max_unit_price"]:
         raise Refused("R13", "price_changed", f"payload.max_unit_price: the price is now {format_amount(price)}",
                       "raise --max-unit-price if you accept the new price")
+    _check_arbiter(reader, sender, shop, payload.get("arbiter"))
     points = payload.get("redeem_points", 0)
     total = price * quantity
     if points:
@@ -186,6 +188,44 @@ def _order_place(reader: Reader, sender: bytes, payload: dict[str, Any]) -> tupl
                   f"stock of listing {listing['id']}: {listing['stock']} → {listing['stock'] - quantity}"]
 
 
+def _check_arbiter(reader: Reader, sender: bytes, shop: dict[str, Any], arbiter: bytes | None) -> None:
+    """The arbiter `order_place` names: one of the shop's, holding the role, neither buyer nor owner (§4, R13)."""
+    arbiters = shop.get("arbiters") or []
+    if arbiter is None:
+        if arbiters:
+            raise Refused("§4", "invalid_field", "payload.arbiter: the shop lists arbiters: name one of them",
+                          "pass --arbiter with one of " + ", ".join(arbiters))
+        return
+    if not arbiters:
+        raise Refused("§4", "invalid_field", "payload.arbiter: this shop has no arbiters", "omit --arbiter")
+    if arbiter in (sender, bytes.fromhex(shop["owner"])):
+        raise Refused("§4", "forbidden", "payload.arbiter: may be neither the buyer nor the shop's owner",
+                      "name another of the shop's arbiters")
+    if arbiter.hex() not in arbiters:
+        raise Refused("§4", "invalid_field", "payload.arbiter: not one of the shop's arbiters",
+                      "name one of " + ", ".join(arbiters))
+    if "arbiter" not in reader.read("account", arbiter)["roles"]:
+        raise Refused("R13", "forbidden", "payload.arbiter: does not hold the arbiter role (any more)",
+                      "name another of the shop's arbiters")
+
+
+def _check_deadlines(reader: Reader, tx_type: str, order: dict[str, Any]) -> None:
+    """An order whose deadline has passed moves at the start of the next block, before any
+    transaction (R15); a review after its window is `deadline_passed` (R19)."""
+    now = reader.client.status().get("latest_block_time")
+    if now is None:
+        return
+    deadline = order.get("deadline")
+    if deadline is not None and deadline <= now:
+        raise Refused("R15", "invalid_state", f"the order's deadline passed at {format_time(deadline)}: the next "
+                      f"block moves it out of {order['state']} before this transaction",
+                      "look at the order with `marketchain query order ID` after the next block")
+    review_deadline = order.get("review_deadline")
+    if tx_type == "review_submit" and review_deadline is not None and review_deadline <= now:
+        raise Refused("R19", "deadline_passed", f"the review window closed at {format_time(review_deadline)}",
+                      "reviews are taken only within review_window_ms of the order's end")
+
+
 def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, Any]) -> list[str]:
     step = ORDER_STEPS[tx_type]
     order = reader.read("order", payload["order_id"])
@@ -198,6 +238,7 @@ def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, 
     if order["state"] not in step.states:
         raise Refused("§5", "invalid_state", f"the order is {order['state']}; {tx_type} needs "
                       f"{' or '.join(step.states)}", "look at the order with `marketchain query order ID`")
+    _check_deadlines(reader, tx_type, order)
     escrow = order.get("escrow", 0)
     to = step.to
     if tx_type == "order_refund":
