@@ -120,6 +120,7 @@ def wait_with_progress(client: NodeClient, tx_hash: str, timeout: float, raw: by
              "unreachable": "the node is unreachable, retrying", "sent again": "the node had lost it: sent again"}
     with console.status(f"waiting for {tx_hash[:16]}… to be final") as spinner:
         def show(status: str, elapsed: float) -> None:
+            """Put the status and the time waited on the spinner."""
             spinner.update(f"waiting for {tx_hash[:16]}… to be final: {where.get(status, status)}, "
                            f"{elapsed:.0f} s of {timeout:.0f} s")
         return client.wait_for_tx(tx_hash, timeout, on_poll=show, resend=raw)
