@@ -90,3 +90,12 @@ def test_a_receipt_shows_fee_amounts_and_failures_in_mkt(capsys: pytest.CaptureF
     assert "payload.amount  12 MKT (12000000 µMKT)" in shown
     assert "failed: insufficient_funds: balance 0.499935 MKT (499935 µMKT) is below the 12 MKT" in shown
     assert '"amount": "0.000005 MKT (5 µMKT)"' in shown
+
+
+def test_history_details_show_rulings_in_mkt() -> None:
+    from client.formatting import history_table
+
+    table = history_table([{"event": "dispute_resolve", "state": "resolved", "time": 0, "height": 9, "tx": "ab",
+                            "buyer_amount": 12_000_000, "arbiter_fee": 400_000, "merchant_amount": 7_600_000}])
+    assert "arbiter_fee=0.4 MKT (400000 µMKT)" in table
+    assert "buyer_amount=12 MKT (12000000 µMKT)" in table and "merchant_amount=7.6 MKT (7600000 µMKT)" in table
