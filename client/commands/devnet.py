@@ -37,9 +37,10 @@ Press Ctrl-C to stop."""
 @click.command("devnet")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the devnet in this directory (default: a fresh temporary one, removed on exit).")
-@click.option("--nodes", "node_count", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--nodes", "node_count", default=None, type=click.IntRange(1, 64),
+              help="Validators of a new devnet [default: 4]; an existing one keeps its own number.")
 @click.option("--base-port", default=26656, show_default=True, type=click.IntRange(1024, 65000))
-def devnet(home: Path | None, node_count: int, base_port: int) -> None:
+def devnet(home: Path | None, node_count: int | None, base_port: int) -> None:
     """The one-command demo: a local testnet with demo data; Ctrl-C stops it."""
     temporary = home is None
     directory = Path(tempfile.mkdtemp(prefix="marketchain-devnet-")) if home is None else home
@@ -48,7 +49,10 @@ def devnet(home: Path | None, node_count: int, base_port: int) -> None:
         if fresh:
             # A one-minute accept window: the demo's placed order visibly expires by deadline (R15).
             params = Params().with_overrides({"accept_window_ms": str(DEMO_ACCEPT_WINDOW_MS)})
-            create_testnet(directory, node_count, base_port, params, "marketchain-devnet")
+            create_testnet(directory, node_count or 4, base_port, params, "marketchain-devnet")
+        elif node_count is not None and node_count != len(read_testnet(directory)["nodes"]):
+            fail(f"{directory} holds a {len(read_testnet(directory)['nodes'])}-node devnet: --nodes {node_count} "
+                 "does not apply to it (omit --nodes, or choose a new --home)")
         with Steps("nodes serving", len(read_testnet(directory)["nodes"])) as steps:
             nodes = start_testnet(directory, progress=lambda n: steps.advance(f"{n.name} serving {n.http}"))
     except TestnetError as error:

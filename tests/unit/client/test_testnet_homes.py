@@ -43,3 +43,15 @@ def test_a_home_that_exists_is_refused_with_the_nodes_message(tmp_path: Path) ->
     with pytest.raises(testnet.TestnetError, match=r"node0 is already initialized \(config.toml exists\)"):
         create_testnet(tmp_path / "net", 1, 30200, Params())
     assert not (tmp_path / "net" / "testnet.json").exists()
+
+
+def test_an_existing_testnet_or_devnet_refuses_another_node_count(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from client.commands import command_line
+
+    create_testnet(tmp_path / "net", 2, 30200, Params(), "chain-y")
+    for command in (["testnet", "start"], ["devnet"]):
+        result = CliRunner().invoke(command_line(), [*command, "--home", str(tmp_path / "net"), "--nodes", "4"])
+        assert result.exit_code == 1 and "holds a 2-node" in result.output and "--nodes 4 does not apply" in \
+            result.output, (command, result.output)
