@@ -229,6 +229,16 @@ class Mempool:
             nonce += 1
         return nonce
 
+    def pending(self) -> Iterator[tuple[Transaction, int]]:
+        """Every pending transaction with its admission time (ms), senders by first
+        arrival, each in nonce order: the order in which to admit them again (the
+        mempool journal, node/mempool_journal.py)."""
+        queues = sorted(self._senders.values(), key=lambda queue: queue.first_arrival)
+        for queue in queues:
+            for nonce in sorted(queue.by_nonce):
+                tx = queue.by_nonce[nonce]
+                yield tx, self._admitted_at[tx.hash]
+
     def has_ready(self) -> bool:
         """True iff some transaction could go into the next block."""
         return any(

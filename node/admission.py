@@ -176,6 +176,7 @@ class AdmissionPipeline:
         broadcast: Callable[[str, Any], None],
         penalize: Callable[[bytes, float, str], None],
         notify_work: Callable[[], None],
+        on_admitted: Callable[[Sequence[bytes]], None] | None = None,
     ) -> None:
         self.mempool = mempool
         """Where admitted transactions wait for a block; it runs the stateful checks."""
@@ -189,6 +190,9 @@ class AdmissionPipeline:
         """Lowers a peer's score (R32)."""
         self.notify_work = notify_work
         """Tells consensus that transactions are waiting."""
+        self.on_admitted = on_admitted
+        """Told the raw bytes of every batch of transactions admitted (the mempool journal
+        buffers them, node/mempool_journal.py); None if nobody listens."""
         self._executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="precheck")
         self.in_thread = InThreadVerdicts(mempool.chain_id, mempool.params, mempool.signature_known_valid)
         """Verdicts on the event loop (one transaction submitted alone)."""
@@ -227,29 +231,46 @@ class AdmissionPipeline:
             self.notify_work()
         return outcomes
 
+    async def readmit(self, raws: Sequence[bytes], admitted_ms: Sequence[int]) -> list[Outcome]:
+        """Admit again, in order and through every check of R10, transactions this node
+        admitted before a restart (the mempool journal), each keeping its first admission
+        time (the mempool's TTL counts from it); counted under the source `journal`.
+        Called at start, before consensus, the HTTP API and peers run: nothing is
+        gossiped and consensus finds the work when it starts."""
+        strategy: VerdictStrategy = self.worker_processes if len(raws) >= PROCESS_FROM else self.thread_pool
+        return self.admit_verdicts(await strategy.verdicts(raws), "journal", admitted_ms)
+
     async def admit_many(self, raws: Sequence[bytes], source: str) -> list[Outcome]:
         """The verdicts of `raws` (worker processes for large batches, else the thread
         pool), then `admit_verdicts`."""
         strategy: VerdictStrategy = self.worker_processes if len(raws) >= PROCESS_FROM else self.thread_pool
         return self.admit_verdicts(await strategy.verdicts(raws), source)
 
-    def admit_verdicts(self, verdicts: Sequence[Verdict], source: str) -> list[Outcome]:
-        """`Mempool.admit` of each verdict in order, counted in the metrics once for the
-        whole batch (outcomes by source and code, signatures verified)."""
+    def admit_verdicts(
+        self, verdicts: Sequence[Verdict], source: str, admitted_ms: Sequence[int] | None = None
+    ) -> list[Outcome]:
+        """`Mempool.admit` of each verdict in order (admitted now, or at the time
+        `admitted_ms` gives each), counted in the metrics once for the whole batch
+        (outcomes by source and code, signatures verified); `on_admitted` is told the
+        transactions admitted."""
         now = self.clock_ms()
         admit = self.mempool.admit
         outcomes: list[Outcome] = []
-        admitted = verified = 0
+        admitted_raws: list[bytes] = []
+        verified = 0
         rejected: dict[str, int] = {}
-        for verdict in verdicts:
+        for index, verdict in enumerate(verdicts):
             try:
-                outcomes.append(admit(verdict, now))
-                admitted += 1
+                tx = admit(verdict, now if admitted_ms is None else admitted_ms[index])
+                outcomes.append(tx)
+                admitted_raws.append(tx.raw)
             except AdmissionError as error:
                 outcomes.append(error)
                 rejected[error.code] = rejected.get(error.code, 0) + 1
             verified += verdict.signature_verified
-        self._count(source, admitted, rejected, verified)
+        self._count(source, len(admitted_raws), rejected, verified)
+        if admitted_raws and self.on_admitted is not None:
+            self.on_admitted(admitted_raws)
         return outcomes
 
     def _count(self, source: str, admitted: int, rejected: dict[str, int], verified: int) -> None:

@@ -62,12 +62,20 @@ class P2pConfig:
 
 @dataclass(frozen=True)
 class MempoolConfig:
-    """Mempool capacity."""
+    """Mempool capacity, and its journal (node/mempool_journal.py)."""
 
     max_transactions: int = 50_000
     """Most pending transactions."""
     max_bytes: int = 128 * 1024 * 1024
     """Most pending bytes."""
+    journal: bool = True
+    """Keep pending transactions in `HOME/data/mempool.journal` and admit them again at
+    start, so that a restart (even `kill -9`) loses none."""
+    journal_max_bytes: int = 64 * 1024 * 1024
+    """Most bytes the journal file may hold; transactions beyond wait for the next rewrite."""
+    journal_rewrite_interval_s: int = 60
+    """Seconds between two rewrites of the journal with only the transactions still
+    pending (also done at start and at a clean stop)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ _POSITIVE = {
     "http.max_connections",
     "mempool.max_transactions",
     "mempool.max_bytes",
+    "mempool.journal_max_bytes",
+    "mempool.journal_rewrite_interval_s",
     "storage.write_buffer_bytes",
     "storage.cache_bytes",
     "consensus.block_time_budget_ms",

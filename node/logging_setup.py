@@ -9,6 +9,12 @@ A logger name covers its children (`p2p` covers `p2p.peer`, `p2p.pex` …). The 
 own loggers are `marketchain.node`, `marketchain.consensus`, `marketchain.sync` and
 `marketchain.http`; the peer-to-peer layer's are `p2p.*`.
 
+**Structured fields.** A log call gives the values its message names as separate
+fields with `extra=log_fields(event="block_final", height=7, …)`: `json` lines carry
+each one as its own key beside `message` (for log shippers to filter on); `plain` lines
+do not repeat them, since the message already says them. Fields given directly with
+`extra={…}` are shown by both formats (`plain` appends `name=value`).
+
 Seeds and secret keys must never reach a log. Nothing in the node logs them; as a
 second line of defence every record passes `RedactSecrets`, which blanks any run of
 64 or more hex characters that follows the word `seed` or `secret`.
@@ -36,6 +42,8 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """The layout of a `plain` line."""
 REDACTED = "[REDACTED]"
 """What a redacted secret is replaced with."""
+STRUCTURED_FIELDS = "structured_fields"
+"""The record attribute `log_fields` sets: fields that the message already says."""
 
 _SECRET = re.compile(
     r"(?i)(?P<word>seed|secret)(?P<between>[^\n]{0,24}?)(?<![0-9a-f])(?P<hex>[0-9a-f]{64,})(?![0-9a-f])"
@@ -106,6 +114,15 @@ def _redact_value(name: str, value: Any) -> Any:
     return value
 
 
+def log_fields(**fields: Any) -> dict[str, Any]:
+    """The `extra=` of a log call whose message already says these values: `json` lines
+    carry each as its own key (bytes as hex), `plain` lines do not repeat them.
+
+        log.info("final %d", height, extra=log_fields(event="block_final", height=height))
+    """
+    return {STRUCTURED_FIELDS: fields}
+
+
 class RedactSecrets(logging.Filter):
     """Blank seeds and secrets in the message, the `extra` fields and the traceback of a record."""
 
@@ -115,7 +132,9 @@ class RedactSecrets(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, ()
         for name, value in list(vars(record).items()):
-            if name not in _RECORD_ATTRIBUTES:
+            if name == STRUCTURED_FIELDS and isinstance(value, dict):
+                setattr(record, name, {key: _redact_value(key, item) for key, item in value.items()})
+            elif name not in _RECORD_ATTRIBUTES:
                 setattr(record, name, _redact_value(name, value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -125,8 +144,18 @@ class RedactSecrets(logging.Filter):
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The fields a record carries beyond the standard ones (given with `extra=`)."""
-    return {name: value for name, value in vars(record).items() if name not in _RECORD_ATTRIBUTES}
+    """The fields a record carries beyond the standard ones (given with `extra=`), but
+    not those of `log_fields`."""
+    return {
+        name: value for name, value in vars(record).items()
+        if name not in _RECORD_ATTRIBUTES and name != STRUCTURED_FIELDS
+    }
+
+
+def structured_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a record got from `log_fields` (none if it got none)."""
+    fields = getattr(record, STRUCTURED_FIELDS, None)
+    return fields if isinstance(fields, dict) else {}
 
 
 def _json_default(value: Any) -> Any:
@@ -138,7 +167,8 @@ def _json_default(value: Any) -> Any:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (ISO 8601, UTC), level, logger, message, then extra fields."""
+    """One JSON object per line: time (ISO 8601, UTC), level, logger, message, then the
+    fields of `log_fields` and of `extra=` (none replaces one of the four first keys)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -148,6 +178,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name, value in structured_fields(record).items():
+            line.setdefault(name, value)
         for name, value in extra_fields(record).items():
             line.setdefault(name, value)
         if record.exc_info and not record.exc_text:
@@ -160,7 +192,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class PlainFormatter(logging.Formatter):
-    """`TIME LEVEL LOGGER: MESSAGE key=value …`, times in UTC."""
+    """`TIME LEVEL LOGGER: MESSAGE key=value …`, times in UTC (`key=value` for the fields
+    of `extra=`; those of `log_fields` are already in the message)."""
 
     converter = time.gmtime
 

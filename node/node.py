@@ -32,6 +32,7 @@ from node.home import Home
 from node.http.metrics import NodeMetrics
 from node.http.server import HttpServer
 from node.http.services import HttpServices, NodeIdentity, NodeRuntime
+from node.mempool_journal import JOURNAL_FILE, JournalEntry, JournalKeeper, MempoolJournal
 from node.peer_actions import NetworkPeerActions
 from node.sign_guard import SignGuard
 from node.signature_workers import SignatureWorkers
@@ -88,6 +89,13 @@ class Node:
             MempoolLimits(home.config.mempool.max_transactions, home.config.mempool.max_bytes),
         )
         """Transactions waiting for a block."""
+        mempool_config = home.config.mempool
+        self.journal = JournalKeeper(
+            MempoolJournal(home.data_directory / JOURNAL_FILE, mempool_config.journal_max_bytes),
+            self._pending_entries, self.clock, mempool_config.journal_rewrite_interval_s,
+            registry=self.metrics.registry,
+        ) if mempool_config.journal else None
+        """The mempool journal (`[mempool] journal`; node/mempool_journal.py), if kept."""
         self.sign_guard = SignGuard(self.store.db, self.validator_key) if self.validator_key else None
         """Double-sign protection of the validator key (R27)."""
         self.new_block = asyncio.Condition()
@@ -143,6 +151,7 @@ class Node:
         self.admission = AdmissionPipeline(
             self.mempool, self.workers, self.metrics, self.clock,
             self.peers.broadcast, self.peer_actions.penalize, self.driver.notify_work,
+            on_admitted=self.journal.record if self.journal is not None else None,
         )
         """Admission of transactions from clients and peers, and their gossip (R10; node/admission.py)."""
         self._committed_accounts: dict[bytes, Account] = {}
@@ -202,6 +211,10 @@ class Node:
         return account
 
     # --- transactions ----------------------------------------------------------------
+
+    def _pending_entries(self) -> list[JournalEntry]:
+        """The pending transactions as journal records, in the order to admit them again."""
+        return [JournalEntry(tx.raw, admitted_ms) for tx, admitted_ms in self.mempool.pending()]
 
     def _receive_txs(self, peer: bytes, body: Any) -> None:
         self.admission.receive(peer, body)
@@ -289,7 +302,11 @@ class Node:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the HTTP API and the P2P listener, then start consensus."""
+        """Admit the mempool journal's transactions again, open the HTTP API and the P2P
+        listener, then start consensus."""
+        if self.journal is not None:
+            await self.journal.restore(self.admission.readmit, self.mempool.limits.ttl_ms)
+            self.journal.start()
         await self.http.start()
         await self.peers.start()
         await self.driver.start()
@@ -312,6 +329,8 @@ class Node:
         self.sync.stop()
         await self.driver.stop()
         self.admission.close()
+        if self.journal is not None:
+            await self.journal.stop()
         await self.peers.stop()
         self.workers.stop()
         self.store.close()

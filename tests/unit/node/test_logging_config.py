@@ -38,6 +38,7 @@ from node.home import init_home
 from node.logging_setup import (
     LevelSpecError,
     configure_logging,
+    log_fields,
     parse_level_spec,
     redact,
     reset_logging,
@@ -93,6 +94,41 @@ def test_plain_lines_show_level_logger_and_extra_fields(log_to) -> None:  # type
     logging.getLogger("marketchain.node").warning("stopping", extra={"height": 7})
     line = stream.getvalue().strip()
     assert " WARNING marketchain.node: stopping height=7" in line
+
+
+def test_structured_fields_are_json_keys_and_leave_plain_lines_as_they_were(log_to) -> None:  # type: ignore[no-untyped-def]
+    fields = log_fields(event="block_final", height=12, block=b"\xab\xcd", txs=3)
+    stream = log_to("info", "json")
+    logging.getLogger("marketchain.consensus").info("final %d abcd round=0 txs=3", 12, extra=fields)
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "final 12 abcd round=0 txs=3"
+    assert (line["event"], line["height"], line["block"], line["txs"]) == ("block_final", 12, "abcd", 3)
+    assert line["logger"] == "marketchain.consensus" and line["level"] == "info"
+    stream = log_to("info", "plain")
+    logging.getLogger("marketchain.consensus").info("final %d abcd round=0 txs=3", 12, extra=fields)
+    logging.getLogger("marketchain.consensus").info("final %d abcd round=0 txs=3", 12)
+    with_fields, without = stream.getvalue().splitlines()
+    assert with_fields.endswith("INFO marketchain.consensus: final 12 abcd round=0 txs=3")
+    assert with_fields.partition(" INFO ")[2] == without.partition(" INFO ")[2]
+
+
+def test_structured_fields_are_redacted_by_name_and_value(log_to) -> None:  # type: ignore[no-untyped-def]
+    stream = log_to("info", "json")
+    logging.getLogger("marketchain.node").info(
+        "loaded", extra=log_fields(seed=SECRET_HEX, note=f"secret {SECRET_HEX}", peer="ab" * 32))
+    line = json.loads(stream.getvalue())
+    assert line["seed"] == "[REDACTED]" and SECRET_HEX not in line["note"] and line["peer"] == "ab" * 32
+
+
+def test_the_mempool_journal_logs_with_structured_fields(log_to, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from node.mempool_journal import MempoolJournal
+
+    stream = log_to("info", "json")
+    path = tmp_path / "mempool.journal"
+    path.write_bytes(b"torn")
+    MempoolJournal(path, 1 << 20).load()
+    line = json.loads(stream.getvalue())
+    assert line["event"] == "journal_truncated" and line["bytes"] == 4 and line["kept"] == 0
 
 
 def test_per_module_levels_filter(log_to) -> None:  # type: ignore[no-untyped-def]
