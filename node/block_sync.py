@@ -26,6 +26,7 @@ from marketplace_tx.primitives.errors import CodecError, InvalidBlock
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_transition import BlockResult, apply_block
 from marketplace_tx.rules.validators import set_at
+from node.logging_setup import log_fields
 from node.peer_actions import PeerActions, Send
 from node.signature_workers import SignatureWorkers, verified_hashes
 from node.storage import ChainStore
@@ -234,7 +235,9 @@ class BlockSync:
                     apply_block, store, tip, self.chain_id, self.params, block, known_valid,
                 )
             except (InvalidBlock, CodecError) as error:
-                log.warning("block %d from %s rejected: %s", tip.height + 1, peer.hex()[:12], error)
+                log.warning("block %d from %s rejected: %s", tip.height + 1, peer.hex()[:12], error,
+                            extra=log_fields(event="sync_block_rejected", height=tip.height + 1, peer=peer.hex(),
+                                             error=str(error)))
                 self.peers.penalize(peer, 50, f"sync block invalid: {error}")
                 self.peer_heights.pop(peer, None)
                 break
@@ -245,7 +248,9 @@ class BlockSync:
             head = store.head().height
             if self._started_at is not None:
                 rate = (head - self._start_height) / max(time.monotonic() - self._started_at, 1e-6)
-                log.info("synced to %d of %d (%.1f blocks/s)", head, self.target_height, rate)
+                log.info("synced to %d of %d (%.1f blocks/s)", head, self.target_height, rate,
+                         extra=log_fields(event="sync_progress", height=head, target_height=self.target_height,
+                                          blocks_per_second=round(rate, 1)))
             if not self.syncing:
                 self._started_at = None
             self.on_head_moved()

@@ -69,6 +69,7 @@ from node.inbound_checks import (
     proposal_timing,
     vote_timing,
 )
+from node.logging_setup import log_fields
 from node.peer_actions import Broadcast, PeerActions, Send
 from node.sign_guard import DoubleSignRefused, SignGuard
 from node.storage import ChainStore
@@ -284,7 +285,8 @@ class ConsensusDriver:
         proposed = self.blocks.check(raw) if raw is not None else None
         if proposed is None:
             return
-        log.info("restored lock at height %d round %d on %s", height, best[0], best[1].hex()[:16])
+        log.info("restored lock at height %d round %d on %s", height, best[0], best[1].hex()[:16],
+                 extra=log_fields(event="lock_restored", height=height, round=best[0], block=best[1].hex()))
         self.state = self.state.evolve(
             locked_value=best[1], locked_round=best[0], valid_value=best[1], valid_block=proposed, valid_round=best[0]
         )
@@ -417,7 +419,9 @@ class ConsensusDriver:
         if result is None:
             validated = self.blocks.check(proposed.raw)
             if validated is None or validated.result is None:
-                log.error("decided block %s does not apply here", action.block_hash.hex())
+                log.error("decided block %s does not apply here", action.block_hash.hex(),
+                          extra=log_fields(event="decided_block_invalid", height=action.height,
+                                           block=action.block_hash.hex()))
                 return
             result = validated.result
         started = time.perf_counter()
@@ -435,7 +439,9 @@ class ConsensusDriver:
             timer.cancel()
         self._timers.clear()
         log.info("final %d %s round=%d txs=%d", action.height, action.block_hash.hex()[:16], action.round,
-                 len(result.transactions))
+                 len(result.transactions),
+                 extra=log_fields(event="block_final", height=action.height, block=action.block_hash.hex(),
+                                  round=action.round, txs=len(result.transactions)))
         self.broadcast("status", {"height": action.height, "block_hash": action.block_hash})
         await self._start_next_height()
 

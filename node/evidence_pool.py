@@ -21,6 +21,7 @@ from marketplace_tx.rules.context import BlockContext
 from marketplace_tx.rules.evidence import check_evidence
 from marketplace_tx.rules.state import State, StateReader
 from node.fault_plan import Clock
+from node.logging_setup import log_fields
 
 log = logging.getLogger("marketchain.consensus")
 
@@ -61,7 +62,9 @@ class EvidencePool:
         if identity in self._items:
             return False
         self._items[identity] = item
-        log.warning("equivocation by %s at height %d", item["validator"].hex(), item["vote_a"]["height"])
+        log.warning("equivocation by %s at height %d", item["validator"].hex(), item["vote_a"]["height"],
+                    extra=log_fields(event="equivocation", validator=item["validator"].hex(),
+                                     height=item["vote_a"]["height"]))
         return True
 
     def usable(self, height: int) -> tuple[dict[str, Any], ...]:

@@ -40,6 +40,7 @@ from marketplace_tx.rules.state_transition import apply_block
 from marketplace_tx.rules.validators import set_at
 from node.consensus_messages import ProposedBlock
 from node.evidence_pool import evidence_context
+from node.logging_setup import log_fields
 from node.storage import ChainStore
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ class BlockChecker:
             result = apply_block(store, tip, self.chain_id, self.params, block, signature_known)
             metrics.observe_stage("validate", time.perf_counter() - started)
         except InvalidBlock as error:
-            log.info("invalid proposal at height %d: %s", block.header.height, error.message)
+            log.info("invalid proposal at height %d: %s", block.header.height, error.message,
+                     extra=log_fields(event="proposal_invalid", height=block.header.height, error=error.message))
             return ProposedBlock(block, raw, None)
         return ProposedBlock(block, raw, result)

@@ -32,6 +32,7 @@ from node.home import Home
 from node.http.metrics import NodeMetrics
 from node.http.server import HttpServer
 from node.http.services import HttpServices, NodeIdentity, NodeRuntime
+from node.logging_setup import log_fields
 from node.mempool_journal import JOURNAL_FILE, JournalEntry, JournalKeeper, MempoolJournal
 from node.peer_actions import NetworkPeerActions
 from node.sign_guard import SignGuard
@@ -273,12 +274,14 @@ class Node:
                 try:
                     return block_events(block, transactions, receipts, deadline_events, orders.get)
                 except Exception:  # the event stream must never stop the chain
-                    log.exception("building the events of block %d failed", height)
+                    log.exception("building the events of block %d failed", height,
+                                  extra=log_fields(event="events_failed", height=height))
                     return []
 
             self.events.publish_later(height, 1 + len(result.transactions), build)
         except Exception:  # the event stream must never stop the chain
-            log.exception("publishing the events of block %d failed", height)
+            log.exception("publishing the events of block %d failed", height,
+                          extra=log_fields(event="events_failed", height=height))
 
     def after_block(self, result: BlockResult) -> None:
         """Bookkeeping after a final block is stored (by consensus or by sync)."""
@@ -311,6 +314,7 @@ class Node:
         await self.peers.start()
         await self.driver.start()
         tip = self.store.head()
+        validator = self.validator_address.hex() if self.validator_address else "no"
         log.info(
             "node %s serving http://%s:%d p2p %s:%d chain=%s height=%d validator=%s",
             self.config.moniker,
@@ -320,7 +324,12 @@ class Node:
             self.peers.listen_port,
             self.genesis.chain_id,
             tip.height,
-            self.validator_address.hex() if self.validator_address else "no",
+            validator,
+            extra=log_fields(
+                event="node_started", moniker=self.config.moniker, http_port=self.config.http.port,
+                p2p_port=self.peers.listen_port, chain_id=self.genesis.chain_id, height=tip.height,
+                validator=validator,
+            ),
         )
 
     async def stop(self) -> None:
@@ -334,7 +343,8 @@ class Node:
         await self.peers.stop()
         self.workers.stop()
         self.store.close()
-        log.info("node %s stopped", self.config.moniker)
+        log.info("node %s stopped", self.config.moniker,
+                 extra=log_fields(event="node_stopped", moniker=self.config.moniker))
 
 
 async def run_node(home: Home) -> None:
@@ -348,6 +358,6 @@ async def run_node(home: Home) -> None:
     try:
         await node.start()
         await stop.wait()
-        log.info("stopping")
+        log.info("stopping", extra=log_fields(event="node_stopping"))
     finally:
         await node.stop()
