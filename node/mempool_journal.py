@@ -119,6 +119,9 @@ class MempoolJournal:
         """Records not written since start because the file was full."""
         self.full = False
         """True once a record did not fit: the next rewrite compacts the file."""
+        self.overflowed = False
+        """True if the last rewrite left out transactions that did not fit: then a full
+        file waits for the next periodic rewrite (rewriting sooner would not help)."""
         self._file: BinaryIO | None = None
         self._lock = threading.Lock()
 
@@ -178,13 +181,14 @@ class MempoolJournal:
             self._close()
             temporary = self.temporary_path
             temporary.parent.mkdir(parents=True, exist_ok=True)
-            written = 0
+            written = skipped = 0
             size = len(MAGIC)
             with temporary.open("wb") as handle:
                 handle.write(MAGIC)
                 for entry in entries:
                     record = encode_record(entry)
                     if size + len(record) > self.max_bytes:
+                        skipped += 1
                         continue
                     handle.write(record)
                     size += len(record)
@@ -195,6 +199,7 @@ class MempoolJournal:
             _fsync_directory(self.path.parent)
             self.size = size
             self.full = False
+            self.overflowed = skipped > 0
             return written
 
     def close(self) -> None:
@@ -254,8 +259,9 @@ class JournalKeeper:
 
     `record` (called by admission for every admitted transaction) only buffers; a task
     writes the buffer every `FLUSH_INTERVAL_S` and rewrites the file with `pending()`
-    every `rewrite_interval_s` or when it is full, in one background thread (so the
-    writes keep their order). `stop` flushes and rewrites one last time.
+    every `rewrite_interval_s`, or sooner when it is full (unless the pending
+    transactions alone overflowed it at the last rewrite), in one background thread (so
+    the writes keep their order). `stop` flushes and rewrites one last time.
     """
 
     def __init__(
@@ -347,7 +353,7 @@ class JournalKeeper:
         while True:
             await asyncio.sleep(self.flush_interval_s)
             try:
-                if self.journal.full or loop.time() >= next_rewrite:
+                if (self.journal.full and not self.journal.overflowed) or loop.time() >= next_rewrite:
                     await self.rewrite()
                     next_rewrite = loop.time() + self.rewrite_interval_s
                 else:

@@ -141,3 +141,17 @@ def test_signatures_are_checked_once_and_remembered() -> None:
     with pytest.raises(AdmissionError) as raised:
         admit(pool, forged)
     assert raised.value.code == "bad_signature"
+
+
+def test_pending_lists_every_transaction_with_its_admission_time_in_readmission_order() -> None:
+    """What the mempool journal writes (node/mempool_journal.py): senders by first arrival,
+    each in nonce order, future nonces included, with the time each was admitted."""
+    pool = make_pool(Ledger())
+    for now_ms, tx in enumerate((transfer(ALICE, 3), transfer(BOB, 0), transfer(ALICE, 0), transfer(ALICE, 1))):
+        admit(pool, tx.raw, now_ms=100 + now_ms)
+    listed = [(tx.sender, tx.nonce, admitted_ms) for tx, admitted_ms in pool.pending()]
+    assert listed == [(ALICE.address, 0, 102), (ALICE.address, 1, 103), (ALICE.address, 3, 100), (BOB.address, 0, 101)]
+    again = make_pool(Ledger())
+    for tx, admitted_ms in pool.pending():
+        admit(again, tx.raw, admitted_ms)
+    assert list(again.pending()) == list(pool.pending())

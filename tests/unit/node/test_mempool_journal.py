@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -210,3 +211,70 @@ def test_the_keeper_rewrites_periodically_and_when_full(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert MempoolJournal(tmp_path / "j", 1 << 20).load() == [JournalEntry(b"B" * 10, 0)]
     assert keeper.journal.dropped == 1
+
+
+def test_a_mempool_larger_than_the_bound_waits_for_the_periodic_rewrite(tmp_path: Path) -> None:
+    """When the pending transactions alone overflow the file, a full file is not rewritten
+    every flush (that would write the whole bound again and again)."""
+    record_size = len(encode_record(JournalEntry(b"x" * 10, 0)))
+    journal = MempoolJournal(tmp_path / "j", len(MAGIC) + 2 * record_size)
+    mempool = FakeMempool()
+    mempool.pending = [JournalEntry(bytes([65 + index]) * 10, 0) for index in range(3)]
+    keeper = keeper_for(journal, mempool, now_ms=0, rewrite=3600.0)
+    rewrites = []
+    original = journal.rewrite
+
+    def counting_rewrite(entries):  # type: ignore[no-untyped-def]
+        rewrites.append(1)
+        return original(entries)
+
+    journal.rewrite = counting_rewrite  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await keeper.rewrite()
+        assert journal.overflowed
+        keeper.start()
+        keeper.record([b"Z" * 10])
+        await asyncio.sleep(0.2)
+        assert journal.full and len(rewrites) == 1
+        await keeper.stop()
+
+    asyncio.run(scenario())
+    assert len(rewrites) == 2  # the one at stop
+
+
+def test_a_real_pipeline_journals_what_it_admits_and_readmits_it_in_a_new_mempool(tmp_path: Path) -> None:
+    """AdmissionPipeline → JournalKeeper → file → a fresh pipeline's `readmit` (R10 again):
+    the pending transactions come back with their admission times; the final one does not."""
+    from tests.unit.mempool.test_mempool import ALICE, BOB, transfer
+    from tests.unit.node.test_admission_pipeline import Harness
+
+    first = Harness()
+    keeper = JournalKeeper(journal_at(tmp_path), lambda: [], lambda: 1_000, rewrite_interval_s=3600,
+                           flush_interval_s=0.01, registry=CollectorRegistry())
+    first.pipeline.on_admitted = keeper.record
+    waiting, final = transfer(ALICE, 1), transfer(BOB, 0)
+
+    async def admit_and_flush() -> None:
+        first.pipeline.submit(waiting.raw)
+        await first.pipeline.submit_many([final.raw, b"not a transaction"])
+        await keeper.flush()
+
+    asyncio.run(admit_and_flush())
+    first.close()
+    assert [item.raw for item in journal_at(tmp_path).load()] == [waiting.raw, final.raw]
+
+    second = Harness()
+    second.ledger.committed.add(final.hash)  # final meanwhile
+    restarted = JournalKeeper(journal_at(tmp_path), lambda: [], lambda: 5_000, rewrite_interval_s=3600,
+                              registry=CollectorRegistry())
+
+    async def restore() -> Any:
+        return await restarted.restore(second.pipeline.readmit, ttl_ms=600_000)
+
+    counts = asyncio.run(restore())
+    second.close()
+    assert (counts.readmitted, counts.expired, counts.refused) == (1, 0, {"duplicate": 1})
+    assert [(tx.hash, admitted_ms) for tx, admitted_ms in second.mempool.pending()] == [(waiting.hash, 1_000)]
+    assert second.metrics.admitted.counts["journal"] == 1
+    assert second.sent == [] and second.woken == 0, "nothing is gossiped and consensus is not woken before it runs"
