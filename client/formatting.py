@@ -7,8 +7,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-MICRO_PER_MKT = 1_000_000
-"""µMKT in one MKT (R6)."""
+from marketplace_tx.primitives.amounts import MICRO_PER_MKT, format_amount
 
 _AMOUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*(mkt|umkt|µmkt)?\s*", re.IGNORECASE)
 
@@ -31,15 +30,6 @@ def parse_amount(text: str) -> int:
     if value != value.to_integral_value():
         raise ValueError(f"{text!r} is not a whole number of µMKT")
     return int(value)
-
-
-def format_amount(micro: int) -> str:
-    """`1,234.5 MKT (1234500000 µMKT)`-style text."""
-    whole, fraction = divmod(micro, MICRO_PER_MKT)
-    text = f"{whole:,}"
-    if fraction:
-        text += "." + f"{fraction:06d}".rstrip("0")
-    return f"{text} MKT ({micro} µMKT)"
 
 
 def key_value_table(rows: list[tuple[str, Any]]) -> str:

@@ -1,52 +1,15 @@
 """Money on the command line is always explicit (R6: amounts are whole µMKT): `12MKT`,
-`12.5 MKT`, `1500µMKT` or `1500umkt`; a bare number is refused, showing both readings.
-The node's messages about known money fields are re-rendered in MKT."""
+`12.5 MKT`, `1500µMKT` or `1500umkt`; a bare number is refused, showing both readings
+(`parse_money`, kept in the pure core `marketplace_tx.primitives.amounts` that the node's
+commands share). The node's messages about known money fields are re-rendered in MKT."""
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
-from client.formatting import MICRO_PER_MKT, format_amount
-
-_MONEY = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*(mkt|umkt|µmkt|μmkt)?\s*", re.IGNORECASE)
-
-
-class AmbiguousAmount(ValueError):
-    """A bare number given where money is expected: it could be MKT or µMKT."""
-
-
-def _mkt_text(micro: Decimal) -> str:
-    """`0.000012` from 12 µMKT, `12` from 12,000,000."""
-    value = micro / MICRO_PER_MKT
-    return f"{value.normalize():f}" if value != value.to_integral_value() else f"{int(value)}"
-
-
-def parse_money(text: str) -> int:
-    """µMKT from `12MKT`, `12.5 MKT`, `1500µMKT`, `1500umkt` (or `0`).
-
-    Raises `AmbiguousAmount` for another bare number ("12 is ambiguous: write 12MKT (12 MKT)
-    or 12µMKT (0.000012 MKT)"), ValueError for anything else, including a fraction of a µMKT.
-    """
-    match = _MONEY.fullmatch(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not an amount: write e.g. 2.5MKT or 2500000µMKT")
-    number, unit = match.group(1).replace("_", ""), (match.group(2) or "").lower()
-    try:
-        value = Decimal(number)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
-    if not unit and value != 0:
-        if value != value.to_integral_value():
-            raise AmbiguousAmount(f"{number} has no unit: write {number}MKT ({number} MKT)")
-        raise AmbiguousAmount(f"{number} is ambiguous: write {number}MKT ({number} MKT) "
-                              f"or {number}µMKT ({_mkt_text(value)} MKT)")
-    if unit == "mkt":
-        value *= MICRO_PER_MKT
-    if value != value.to_integral_value():
-        raise ValueError(f"{text!r} is not a whole number of µMKT (1 MKT = 1,000,000 µMKT)")
-    return int(value)
-
+from marketplace_tx.primitives.amounts import AmbiguousAmount as AmbiguousAmount
+from marketplace_tx.primitives.amounts import format_amount
+from marketplace_tx.primitives.amounts import parse_money as parse_money
 
 MONEY_MESSAGES = (
     re.compile(r"(balance )(\d+)( is below the )(\d+)( needed)"),

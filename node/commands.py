@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,7 +23,8 @@ import click
 
 from client.keystore import resolve_address
 from marketplace_tx.chain.genesis import Genesis
-from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.params import MalformedAssignment, Params, params_from_assignments
+from marketplace_tx.primitives.amounts import format_amount, parse_money
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import InvalidGenesis
 from node.config import (
@@ -45,9 +45,6 @@ from node.config import (
 from node.home import init_home, is_node_home, load_home, read_genesis, rewrite_config
 from node.logging_setup import FORMATS, configure_logging
 
-_AMOUNT = re.compile(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*(mkt|umkt|µmkt|μmkt)?\s*", re.IGNORECASE)
-"""An amount as `client.money.parse_money` reads it (the same pattern, kept in step)."""
-
 
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
@@ -59,35 +56,12 @@ def _key_value_table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
-def _parse_amount(text: str) -> int:
-    """µMKT from `1500µMKT`, `1.5MKT` or `2 mkt`, as `client.money.parse_money` reads it (R6):
-    a bare number other than 0 is refused as ambiguous."""
-    match = _AMOUNT.fullmatch(text)
-    if not match:
-        raise ValueError(f"{text!r} is not an amount: write e.g. 2.5MKT or 2500000µMKT")
-    number, unit = match.group(1).replace("_", ""), (match.group(2) or "").lower()
-    try:
-        value = Decimal(number)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
-    if not unit and value != 0:
-        raise ValueError(f"{number} is ambiguous: write {number}MKT ({number} MKT) or {number}µMKT")
-    if unit == "mkt":
-        value *= 1_000_000
-    if value != value.to_integral_value():
-        raise ValueError(f"{text!r} is not a whole number of µMKT")
-    return int(value)
-
-
 def _parse_params(values: tuple[str, ...]) -> Params:
-    overrides = {}
-    for item in values:
-        name, separator, value = item.partition("=")
-        if not separator:
-            _fail(f"--param {item!r}: write NAME=VALUE, e.g. --param min_fee=1")
-        overrides[name.strip()] = value.strip()
+    """Genesis parameters from repeated `--param NAME=VALUE` options, as `client.commands` reads them."""
     try:
-        return Params().with_overrides(overrides)
+        return params_from_assignments(values)
+    except MalformedAssignment as error:
+        _fail(str(error))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--param") from None
 
@@ -103,7 +77,7 @@ def _funded_accounts(fund: tuple[str, ...]) -> dict[bytes, int]:
         if address is None:
             _fail(f"address {address_text!r} is neither 64 hex characters, a key name nor a key file")
         try:
-            accounts[address] = _parse_amount(amount_text)
+            accounts[address] = parse_money(amount_text)
         except ValueError as error:
             _fail(f"--fund: {error}")
     return accounts
@@ -175,19 +149,12 @@ def funding_summary(genesis: Genesis, validator: bytes, validator_key_path: Path
         name = f"{validator_key_path} ({account.address.hex()})" if account.address == validator else \
             account.address.hex()
         roles = f" and holds {', '.join(account.roles)}" if account.roles else ""
-        lines.append(f"funded: {name} with {_format_amount(account.balance)}{roles}")
+        lines.append(f"funded: {name} with {format_amount(account.balance)}{roles}")
     if not any(account.address == validator for account in genesis.accounts):
         lines.append(f"this node's validator key ({validator_key_path}) is not funded in this genesis")
     if "registrar" in {role for account in genesis.accounts for role in account.roles}:
         lines.append("the registrar grants roles: marketchain tx role-grant --key KEY_OF_THE_REGISTRAR ...")
     return "\n".join(lines)
-
-
-def _format_amount(micro: int) -> str:
-    """`1,000,000 MKT (1000000000000 µMKT)`, the layout of `client.formatting.format_amount`."""
-    whole, fraction = divmod(micro, 1_000_000)
-    text = f"{whole:,}" + ("." + f"{fraction:06d}".rstrip("0") if fraction else "")
-    return f"{text} MKT ({micro} µMKT)"
 
 
 @click.command("testnet-homes", hidden=True)

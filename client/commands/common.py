@@ -26,7 +26,7 @@ from client.keystore import (
 from client.money import render_money_message
 from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.testnet import TestnetError
-from marketplace_tx.chain.params import Params
+from marketplace_tx.chain.params import MalformedAssignment, Params, params_from_assignments
 from marketplace_tx.primitives.crypto import KeyPair
 
 PASSPHRASE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_PASSPHRASE"
@@ -47,14 +47,10 @@ def echo_json(value: Any) -> None:
 
 def parse_params(values: tuple[str, ...]) -> Params:
     """Genesis parameters from repeated `--param NAME=VALUE` options."""
-    overrides = {}
-    for item in values:
-        name, separator, value = item.partition("=")
-        if not separator:
-            fail(f"--param {item!r}: write NAME=VALUE, e.g. --param min_fee=1")
-        overrides[name.strip()] = value.strip()
     try:
-        return Params().with_overrides(overrides)
+        return params_from_assignments(values)
+    except MalformedAssignment as error:
+        fail(str(error))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--param") from None
 

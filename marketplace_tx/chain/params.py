@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -97,3 +98,22 @@ class Params:
             return Params.from_map(values)
         except InvalidGenesis as error:
             raise ValueError(error.message) from None
+
+
+class MalformedAssignment(ValueError):
+    """A `NAME=VALUE` parameter assignment written without its `=`."""
+
+
+def params_from_assignments(assignments: Iterable[str]) -> Params:
+    """Default parameters with `NAME=VALUE` assignments applied (the CLI's `--param`, §9).
+
+    Raises `MalformedAssignment` for an item without `=` (before any value is read) and
+    ValueError, from `Params.with_overrides`, for an unknown name or a value out of rule (R33).
+    """
+    overrides = {}
+    for item in assignments:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise MalformedAssignment(f"--param {item!r}: write NAME=VALUE, e.g. --param min_fee=1")
+        overrides[name.strip()] = value.strip()
+    return Params().with_overrides(overrides)
