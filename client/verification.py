@@ -10,14 +10,13 @@ comes from a genesis file when given (the trust anchor), else from the node.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from client.node_client import NodeClient
 from consensus.commit import verify_commit
 from marketplace_tx.chain.block import Commit, decode_block
-from marketplace_tx.chain.genesis import Genesis
+from marketplace_tx.chain.genesis import Genesis, genesis_from_json
 from marketplace_tx.primitives.errors import InvalidBlock, InvalidGenesis
 from marketplace_tx.primitives.merkle import verify_inclusion
 from marketplace_tx.rules.validators import validators_hash
@@ -34,18 +33,15 @@ class GenesisFileError(Exception):
 def read_genesis_file(path: Path) -> Genesis:
     """Read and validate a genesis file, the trust anchor of `verify tx --genesis` (R33).
 
-    Same checks and messages as the node's own reader (`node.home.read_genesis`).
+    The file is read here; the JSON is checked by the core's `genesis_from_json`, as the node's
+    own reader (`node.home.read_genesis`) does.
     """
     try:
-        value = json.loads(path.read_text())
+        return genesis_from_json(path.read_bytes(), source=str(path))
     except FileNotFoundError:
         raise GenesisFileError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise GenesisFileError(f"{path} is not valid JSON: {error}") from None
-    try:
-        return Genesis.from_json(value)
     except InvalidGenesis as error:
-        raise GenesisFileError(f"{path}: {error.message}") from None
+        raise GenesisFileError(error.message) from None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.keystore import KeystoreError, load_key_file, write_plain_key
-from marketplace_tx.chain.genesis import Genesis, GenesisAccount
+from marketplace_tx.chain.genesis import Genesis, GenesisAccount, genesis_from_json
 from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import InvalidGenesis
@@ -66,15 +66,11 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
 def read_genesis(path: Path) -> Genesis:
     """Read and validate a genesis file (R33)."""
     try:
-        value = json.loads(path.read_text())
+        return genesis_from_json(path.read_bytes(), source=str(path))
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path} is not valid JSON: {error}") from None
-    try:
-        return Genesis.from_json(value)
     except InvalidGenesis as error:
-        raise ConfigError(f"{path}: {error.message}") from None
+        raise ConfigError(error.message) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,3 +156,20 @@ def _address(value: Any, field_name: str) -> bytes:
     if address.hex() != value:
         raise InvalidGenesis(f"{field_name} must be lowercase hex")
     return address
+
+
+def genesis_from_json(text: str | bytes, source: str) -> Genesis:
+    """Parse and validate a genesis document from its JSON text (R33); `source` names it in errors.
+
+    Bytes are read as UTF-8. Raises InvalidGenesis with `SOURCE is not valid JSON: ...` for text
+    that is not JSON, and `SOURCE: MESSAGE` for a document that breaks R33. Reading the file is
+    left to each edge (`node.home.read_genesis`, `client.verification.read_genesis_file`).
+    """
+    try:
+        value = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidGenesis(f"{source} is not valid JSON: {error}") from None
+    try:
+        return Genesis.from_json(value)
+    except InvalidGenesis as error:
+        raise InvalidGenesis(f"{source}: {error.message}") from None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from marketplace_tx.chain.genesis import MAX_SUPPLY, Genesis
+from marketplace_tx.chain.genesis import MAX_SUPPLY, Genesis, genesis_from_json
 from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import KeyPair
@@ -58,6 +58,17 @@ def test_valid_document_parses() -> None:
     assert genesis.accounts[2].roles == ("arbiter", "carrier")
     assert genesis.params == Params()
     assert genesis.total_supply() == 1_000_042
+
+
+def test_genesis_from_json_text_or_bytes_names_its_source_in_errors() -> None:
+    text = json.dumps(valid_json())
+    assert genesis_from_json(text, "g.json") == genesis_from_json(text.encode(), "g.json") == Genesis.from_json(
+        valid_json())
+    for bad in ("{", b"\xff{}"):
+        with pytest.raises(InvalidGenesis, match="^invalid_genesis: g.json is not valid JSON: "):
+            genesis_from_json(bad, "g.json")
+    with pytest.raises(InvalidGenesis, match="^invalid_genesis: g.json: genesis must be an object$"):
+        genesis_from_json("[]", "g.json")
 
 
 def _set_param(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
