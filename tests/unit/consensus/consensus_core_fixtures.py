@@ -1,5 +1,10 @@
 """Shared by the tests of the pure Tendermint core: four validators' keys, two blocks,
-vote and proposal builders, and states prepared at a round, step or lock."""
+vote and proposal builders, and states prepared at a round, step or lock.
+
+The node under test is one validator of four (f = 1, quorum 3, f + 1 = 2), picked per
+test with `not_proposer` or `proposer_index`; the tests' line numbers are those of
+Algorithm 1 in Buchman, Kwon, Milosevic, "The latest gossip on BFT consensus" (2018).
+"""
 
 from __future__ import annotations
 

@@ -2,10 +2,7 @@
 once, double signs reported as evidence, no conflicting vote of its own, a single
 validator, followers, restarts, and the invariants under any event sequence.
 
-The node under test is one validator of four (f = 1, quorum 3, f + 1 = 2), picked per
-test with `not_proposer` or `proposer_index` (consensus_core_fixtures.py); line
-numbers are those of Algorithm 1 in Buchman, Kwon, Milosevic, "The latest gossip on
-BFT consensus" (2018).
+The setting (one validator of four) and the line numbers: consensus_core_fixtures.py.
 """
 
 from __future__ import annotations

@@ -2,10 +2,7 @@
 arrives, prevoting a fresh proposal (line 22) or a reproposal with a proof of lock
 (line 28), and timeoutPrevote (line 34).
 
-The node under test is one validator of four (f = 1, quorum 3, f + 1 = 2), picked per
-test with `not_proposer` or `proposer_index` (consensus_core_fixtures.py); line
-numbers are those of Algorithm 1 in Buchman, Kwon, Milosevic, "The latest gossip on
-BFT consensus" (2018).
+The setting (one validator of four) and the line numbers: consensus_core_fixtures.py.
 """
 
 from __future__ import annotations

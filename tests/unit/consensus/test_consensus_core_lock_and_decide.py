@@ -2,10 +2,7 @@
 precommit (line 36), nil polka (44), timeoutPrecommit (47), decide (49), round skip
 (55), the timeouts (57–67) and re-proposing the valid value (15–16).
 
-The node under test is one validator of four (f = 1, quorum 3, f + 1 = 2), picked per
-test with `not_proposer` or `proposer_index` (consensus_core_fixtures.py); line
-numbers are those of Algorithm 1 in Buchman, Kwon, Milosevic, "The latest gossip on
-BFT consensus" (2018).
+The setting (one validator of four) and the line numbers: consensus_core_fixtures.py.
 """
 
 from __future__ import annotations
