@@ -8,7 +8,10 @@ pending behind it, so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from marketplace_tx.chain.transaction import Transaction, sign_transaction
 from marketplace_tx.primitives.crypto import KeyPair
@@ -62,6 +65,23 @@ def funding() -> dict[bytes, int]:
     fund[POOR.address] = POOR_BALANCE
     fund[UNTOUCHED.address] = UNTOUCHED_BALANCE
     return fund
+
+
+def node_fixtures(directory_name: str) -> tuple[Callable[..., Iterator[NodeProcess]], Callable[..., str]]:
+    """The module-scoped fixtures `node` (a real node process in a fresh temporary directory
+    `directory_name`, funded by `funding()`) and `chain_id` (its chain's id), for a test
+    module to take as `node, chain_id = node_fixtures("http")`."""
+
+    @pytest.fixture(scope="module")
+    def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+        with NodeProcess(tmp_path_factory.mktemp(directory_name) / "node", fund=funding()) as running:
+            yield running
+
+    @pytest.fixture(scope="module")
+    def chain_id(node: NodeProcess) -> str:
+        return node.status()["chain_id"]
+
+    return node, chain_id
 
 
 def transfer(

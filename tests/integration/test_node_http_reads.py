@@ -34,24 +34,16 @@ from tests.integration.node_http_support import (
     assert_serving,
     commit,
     ensure_blocks,
-    funding,
     key,
     next_nonce,
+    node_fixtures,
     transfer,
 )
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory):
-    with NodeProcess(tmp_path_factory.mktemp("http_reads") / "node", fund=funding()) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def chain_id(node: NodeProcess) -> str:
-    return node.status()["chain_id"]
+node, chain_id = node_fixtures("http_reads")
 
 
 # --- proofs and blocks --------------------------------------------------------------

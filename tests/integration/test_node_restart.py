@@ -12,6 +12,8 @@ import hashlib
 import http.client
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,6 +218,23 @@ def total_balance(node: NodeProcess) -> int:
     return wait_until(snapshot, node.timeout, "a quiet moment to read the balances")[0]
 
 
+def chain_facts(node: NodeProcess) -> tuple[str, str, int]:
+    """`(chain_id, genesis_hash, total balance)` of a node before a test disturbs it."""
+    status = node.status()
+    return status["chain_id"], status["genesis_hash"], total_balance(node)
+
+
+@contextmanager
+def running_load(node: NodeProcess, chain_id: str) -> Iterator[TransferLoad]:
+    """A `TransferLoad` on `node`, started, and stopped on leaving the block."""
+    load = TransferLoad(node, chain_id)
+    load.start()
+    try:
+        yield load
+    finally:
+        load.stop()
+
+
 def probe_transaction(node: NodeProcess, chain_id: str, amount: int) -> dict[str, Any]:
     """A fresh transaction from an account the load does not use; waits until final."""
     nonce = node.account(PROBE.address)["pending_nonce"]
@@ -228,12 +247,8 @@ def probe_transaction(node: NodeProcess, chain_id: str, amount: int) -> dict[str
 def test_kill_9_under_load_loses_no_final_block(tmp_path) -> None:
     recorded: dict[int, BlockRecord] = {}
     with funded_node(tmp_path / "node") as node:
-        status = node.status()
-        chain_id, genesis_hash = status["chain_id"], status["genesis_hash"]
-        supply = total_balance(node)
-        load = TransferLoad(node, chain_id)
-        load.start()
-        try:
+        chain_id, genesis_hash, supply = chain_facts(node)
+        with running_load(node, chain_id) as load:
             for cycle in range(KILL_CYCLES):
                 start_height = node.height()
                 wait_until(
@@ -254,8 +269,6 @@ def test_kill_9_under_load_loses_no_final_block(tmp_path) -> None:
                 assert view["height"] > max(recorded), "the chain goes on after the restart"
                 load.resume()
                 record_new_blocks(node, recorded)
-        finally:
-            load.stop()
         assert load.accepted > 0
         assert set(load.rejected) <= {"bad_nonce", "duplicate"}, load.rejected
         record_new_blocks(node, recorded)
@@ -287,17 +300,11 @@ def test_sigterm_stops_cleanly_and_restarts_at_the_same_state(tmp_path) -> None:
 def test_sigterm_under_load_exits_cleanly(tmp_path) -> None:
     recorded: dict[int, BlockRecord] = {}
     with funded_node(tmp_path / "node") as node:
-        status = node.status()
-        chain_id, genesis_hash = status["chain_id"], status["genesis_hash"]
-        supply = total_balance(node)
-        load = TransferLoad(node, chain_id)
-        load.start()
-        try:
+        chain_id, genesis_hash, supply = chain_facts(node)
+        with running_load(node, chain_id):
             wait_until(lambda: record_new_blocks(node, recorded) >= NEW_BLOCKS_BEFORE_KILL,
                        node.timeout, lambda: node.describe("blocks under load"))
             node.stop()  # asserts exit code 0 although requests are in flight
-        finally:
-            load.stop()
         node.start()
         check_chain(node, recorded, genesis_hash)
         assert total_balance(node) == supply
