@@ -22,7 +22,7 @@ from marketplace_tx.rules.accounts import load_account, role_record, roles_of
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import PUNISHED, VALIDATOR_VOTES
 from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at, validators_hash
-from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware
+from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware, found
 from node.http.events import add_event_routes
 from node.http.json_view import to_json
 from node.http.limits import limits_middleware
@@ -165,9 +165,7 @@ async def get_tx(request: web.Request) -> web.Response:
     pending = services.mempool.get(tx_hash)
     if pending is not None:
         return web.json_response({**tx_view(pending), "status": "pending"})
-    location = services.store.tx_location(tx_hash)
-    if location is None:
-        raise ApiError(404, "not_found", f"no transaction {tx_hash.hex()}")
+    location = found(services.store.tx_location(tx_hash), f"transaction {tx_hash.hex()}")
     block = services.store.block(location.height)
     assert block is not None
     tx = services.decode_committed(block.txs[location.index])
@@ -189,9 +187,7 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     """`GET /txs/{hash}/proof`: the Merkle path of a committed transaction to its block's tx_root."""
     services = _services(request)
     tx_hash = path_hex32(request, "hash")
-    location = services.store.tx_location(tx_hash)
-    if location is None:
-        raise ApiError(404, "not_found", f"no committed transaction {tx_hash.hex()}")
+    location = found(services.store.tx_location(tx_hash), f"committed transaction {tx_hash.hex()}")
     block = services.store.block(location.height)
     assert block is not None
     hashes = [services.hash_of(raw) for raw in block.txs]
@@ -228,10 +224,7 @@ def block_view(services: HttpServices, block: Block) -> dict[str, Any]:
 
 
 def _block_at(services: HttpServices, height: int) -> Block:
-    block = services.store.block(height)
-    if block is None:
-        raise ApiError(404, "not_found", f"no block at height {height}")
-    return block
+    return found(services.store.block(height), f"block at height {height}")
 
 
 async def get_latest_block(request: web.Request) -> web.Response:
@@ -254,9 +247,7 @@ async def get_block_raw(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/raw`: canonical block bytes."""
     services = _services(request)
     height = path_height(request)
-    raw = services.store.block_bytes(height)
-    if raw is None:
-        raise ApiError(404, "not_found", f"no block at height {height}")
+    raw = found(services.store.block_bytes(height), f"block at height {height}")
     return web.Response(body=raw, content_type="application/msgpack")
 
 
@@ -264,9 +255,7 @@ async def get_block_commit(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/commit`: the precommits that finalized the block."""
     services = _services(request)
     height = path_height(request)
-    commit = services.store.commit(height)
-    if commit is None:
-        raise ApiError(404, "not_found", f"no commit for height {height}")
+    commit = found(services.store.commit(height), f"commit for height {height}")
     return web.json_response(to_json(commit.to_map()))
 
 

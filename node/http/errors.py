@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -33,6 +34,16 @@ class ApiError(Exception):
         """Stable error code."""
         self.message = message
         """What went wrong, naming the parameter or field."""
+
+
+Record = TypeVar("Record")
+
+
+def found(record: Record | None, what: str) -> Record:
+    """`record`, or the 404 `not_found` answer "no WHAT" when it does not exist."""
+    if record is None:
+        raise ApiError(404, "not_found", f"no {what}")
+    return record
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

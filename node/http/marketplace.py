@@ -28,7 +28,7 @@ from marketplace_tx.rules.reputation import Reputation, merchant_reputation, sho
 from marketplace_tx.rules.shops import Shop, load_shop
 from marketplace_tx.rules.state import State
 from node import indexer
-from node.http.errors import ApiError
+from node.http.errors import ApiError, found
 from node.http.json_view import to_json
 from node.http.params import (
     DEFAULT_STATS_DAYS,
@@ -152,9 +152,7 @@ async def get_shop(request: web.Request) -> web.Response:
     shop_id = path_hex32(request, "id")
     with _services(request).store.read_view() as view:
         state = State(view)
-        shop = load_shop(state, shop_id)
-        if shop is None:
-            raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+        shop = found(load_shop(state, shop_id), f"shop {shop_id.hex()}")
         return web.json_response(shop_view(view, state, shop_id, shop))
 
 
@@ -164,8 +162,7 @@ async def list_reviews(request: web.Request) -> web.Response:
     limit, cursor = page_limit(request), page_cursor(request)
     with _services(request).store.read_view() as view:
         state = State(view)
-        if load_shop(state, shop_id) is None:
-            raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+        found(load_shop(state, shop_id), f"shop {shop_id.hex()}")
 
         def accept(order_id: bytes, position: bytes) -> dict[str, Any] | None:
             order = load_order(state, order_id)
@@ -241,8 +238,7 @@ async def get_shop_stats(request: web.Request) -> web.Response:
     def read() -> dict[str, Any]:
         with services.store.read_view() as view:
             state = State(view)
-            if load_shop(state, shop_id) is None:
-                raise ApiError(404, "not_found", f"no shop {shop_id.hex()}")
+            found(load_shop(state, shop_id), f"shop {shop_id.hex()}")
             stats = shop_stats(shop_reputation(state, shop_id))
             daily, complete = shop_daily_series(view, shop_id, first_day_ms, days, longest_order_ms)
         window = {name: sum(day[name] for day in daily) for name in daily[0] if name != "day"}
@@ -307,9 +303,7 @@ async def get_listing(request: web.Request) -> web.Response:
     listing_id = path_hex32(request, "id")
     with _services(request).store.read_view() as view:
         state = State(view)
-        listing = load_listing(state, listing_id)
-        if listing is None:
-            raise ApiError(404, "not_found", f"no listing {listing_id.hex()}")
+        listing = found(load_listing(state, listing_id), f"listing {listing_id.hex()}")
         return web.json_response(listing_view(state, listing_id, listing, {}))
 
 
@@ -325,9 +319,7 @@ async def get_order(request: web.Request) -> web.Response:
     services = _services(request)
     order_id = path_hex32(request, "id")
     with services.store.read_view() as view:
-        order = load_order(State(view), order_id)
-    if order is None:
-        raise ApiError(404, "not_found", f"no order {order_id.hex()}")
+        order = found(load_order(State(view), order_id), f"order {order_id.hex()}")
     return web.json_response(_order_json(services, order_id, order))
 
 
@@ -369,9 +361,7 @@ async def get_item(request: web.Request) -> web.Response:
     item_id = path_item_id(request)
     with _services(request).store.read_view() as view:
         state = State(view)
-        item = load_item(state, item_id)
-        if item is None:
-            raise ApiError(404, "not_found", f"no item {item_id}")
+        item = found(load_item(state, item_id), f"item {item_id}")
         history = to_json(item_history(state, item_id))
     return web.json_response({"id": item_id, **record_json(item), "history": history})
 
