@@ -8,16 +8,21 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.e2e.node_process import free_base_port
 from tests.paths import REPO_ROOT
 
 DEADLINE_SECONDS = 90
 """Deadline of one CLI run, in seconds."""
+
+ACCOUNTS = ("faucet", "alice", "carol", "dave", "erin")
+"""The accounts whose key files `testnet start` writes in the testnet's `accounts/` folder."""
 
 ADDRESS = "Erin Example, 12 Harbour Road, Qingdao 266000"
 """The buyer's shipping address, sealed on chain (R13)."""
@@ -57,3 +62,20 @@ def one_validator_testnet(net: Path) -> Iterator[tuple[Path, str]]:
         yield net, json.loads((net / "testnet.json").read_text())["nodes"][0]["http"]
     finally:
         cli("testnet", "stop", "--home", str(net))
+
+
+def testnet_fixture() -> Callable[..., Iterator[tuple[Path, str]]]:
+    """The fixture `testnet`: a one-validator testnet running in the test's temporary
+    directory, `(directory, node URL)`; a test module takes it as `testnet = testnet_fixture()`."""
+
+    @pytest.fixture
+    def testnet(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+        with one_validator_testnet(tmp_path / "net") as running:
+            yield running
+
+    return testnet
+
+
+def account_keys(net: Path) -> dict[str, str]:
+    """The key file of each of `ACCOUNTS` in the testnet directory `net`, by name."""
+    return {name: str(net / "accounts" / f"{name}.json") for name in ACCOUNTS}

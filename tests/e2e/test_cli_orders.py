@@ -9,28 +9,19 @@ the carrier, but never in the node's JSON or in the raw block bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli_testnet import ADDRESS, cli, cli_json, http, one_validator_testnet
+from tests.e2e.cli_testnet import ADDRESS, account_keys, cli, cli_json, http, testnet_fixture
 
-
-@pytest.fixture
-def testnet(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A running one-validator testnet: `(directory, node URL)`."""
-    with one_validator_testnet(tmp_path / "net") as running:
-        yield running
+testnet = testnet_fixture()
 
 
 @pytest.mark.integration
 def test_an_order_from_placement_to_review_through_the_cli(testnet: tuple[Path, str], tmp_path: Path) -> None:
     net, url = testnet
-    key = {
-        name: str(net / "accounts" / f"{name}.json")
-        for name in ("faucet", "alice", "carol", "dave", "erin")
-    }
+    key = account_keys(net)
     node = ("--node", url)
     kyc = tmp_path / "kyc.pdf"
     kyc.write_bytes(b"passport scan")
@@ -38,130 +29,30 @@ def test_an_order_from_placement_to_review_through_the_cli(testnet: tuple[Path, 
     certificate.write_bytes(b"2019 spring harvest certificate")
 
     # Roles after KYC; three grants from one sender go in nonce order, the last one waits.
-    cli(
-        "tx",
-        "role-grant",
-        "--key",
-        key["faucet"],
-        "--account",
-        key["alice"],
-        "--role",
-        "merchant",
-        "--evidence-file",
-        str(kyc),
-        *node,
-    )
-    cli(
-        "tx",
-        "role-grant",
-        "--key",
-        key["faucet"],
-        "--account",
-        key["dave"],
-        "--role",
-        "carrier",
-        "--evidence-hash",
-        "ab" * 32,
-        *node,
-    )
-    cli(
-        "tx",
-        "role-grant",
-        "--key",
-        key["faucet"],
-        "--account",
-        key["carol"],
-        "--role",
-        "arbiter",
-        "--evidence-file",
-        str(kyc),
-        "--wait",
-        *node,
-    )
+    cli("tx", "role-grant", "--key", key["faucet"], "--account", key["alice"], "--role", "merchant",
+        "--evidence-file", str(kyc), *node)
+    cli("tx", "role-grant", "--key", key["faucet"], "--account", key["dave"], "--role", "carrier",
+        "--evidence-hash", "ab" * 32, *node)
+    cli("tx", "role-grant", "--key", key["faucet"], "--account", key["carol"], "--role", "arbiter",
+        "--evidence-file", str(kyc), "--wait", *node)
 
-    shop = cli_json(
-        "tx",
-        "shop-create",
-        "--key",
-        key["alice"],
-        "--name",
-        "Alice's Tea House",
-        "--points-bps",
-        "5%",
-        "--max-redeem-bps",
-        "2000",
-        "--arbiter",
-        key["carol"],
-        "--wait",
-        *node,
-    )
+    shop = cli_json("tx", "shop-create", "--key", key["alice"], "--name", "Alice's Tea House",
+                    "--points-bps", "5%", "--max-redeem-bps", "2000", "--arbiter", key["carol"],
+                    "--wait", *node)
     shop_id = shop["shop_id"]
     assert shop["result"]["ok"] and shop_id == shop["hash"]
-    cli(
-        "tx",
-        "item-register",
-        "--key",
-        key["alice"],
-        "--item-id",
-        "CAKE-2019-1",
-        "--description",
-        "Pu'er cake 357 g",
-        "--metadata-file",
-        str(certificate),
-        *node,
-    )
-    cli(
-        "tx",
-        "item-event",
-        "--key",
-        key["alice"],
-        "--item-id",
-        "CAKE-2019-1",
-        "--kind",
-        "inspected",
-        "--location",
-        "Kunming lab",
-        "--data-file",
-        str(certificate),
-        "--note",
-        "clean",
-        *node,
-    )
-    created = cli(
-        "tx",
-        "listing-create",
-        "--key",
-        key["alice"],
-        "--shop",
-        shop_id,
-        "--title",
-        "Aged Pu'er cake",
-        "--price",
-        "88MKT",
-        "--item-id",
-        "CAKE-2019-1",
-        "--tag",
-        "tea",
-        "--tag",
-        "puer",
-        "--wait",
-        *node,
-    )
+    cli("tx", "item-register", "--key", key["alice"], "--item-id", "CAKE-2019-1", "--description",
+        "Pu'er cake 357 g", "--metadata-file", str(certificate), *node)
+    cli("tx", "item-event", "--key", key["alice"], "--item-id", "CAKE-2019-1", "--kind",
+        "inspected", "--location", "Kunming lab", "--data-file", str(certificate), "--note",
+        "clean", *node)
+    created = cli("tx", "listing-create", "--key", key["alice"], "--shop", shop_id, "--title",
+                  "Aged Pu'er cake", "--price", "88MKT", "--item-id", "CAKE-2019-1", "--tag", "tea",
+                  "--tag", "puer", "--wait", *node)
     listing_id = created.stdout.split("listing id: ")[1].split()[0]
 
-    placed = cli(
-        "tx",
-        "order-place",
-        "--key",
-        key["erin"],
-        "--listing",
-        listing_id,
-        "--ship-to",
-        ADDRESS,
-        "--wait",
-        "--json",
-        *node,
-    )
+    placed = cli("tx", "order-place", "--key", key["erin"], "--listing", listing_id, "--ship-to",
+                 ADDRESS, "--wait", "--json", *node)
     assert "the shop's first" in placed.stderr  # the arbiter was chosen for the buyer, and said so
     order = json.loads(placed.stdout)
     order_id = order["order_id"]
@@ -179,97 +70,26 @@ def test_an_order_from_placement_to_review_through_the_cli(testnet: tuple[Path, 
         and "Traceback" not in refused.stderr
     )
 
-    wrong = cli(
-        "tx",
-        "order-ship",
-        "--key",
-        key["dave"],
-        "--order",
-        order_id,
-        "--carrier",
-        key["dave"],
-        "--tracking",
-        "X",
-        *node,
-        check=False,
-    )
+    wrong = cli("tx", "order-ship", "--key", key["dave"], "--order", order_id, "--carrier",
+                key["dave"], "--tracking", "X", *node, check=False)
     assert wrong.returncode == 1 and "not this order's merchant" in wrong.stderr
     cli("tx", "order-accept", "--key", key["alice"], "--order", order_id, *node)
-    shipped = cli_json(
-        "tx",
-        "order-ship",
-        "--key",
-        key["alice"],
-        "--order",
-        order_id,
-        "--carrier",
-        key["dave"],
-        "--tracking",
-        "SF123456",
-        "--wait",
-        *node,
-    )
+    shipped = cli_json("tx", "order-ship", "--key", key["alice"], "--order", order_id, "--carrier",
+                       key["dave"], "--tracking", "SF123456", "--wait", *node)
     assert shipped["result"]["ok"] and "shipping_for_carrier" in shipped["payload"]
     carrier_view = cli("query", "order", order_id, "--decrypt", "--key", key["dave"], *node)
     assert ADDRESS in carrier_view.stdout and "carrier's key" in carrier_view.stdout
     assert ADDRESS.encode() not in http(f"{url}/blocks/{shipped['height']}/raw")
 
-    cli(
-        "tx",
-        "shipment-update",
-        "--key",
-        key["dave"],
-        "--order",
-        order_id,
-        "--status",
-        "picked_up",
-        "--location",
-        "Kunming hub",
-        *node,
-    )
-    cli(
-        "tx",
-        "shipment-update",
-        "--key",
-        key["dave"],
-        "--order",
-        order_id,
-        "--status",
-        "delivered",
-        "--location",
-        "front door",
-        "--note",
-        "signed",
-        "--wait",
-        *node,
-    )
+    cli("tx", "shipment-update", "--key", key["dave"], "--order", order_id, "--status", "picked_up",
+        "--location", "Kunming hub", *node)
+    cli("tx", "shipment-update", "--key", key["dave"], "--order", order_id, "--status", "delivered",
+        "--location", "front door", "--note", "signed", "--wait", *node)
     cli("tx", "order-confirm", "--key", key["erin"], "--order", order_id, *node)
-    cli(
-        "tx",
-        "review-submit",
-        "--key",
-        key["erin"],
-        "--order",
-        order_id,
-        "--rating",
-        "5",
-        "--text",
-        "Fragrant and fresh",
-        "--wait",
-        *node,
-    )
-    cli(
-        "tx",
-        "review-reply",
-        "--key",
-        key["alice"],
-        "--order",
-        order_id,
-        "--text",
-        "Thank you!",
-        "--wait",
-        *node,
-    )
+    cli("tx", "review-submit", "--key", key["erin"], "--order", order_id, "--rating", "5", "--text",
+        "Fragrant and fresh", "--wait", *node)
+    cli("tx", "review-reply", "--key", key["alice"], "--order", order_id, "--text", "Thank you!",
+        "--wait", *node)
 
     final = cli_json("query", "order", order_id, *node)
     assert final["state"] == "completed" and final["escrow"] == 0
