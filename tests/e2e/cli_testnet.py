@@ -64,9 +64,9 @@ def one_validator_testnet(net: Path) -> Iterator[tuple[Path, str]]:
         cli("testnet", "stop", "--home", str(net))
 
 
-def testnet_fixture() -> Callable[..., Iterator[tuple[Path, str]]]:
+def cli_testnet_fixture() -> Callable[..., Iterator[tuple[Path, str]]]:
     """The fixture `testnet`: a one-validator testnet running in the test's temporary
-    directory, `(directory, node URL)`; a test module takes it as `testnet = testnet_fixture()`."""
+    directory, `(directory, node URL)`; a test module takes it as `testnet = cli_testnet_fixture()`."""
 
     @pytest.fixture
     def testnet(tmp_path: Path) -> Iterator[tuple[Path, str]]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli_testnet import ADDRESS, account_keys, cli, cli_json, testnet_fixture
+from tests.e2e.cli_testnet import ADDRESS, account_keys, cli, cli_json, cli_testnet_fixture
 
-testnet = testnet_fixture()
+testnet = cli_testnet_fixture()
 
 
 @pytest.mark.integration
