@@ -26,6 +26,7 @@ from marketplace_tx.primitives.merkle import inclusion_path, merkle_root
 from marketplace_tx.rules.state import MemoryStateReader
 from marketplace_tx.rules.state_transition import build_block, genesis_changes
 from marketplace_tx.rules.validators import proposer_for
+from node.http.json_view import to_json  # bytes as lowercase hex, recursively (R5)
 
 OUTPUT = Path(__file__).with_name("marketchain-v1-extra.json")
 
@@ -54,17 +55,6 @@ ABOUT = (
 def seed(label: str) -> bytes:
     """A fixed 32-byte seed for a named key."""
     return hashlib.sha256(b"marketchain-v1-extra/" + label.encode()).digest()
-
-
-def to_json(value: Any) -> Any:
-    """Bytes become lowercase hex, recursively (R5)."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {key: to_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(item) for item in value]
-    return value
 
 
 def key_of(label: str) -> KeyPair:

@@ -29,6 +29,8 @@ EXTRA = json.loads((VECTORS / "marketchain-v1-extra.json").read_text(encoding="u
 
 
 def to_json(value: Any) -> Any:
+    """Bytes as lowercase hex, recursively (R5): this test's own copy, not the node's
+    `node.http.json_view.to_json` that wrote the vectors, so that it checks them independently."""
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):
