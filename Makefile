@@ -19,8 +19,12 @@ setup: $(STAMP)
 devnet: setup
 	$(BIN)/marketchain devnet $(DEVNET_ARGS)
 
+# Two pytest workers: most end-to-end tests wait on block times rather than use a core,
+# so two at a time roughly halve the wall time on a 2-core machine (docs/performance.md).
+TEST_WORKERS ?= 2
+
 test: setup lint
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
