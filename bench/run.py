@@ -195,7 +195,7 @@ def scenario_single(arguments: argparse.Namespace, work: Path) -> dict[str, Any]
                  "--senders", str(max(arguments.senders, batch // 60 + 1)))
             total = committed_txs(node["http"])
         time.sleep(1.0)
-        database = Path(node["home"]) / "data"
+        database = Path(node["home"]) / "data" / "chain.db"  # LevelDB only, not the mempool journal beside it
         if "memory" in arguments.only:
             results["memory"] = {
                 "txs_in_chain": total,
