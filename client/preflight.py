@@ -134,6 +134,10 @@ def _rule_checks(reader: Reader, sender: bytes, tx_type: str, payload: dict[str,
         return 0, _order_step(reader, sender, tx_type, payload)
     if tx_type in ("item_event", "item_transfer"):
         return 0, _item(reader, sender, tx_type, payload)
+    if tx_type == "item_register":
+        return 0, _item_register(reader, sender, payload)
+    if tx_type == "validator_vote":
+        return 0, _validator_vote(reader, sender, payload)
     return 0, [f"{tx_type} {', '.join(sorted(payload))}"]
 
 
@@ -281,3 +285,40 @@ def _item(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, Any]) 
         raise Refused("R22", "forbidden", f"{me} is neither the item's owner, its custodian nor an inspector",
                       "sign with the owner's, the custodian's or an inspector's key")
     return [f"item {payload['item_id']}: event {payload['kind']} at {payload['location']}"]
+
+
+def _item_register(reader: Reader, sender: bytes, payload: dict[str, Any]) -> list[str]:
+    """R22: a producer or a merchant registers an item id that is not taken yet."""
+    roles = reader.read("account", sender)["roles"]
+    if "producer" not in roles and "merchant" not in roles:
+        raise Refused("R22", "forbidden", f"{sender.hex()} has neither the producer nor the merchant role",
+                      "ask a registrar for the producer role, or sign with a producer's or merchant's key")
+    try:
+        reader.read("item", payload["item_id"])
+    except Refused:
+        return [f"registers item {payload['item_id']}, owned and held by {sender.hex()}"]
+    raise Refused("R22", "already_exists", f"item {payload['item_id']} is already registered",
+                  "choose another item id")
+
+
+def _validator_vote(reader: Reader, sender: bytes, payload: dict[str, Any]) -> list[str]:
+    """R34: a current validator votes once to add a non-member or remove a member."""
+    answer = reader.client.get("/validators")
+    members = {entry["address"] for entry in answer["validators"]}
+    scheduled = answer.get("scheduled") or []
+    projected = set(scheduled[-1]["validators"]) if scheduled else members  # the set as it will be (R34)
+    validator, action = payload["validator"].hex(), payload["action"]
+    if sender.hex() not in members:
+        raise Refused("R34", "forbidden", f"{sender.hex()} is not a current validator",
+                      "sign with a validator's key (HOME/validator_key.json)")
+    if action == "add" and validator in projected:
+        raise Refused("R34", "invalid_state", f"{validator} is already a validator", "nothing to add")
+    if action == "remove" and validator not in projected:
+        raise Refused("R34", "invalid_state", f"{validator} is not a validator", "nothing to remove")
+    if action == "remove" and projected == {validator}:
+        raise Refused("R34", "invalid_state", "the validator set cannot become empty", "add another validator first")
+    for pending in answer.get("pending_votes", []):
+        if pending["action"] == action and pending["validator"] == validator and sender.hex() in pending["voters"]:
+            raise Refused("R34", "already_exists", f"you already voted to {action} {validator}",
+                          "wait for the other validators' votes")
+    return [f"votes to {action} validator {validator} ({len(members)} validators now)"]

@@ -110,3 +110,51 @@ def test_a_good_transaction_says_what_it_would_do() -> None:
     merchant_dispute = check_before_signing(FakeNode(state="return_requested"), MERCHANT, "dispute_open",  # type: ignore[arg-type]
                                             {"order_id": ORDER_ID, "reason": "r"}, None)
     assert "return_requested → disputed" in merchant_dispute[0]
+
+
+class ItemsAndValidatorsNode(FakeNode):
+    """FakeNode with items and a validator set (two members, one pending vote)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items = {"tea-0001": {"id": "tea-0001", "owner": MERCHANT.hex(), "custodian": MERCHANT.hex()}}
+        self.validators = {"validators": [{"address": MERCHANT.hex()}, {"address": CARRIER.hex()}],
+                           "scheduled": [],
+                           "pending_votes": [{"action": "add", "validator": ARBITER.hex(),
+                                              "voters": [MERCHANT.hex()]}]}
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        if item_id not in self.items:
+            raise ClientError("not_found", f"no item {item_id}")
+        return self.items[item_id]
+
+    def get(self, path: str) -> dict[str, Any]:
+        assert path == "/validators"
+        return self.validators
+
+
+def test_registering_an_item_needs_the_producer_or_merchant_role_and_a_free_id() -> None:
+    node = ItemsAndValidatorsNode()
+    payload = {"item_id": "tea-0002"}
+    assert refusal(node, STRANGER, "item_register", payload) == ("R22", "forbidden")
+    node.accounts[STRANGER.hex()]["roles"] = ["producer"]
+    lines = check_before_signing(node, STRANGER, "item_register", payload, None)  # type: ignore[arg-type]
+    assert "registers item tea-0002" in lines[0]
+    node.accounts[MERCHANT.hex()]["roles"] = ["merchant"]
+    assert refusal(node, MERCHANT, "item_register", {"item_id": "tea-0001"}) == ("R22", "already_exists")
+
+
+def test_a_validator_vote_is_checked_against_the_set_and_earlier_votes() -> None:
+    node = ItemsAndValidatorsNode()
+    add_arbiter = {"action": "add", "validator": ARBITER}
+    assert refusal(node, STRANGER, "validator_vote", add_arbiter) == ("R34", "forbidden")
+    assert refusal(node, MERCHANT, "validator_vote", add_arbiter) == ("R34", "already_exists")
+    assert refusal(node, CARRIER, "validator_vote", {"action": "add", "validator": MERCHANT}) == \
+        ("R34", "invalid_state")
+    assert refusal(node, CARRIER, "validator_vote", {"action": "remove", "validator": STRANGER}) == \
+        ("R34", "invalid_state")
+    lines = check_before_signing(node, CARRIER, "validator_vote", add_arbiter, None)  # type: ignore[arg-type]
+    assert lines[0].startswith(f"votes to add validator {ARBITER.hex()}")
+    node.validators["scheduled"] = [{"height": 9, "validators": [CARRIER.hex()]}]
+    assert refusal(node, CARRIER, "validator_vote", {"action": "remove", "validator": CARRIER}) == \
+        ("R34", "invalid_state")
