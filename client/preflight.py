@@ -123,6 +123,12 @@ def _rule_checks(reader: Reader, sender: bytes, tx_type: str, payload: dict[str,
                           "sign with a registrar's key (init says which key holds registrar)")
         verb = "grants" if tx_type == "role_grant" else "revokes"
         return 0, [f"{verb} role {payload['role']} of {payload['account'].hex()}"]
+    if tx_type == "shop_create":
+        open_merchants = reader.client.status().get("params", {}).get("open_merchants", True)
+        if not open_merchants and "merchant" not in reader.read("account", sender)["roles"]:
+            raise Refused("§4", "forbidden", f"{sender.hex()} does not hold the merchant role, which this chain "
+                          "needs to open a shop", "ask a registrar for the merchant role (tx role-grant)")
+        return 0, [f"opens shop {payload['name']!r} owned by {sender.hex()}"]
     if tx_type in ("shop_update", "listing_create"):
         _require_shop_owner(reader, sender, payload["shop_id"])
         return 0, [f"{tx_type.replace('_', ' ')} in shop {payload['shop_id'].hex()}"]
@@ -250,9 +256,14 @@ def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, 
             raise Refused("R14", "invalid_field", f"payload.amount: the escrow holds only {format_amount(escrow)}",
                           "refund at most the escrow (--all)")
         to = "refunded" if payload["amount"] == escrow else None
-    if tx_type == "dispute_resolve" and payload["buyer_amount"] > escrow:
-        raise Refused("R14", "invalid_field", f"payload.buyer_amount: the escrow holds only {format_amount(escrow)}",
-                      "give the buyer at most the escrow less the arbiter fee")
+    if tx_type == "dispute_resolve":
+        fee_bps = reader.client.status().get("params", {}).get("arbiter_fee_bps", 0)
+        most = escrow - escrow * fee_bps // 10000
+        if payload["buyer_amount"] > most:
+            raise Refused("R14", "invalid_field",
+                          f"payload.buyer_amount: at most {format_amount(most)}: the escrow "
+                          f"{format_amount(escrow)} less the arbiter fee ({fee_bps / 100:g} %)",
+                          "give the buyer at most the escrow less the arbiter fee")
     if tx_type == "dispute_open" and not order.get("arbiter"):
         raise Refused("§4", "invalid_state", "the order has no arbiter: its shop takes unconditional returns",
                       "ask for a return instead (tx return-request)")

@@ -72,6 +72,7 @@ async def get_status(request: web.Request) -> web.Response:
             "p2p": f"{runtime.identity.p2p_host}:{runtime.peers.listen_port}",
             "mempool_size": len(services.mempool),
             "min_fee": services.genesis.params.min_fee,
+            "params": services.genesis.params.to_map(),
             "version": runtime.identity.version,
         }
     )

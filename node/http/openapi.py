@@ -144,6 +144,7 @@ def _schemas() -> dict[str, Any]:
             "syncing": BOOLEAN, "sync": obj({"height": INTEGER, "target": INTEGER, "syncing": BOOLEAN}),
             "consensus": obj({"height": INTEGER, "round": INTEGER, "step": STRING, "started": BOOLEAN}),
             "p2p": STRING, "mempool_size": INTEGER, "min_fee": INTEGER, "version": STRING,
+            "params": {"type": "object", "description": "The chain parameters of genesis (PROTOCOL §9), as in genesis.json: what a client checks a transaction against before signing."},
         }),
         "TxBody": obj({"tx": TX_HEX}, description="Or the canonical bytes as `application/msgpack`."),
         "TxBatchBody": obj({"txs": {"type": "array", "items": TX_HEX, "maxItems": DEFAULT_MAX_BATCH_TXS,

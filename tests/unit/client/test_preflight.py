@@ -158,3 +158,18 @@ def test_a_validator_vote_is_checked_against_the_set_and_earlier_votes() -> None
     node.validators["scheduled"] = [{"height": 9, "validators": [CARRIER.hex()]}]
     assert refusal(node, CARRIER, "validator_vote", {"action": "remove", "validator": CARRIER}) == \
         ("R34", "invalid_state")
+
+
+def test_a_ruling_leaves_the_arbiter_fee_and_a_shop_needs_the_merchant_role_where_the_chain_says_so() -> None:
+    node = FakeNode(state="disputed")
+    node.status = lambda: {"min_fee": 10, "latest_block_time": NOW,  # type: ignore[method-assign]
+                           "params": {"arbiter_fee_bps": 200, "open_merchants": False}}
+    # escrow 4 MKT, fee 2 % = 0.08 MKT: the buyer may get 3.92 MKT at most
+    assert refusal(node, ARBITER, "dispute_resolve", {"order_id": ORDER_ID, "buyer_amount": 3_920_001,
+                                                      "ruling": "split"}) == ("R14", "invalid_field")
+    lines = check_before_signing(node, ARBITER, "dispute_resolve",  # type: ignore[arg-type]
+                                 {"order_id": ORDER_ID, "buyer_amount": 3_920_000, "ruling": "split"}, None)
+    assert "resolved" in lines[0]
+    assert refusal(node, STRANGER, "shop_create", {"name": "Tea"}) == ("§4", "forbidden")
+    node.accounts[STRANGER.hex()]["roles"] = ["merchant"]
+    assert "opens shop 'Tea'" in check_before_signing(node, STRANGER, "shop_create", {"name": "Tea"}, None)[0]  # type: ignore[arg-type]
