@@ -107,15 +107,6 @@ class NodeMetrics:
         if len(result.receipts) > failed:
             self.txs.labels("ok").inc(len(result.receipts) - failed)
 
-    def admission(self, source: str, error_code: str | None, signature_checked: bool) -> None:
-        """One admission attempt: its outcome and whether it verified a signature."""
-        if signature_checked:
-            self.signature_checks.labels("tx_admission").inc()
-        if error_code is None:
-            self.admitted.labels(source).inc()
-        else:
-            self.rejected.labels(error_code).inc()
-
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Time spent building, validating or committing a block."""
         self.block_apply.labels(stage).observe(seconds)
