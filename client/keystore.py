@@ -224,7 +224,7 @@ class Keystore:
             raise KeystoreError(
                 f"cannot delete key file {path}: {error.strerror or error}"
             ) from None
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
     def export(self, name: str, target: str | os.PathLike[str], passphrase: str | None = None) -> None:
         """Write key `name` to the new file `target`, always encrypted: an encrypted key as it is
@@ -501,7 +501,7 @@ def _write_json_atomically(path: Path, document: dict[str, Any], *, overwrite: b
     except OSError as error:
         _remove_quietly(temporary)
         raise KeystoreError(f"cannot write key file {path}: {error.strerror or error}") from None
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _rename_without_overwrite(source: Path, target: Path) -> None:
@@ -525,7 +525,8 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (where the platform allows it)."""
     try:
         descriptor = os.open(directory, os.O_RDONLY)
     except OSError:

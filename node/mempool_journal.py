@@ -44,6 +44,7 @@ from typing import BinaryIO
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from client.keystore import fsync_directory
 from marketplace_tx.primitives.errors import AdmissionError
 from node.logging_setup import log_fields
 
@@ -196,7 +197,7 @@ class MempoolJournal:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
             self.size = size
             self.full = False
             self.overflowed = skipped > 0
@@ -220,20 +221,6 @@ class MempoolJournal:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (where the platform allows it)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 Readmit = Callable[[Sequence[bytes], Sequence[int]], Awaitable[Sequence[object]]]
