@@ -82,6 +82,12 @@ class Reader:
         """The node read from."""
         self._cache: dict[tuple[str, Any], Any] = {}
 
+    def status(self) -> dict[str, Any]:
+        """`GET /status` (the tip's time, the minimum fee, the chain parameters), read once."""
+        if ("status", None) not in self._cache:
+            self._cache[("status", None)] = self.client.status()
+        return self._cache[("status", None)]
+
     def read(self, kind: str, key: Any) -> dict[str, Any]:
         """`client.KIND(key)`, once; a missing object is `Refused(not_found)`."""
         if (kind, key) not in self._cache:
@@ -100,7 +106,7 @@ def check_before_signing(client: NodeClient, sender: bytes, tx_type: str, payloa
                          fee: int | None) -> list[str]:
     """What the transaction would do, as lines for `--dry-run`; raises `Refused` when the chain would refuse it."""
     reader = Reader(client)
-    paid_fee = fee if fee is not None else client.status()["min_fee"]
+    paid_fee = fee if fee is not None else reader.status()["min_fee"]
     spent, effects = _rule_checks(reader, sender, tx_type, payload)
     balance = reader.read("account", sender)["balance"]
     if balance < spent + paid_fee:
@@ -124,7 +130,7 @@ def _rule_checks(reader: Reader, sender: bytes, tx_type: str, payload: dict[str,
         verb = "grants" if tx_type == "role_grant" else "revokes"
         return 0, [f"{verb} role {payload['role']} of {payload['account'].hex()}"]
     if tx_type == "shop_create":
-        open_merchants = reader.client.status().get("params", {}).get("open_merchants", True)
+        open_merchants = reader.status().get("params", {}).get("open_merchants", True)
         if not open_merchants and "merchant" not in reader.read("account", sender)["roles"]:
             raise Refused("§4", "forbidden", f"{sender.hex()} does not hold the merchant role, which this chain "
                           "needs to open a shop", "ask a registrar for the merchant role (tx role-grant)")
@@ -222,7 +228,7 @@ def _check_arbiter(reader: Reader, sender: bytes, shop: dict[str, Any], arbiter:
 def _check_deadlines(reader: Reader, tx_type: str, order: dict[str, Any]) -> None:
     """An order whose deadline has passed moves at the start of the next block, before any
     transaction (R15); a review after its window is `deadline_passed` (R19)."""
-    now = reader.client.status().get("latest_block_time")
+    now = reader.status().get("latest_block_time")
     if now is None:
         return
     deadline = order.get("deadline")
@@ -257,7 +263,7 @@ def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, 
                           "refund at most the escrow (--all)")
         to = "refunded" if payload["amount"] == escrow else None
     if tx_type == "dispute_resolve":
-        fee_bps = reader.client.status().get("params", {}).get("arbiter_fee_bps", 0)
+        fee_bps = reader.status().get("params", {}).get("arbiter_fee_bps", 0)
         most = escrow - escrow * fee_bps // 10000
         if payload["buyer_amount"] > most:
             raise Refused("R14", "invalid_field",
