@@ -8,7 +8,9 @@ Used by `marketchain keys new/list/show`, by `--key` on signing commands and by
 - an encrypted key, `{"version": 1, "address": hex, "crypto": {...}}`: the passphrase
   is stretched with Argon2id into a 32-byte key that seals the 32-byte seed in a
   `nacl.secret.SecretBox` (XSalsa20-Poly1305). The Argon2id limits are stored in the
-  file, so stronger defaults can come later without breaking old files.
+  file, so stronger defaults can come later without breaking old files: new files use
+  libsodium's "moderate" limits (issue 13: keys that guard money), files written with
+  the older "interactive" ones still open.
 
 All bytes are lowercase hex (R5). Files are mode 0600 and written atomically; the
 directory is mode 0700. No function here logs, prints or puts a secret in an error.
@@ -42,11 +44,14 @@ KDF_NAME = "argon2id"
 CIPHER_NAME = "xsalsa20poly1305"
 """The only cipher of `FILE_VERSION` 1 (`nacl.secret.SecretBox`)."""
 
-DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
-"""Argon2id operations limit used when `create` is not told otherwise."""
+DEFAULT_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+"""Argon2id operations limit of a new encrypted key when not told otherwise: libsodium's
+"moderate" (3), about 0.5-1 s per derivation. Read at call time, so that a test may lower
+it deliberately (tests/fast_keys.py); an explicit `opslimit` argument always wins."""
 
-DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
-"""Argon2id memory limit in bytes used when `create` is not told otherwise."""
+DEFAULT_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+"""Argon2id memory limit in bytes of a new encrypted key when not told otherwise:
+libsodium's "moderate" (256 MiB). Read at call time, like `DEFAULT_OPSLIMIT`."""
 
 DIRECTORY_MODE = 0o700
 """Permissions of a keystore directory this module creates."""
@@ -143,13 +148,14 @@ class Keystore:
         passphrase: str | None,
         seed: bytes | None = None,
         *,
-        opslimit: int = DEFAULT_OPSLIMIT,
-        memlimit: int = DEFAULT_MEMLIMIT,
+        opslimit: int | None = None,
+        memlimit: int | None = None,
     ) -> KeyPair:
         """Store a new key `name` from `seed` (default: a fresh random one) and return it.
 
         A `None` passphrase writes a plain dev key; otherwise the seed is encrypted with
-        Argon2id(`opslimit`, `memlimit`) and XSalsa20-Poly1305. An existing name is refused.
+        Argon2id(`opslimit`, `memlimit`; default moderate) and XSalsa20-Poly1305. An existing
+        name is refused.
         """
         path = self.path_of(name)
         if path.exists():
@@ -176,8 +182,8 @@ class Keystore:
         seed_hex: str,
         passphrase: str | None,
         *,
-        opslimit: int = DEFAULT_OPSLIMIT,
-        memlimit: int = DEFAULT_MEMLIMIT,
+        opslimit: int | None = None,
+        memlimit: int | None = None,
     ) -> KeyPair:
         """Store key `name` from a seed given as 64 hex characters; see `create`."""
         text = seed_hex.strip().lower() if isinstance(seed_hex, str) else ""
@@ -263,10 +269,16 @@ def encrypt_key(
     keypair: KeyPair,
     passphrase: str,
     *,
-    opslimit: int = DEFAULT_OPSLIMIT,
-    memlimit: int = DEFAULT_MEMLIMIT,
+    opslimit: int | None = None,
+    memlimit: int | None = None,
 ) -> dict[str, Any]:
-    """The encrypted key file document of `keypair` under `passphrase` (random salt, nonce)."""
+    """The encrypted key file document of `keypair` under `passphrase` (random salt, nonce).
+
+    The limits default to `DEFAULT_OPSLIMIT` and `DEFAULT_MEMLIMIT` (moderate) and are stored
+    in the document.
+    """
+    opslimit = DEFAULT_OPSLIMIT if opslimit is None else opslimit
+    memlimit = DEFAULT_MEMLIMIT if memlimit is None else memlimit
     if not isinstance(passphrase, str) or passphrase == "":
         raise KeystoreError("the passphrase must be a non-empty string (None for a plain dev key)")
     _check_limits(opslimit, memlimit, "the requested Argon2id limits")
@@ -299,6 +311,28 @@ def write_plain_key(
     path = Path(path)
     try:
         _write_json_atomically(path, _plain_document(keypair), overwrite=overwrite)
+    except FileExistsError:
+        raise KeystoreError(f"key file {path} already exists") from None
+
+
+def write_encrypted_key(
+    path: str | os.PathLike[str],
+    keypair: KeyPair,
+    passphrase: str,
+    *,
+    opslimit: int | None = None,
+    memlimit: int | None = None,
+    overwrite: bool = True,
+) -> None:
+    """Write `keypair` encrypted under `passphrase` (see `encrypt_key`; moderate limits by
+    default), mode 0600, atomically; used by `marketchain init --encrypt` for node homes.
+
+    With `overwrite=False` an existing file raises KeystoreError instead of being replaced.
+    """
+    path = Path(path)
+    document = encrypt_key(keypair, passphrase, opslimit=opslimit, memlimit=memlimit)
+    try:
+        _write_json_atomically(path, document, overwrite=overwrite)
     except FileExistsError:
         raise KeystoreError(f"key file {path} already exists") from None
 

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from client.commands import command_line
 from node.commands import COMMANDS, NODE_COMMANDS, USER_ERRORS
 from tests.e2e.node_process import free_base_port
+from tests.fast_keys import fast_key_derivation
 from tests.paths import REPO_ROOT as ROOT
 
 DEADLINE_SECONDS = 90
@@ -45,7 +46,8 @@ def run_cli(*arguments: str, env: dict[str, str] | None = None, check: bool = Tr
 # --- keys and init, in-process ------------------------------------------------------
 
 
-def test_keys_new_list_show(tmp_path: Path) -> None:
+def test_keys_new_list_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_key_derivation(monkeypatch)
     runner = CliRunner()
     env = {"MARKETCHAIN_KEYSTORE": str(tmp_path / "keys"), "MARKETCHAIN_PASSPHRASE": "correct horse"}
     created = runner.invoke(main, ["keys", "new", "alice"], env=env)

@@ -4,6 +4,7 @@ and `marketchain init --home ./node`, as the README once suggested, refuses a pa
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -12,6 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import nacl.pwhash
+
+from client.keystore import Keystore
+from tests.fast_keys import FAST_LIMITS
 from tests.paths import REPO_ROOT
 
 DEADLINE_SECONDS = 60.0
@@ -82,21 +87,25 @@ def test_a_short_new_passphrase_is_asked_again_and_a_wrong_one_gets_three_tries(
     new.expect("Repeat for confirmation:")
     new.type("correct horse")
     assert new.exit_code() == 0 and "encrypted" in new.seen
-    signing = Terminal("tx", "transfer", "--key", "alice", "--to", "ab" * 32, "--amount", "1MKT",
+    crypto = json.loads((tmp_path / "keys" / "alice.json").read_text())["crypto"]  # issue 13: the CLI's
+    assert (crypto["opslimit"], crypto["memlimit"]) == (  # default is Argon2id "moderate"
+        nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
+    Keystore(tmp_path / "keys").create("bob", "correct horse", **FAST_LIMITS)  # 7 tries below: fast
+    signing = Terminal("tx", "transfer", "--key", "bob", "--to", "ab" * 32, "--amount", "1MKT",
                        "--node", "http://127.0.0.1:9", env=env)
     for attempt in ("wrong one", "wrong two"):
-        signing.expect("Passphrase for key alice:")
+        signing.expect("Passphrase for key bob:")
         signing.type(attempt)
         signing.expect("try again")
-    signing.expect("Passphrase for key alice:")
+    signing.expect("Passphrase for key bob:")
     signing.type("correct horse")
     assert signing.exit_code() == 1 and "unreachable" in signing.seen  # the key opened; there is no node
-    failing = Terminal("tx", "transfer", "--key", "alice", "--to", "ab" * 32, "--amount", "1MKT",
+    failing = Terminal("tx", "transfer", "--key", "bob", "--to", "ab" * 32, "--amount", "1MKT",
                        "--node", "http://127.0.0.1:9", env=env)
     for attempt in ("one", "two", "three"):
-        failing.expect("Passphrase for key alice:")
+        failing.expect("Passphrase for key bob:")
         failing.type(attempt)
-    assert failing.exit_code() == 1 and "wrong passphrase for key alice" in failing.seen
+    assert failing.exit_code() == 1 and "wrong passphrase for key bob" in failing.seen
 
 
 def test_init_into_a_package_folder_as_the_readme_once_said_is_refused(tmp_path: Path) -> None:

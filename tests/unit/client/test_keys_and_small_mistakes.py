@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from client.commands import command_line, common
 from client.keystore import Keystore
+from tests.fast_keys import fast_key_derivation
 
 main = command_line()
 """The client's commands (no node-side command is needed here)."""
@@ -21,14 +22,16 @@ def environment(tmp_path: Path, secret: str = "correct horse") -> dict[str, str]
     return {"MARKETCHAIN_KEYSTORE": str(tmp_path / "keys"), "MARKETCHAIN_PASSPHRASE": secret}
 
 
-def test_a_new_passphrase_needs_eight_characters(tmp_path: Path) -> None:
+def test_a_new_passphrase_needs_eight_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_key_derivation(monkeypatch)
     short = CliRunner().invoke(main, ["keys", "new", "alice"], env=environment(tmp_path, "x"))
     assert short.exit_code == 1 and "at least 8 characters" in short.output
     assert not (tmp_path / "keys" / "alice.json").exists()
     assert CliRunner().invoke(main, ["keys", "new", "alice"], env=environment(tmp_path)).exit_code == 0
 
 
-def test_keys_export_import_and_delete(tmp_path: Path) -> None:
+def test_keys_export_import_and_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_key_derivation(monkeypatch)
     runner, env = CliRunner(), environment(tmp_path)
     address = runner.invoke(main, ["keys", "new", "carol", "--plain"], env=env).output.split()[1]
     exported = tmp_path / "carol-backup.json"

@@ -166,12 +166,20 @@ def test_encrypted_key_create_list_show_load(keystore: Keystore) -> None:
     assert keystore.load("bob", PASSPHRASE) == keypair
 
 
-def test_default_limits_are_interactive_and_stored(keystore: Keystore) -> None:
-    keypair = keystore.create("default", PASSPHRASE)
+def test_default_limits_are_moderate_and_stored(keystore: Keystore) -> None:
+    """Issue 13: keys that guard money get libsodium's moderate limits (one real derivation)."""
+    keystore.create("default", PASSPHRASE)
     crypto = read_json(keystore.directory / "default.json")["crypto"]
-    assert crypto["opslimit"] == DEFAULT_OPSLIMIT == nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
-    assert crypto["memlimit"] == DEFAULT_MEMLIMIT == nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
-    assert keystore.load("default", PASSPHRASE) == keypair
+    assert crypto["opslimit"] == DEFAULT_OPSLIMIT == nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+    assert crypto["memlimit"] == DEFAULT_MEMLIMIT == nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+
+
+def test_a_file_with_the_older_interactive_limits_still_opens(keystore: Keystore) -> None:
+    """The limits are read from each file, so files written before issue 13 still open."""
+    old = {"opslimit": nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, "memlimit": FAST_LIMITS["memlimit"]}
+    keypair = keystore.create("old", PASSPHRASE, KNOWN_SEED, **old)
+    assert read_json(keystore.directory / "old.json")["crypto"]["opslimit"] == old["opslimit"]
+    assert keystore.load("old", PASSPHRASE) == keypair
 
 
 def test_encrypted_file_does_not_contain_the_seed(keystore: Keystore) -> None:

@@ -15,6 +15,7 @@ from client.verification import GenesisFileError, read_genesis_file
 from marketplace_tx.chain.genesis import Genesis, GenesisAccount
 from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives.crypto import KeyPair
+from tests.fast_keys import FAST_LIMITS
 
 
 def test_every_public_name_exists_and_is_documented() -> None:
@@ -30,7 +31,7 @@ def test_load_key_from_a_file_or_the_keystore(tmp_path: Path, monkeypatch: pytes
     write_plain_key(tmp_path / "alice.json", plain)
     assert load_key(tmp_path / "alice.json") == plain
     assert load_key(str(tmp_path / "alice.json"), "ignored for a plain key") == plain
-    created = Keystore().create("bob", "correct horse")
+    created = Keystore().create("bob", "correct horse", **FAST_LIMITS)
     assert load_key("bob", "correct horse").address == created.address
     with pytest.raises(KeystoreError):
         load_key("bob", "wrong")
