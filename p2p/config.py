@@ -22,6 +22,22 @@ class PeerManagerConfig:
     """How often a ping is sent, so that a healthy idle connection is never idle."""
     max_inbound: int = 40
     """Most accepted connections (those still in the handshake included)."""
+    max_inbound_per_ip: int = 4
+    """Most inbound connections (in the handshake or connected) from one IP address;
+    reserved peers, once identified, do not count."""
+    max_inbound_per_subnet: int = 8
+    """Most inbound connections from one /24 (IPv4) or /48 (IPv6); reserved peers do not count."""
+    reserved_peers: frozenset[bytes] = frozenset()
+    """Node keys (besides the persistent peers') never refused for lack of room and exempt
+    from the per-IP limits and IP bans: the operator's unconditional peers."""
+    ip_ban_duration_s: float = 120.0
+    """How long an IP stays refused (anonymous connections only) after its score or a
+    banned peer's fell below the threshold."""
+    penalty_handshake_failure: float = 10.0
+    """Score an IP loses for an inbound handshake that fails (timeout, garbage, wrong chain)."""
+    allow_private_peers: bool = False
+    """Dial loopback, private, link-local addresses and DNS names learned by peer exchange
+    (persistent peers are always dialed); for local testnets."""
     max_outbound: int = 10
     """Most dialed connections to peers learned by exchange (persistent peers are always dialed)."""
     messages_per_s: float = 1000.0
@@ -68,9 +84,30 @@ class PeerManagerConfig:
     """Most exchanged addresses remembered."""
     seen_cache_size: int = 100_000
     """Gossip message hashes remembered so that nothing is delivered or relayed twice."""
+    send_queue_bytes: int = 4 * 1024 * 1024
+    """Bytes queued for (or being written to) one peer; beyond it a new message is dropped
+    (a single larger message is still queued alone). See p2p/buffers.py."""
+    total_send_bytes: int = 64 * 1024 * 1024
+    """Bytes queued for all peers together; beyond it new messages are dropped."""
+    receive_queue_bytes: int = 4 * 1024 * 1024
+    """Bytes read from one peer and not yet handled; beyond it reading that peer pauses."""
+    total_receive_bytes: int = 64 * 1024 * 1024
+    """Bytes read from all peers and not yet handled; beyond it reading pauses everywhere."""
+    send_stall_timeout_s: float = 30.0
+    """A peer whose send queue stays full this long without one completed write (it does
+    not read its socket) is disconnected."""
+    max_streamed_per_peer: int = 64
+    """Streamed responses (blocks served to block sync) queued for one peer; beyond it a
+    request is refused (node/block_sync.py charges the peer)."""
+    streamed_bytes_per_s: float = 8 * 1024 * 1024
+    """Sustained bytes of streamed responses written to one peer per second."""
+    streamed_byte_burst: float = 32 * 1024 * 1024
+    """Bytes of streamed responses one peer may get at once before the rate applies."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_frame_bytes <= MAX_FRAME_BYTES:
             raise ValueError(f"max_frame_bytes must be 1 … {MAX_FRAME_BYTES}")
         if self.max_inbound < 0 or self.max_outbound < 0:
             raise ValueError("peer limits cannot be negative")
+        if self.max_inbound_per_ip < 1 or self.max_inbound_per_subnet < 1:
+            raise ValueError("per-IP and per-subnet inbound limits must be at least 1")
