@@ -5,19 +5,26 @@ canonical bytes and hashed locally; the Merkle path is checked against the heade
 `tx_root` (R7); the commit's precommit signatures are checked against a validator set
 whose hash must equal the header's `validators_hash` (R23, R24, R26). The set itself
 comes from a genesis file when given (the trust anchor), else from the node.
+
+`verify_order_placement` uses the same checks for `tx order-ship` (issue 13): the buyer's
+sealed address is taken from the `order_place` transaction the buyer signed, proven final,
+never from what the node says about the order.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from client.node_client import NodeClient
 from consensus.commit import verify_commit
 from marketplace_tx.chain.block import Commit, decode_block
 from marketplace_tx.chain.genesis import Genesis, genesis_from_json
-from marketplace_tx.primitives.errors import InvalidBlock, InvalidGenesis
+from marketplace_tx.chain.transaction import Transaction, decode_transaction
+from marketplace_tx.primitives.errors import AdmissionError, InvalidBlock, InvalidGenesis
 from marketplace_tx.primitives.merkle import verify_inclusion
 from marketplace_tx.rules.validators import validators_hash
 
@@ -58,6 +65,8 @@ class Verification:
     """Valid precommit signatures in the commit."""
     validators: int
     """Size of the validator set they were checked against."""
+    tx_bytes: bytes = field(default=b"", repr=False)
+    """The transaction's canonical bytes, taken from the hashed block (they hash to `tx_hash`)."""
 
 
 def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None = None) -> Verification:
@@ -106,4 +115,38 @@ def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None
         verify_commit(commit, chain_id, header.hash, height, validators)
     except InvalidBlock as error:
         raise VerificationFailed(error.message) from None
-    return Verification(tx_hash, height, header.hash.hex(), len(commit.signatures), len(validators))
+    return Verification(tx_hash, height, header.hash.hex(), len(commit.signatures), len(validators),
+                        block.txs[proof["index"]])
+
+
+def verify_order_placement(
+    client: NodeClient, order_id: bytes, order: Mapping[str, Any], genesis: Genesis | None = None
+) -> Transaction:
+    """The buyer-signed `order_place` transaction of `order` (the node's view of `order_id`), checked.
+
+    The order id is that transaction's hash (R9): its bytes are taken from a final block
+    (`verify_transaction`: Merkle path, block hash, commit signatures); its signature must be
+    valid (R8), its type `order_place`, its sender the order's `buyer` and its `shipping` the
+    order's `shipping` (R13). A node that swapped the sealed box, the buyer or the proof is
+    refused with `VerificationFailed`; so is an answer of the wrong shape.
+    """
+    try:
+        verification = verify_transaction(client, order_id.hex(), genesis)
+        buyer, shipping = bytes.fromhex(order["buyer"]), bytes.fromhex(order["shipping"])
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise VerificationFailed(f"the node's answer about order {order_id.hex()} is malformed: {error!r}") from None
+    try:
+        placement = decode_transaction(verification.tx_bytes, len(verification.tx_bytes))
+    except AdmissionError as error:
+        raise VerificationFailed(f"the order's transaction does not decode: {error.message}") from None
+    if placement.hash != order_id or placement.type != "order_place":
+        raise VerificationFailed(f"transaction {order_id.hex()} is a {placement.type}, not this order's order_place")
+    if not placement.has_valid_signature():
+        raise VerificationFailed("the order_place transaction's signature is not valid (R8)")
+    if placement.sender != buyer:
+        raise VerificationFailed(f"the node says the buyer is {buyer.hex()}, but the order_place transaction "
+                                 f"was signed by {placement.sender.hex()}")
+    if placement.payload.get("shipping") != shipping:
+        raise VerificationFailed("the shipping box the node returned is not the one in the order_place "
+                                 "transaction the buyer signed (R13)")
+    return placement

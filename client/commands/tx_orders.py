@@ -14,6 +14,7 @@ from client.commands.common import account_address, call, fail, load_signing_key
 from client.commands.sending import build, order_option, reason_option, send, tx_options
 from client.commands.types import AMOUNT, ID
 from client.sealing import SealError, open_sealed, seal_for
+from client.verification import VerificationFailed, verify_order_placement
 from marketplace_tx.rules.schema import SHIPMENT_STATUSES
 
 
@@ -83,18 +84,28 @@ def tx_order_cancel(order_id: bytes, **common: Any) -> None:
               help="Do not re-seal the buyer's address to the carrier (shipping_for_carrier).")
 @tx_options
 def tx_order_ship(order_id: bytes, carrier: str, tracking: str, no_reseal: bool, **common: Any) -> None:
-    """Hand the order to a carrier (merchant); re-seals the address for the carrier locally."""
+    """Hand the order to a carrier (merchant); re-seals the address for the carrier locally.
+
+    The sealed address is first checked against the order_place transaction the buyer signed,
+    proven final by its block's commit signatures: a node that swapped it is refused.
+    """
     carrier_address = account_address(carrier, "--carrier")
     key = load_signing_key(common["key_reference"])
     for_carrier = None
     if not no_reseal:
-        order = call(node_client(common["node_url"]).order, order_id)
+        client = node_client(common["node_url"])
+        order = call(client.order, order_id)
         if key.address.hex() != order["merchant"]:
             fail(f"--key {key.address.hex()} is not this order's merchant ({order['merchant']}): only the "
                  "merchant can open the buyer's address to re-seal it; sign with the merchant's key "
                  "(or pass --no-reseal)")
+        try:  # issue 13: the box comes from the buyer-signed, final order_place, never from the node alone
+            placement = call(verify_order_placement, client, order_id, order)
+        except VerificationFailed as error:
+            fail(f"refusing to re-seal the shipping address: {error}; nothing was signed (ask another node "
+                 "with --node)")
         try:
-            for_carrier = seal_for(carrier_address, open_sealed(key, bytes.fromhex(order["shipping"])))
+            for_carrier = seal_for(carrier_address, open_sealed(key, placement.payload["shipping"]))
         except SealError as error:
             fail(f"cannot re-seal the shipping address: {error} (pass --no-reseal to ship without it)")
     send("order_ship", payloads.order_ship(order_id, carrier_address, tracking, for_carrier), key=key, **common)

@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from client.sealing import seal_for
 from tests.e2e.cli_testnet import ADDRESS, account_keys, cli, cli_json, cli_testnet_fixture, http
+from tests.e2e.lying_node import lying_node
 
 testnet = cli_testnet_fixture()
+
+
+def key_address(key_file: str) -> str:
+    """The address in a testnet account's key file."""
+    return json.loads(Path(key_file).read_text())["address"]
 
 
 @pytest.mark.integration
@@ -74,6 +81,23 @@ def test_an_order_from_placement_to_review_through_the_cli(testnet: tuple[Path, 
                 key["dave"], "--tracking", "X", *node, check=False)
     assert wrong.returncode == 1 and "not this order's merchant" in wrong.stderr
     cli("tx", "order-accept", "--key", key["alice"], "--order", order_id, *node)
+
+    # Issue 13: a node that swaps the sealed box (for one sealed to the merchant, with its own
+    # address), or the buyer and the box, is caught by the buyer-signed, final order_place.
+    merchant = json.loads(Path(key["alice"]).read_text())["address"]
+    mallory = seal_for(bytes.fromhex(merchant), b"Mallory, 1 Fake Street")
+    for lie, expected in (
+        (lambda order: {**order, "shipping": mallory.hex()}, "is not the one in the order_place transaction"),
+        (lambda order: {**order, "shipping": mallory.hex(), "buyer": key_address(key["dave"])},
+         "was signed by"),
+    ):
+        with lying_node(url, lie) as liar:
+            refused = cli("tx", "order-ship", "--key", key["alice"], "--order", order_id, "--carrier",
+                          key["dave"], "--tracking", "SF123456", "--node", liar, check=False)
+        assert refused.returncode == 1 and "refusing to re-seal" in refused.stderr, refused.stderr
+        assert expected in refused.stderr and "Traceback" not in refused.stderr
+    assert cli_json("query", "order", order_id, *node)["state"] == "accepted"  # nothing was signed
+
     shipped = cli_json("tx", "order-ship", "--key", key["alice"], "--order", order_id, "--carrier",
                        key["dave"], "--tracking", "SF123456", "--wait", *node)
     assert shipped["result"]["ok"] and "shipping_for_carrier" in shipped["payload"]
