@@ -39,13 +39,24 @@ class HttpConfig:
     max_batch_txs: int = 10_000
     """Most transactions one `POST /txs/batch` may carry."""
     rate_per_ip: int = 200
-    """Requests per second one client address regains (IPv6: one /64); beyond its burst,
-    429 `rate_limited` with `Retry-After`. 0 turns the per-address limit off."""
+    """Request units per second one client address regains (IPv6: one /64): a plain request
+    costs 1, transactions submitted, list rows and body bytes cost more (node/http/costs.py);
+    beyond its burst, 429 `rate_limited` with `Retry-After`. 0 turns the per-address limit off."""
     burst_per_ip: int = 1000
-    """Requests one client address may make at once before `rate_per_ip` applies."""
+    """Request units one client address may spend at once before `rate_per_ip` applies."""
     max_connections: int = 512
     """Most HTTP connections served at once (event streams included); one more is refused
     with 429 `rate_limited` and closed."""
+    max_connections_per_ip: int = 64
+    """Most open HTTP connections of one client address (IPv6: one /64), counted from the
+    moment they are accepted; one more is answered 429 `rate_limited` and closed."""
+    max_event_streams_per_ip: int = 8
+    """Most `GET /events` streams one client address may hold open; one more is 429 `rate_limited`."""
+    header_timeout_s: int = 20
+    """Seconds a new connection has to send its first request's headers; after, 408
+    `request_timeout` and the connection is closed (slow clients cannot hold it)."""
+    body_timeout_s: int = 60
+    """Seconds a request has to send its whole body; after, 408 `request_timeout` and closed."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,10 @@ _POSITIVE = {
     "http.max_batch_txs",
     "http.burst_per_ip",
     "http.max_connections",
+    "http.max_connections_per_ip",
+    "http.max_event_streams_per_ip",
+    "http.header_timeout_s",
+    "http.body_timeout_s",
     "mempool.max_transactions",
     "mempool.max_bytes",
     "mempool.journal_max_bytes",
