@@ -13,10 +13,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from p2p.address_book import AddressBook
 from p2p.addresses import PeerAddress
 from p2p.backoff import DialState, backoff_delay
 from p2p.config import PeerManagerConfig
-from p2p.pex import AddressBook
 
 log = logging.getLogger(__name__)
 

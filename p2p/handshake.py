@@ -49,7 +49,11 @@ PROTOCOL_VERSION = 1
 HANDSHAKE_TIMEOUT_S = 5.0
 """Default time a peer has to complete the whole handshake."""
 
-MAX_HELLO_BYTES = 1024
+MAX_PREAUTH_FRAME_BYTES = 1024
+"""Largest frame read before the peer's proof is verified (the hello and the proof):
+an unauthenticated peer cannot make us buffer more (R31)."""
+
+MAX_HELLO_BYTES = MAX_PREAUTH_FRAME_BYTES
 """Largest plaintext hello frame accepted."""
 
 TRANSCRIPT_TAG = b"marketchain/p2p-transcript/v1\x00"
@@ -65,6 +69,20 @@ HELLO_KEYS = frozenset(
     {"chain_id", "ephemeral_key", "genesis_hash", "listen_port", "node_address", "version"}
 )
 """Exactly the keys of a hello."""
+
+
+class PreAuthFrameTooLarge(HandshakeError):
+    """A frame before authentication announced more than `MAX_PREAUTH_FRAME_BYTES`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"frame_too_large: {message}")
+
+
+class NoFreeSlot(HandshakeError):
+    """The connection got no anonymous slot and the peer is not a reserved one."""
+
+    def __init__(self, node_address: bytes) -> None:
+        super().__init__(f"no free slot for {node_address.hex()}: only reserved peers are accepted")
 
 
 @dataclass(frozen=True)
@@ -174,8 +192,17 @@ def derive_session_keys(
     )
 
 
-def check_hello(theirs: Hello, ours: Hello, expected_address: bytes | None) -> None:
-    """Refuse a peer on another protocol, chain or genesis, ourselves, or an unexpected key."""
+def check_hello(
+    theirs: Hello,
+    ours: Hello,
+    expected_address: bytes | None,
+    allowed_addresses: frozenset[bytes] | set[bytes] | None = None,
+) -> None:
+    """Refuse a peer on another protocol, chain or genesis, ourselves, or an unexpected key.
+
+    `allowed_addresses`, when given, are the only node keys accepted (a connection that
+    got no anonymous slot may go on only as a reserved peer).
+    """
     if theirs.version != ours.version:
         raise HandshakeError(
             f"unsupported protocol version {theirs.version} (ours is {ours.version})"
@@ -192,6 +219,8 @@ def check_hello(theirs: Hello, ours: Hello, expected_address: bytes | None) -> N
         raise HandshakeError(
             f"peer is {theirs.node_address.hex()}, expected {expected_address.hex()}"
         )
+    if allowed_addresses is not None and theirs.node_address not in allowed_addresses:
+        raise NoFreeSlot(theirs.node_address)
 
 
 async def handshake(
@@ -206,10 +235,13 @@ async def handshake(
     expected_address: bytes | None = None,
     timeout_s: float = HANDSHAKE_TIMEOUT_S,
     max_frame_bytes: int = MAX_FRAME_BYTES,
+    allowed_addresses: frozenset[bytes] | set[bytes] | None = None,
 ) -> HandshakeResult:
     """Run the handshake on a fresh TCP stream; `HandshakeError` (with the reason) on any failure.
 
-    The caller closes the stream on failure.
+    The deadline `timeout_s` covers everything from the first byte on; every frame read
+    before the peer's proof is verified is at most `MAX_PREAUTH_FRAME_BYTES` (R31), a
+    larger one raises `PreAuthFrameTooLarge` at once. The caller closes the stream on failure.
     """
     try:
         async with asyncio.timeout(timeout_s):
@@ -223,10 +255,15 @@ async def handshake(
                 listen_port,
                 expected_address,
                 max_frame_bytes,
+                allowed_addresses,
             )
     except TimeoutError:
         raise HandshakeError(f"handshake timed out after {timeout_s:g} s") from None
-    except (ConnectionClosed, FrameError, ChannelError) as error:
+    except FrameError as error:
+        if error.code == "frame_too_large":
+            raise PreAuthFrameTooLarge(error.message) from None
+        raise HandshakeError(f"{error.code}: {error.message}") from None
+    except (ConnectionClosed, ChannelError) as error:
         raise HandshakeError(f"{error.code}: {error.message}") from None
     except OSError as error:
         raise HandshakeError(f"socket error: {error}") from None
@@ -242,6 +279,7 @@ async def _exchange(
     listen_port: int,
     expected_address: bytes | None,
     max_frame_bytes: int,
+    allowed_addresses: frozenset[bytes] | set[bytes] | None,
 ) -> HandshakeResult:
     ephemeral = nacl.public.PrivateKey.generate()
     ours = Hello(
@@ -253,8 +291,8 @@ async def _exchange(
     )
     write_frame(writer, ours.encode())
     await writer.drain()
-    theirs = Hello.decode(await read_frame(reader, MAX_HELLO_BYTES))
-    check_hello(theirs, ours, expected_address)
+    theirs = Hello.decode(await read_frame(reader, MAX_PREAUTH_FRAME_BYTES))
+    check_hello(theirs, ours, expected_address, allowed_addresses)
 
     first, second = (ours, theirs) if initiator else (theirs, ours)
     try:
@@ -271,7 +309,7 @@ async def _exchange(
 
     proof = proof_value(chain_id, genesis_hash, first.ephemeral_key, second.ephemeral_key)
     await channel.send(encode({"signature": node_key.sign_value("handshake", proof)}))
-    signature = _parse_auth(await channel.receive())
+    signature = _parse_auth(channel.open(await read_frame(reader, MAX_PREAUTH_FRAME_BYTES)))
     if not verify_signature(theirs.node_address, signing_bytes("handshake", proof), signature):
         raise HandshakeError(f"bad handshake signature from {theirs.node_address.hex()}")
     return HandshakeResult(channel=channel, peer=theirs, initiator=initiator)

@@ -7,6 +7,8 @@ lower node address. Two connections in the same direction keep the older.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from p2p.addresses import PeerAddress
 from p2p.peer import INBOUND, OUTBOUND, Peer
 
@@ -17,11 +19,18 @@ Endpoint = tuple[str, int]
 class PeerSet:
     """Connected peers by node address, with the bookkeeping the dialer needs."""
 
-    def __init__(self, own_address: bytes, max_inbound: int) -> None:
+    def __init__(
+        self,
+        own_address: bytes,
+        max_inbound: int,
+        is_reserved: Callable[[bytes], bool] = lambda address: False,
+    ) -> None:
         self.own_address = own_address
         """Our node address (for the tie-break between duplicate connections)."""
         self.max_inbound = max_inbound
-        """Most inbound connections kept."""
+        """Most inbound connections of anonymous (not reserved) peers kept."""
+        self.is_reserved = is_reserved
+        """True for a reserved peer: never refused for lack of room, not counted in `max_inbound`."""
         self.self_endpoints: set[Endpoint] = set()
         """Listen addresses that turned out to be our own: never dialed again."""
         self._peers: dict[bytes, Peer] = {}
@@ -54,8 +63,16 @@ class PeerSet:
         existing = self.get(address)
         if existing is not None and not self._keeps_new(direction, existing.direction, address):
             return "duplicate connection"
-        if direction == INBOUND and self.count(INBOUND, excluding=address) >= self.max_inbound:
-            return f"inbound limit {self.max_inbound} reached"
+        if direction == INBOUND and not self.is_reserved(address):
+            anonymous = sum(
+                1
+                for peer in self.live()
+                if peer.direction == INBOUND
+                and peer.node_address != address
+                and not self.is_reserved(peer.node_address)
+            )
+            if anonymous >= self.max_inbound:
+                return f"inbound limit {self.max_inbound} reached"
         return None
 
     def _keeps_new(self, new_direction: str, old_direction: str, address: bytes) -> bool:

@@ -3,53 +3,32 @@
 A `peers` message carries `["<node address hex>@host:port", …]`: the listen addresses
 of the sender's connected peers. Addresses are dialed only up to `max_outbound`;
 one that keeps failing is forgotten.
+
+What a peer names is filed only if it is safe to dial: never an unspecified or
+multicast address; loopback, private, link-local addresses and DNS names only when the
+operator allows them (`allow_private_peers`); never a banned endpoint, key or IP, a
+persistent peer's endpoint or key (the operator's entry stays as written), or an
+endpoint already known (its expected key is never replaced). The book buckets the
+rest by who told us (p2p/address_book.py), so one peer cannot fill or replace it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from p2p.address_book import AddressBook
 from p2p.addresses import PeerAddress, parse_peer_address
 from p2p.messages import MAX_PEX_ADDRESSES, peers_addresses, peers_body
+from p2p.network_groups import never_dialable, non_public
 from p2p.peer import Peer
 from p2p.peer_set import PeerSet
 
+__all__ = ["AddressBook", "PeerExchange", "addresses_to_share"]
+
 log = logging.getLogger(__name__)
-
-
-class AddressBook:
-    """Exchanged addresses, oldest first, at most `capacity` of them."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        """Most addresses kept; the oldest is dropped first."""
-        self._addresses: OrderedDict[tuple[str, int], PeerAddress] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._addresses)
-
-    def __contains__(self, endpoint: tuple[str, int]) -> bool:
-        return endpoint in self._addresses
-
-    def add(self, address: PeerAddress) -> bool:
-        """Remember `address` (replacing what was known for its endpoint); True if it was new."""
-        new = address.endpoint not in self._addresses
-        self._addresses[address.endpoint] = address
-        while len(self._addresses) > self.capacity:
-            self._addresses.popitem(last=False)
-        return new
-
-    def remove(self, endpoint: tuple[str, int]) -> None:
-        """Forget the address at `endpoint`."""
-        self._addresses.pop(endpoint, None)
-
-    def addresses(self) -> list[PeerAddress]:
-        """Every known address."""
-        return list(self._addresses.values())
 
 
 def addresses_to_share(listen_addresses: Iterable[PeerAddress], rng: random.Random) -> list[str]:
@@ -69,9 +48,17 @@ class PeerExchange:
         peers: PeerSet,
         is_refused: Callable[[PeerAddress], bool],
         rng: random.Random,
+        allow_private: bool = False,
+        persistent: Iterable[PeerAddress] = (),
     ) -> None:
         self.book = book
         """Where learned addresses go."""
+        self.allow_private = allow_private
+        """File loopback, private and link-local addresses and DNS names too."""
+        self.persistent_endpoints = {address.endpoint for address in persistent}
+        """Endpoints of the configured persistent peers: never filed from gossip."""
+        self.persistent_keys = {a.node_address for a in persistent if a.node_address is not None}
+        """Node keys of the configured persistent peers: their entries stay as configured."""
         self._peers = peers
         self._is_refused = is_refused
         self._rng = rng
@@ -94,7 +81,24 @@ class PeerExchange:
                 continue
             if address.endpoint in self._peers.self_endpoints or self._is_refused(address):
                 continue
-            if self.book.add(address):
+            reason = self.refusal(address)
+            if reason is not None:
+                log.debug("ignoring %s from %s: %s", address, sender.node_address.hex(), reason)
+                continue
+            if self.book.add(address, sender.remote_host):
                 learned += 1
                 log.debug("learned %s from %s", address, sender.node_address.hex())
         return learned
+
+    def refusal(self, address: PeerAddress) -> str | None:
+        """Why an exchanged `address` is not filed, or None if it may be."""
+        reason = never_dialable(address.host)
+        if reason is None and not self.allow_private:
+            reason = non_public(address.host)
+        if reason is not None:
+            return reason
+        if address.endpoint in self.persistent_endpoints:
+            return "a persistent peer's endpoint"
+        if address.node_address in self.persistent_keys:
+            return "a persistent peer's key"
+        return None

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class ScoreBook:
-    """The score of every node address seen recently; it survives reconnections."""
+    """The score of every node address (or IP address) seen recently; it survives reconnections."""
 
     def __init__(
         self,
@@ -29,9 +29,9 @@ class ScoreBook:
         """Score regained per second."""
         self._capacity = capacity
         self._clock = clock
-        self._scores: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+        self._scores: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
-    def score(self, node_address: bytes) -> float:
+    def score(self, node_address: Hashable) -> float:
         """The peer's current score, recovery included."""
         entry = self._scores.get(node_address)
         if entry is None:
@@ -39,7 +39,7 @@ class ScoreBook:
         value, updated = entry
         return min(self.initial, value + (self._clock() - updated) * self.recovery_per_s)
 
-    def penalize(self, node_address: bytes, penalty: float) -> float:
+    def penalize(self, node_address: Hashable, penalty: float) -> float:
         """Lower the peer's score by `penalty` (≥ 0) and return the new score."""
         value = self.score(node_address) - max(0.0, penalty)
         self._scores[node_address] = (value, self._clock())
@@ -48,7 +48,7 @@ class ScoreBook:
             self._scores.popitem(last=False)
         return value
 
-    def reset(self, node_address: bytes) -> None:
+    def reset(self, node_address: Hashable) -> None:
         """Forget the peer's history (after a ban, it starts afresh)."""
         self._scores.pop(node_address, None)
 
