@@ -26,16 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketplace_tx.primitives.crypto import KeyPair, sha256
+from p2p.address_book import AddressBook
 from p2p.addresses import PeerAddress, parse_peer_address
 from p2p.channel import close_writer
 from p2p.config import PeerManagerConfig
 from p2p.dialer import Dialer
 from p2p.errors import HandshakeError, MessageError, SelfConnection
-from p2p.handshake import HandshakeResult, handshake
+from p2p.handshake import HandshakeResult, NoFreeSlot, PreAuthFrameTooLarge, handshake
+from p2p.inbound_policy import InboundPolicy
 from p2p.messages import GOSSIP_KINDS, Message, encode_message, status_height
 from p2p.peer import INBOUND, OUTBOUND, Peer, PeerInfo
 from p2p.peer_set import PeerSet
-from p2p.pex import AddressBook, PeerExchange
+from p2p.pex import PeerExchange
 from p2p.scoring import Reputation
 from p2p.seen import SeenCache
 
@@ -109,13 +111,26 @@ class PeerManager:
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._rng = random.Random()
-        self._peers = PeerSet(node_key.address, self.config.max_inbound)
-        self._pending_inbound = 0
+        persistent = [parse_peer_address(p) if isinstance(p, str) else p for p in persistent_peers]
+        self._persistent_endpoints = {target.endpoint for target in persistent}
+        reserved = {target.node_address for target in persistent if target.node_address}
+        self._inbound = InboundPolicy(
+            self.config,
+            lambda: [peer for peer in self._peers.live() if peer.direction == INBOUND],
+            reserved | self.config.reserved_peers,
+        )
+        self._peers = PeerSet(node_key.address, self.config.max_inbound, self._inbound.is_reserved)
         self._reputation = Reputation(self.config)
         self._seen = SeenCache(self.config.seen_cache_size)
         self._book = AddressBook(self.config.max_known_addresses)
-        self._pex = PeerExchange(self._book, self._peers, self._reputation.is_refused, self._rng)
-        persistent = [parse_peer_address(p) if isinstance(p, str) else p for p in persistent_peers]
+        self._pex = PeerExchange(
+            self._book,
+            self._peers,
+            self._is_refused_exchanged,
+            self._rng,
+            self.config.allow_private_peers,
+            persistent,
+        )
         self._dialer = Dialer(
             persistent,
             self._book,
@@ -232,25 +247,34 @@ class PeerManager:
         if self._stopping:
             writer.transport.abort()
             return
-        if self._pending_inbound + self._peers.count(INBOUND) >= self.config.max_inbound:
+        ticket, limit = self._inbound.open(host)  # before any byte is read or any crypto
+        if ticket is None:
             self._counters.rejected += 1
-            limit = self.config.max_inbound
-            log.info("refusing %s:%d: inbound limit %d reached", host, port, limit)
+            log.info("refusing %s:%d: %s", host, port, limit)
             await close_writer(writer)
             return
-        self._pending_inbound += 1
+        allowed = self._inbound.reserved if ticket.reserved_only else None
         try:
-            result = await self._handshake(reader, writer, initiator=False, expected=None)
+            result = await self._handshake(reader, writer, False, None, allowed)
         except HandshakeError as error:
             log.warning("closing inbound %s:%d: %s", host, port, error.message)
+            self._handshake_failed(host, error)
             await close_writer(writer)
             return
         except asyncio.CancelledError:
             writer.transport.abort()
             raise
         finally:
-            self._pending_inbound -= 1
+            self._inbound.release(ticket)
         self._admit(result, INBOUND, host, port, None)
+
+    def _handshake_failed(self, host: str, error: HandshakeError) -> None:
+        """An inbound handshake failed: the IP pays, unless we refused it or it was us."""
+        if isinstance(error, NoFreeSlot | SelfConnection):
+            return
+        large = isinstance(error, PreAuthFrameTooLarge)
+        penalty = self.config.penalty_bad_frame if large else self.config.penalty_handshake_failure
+        self._inbound.penalize_ip(host, penalty, error.message)
 
     async def _dial(self, target: PeerAddress) -> bool:
         self._counters.dials += 1
@@ -273,8 +297,14 @@ class PeerManager:
         except asyncio.CancelledError:
             writer.transport.abort()
             raise
-        self._peers.note_owner(target.endpoint, result.peer.node_address)
-        return self._admit(result, OUTBOUND, target.host, target.port, target)
+        proven = result.peer.node_address
+        self._peers.note_owner(target.endpoint, proven)
+        if target.endpoint in self._persistent_endpoints:
+            self._inbound.reserved.add(proven)  # a persistent `host:port` is reserved once known
+        admitted = self._admit(result, OUTBOUND, target.host, target.port, target)
+        if admitted:
+            self._book.mark_good(target.endpoint, proven)
+        return admitted
 
     async def _handshake(
         self,
@@ -282,6 +312,7 @@ class PeerManager:
         writer: asyncio.StreamWriter,
         initiator: bool,
         expected: bytes | None,
+        allowed: set[bytes] | None = None,
     ) -> HandshakeResult:
         try:
             return await handshake(
@@ -295,6 +326,7 @@ class PeerManager:
                 expected_address=expected,
                 timeout_s=self.config.handshake_timeout_s,
                 max_frame_bytes=self.config.max_frame_bytes,
+                allowed_addresses=allowed,
             )
         except HandshakeError:
             self._counters.handshakes_failed += 1
@@ -310,7 +342,7 @@ class PeerManager:
     ) -> bool:
         """Register an authenticated connection unless a ban, a limit or a better duplicate forbids."""
         address = result.peer.node_address
-        reason = self._refusal(address, direction, target)
+        reason = self._refusal(address, direction, target, host)
         if reason is not None:
             self._counters.rejected += 1
             log.info("refusing %s %s:%d (%s): %s", direction, host, port, address.hex(), reason)
@@ -326,13 +358,22 @@ class PeerManager:
             self._spawn(self._call(self._on_connect, address))
         return True
 
-    def _refusal(self, address: bytes, direction: str, target: PeerAddress | None) -> str | None:
+    def _refusal(
+        self, address: bytes, direction: str, target: PeerAddress | None, host: str
+    ) -> str | None:
         if self._stopping:
             return "node stopping"
         banned = self._reputation.bans.is_banned(address)
         if banned or (target is not None and self._reputation.is_refused(target)):
             return "banned"
+        if direction == INBOUND and not self._inbound.is_reserved(address):
+            if self._inbound.ip_bans.is_banned(host):
+                return f"{host} is banned"
         return self._peers.refusal(address, direction)
+
+    def _is_refused_exchanged(self, target: PeerAddress) -> bool:
+        """True if an exchanged address is banned: its endpoint, key or IP."""
+        return self._reputation.is_refused(target) or self._inbound.ip_bans.is_banned(target.host)
 
     # callbacks of Peer (PeerHandler)
 
@@ -383,6 +424,8 @@ class PeerManager:
             self._counters.bans += 1
             if peer is not None:
                 peer.close(f"banned: {reason}")
+                if not self._inbound.is_reserved(address):  # an operator's peer may share its IP
+                    self._inbound.ban_ip(peer.remote_host, f"peer {address.hex()} banned: {reason}")
 
     # peer exchange
 
