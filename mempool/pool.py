@@ -3,9 +3,17 @@
 Admission runs every check of R10 once per transaction: the stateless checks of
 `marketplace_tx.rules.admission` give a `Verdict` (computed wherever the node likes:
 node/admission.py), then `Mempool.admit` runs the stateful ones against the committed
-state (duplicates, the signature's verdict, nonce window, fee payable, capacity). Pending transactions are kept per
-sender in nonce order; only a run of consecutive nonces starting at the sender's next
-nonce is *ready* for a block. Future nonces (up to +64) wait for the gap to fill.
+state (duplicates, the signature's verdict, nonce window, fee payable, per-sender
+limits, capacity). Pending transactions are kept per sender in nonce order
+(mempool/sender_queue.py): a run of consecutive nonces from the sender's next nonce is
+*ready* for a block; nonces above a gap (up to +64) are *future* and wait for it to fill.
+
+A pool no anonymous client can clog (issue 13; docs/security.md): future transactions
+never pay a fee while they wait, so they are limited per sender (`max_future_per_sender`)
+and in total (`max_future`), expire after `future_ttl_ms`, are evicted before any ready
+transaction and never evict one. Admission, eviction and expiry cost O(log n) through
+two lazy heaps (mempool/indexes.py); blocks take ready transactions by fee rate across
+senders, nonce order within each (`ready`).
 """
 
 from __future__ import annotations
@@ -14,13 +22,15 @@ import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.transaction import Transaction
 from marketplace_tx.primitives.errors import AdmissionError
 from marketplace_tx.rules.accounts import Account
 from marketplace_tx.rules.admission import BAD_SIGNATURE_MESSAGE, Verdict
+from mempool.indexes import AgeEntry, AgeIndex, TailEntry, TailIndex
+from mempool.sender_queue import FUTURE, READY, SenderQueue, fee_rate
 
 NONCE_WINDOW = 64
 """How far above the sender's next nonce a transaction may be admitted (R10)."""
@@ -28,7 +38,7 @@ NONCE_WINDOW = 64
 
 @dataclass(frozen=True)
 class MempoolLimits:
-    """Capacity of the mempool."""
+    """Capacity of the mempool (`[mempool]` in the node's config)."""
 
     max_transactions: int = 50_000
     """Most transactions held at once."""
@@ -38,22 +48,15 @@ class MempoolLimits:
     """A transaction still pending this long after admission is dropped (clients resubmit)."""
     signature_cache_size: int = 200_000
     """How many verified transaction hashes are remembered, so a block holding them skips re-verification."""
-
-
-@dataclass
-class _SenderQueue:
-    """One sender's pending transactions by nonce."""
-
-    first_arrival: int
-    """Arrival sequence of the oldest pending transaction; orders senders in blocks."""
-    by_nonce: dict[int, Transaction] = field(default_factory=dict)
-    fees: int = 0
-    """Sum of the fees of `by_nonce` (kept up to date, so admission need not add them up)."""
-
-
-def _fee_rate(tx: Transaction) -> int:
-    """Fee per 1,000 bytes: what eviction compares."""
-    return tx.fee * 1000 // len(tx.raw)
+    max_pending_per_sender: int = NONCE_WINDOW
+    """Most pending transactions of one sender (ready and future); more is `mempool_full`."""
+    max_future_per_sender: int = 16
+    """Most future transactions (nonce above a gap) of one sender; more is `mempool_full`."""
+    max_future: int = 5_000
+    """Most future transactions in the whole pool; beyond, a future newcomer must evict a
+    future one of a lower fee rate, else `mempool_full`."""
+    future_ttl_ms: int = 60 * 1000
+    """A transaction still future this long after admission is dropped (with its sender's later nonces)."""
 
 
 class Mempool:
@@ -73,17 +76,21 @@ class Mempool:
         """The chain's parameters (min_fee, max_tx_bytes …)."""
         self.limits = limits or MempoolLimits()
         """Capacity limits."""
+        self.last_promoted: list[Transaction] = []
+        """The future transactions that the last `admit` made ready (it filled their gap):
+        admission relays them now, since future transactions are not relayed."""
         self._account_of = account_of
         self._is_committed = is_committed
         self._by_hash: dict[bytes, Transaction] = {}
         self._admitted_at: dict[bytes, int] = {}
-        self._senders: dict[bytes, _SenderQueue] = {}
+        self._senders: dict[bytes, SenderQueue] = {}
         self._bytes = 0
+        self._ready_total = 0
         self._arrivals = itertools.count()
         self._verified: OrderedDict[bytes, None] = OrderedDict()
-        self._admitted_floor: int | None = None
-        """No pending transaction was admitted before this time (a lower bound), so
-        `expire` need not look at each one while nothing can have expired."""
+        self._tails = TailIndex(self._tail_is_current)
+        self._ages = AgeIndex(self._age_is_current)
+        self._future_ages = AgeIndex(self._future_age_is_current)
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -93,9 +100,19 @@ class Mempool:
         """Total bytes of pending transactions."""
         return self._bytes
 
+    @property
+    def future_count(self) -> int:
+        """How many pending transactions are future (above a gap in their sender's nonces)."""
+        return len(self._by_hash) - self._ready_total
+
     def get(self, tx_hash: bytes) -> Transaction | None:
         """A pending transaction by hash."""
         return self._by_hash.get(tx_hash)
+
+    def is_ready(self, tx_hash: bytes) -> bool:
+        """True if `tx_hash` is pending and ready (a block could include it in nonce order)."""
+        tx = self._by_hash.get(tx_hash)
+        return tx is not None and self._senders[tx.sender].rank_of(tx.nonce) == READY
 
     def signature_known_valid(self, tx_hash: bytes) -> bool:
         """True if this node already verified the signature of `tx_hash` (admission cache):
@@ -108,99 +125,160 @@ class Mempool:
         if len(self._verified) > self.limits.signature_cache_size:
             self._verified.popitem(last=False)
 
+    # --- admission -------------------------------------------------------------------
+
     def admit(self, verdict: Verdict, now_ms: int = 0) -> Transaction:
         """Admit a transaction given its stateless verdict (`admission_verdict`), or raise
         `AdmissionError` (R10).
 
         Every stateful check runs here, once, in R10's order after the stateless ones:
         duplicate (pending or final), the signature's verdict, nonce window and nonce
-        taken, fees payable, then room (evicting lower-fee transactions if it can).
+        taken, fees payable, then the per-sender limits and room (evicting transactions
+        of a lower rank if it can): `mempool_full`.
         """
         tx = verdict.transaction
         if tx is None:
             raise AdmissionError(verdict.error_code, verdict.error_message)
-        if tx.hash in self._by_hash or self._is_committed(tx.hash):  # the one duplicate check
-            raise AdmissionError("duplicate", "this transaction is already known")
+        self._check_known(tx)
         if not verdict.signature_valid:
             raise AdmissionError("bad_signature", BAD_SIGNATURE_MESSAGE)
         self._remember_verified(tx.hash)
-        self.check_against_state(tx)
-        self._make_room(tx)
+        account, victims = self._plan(tx, evict=True)
+        for victim in victims:
+            self._remove(victim)
+        self._insert(tx, account.nonce, now_ms)
+        return tx
+
+    def screen(self, tx: Transaction) -> None:
+        """Every stateful check of `admit` except the signature's, changing nothing: raise
+        the `AdmissionError` admission would (duplicate, nonce, funds, limits, room).
+        Gossiped transactions are screened before their signature is verified, so a peer
+        cannot make this node verify signatures it would refuse anyway (issue 13)."""
+        self._check_known(tx)
+        self._plan(tx, evict=False)
+
+    def _check_known(self, tx: Transaction) -> None:
+        if tx.hash in self._by_hash or self._is_committed(tx.hash):  # the one duplicate check
+            raise AdmissionError("duplicate", "this transaction is already known")
+
+    def _plan(self, tx: Transaction, evict: bool) -> tuple[Account, list[Transaction]]:
+        """The stateful checks after the signature: the sender's account, and the
+        transactions to evict for `tx` (none if it fits); raise `AdmissionError`."""
+        account = self._check_state(tx)
         queue = self._senders.get(tx.sender)
         if queue is None:
-            queue = self._senders[tx.sender] = _SenderQueue(next(self._arrivals))
-        queue.by_nonce[tx.nonce] = tx
-        queue.fees += tx.fee
-        self._by_hash[tx.hash] = tx
-        self._admitted_at[tx.hash] = now_ms
-        if self._admitted_floor is None or now_ms < self._admitted_floor:
-            self._admitted_floor = now_ms
-        self._bytes += len(tx.raw)
-        return tx
+            rank, pending, future = (READY if tx.nonce == account.nonce else FUTURE), 0, 0
+        else:
+            rank, pending, future = queue.newcomer_rank(tx.nonce), len(queue.by_nonce), queue.future_count
+        limits = self.limits
+        if pending >= limits.max_pending_per_sender:
+            raise AdmissionError(
+                "mempool_full", f"sender: {pending} transactions pending, the most one sender may have; retry later"
+            )
+        if rank == FUTURE and future >= limits.max_future_per_sender:
+            raise AdmissionError(
+                "mempool_full",
+                f"nonce: {future} transactions of this sender already wait for a missing nonce; send it first",
+            )
+        return account, self._choose_victims(tx, rank, evict)
 
     def _overflows(self, count: int, size: int, tx: Transaction) -> bool:
         """True if a pool of `count` transactions and `size` bytes has no room for `tx`."""
         return count >= self.limits.max_transactions or size + len(tx.raw) > self.limits.max_bytes
 
-    def _make_room(self, tx: Transaction) -> None:
-        """Evict lower-fee transactions for a better-paying one, or `mempool_full`.
+    def _choose_victims(self, tx: Transaction, rank: int, evict: bool) -> list[Transaction]:
+        """The transactions to evict so that `tx` (of `rank`) fits, or `mempool_full`.
 
-        Only the last pending nonce of a sender is evictable, so no queue gets a gap.
-        The victims are chosen first and removed only once enough room is found, so a
-        newcomer that is refused evicts nothing.
+        Only a sender's last pending nonce is evictable, so no queue gets a gap; future
+        before ready, then the lowest fee rate, then the most recent; and only victims
+        of a lower (rank, fee rate) than the newcomer: a future newcomer never evicts a
+        ready transaction. The victims are chosen first and removed by the caller only
+        once enough room is found, so a newcomer that is refused evicts nothing. Cost:
+        O(v log n) for v victims (the index's heap), never a pass over the senders.
         """
         count, size = len(self._by_hash), self._bytes
-        if not self._overflows(count, size, tx):
-            return
-        rate = _fee_rate(tx)
-        tails: dict[bytes, list[Transaction]] = {}
-        candidates: list[tuple[int, int, int, bytes]] = []
-        for sender, queue in self._senders.items():
-            if sender == tx.sender:
-                continue
-            tails[sender] = [queue.by_nonce[nonce] for nonce in sorted(queue.by_nonce, reverse=True)]
-            candidates.append((*self._eviction_rank(tails[sender][0]), 0, sender))
-        heapq.heapify(candidates)
+        future_full = rank == FUTURE and self.future_count >= self.limits.max_future
+        if not future_full and not self._overflows(count, size, tx):
+            return []
+        newcomer = (rank, fee_rate(tx))
+        popped: list[TailEntry] = []
+        deeper: list[tuple[int, int, int, int, bytes, int]] = []  # (rank, rate, -admitted, seq, sender, nonce)
+        order: dict[bytes, list[int]] = {}
+        taken: dict[bytes, int] = {}
+        sequence = itertools.count()
+        skipped = {tx.sender}
+        head: TailEntry | None = None
         victims: list[Transaction] = []
-        while self._overflows(count, size, tx):
-            if not candidates:
-                raise AdmissionError("mempool_full", "the mempool is full; retry later")
-            victim_rate, _, depth, sender = heapq.heappop(candidates)
-            if victim_rate >= rate:
-                raise AdmissionError("mempool_full", "the mempool is full of better-paying transactions; retry later or raise the fee")
-            victim = tails[sender][depth]
-            victims.append(victim)
-            count, size = count - 1, size - len(victim.raw)
-            if depth + 1 < len(tails[sender]):
-                heapq.heappush(candidates, (*self._eviction_rank(tails[sender][depth + 1]), depth + 1, sender))
-        for victim in victims:
-            self._remove(victim)
+        try:
+            while future_full or self._overflows(count, size, tx):
+                if head is None:
+                    head = self._next_tail(popped, skipped)
+                if deeper and (head is None or deeper[0][:3] < head[:3]):
+                    victim_rank, victim_rate, _, _, sender, nonce = heapq.heappop(deeper)
+                    victim = self._senders[sender].by_nonce[nonce]
+                elif head is not None:
+                    victim_rank, victim_rate, _, _, sender, tx_hash = head
+                    victim, head = self._by_hash[tx_hash], None
+                    skipped.add(sender)
+                else:
+                    raise AdmissionError("mempool_full", "the mempool is full; retry later")
+                if (victim_rank, victim_rate) >= newcomer:
+                    raise AdmissionError(
+                        "mempool_full",
+                        "the mempool is full of better-paying transactions; retry later or raise the fee",
+                    )
+                if future_full and victim_rank != FUTURE:
+                    raise AdmissionError(
+                        "mempool_full",
+                        f"nonce: the mempool holds its most transactions waiting for a missing nonce "
+                        f"({self.limits.max_future}); send the missing nonces first",
+                    )
+                victims.append(victim)
+                count, size = count - 1, size - len(victim.raw)
+                future_full = future_full and victim_rank != FUTURE
+                queue = self._senders[sender]
+                nonces = order.setdefault(sender, queue.nonces_from_top())
+                taken[sender] = depth = taken.get(sender, 0) + 1
+                if depth < len(nonces):
+                    below = queue.by_nonce[nonces[depth]]
+                    heapq.heappush(deeper, (queue.rank_of(below.nonce), fee_rate(below),
+                                            -self._admitted_at[below.hash], next(sequence), sender, below.nonce))
+        finally:
+            self._tails.restore(popped)  # the victims' entries go stale once they are removed
+        return victims if evict else []
 
-    def _eviction_rank(self, tx: Transaction) -> tuple[int, int]:
-        """Evicted first: the lowest fee per byte, then the most recently admitted."""
-        return _fee_rate(tx), -self._admitted_at[tx.hash]
+    def _next_tail(self, popped: list[TailEntry], skipped: set[bytes]) -> TailEntry | None:
+        """The lowest tail of a sender not in `skipped`; every entry popped is kept in `popped`."""
+        while True:
+            entry = self._tails.pop_lowest()
+            if entry is None:
+                return None
+            popped.append(entry)
+            if entry[4] not in skipped:
+                return entry
 
-    def expire(self, now_ms: int) -> list[Transaction]:
-        """Drop transactions pending longer than `ttl_ms`, with every later nonce of their senders."""
-        if self._admitted_floor is None or now_ms - self._admitted_floor <= self.limits.ttl_ms:
-            return []  # none admitted early enough to have expired
-        self._admitted_floor = min(self._admitted_at.values(), default=None)
-        expired = [tx for tx_hash, tx in self._by_hash.items() if now_ms - self._admitted_at[tx_hash] > self.limits.ttl_ms]
-        dropped = []
-        for tx in expired:
-            queue = self._senders.get(tx.sender)
-            if queue is None:
-                continue
-            for nonce in sorted(n for n in queue.by_nonce if n >= tx.nonce):
-                dropped.append(queue.by_nonce[nonce])
-                self._remove(queue.by_nonce[nonce])
-                if tx.sender not in self._senders:
-                    break
-        return dropped
+    def _insert(self, tx: Transaction, next_nonce: int, now_ms: int) -> None:
+        queue = self._senders.get(tx.sender)
+        if queue is None:
+            queue = self._senders[tx.sender] = SenderQueue(next(self._arrivals), next_nonce)
+        self._ready_total -= queue.ready_count
+        self.last_promoted = queue.add(tx)
+        self._ready_total += queue.ready_count
+        self._by_hash[tx.hash] = tx
+        self._admitted_at[tx.hash] = now_ms
+        self._bytes += len(tx.raw)
+        self._ages.add(now_ms, tx.hash)
+        if queue.rank_of(tx.nonce) == FUTURE:
+            self._future_ages.add(now_ms, tx.hash)
+        self._index_tail(tx.sender, queue)
+        self._compact()
 
     def check_against_state(self, tx: Transaction) -> None:
         """The stateful admission checks against the sender's committed account: nonce
         window, nonce taken, fees payable (R10)."""
+        self._check_state(tx)
+
+    def _check_state(self, tx: Transaction) -> Account:
         account = self._account_of(tx.sender)
         if tx.nonce < account.nonce:
             raise AdmissionError(
@@ -220,6 +298,9 @@ class Mempool:
                 "insufficient_funds",
                 f"fee: balance {account.balance} cannot pay {tx.fee} after pending fees {pending_fees}",
             )
+        return account
+
+    # --- reading ---------------------------------------------------------------------
 
     def pending_nonce(self, sender: bytes, committed_nonce: int) -> int:
         """The nonce the sender's next new transaction should carry, counting ready ones."""
@@ -233,7 +314,7 @@ class Mempool:
         """Every pending transaction with its admission time (ms), senders by first
         arrival, each in nonce order: the order in which to admit them again (the
         mempool journal, node/mempool_journal.py)."""
-        queues = sorted(self._senders.values(), key=lambda queue: queue.first_arrival)
+        queues = sorted(self._senders.values(), key=lambda queue: queue.arrival)
         for queue in queues:
             for nonce in sorted(queue.by_nonce):
                 tx = queue.by_nonce[nonce]
@@ -241,18 +322,25 @@ class Mempool:
 
     def has_ready(self) -> bool:
         """True iff some transaction could go into the next block."""
-        return any(
-            self._account_of(sender).nonce in queue.by_nonce for sender, queue in self._senders.items()
-        )
+        return self._ready_total > 0
 
-    def ready(self) -> Iterator[Transaction]:
-        """Ready transactions in block order: senders by first arrival, each in nonce order."""
-        queues = sorted(self._senders.items(), key=lambda item: item[1].first_arrival)
-        for sender, queue in queues:
-            nonce = self._account_of(sender).nonce
-            while nonce in queue.by_nonce:
-                yield queue.by_nonce[nonce]
-                nonce += 1
+    def ready(self, limit: int | None = None) -> Iterator[Transaction]:
+        """Ready transactions in block order (at most `limit`): the highest fee rate first
+        among each sender's next ready transaction, nonce order within a sender, equal
+        rates by the senders' first arrival. O(s + k log s) for k transactions of s senders."""
+        heap = [(-fee_rate(queue.by_nonce[queue.next_nonce]), queue.arrival, queue.next_nonce, sender)
+                for sender, queue in self._senders.items() if queue.ready_count]
+        heapq.heapify(heap)
+        given = 0
+        while heap and (limit is None or given < limit):
+            _, arrival, nonce, sender = heapq.heappop(heap)
+            queue = self._senders[sender]
+            yield queue.by_nonce[nonce]
+            given += 1
+            if nonce + 1 < queue.ready_end:
+                heapq.heappush(heap, (-fee_rate(queue.by_nonce[nonce + 1]), arrival, nonce + 1, sender))
+
+    # --- after blocks and time -------------------------------------------------------
 
     def remove_committed(
         self, transactions: list[Transaction], changed_accounts: Collection[bytes] | None = None
@@ -277,12 +365,14 @@ class Mempool:
 
     def recheck(self, senders: Collection[bytes] | None = None) -> None:
         """Drop every transaction that can no longer be admitted against the new state
-        (of every sender, or of `senders`)."""
+        (of every sender, or of `senders`), and move each sender's ready run to its new
+        next nonce."""
         for sender in list(self._senders) if senders is None else senders:
             queue = self._senders.get(sender)
             if queue is None:
                 continue
             account = self._account_of(sender)
+            was_ready_below = queue.ready_end
             fees = 0
             for nonce in sorted(queue.by_nonce):
                 tx = queue.by_nonce[nonce]
@@ -292,6 +382,41 @@ class Mempool:
                     self._remove(tx)
                 else:
                     fees += tx.fee
+            queue = self._senders.get(sender)
+            if queue is None:
+                continue
+            self._ready_total -= queue.ready_count
+            queue.rebase(account.nonce)
+            self._ready_total += queue.ready_count
+            for tx in queue.future():
+                if tx.nonce < was_ready_below:  # ready before, future now: its future clock starts
+                    self._future_ages.add(self._admitted_at[tx.hash], tx.hash)
+            self._index_tail(sender, queue)
+        self._compact()
+
+    def expire(self, now_ms: int) -> list[Transaction]:
+        """Drop transactions pending longer than `ttl_ms`, and future ones pending longer
+        than `future_ttl_ms`, each with every later nonce of its sender. O(log n) per
+        transaction dropped, nothing while none is old enough."""
+        dropped: list[Transaction] = []
+        for tx_hash in self._ages.pop_older_than(now_ms - self.limits.ttl_ms):
+            self._drop_from(tx_hash, dropped)
+        for tx_hash in self._future_ages.pop_older_than(now_ms - self.limits.future_ttl_ms):
+            self._drop_from(tx_hash, dropped)
+        self._compact()
+        return dropped
+
+    def _drop_from(self, tx_hash: bytes, dropped: list[Transaction]) -> None:
+        tx = self._by_hash.get(tx_hash)
+        if tx is None:
+            return
+        queue = self._senders[tx.sender]
+        later = [queue.by_nonce[nonce] for nonce in sorted(queue.by_nonce) if nonce >= tx.nonce]
+        for doomed in later:
+            dropped.append(doomed)
+            self._remove(doomed)
+
+    # --- bookkeeping -----------------------------------------------------------------
 
     def _remove(self, tx: Transaction) -> None:
         if self._by_hash.pop(tx.hash, None) is None:
@@ -299,7 +424,35 @@ class Mempool:
         self._admitted_at.pop(tx.hash, None)
         self._bytes -= len(tx.raw)
         queue = self._senders[tx.sender]
-        queue.by_nonce.pop(tx.nonce, None)
-        queue.fees -= tx.fee
-        if not queue.by_nonce:
+        self._ready_total -= queue.ready_count
+        queue.discard(tx)
+        self._ready_total += queue.ready_count
+        if queue.by_nonce:
+            self._index_tail(tx.sender, queue)
+        else:
             del self._senders[tx.sender]
+
+    def _index_tail(self, sender: bytes, queue: SenderQueue) -> None:
+        """Put the sender's tail in the eviction index if it (or its rank) changed."""
+        tail = queue.tail()
+        key = (tail.hash, queue.rank_of(tail.nonce))
+        if queue.indexed != key:
+            queue.indexed = key
+            self._tails.add(key[1], fee_rate(tail), self._admitted_at[tail.hash], sender, tail.hash)
+
+    def _compact(self) -> None:
+        self._tails.compact(len(self._senders))
+        self._ages.compact(len(self._by_hash))
+        self._future_ages.compact(self.future_count)
+
+    def _tail_is_current(self, entry: TailEntry) -> bool:
+        queue = self._senders.get(entry[4])
+        return queue is not None and queue.indexed == (entry[5], entry[0])
+
+    def _age_is_current(self, entry: AgeEntry) -> bool:
+        return self._admitted_at.get(entry[2]) == entry[0]
+
+    def _future_age_is_current(self, entry: AgeEntry) -> bool:
+        tx = self._by_hash.get(entry[2])
+        return (tx is not None and self._admitted_at[tx.hash] == entry[0]
+                and self._senders[tx.sender].rank_of(tx.nonce) == FUTURE)
