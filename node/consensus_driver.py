@@ -6,9 +6,13 @@ time by a single task; the actions the core returns are carried out here: blocks
 built and executed, votes and proposals signed through the `SignGuard` (R27) and
 gossiped, timers scheduled, and decided blocks stored with their commits.
 
-A peer's message passes node/consensus_messages.py (its shape) and
-node/inbound_checks.py (height, round, membership, its block, R28 timeliness) before
-the core sees it; evidence of equivocation waits in node/evidence_pool.py (R27).
+A peer's proposal or vote passes node/consensus_intake.py (shape, height window,
+membership, signature: cheapest first, each rejection charged to the peer) before it
+is queued; one of a later height waits in node/future_messages.py; the driver then
+checks its block and R28 timeliness (node/inbound_checks.py). Evidence passes
+node/evidence_intake.py, then waits in node/evidence_pool.py (R27). The queue
+(node/driver_queue.py) is bounded for peers' messages, with back-pressure: the
+`receive_*` methods wait while it is full, so that p2p stops reading from the peer.
 The driver receives what it uses (`ConsensusDriver.__init__`), never the whole node.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from consensus.actions import (
@@ -49,26 +53,15 @@ from marketplace_tx.rules.state_transition import BlockResult, build_block
 from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at
 from mempool.pool import Mempool
 from node.block_budget import BlockBudget
-from node.consensus_messages import (
-    MessageRejected,
-    ProposedBlock,
-    parse_proposal,
-    parse_vote,
-    proposal_body,
-    vote_body,
-    vote_from_signing_bytes,
-)
+from node.consensus_intake import ConsensusIntake, ForgetSeen
+from node.consensus_messages import ProposedBlock, proposal_body, vote_body, vote_from_signing_bytes
+from node.driver_queue import OTHER, DriverQueue, Job
+from node.evidence_intake import EvidenceIntake
 from node.evidence_pool import EvidencePool
 from node.fault_plan import NO_FAULTS, Clock, FaultPlan
-from node.inbound_checks import (
-    BlockChecker,
-    FutureMessages,
-    Timing,
-    evidence_valid_now,
-    is_timely,
-    proposal_timing,
-    vote_timing,
-)
+from node.future_messages import FutureBudget, FutureMessages
+from node.inbound_checks import BlockChecker, Timing, is_timely, proposal_timing, vote_timing
+from node.inbound_costs import INVALID_BLOCK_COST
 from node.logging_setup import log_fields
 from node.peer_actions import Broadcast, PeerActions, Send
 from node.sign_guard import DoubleSignRefused, SignGuard
@@ -82,8 +75,8 @@ log = logging.getLogger("marketchain.consensus")
 REGOSSIP_INTERVAL_S = 1.0
 """How often a validator resends its current-height messages while deciding."""
 
-Job = Callable[[], Awaitable[None] | None]
-"""Work run on the driver's task, one job after the other."""
+EVIDENCE_ENVELOPE_BYTES = 512
+"""Bytes counted for an evidence item in the driver's queue (two votes, two signatures)."""
 
 
 class ConsensusDriver:
@@ -106,6 +99,7 @@ class ConsensusDriver:
         faults: FaultPlan = NO_FAULTS,
         clock: Clock | None = None,
         timeouts: TimeoutConfig | None = None,
+        forget_seen: ForgetSeen | None = None,
     ) -> None:
         self.store = store
         """The chain: tip, state, commits, saved proposals."""
@@ -139,8 +133,19 @@ class ConsensusDriver:
         """Checks and executes proposed blocks (R26)."""
         self.state = initial_state(chain_id, timeouts)
         """The pure core's state."""
-        self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
-        self._future = FutureMessages()
+        self._queue = DriverQueue()
+        self._future = FutureMessages(FutureBudget.for_blocks(params.max_block_bytes))
+        self.intake = ConsensusIntake(
+            store=store, chain_id=chain_id, peers=peers, metrics=metrics, state=lambda: self.state,
+            queue=self._queue, future=self._future, on_proposal=self._on_proposal, on_vote=self._on_vote,
+            **({"forget_seen": forget_seen} if forget_seen is not None else {}),
+        )
+        """Checks peers' proposals and votes, cheapest first, before they are queued."""
+        self.evidence_intake = EvidenceIntake(
+            store=store, chain_id=chain_id, params=params, clock=self.clock, pool=self.evidence, peers=peers,
+            metrics=metrics, current_height=lambda: self.state.height,
+        )
+        """Checks peers' evidence items, cheapest first, before they are kept (R27)."""
         self._timers: set[asyncio.TimerHandle] = set()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -168,14 +173,15 @@ class ConsensusDriver:
         if self._regossip_timer is not None:
             self._regossip_timer.cancel()
         self._stopping = True
+        self._queue.close()
         if self._task is not None:
-            self._queue.put_nowait(None)
             await self._task
 
     def submit(self, job: Job) -> None:
-        """Queue work to run on the driver's task, after the work queued before it."""
+        """Queue the node's own work (never refused, never waits) to run on the driver's
+        task, after the node's work queued before it and before peers' messages."""
         if not self._stopping:
-            self._queue.put_nowait(job)
+            self._queue.put_own(job)
 
     async def _run(self) -> None:
         while True:
@@ -454,68 +460,40 @@ class ConsensusDriver:
             self.broadcast("evidence", item)
         self.notify_work()
 
-    def receive_evidence(self, peer: bytes, body: Any) -> None:
-        """An evidence item from a peer: kept if valid now (R27)."""
-        def job() -> None:
-            if evidence_valid_now(self.store, self.chain_id, self.params, self.state.height, self.clock(), body):
-                self._add_evidence(body, gossip=True)
-        self.submit(job)
+    async def receive_evidence(self, peer: bytes, body: Any) -> None:
+        """An evidence item from a peer: checked cheapest first (node/evidence_intake.py),
+        then kept and gossiped if valid now (R27); waits while the queue is full."""
+        if await self.evidence_intake.check(peer, body):
+            await self._queue.put(lambda: self._add_evidence(body, gossip=True), EVIDENCE_ENVELOPE_BYTES, OTHER)
 
-    # --- incoming proposals and votes (node/inbound_checks.py) ------------------------
+    # --- incoming proposals and votes (node/consensus_intake.py) ----------------------
 
-    def receive_proposal(self, peer: bytes, body: Any) -> None:
-        """A proposal from a peer (checked, then fed to the core, or buffered)."""
-        try:
-            proposal, signature, raw = parse_proposal(body)
-        except MessageRejected as error:
-            self.peers.penalize(peer, 20, f"proposal: {error}")
-            return
-        self.submit(lambda: self._on_proposal(peer, proposal, signature, raw))
+    async def receive_proposal(self, peer: bytes, body: Any) -> None:
+        """A proposal from a peer: checked, then queued or kept for its height; waits
+        while the queue is full (back-pressure on the peer)."""
+        await self.intake.proposal(peer, body)
 
     async def _on_proposal(self, peer: bytes, proposal: Proposal, signature: bytes, raw: bytes) -> None:
-        timing = proposal_timing(self.state, self.chain_id, proposal)
-        if timing is Timing.FUTURE:
-            self._future.keep(proposal.height, self.state.height,
-                              lambda: self._on_proposal(peer, proposal, signature, raw))
-            self.peers.maybe_sync(peer, proposal.height - 1)
-            return
-        if timing is Timing.IGNORED:
+        """A proposal whose signature was checked: its block is checked, then the core gets it."""
+        if proposal_timing(self.state, self.chain_id, proposal) is not Timing.CURRENT:
             return
         proposer = proposer_for(self.state.validators, proposal.height, proposal.round)
-        self.metrics.signature_checks.labels("proposal").inc()
-        if not proposal.verify(proposer, signature):
-            self.peers.penalize(peer, 20, "proposal signature")
-            return
         proposed = await asyncio.to_thread(self.blocks.check, raw)
         if proposed is None or proposed.block.hash != proposal.block_hash:
-            self.peers.penalize(peer, 20, "proposal block does not match")
+            self.peers.penalize(peer, INVALID_BLOCK_COST, "proposal block does not match")
             return
         timely = is_timely(proposal, proposed.block.header.time, self.clock(), self.params)  # R28
         self.peers.relay(peer, "proposal", proposal_body(proposal, signature, raw))
         await self._feed(ProposalReceived(proposal, proposer, proposed, proposed.result is not None, timely))
 
-    def receive_vote(self, peer: bytes, body: Any) -> None:
-        """A vote from a peer (checked, then fed to the core, or buffered)."""
-        try:
-            validator, vote, signature = parse_vote(body)
-        except MessageRejected as error:
-            self.peers.penalize(peer, 20, f"vote: {error}")
-            return
-        self.submit(lambda: self._on_vote(peer, validator, vote, signature))
+    async def receive_vote(self, peer: bytes, body: Any) -> None:
+        """A vote from a peer: checked, then queued or kept for its height; waits while
+        the queue is full (back-pressure on the peer)."""
+        await self.intake.vote(peer, body)
 
     async def _on_vote(self, peer: bytes, validator: bytes, vote: Vote, signature: bytes) -> None:
-        timing = vote_timing(self.state, self.chain_id, validator, vote)
-        if timing is Timing.FUTURE:
-            self._future.keep(vote.height, self.state.height,
-                              lambda: self._on_vote(peer, validator, vote, signature))
-            if vote.height > self.state.height:
-                self.peers.maybe_sync(peer, vote.height - 1)
-            return
-        if timing is Timing.IGNORED:
-            return
-        self.metrics.signature_checks.labels("vote").inc()
-        if not vote.verify(validator, signature):
-            self.peers.penalize(peer, 20, "vote signature")
+        """A vote whose signature was checked: relayed, then the core gets it."""
+        if vote_timing(self.state, self.chain_id, validator, vote) is not Timing.CURRENT:
             return
         self.peers.relay(peer, "vote", vote_body(validator, vote, signature))
         await self._feed(VoteReceived(validator, vote, signature))

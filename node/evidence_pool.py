@@ -56,6 +56,14 @@ class EvidencePool:
     def __len__(self) -> int:
         return len(self._items)
 
+    def holds(self, identity: bytes) -> bool:
+        """True if the item of this identity (`evidence_id`) is kept."""
+        return identity in self._items
+
+    def against(self, validator: bytes) -> bool:
+        """True if an item against `validator` is kept (one per validator is enough)."""
+        return any(item["validator"] == validator for item in self._items.values())
+
     def add(self, item: dict[str, Any]) -> bool:
         """Keep an evidence item already checked; False if it was already kept."""
         identity = evidence_id(item)

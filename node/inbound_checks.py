@@ -4,8 +4,9 @@ The wire shape of each message is checked in node/consensus_messages.py (R26, R3
 this module holds the checks that need the node's view of the chain:
 
 - **timing** (`proposal_timing`, `vote_timing`): the chain id, the height (a future
-  height waits in `FutureMessages`, a past one is dropped), the voter's membership in
-  the validator set (R25) and a bound on how many rounds ahead a message may be;
+  height waits in node/future_messages.py, a past one is dropped), the voter's
+  membership in the validator set (R25) and a bound on how many rounds ahead a
+  message may be;
 - **the block of a proposal** (`BlockChecker`): decoded, its last commit verified
   against the previous validator set, then executed on the tip with every root
   compared (R26);
@@ -14,8 +15,9 @@ this module holds the checks that need the node's view of the chain:
 - **evidence** (`evidence_valid_now`): an item gossiped by a peer is kept only if it
   is valid evidence of equivocation now (R27).
 
-Signatures of proposals and votes are checked by the driver (counted in the metrics)
-once the timing says the message is for the current height.
+Where a peer's message goes, in which order the checks run and what each rejection
+costs is node/consensus_intake.py (proposals, votes) and node/evidence_intake.py
+(evidence); the driver checks the timing again when it runs a queued message.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from consensus.commit import verify_commit
@@ -51,10 +53,6 @@ log = logging.getLogger("marketchain.consensus")
 MAX_ROUNDS_AHEAD = 50
 """Messages for rounds this far beyond ours are dropped (a faulty validator could
 otherwise make the core keep vote sets for absurd rounds)."""
-MAX_BUFFERED_MESSAGES = 10_000
-"""Messages of future heights kept until the node gets there."""
-MAX_HEIGHTS_AHEAD = 100
-"""Messages for heights this far beyond ours are not kept."""
 
 
 class Timing(enum.Enum):
@@ -109,28 +107,6 @@ def evidence_valid_now(store: ChainStore, chain_id: str, params: Params, height:
     except (InvalidBlock, KeyError, TypeError):
         return False
     return True
-
-
-class FutureMessages:
-    """Checks of messages for later heights, waiting until the node gets there."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[int, Callable[[], Awaitable[None]]]] = []
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def keep(self, height: int, current_height: int, job: Callable[[], Awaitable[None]]) -> None:
-        """Keep `job` for `height`, unless too far ahead or too many are waiting."""
-        if height > current_height + MAX_HEIGHTS_AHEAD or len(self._waiting) >= MAX_BUFFERED_MESSAGES:
-            return
-        self._waiting.append((height, job))
-
-    def take(self, height: int) -> list[Callable[[], Awaitable[None]]]:
-        """The jobs kept for `height`, in arrival order; those of lower heights are dropped."""
-        due = [job for kept_height, job in self._waiting if kept_height == height]
-        self._waiting = [entry for entry in self._waiting if entry[0] > height]
-        return due
 
 
 class BlockChecker:

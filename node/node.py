@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable
 from importlib import metadata
 from typing import Any
 
@@ -233,15 +234,17 @@ class Node:
     def _on_peer_disconnected(self, peer: bytes) -> None:
         self.sync.peer_gone(peer)
 
-    def _on_message(self, peer: bytes, kind: str, body: Any) -> None:
+    def _on_message(self, peer: bytes, kind: str, body: Any) -> Awaitable[None] | None:
+        """Hand a peer's message to its part; consensus messages return an awaitable that
+        the peer's dispatch waits for (back-pressure while the driver's queue is full)."""
         if kind == "txs":
             self._receive_txs(peer, body)
         elif kind == "proposal":
-            self.driver.receive_proposal(peer, body)
+            return self.driver.receive_proposal(peer, body)
         elif kind == "vote":
-            self.driver.receive_vote(peer, body)
+            return self.driver.receive_vote(peer, body)
         elif kind == "evidence":
-            self.driver.receive_evidence(peer, body)
+            return self.driver.receive_evidence(peer, body)
         elif kind == "status":
             height = body.get("height") if isinstance(body, dict) else None
             if isinstance(height, int) and not isinstance(height, bool) and height >= 0:

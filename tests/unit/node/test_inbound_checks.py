@@ -13,10 +13,7 @@ from marketplace_tx.chain.params import Params
 from node.evidence_pool import EvidencePool, evidence_id
 from node.fault_plan import NO_FAULTS, FaultPlan
 from node.inbound_checks import (
-    MAX_BUFFERED_MESSAGES,
-    MAX_HEIGHTS_AHEAD,
     MAX_ROUNDS_AHEAD,
-    FutureMessages,
     Timing,
     is_timely,
     proposal_timing,
@@ -71,28 +68,6 @@ def test_a_fresh_value_too_far_ahead_of_the_clock_is_not_timely_but_a_reproposal
     assert is_timely(_proposal(), limit, now, params)
     assert not is_timely(_proposal(), limit + 1, now, params)
     assert is_timely(_proposal(pol_round=0), limit + 1, now, params)
-
-
-async def _noop() -> None:
-    return None
-
-
-def test_future_messages_wait_for_their_height_and_are_bounded() -> None:
-    waiting = FutureMessages()
-    first, second, third = (lambda: _noop()), (lambda: _noop()), (lambda: _noop())
-    waiting.keep(7, 5, first)
-    waiting.keep(6, 5, second)
-    waiting.keep(7, 5, third)
-    waiting.keep(5 + MAX_HEIGHTS_AHEAD + 1, 5, first)  # too far ahead: not kept
-    assert len(waiting) == 3
-    assert waiting.take(6) == [second]
-    assert waiting.take(7) == [first, third]
-    assert len(waiting) == 0
-    waiting.keep(9, 5, first)
-    assert waiting.take(10) == [] and len(waiting) == 0, "lower heights are dropped"
-    for _ in range(MAX_BUFFERED_MESSAGES + 5):
-        waiting.keep(6, 5, first)
-    assert len(waiting) == MAX_BUFFERED_MESSAGES
 
 
 def test_the_evidence_pool_keeps_an_item_once() -> None:
