@@ -133,6 +133,7 @@ class Node:
             sign_guard=self.sign_guard,
             faults=faults,
             clock=self.clock,
+            forget_seen=self.peers.forget,
         )
         """The Tendermint driver (R25)."""
         self.workers = SignatureWorkers(home.config.signatures.worker_processes)

@@ -228,6 +228,12 @@ class PeerManager:
         """The application found the peer misbehaving: lower its score, maybe ban it."""
         self._penalize_address(peer_id, penalty, reason, self._peers.get(peer_id))
 
+    def forget(self, kind: str, body: Any) -> None:
+        """The application dropped a gossip message unprocessed (no room for it): forget
+        that it was seen, so that a later copy is delivered, not taken for a duplicate."""
+        if kind in GOSSIP_KINDS:
+            self._seen.forget(sha256(encode_message(kind, body)))
+
     def is_banned(self, node_address: bytes) -> bool:
         """True while the node address is banned."""
         return self._reputation.bans.is_banned(node_address)

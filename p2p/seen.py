@@ -47,6 +47,10 @@ class SeenCache:
         holders.update(missing)
         return missing
 
+    def forget(self, digest: bytes) -> None:
+        """Forget a message: its next copy counts as a first sight."""
+        self._holders.pop(digest, None)
+
     def holders(self, digest: bytes) -> frozenset[bytes]:
         """Peers known to hold the message."""
         return frozenset(self._holders.get(digest, ()))

@@ -253,3 +253,13 @@ def test_a_full_driver_queue_makes_the_peer_wait_and_the_nodes_own_jobs_pass(sto
         assert driver._queue.waiting(CURRENT) == DRIVER_QUEUE_MESSAGES
 
     run_with_driver(store, scenario)
+
+
+def test_the_seen_cache_forgets_a_dropped_message_so_an_honest_copy_is_delivered() -> None:
+    from p2p.seen import SeenCache
+
+    seen = SeenCache(10)
+    assert seen.received(b"m" * 32, ATTACKER)
+    assert not seen.received(b"m" * 32, HONEST), "a copy is a duplicate ..."
+    seen.forget(b"m" * 32)
+    assert seen.received(b"m" * 32, HONEST), "... unless the node dropped the first unprocessed"
