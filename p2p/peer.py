@@ -5,6 +5,13 @@ timeout, answers pings), the dispatcher (hands messages to the manager in arriva
 order), the writer (seals and writes queued messages) and the pinger. Any broken
 frame closes the connection; a malformed or excess message is dropped and reported
 to the manager, which scores the peer.
+
+Both queues are bounded in bytes, per peer and in total (p2p/buffers.py): the reader
+stops reading while the receive queue is full (back-pressure), a message that does not
+fit the send queue is dropped, and a peer whose send queue stays full for
+`send_stall_timeout_s` (it does not read its socket) is disconnected. Streamed items
+(block responses) are produced by the writer when their turn comes, at most
+`streamed_bytes_per_s` per peer.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from p2p.buffers import ByteBudget, Outgoing, Producer, QueueBudgets, ReceiveQueue, SendQueue
 from p2p.config import PeerManagerConfig
 from p2p.errors import ChannelError, ConnectionClosed, FrameError, MessageError
 from p2p.handshake import HandshakeResult
 from p2p.messages import Message, decode_message, encode_message
-from p2p.ratelimit import RateLimiter
+from p2p.ratelimit import RateLimiter, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,12 @@ class PeerHandler(Protocol):
         """The connection is gone; called exactly once."""
 
 
+def private_budgets(config: PeerManagerConfig) -> QueueBudgets:
+    """Node-wide budgets of its own for a peer whose handler offers none; a handler shares
+    one `QueueBudgets` among all its peers as its `queue_budgets` attribute (`PeerManager`)."""
+    return QueueBudgets(ByteBudget(config.total_send_bytes), ByteBudget(config.total_receive_bytes))
+
+
 class Peer:
     """An authenticated connection and the tasks that serve it."""
 
@@ -95,8 +109,14 @@ class Peer:
         self._limiter = RateLimiter(
             config.messages_per_s, config.message_burst, config.bytes_per_s, config.byte_burst
         )
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(config.send_queue_size)
-        self._inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(config.receive_queue_size)
+        budgets = getattr(handler, "queue_budgets", None) or private_budgets(config)
+        self._outbox = SendQueue(
+            config.send_queue_size, config.send_queue_bytes, config.max_streamed_per_peer, budgets.send
+        )
+        self._inbox: ReceiveQueue[tuple[Message, bytes]] = ReceiveQueue(
+            config.receive_queue_size, config.receive_queue_bytes, budgets.receive
+        )
+        self._streamed = TokenBucket(config.streamed_bytes_per_s, config.streamed_byte_burst)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._closed = asyncio.Event()
@@ -124,6 +144,16 @@ class Peer:
         """True once `close` was called."""
         return self._closing
 
+    @property
+    def send_queue_bytes(self) -> int:
+        """Bytes queued for this peer or being written to it."""
+        return self._outbox.bytes
+
+    @property
+    def receive_queue_bytes(self) -> int:
+        """Bytes read from this peer and not yet handled."""
+        return self._inbox.bytes
+
     def start(self) -> None:
         """Start serving the connection."""
         for loop in (self._read_loop, self._dispatch_loop, self._write_loop, self._ping_loop):
@@ -137,12 +167,28 @@ class Peer:
         """Queue an encoded envelope; False if the connection is closing or its queue is full."""
         if self._closing or len(data) > self.channel.max_plaintext_bytes:
             return False
-        try:
-            self._outbox.put_nowait(data)
-        except asyncio.QueueFull:
-            log.debug("send queue of %s full; message dropped", self.node_address.hex())
+        if self._outbox.put(data):
+            return True
+        log.debug("send queue of %s full; message dropped", self.node_address.hex())
+        self._close_if_stalled()
+        return False
+
+    def send_streamed(self, producer: Producer) -> bool:
+        """Queue a message made by `producer` (encoded envelope bytes, or None to skip)
+        when the writer reaches it; False if closing or too many streamed items wait."""
+        if self._closing:
             return False
-        return True
+        if self._outbox.put_streamed(producer):
+            return True
+        self._close_if_stalled()
+        return False
+
+    def _close_if_stalled(self) -> None:
+        """The send queue was full: a peer that has not taken a frame for the stall
+        timeout does not read its socket, and is disconnected."""
+        timeout = self._config.send_stall_timeout_s
+        if self._outbox.full_for() >= timeout:
+            self.close(f"not reading: send queue full for {timeout:g} s")
 
     def send(self, kind: str, body: object) -> bool:
         """Encode and queue one message."""
@@ -167,6 +213,8 @@ class Peer:
 
     async def _finish(self, tasks: list[asyncio.Task[None]], reason: str) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._outbox.close()
+        self._inbox.close()
         await self.channel.close()
         self._closed.set()
         self._handler.peer_closed(self, reason)
@@ -192,8 +240,7 @@ class Peer:
             self.bytes_in += len(plaintext)
             self.messages_in += 1
             self._receive(plaintext)
-            if self._inbox.full():
-                await self._inbox.join()
+            await self._inbox.wait_for_room()  # back-pressure: stop reading while full
 
     def _receive(self, plaintext: bytes) -> None:
         if not self._limiter.allow(len(plaintext)):
@@ -207,30 +254,55 @@ class Peer:
         if message.kind == "ping":
             self.send_encoded(_PONG)
         elif message.kind != "pong":
-            self._inbox.put_nowait((message, plaintext))
+            self._inbox.put((message, plaintext), len(plaintext))
 
     async def _dispatch_loop(self) -> None:
         while not self._closing:
-            message, data = await self._inbox.get()
+            (message, data), size = await self._inbox.get()
             try:
                 await self._handler.handle_message(self, message, data)
             except Exception:  # the handler's bug must not kill the connection
                 log.exception("handling %s from %s failed", message.kind, self.node_address.hex())
             finally:
-                self._inbox.task_done()
+                self._inbox.handled(size)
 
     async def _write_loop(self) -> None:
         while not self._closing:
-            data = await self._outbox.get()
-            self.bytes_out += len(data)
-            self.messages_out += 1
+            item = await self._outbox.get()
             try:
+                data = item.data if item.producer is None else await self._produce(item)
+                if data is None:
+                    continue
+                self.bytes_out += len(data)
+                self.messages_out += 1
                 await self.channel.send(data)
             except (OSError, FrameError, ChannelError) as error:
                 self.close(f"write failed: {error}")
                 return
+            finally:
+                self._outbox.written(item)
+
+    async def _produce(self, item: Outgoing) -> bytes | None:
+        """Make a streamed item's bytes: after the peer's streamed-byte debt is repaid and
+        when the node-wide send budget has room for the largest frame."""
+        await asyncio.sleep(self._streamed.wait_s())
+        budget = self._outbox.budget
+        while not budget.fits(min(self.channel.max_plaintext_bytes, budget.limit)):
+            await budget.wait_released()
+        assert item.producer is not None
+        try:
+            data = item.producer()
+        except Exception:  # the producer's bug must not kill the connection
+            log.exception("producing a streamed message for %s failed", self.node_address.hex())
+            return None
+        if data is None or len(data) > self.channel.max_plaintext_bytes:
+            return None
+        self._streamed.charge(len(data))
+        self._outbox.produced(item, data)
+        return data
 
     async def _ping_loop(self) -> None:
         while not self._closing:
             await asyncio.sleep(self._config.ping_interval_s)
+            self._close_if_stalled()
             self.send_encoded(_PING)

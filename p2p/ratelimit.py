@@ -38,6 +38,17 @@ class TokenBucket:
         self._tokens -= amount
         return True
 
+    def charge(self, amount: float) -> None:
+        """Take `amount` tokens even if that leaves a debt, repaid by the refill before
+        `wait_s` reaches 0 again (work already done is paid for by waiting)."""
+        self._refill()
+        self._tokens -= amount
+
+    def wait_s(self) -> float:
+        """Seconds until the bucket is out of debt (0 if it holds tokens)."""
+        tokens = self.tokens()
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
 
 class RateLimiter:
     """A message bucket and a byte bucket for one peer."""
