@@ -42,7 +42,15 @@ from node.config import (
     parse_set_option,
     render_config,
 )
-from node.home import init_home, is_node_home, load_home, read_genesis, rewrite_config
+from node.home import (
+    Home,
+    check_home_permissions,
+    init_home,
+    is_node_home,
+    load_home,
+    read_genesis,
+    rewrite_config,
+)
 from node.logging_setup import FORMATS, configure_logging
 
 
@@ -87,6 +95,58 @@ home_option = click.option("--home", required=True, type=click.Path(file_okay=Fa
                            help="Node home directory.")
 """`--home DIR` of a node (required)."""
 
+PASSPHRASE_VARIABLE = "MARKETCHAIN_PASSPHRASE"
+"""Where `init --encrypt` and `node start` read the home's passphrase without a prompt or
+file (the variable the CLI's keystore reads too)."""
+
+OLDER_PASSPHRASE_VARIABLE = "MARKETCHAIN_VALIDATOR_PASSPHRASE"
+"""The older name, read by `node start` when `PASSPHRASE_VARIABLE` is not set."""
+
+MINIMUM_PASSPHRASE_LENGTH = 8
+"""Characters a new home passphrase needs at least (as `keys new`)."""
+
+PASSPHRASE_TRIES = 3
+"""Tries a person at a terminal gets to type the passphrase of an encrypted home."""
+
+passphrase_file_option = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+    help="Read the passphrase of the home's encrypted keys from the first line of this file "
+         f"(else ${PASSPHRASE_VARIABLE}, else a prompt at a terminal).",
+)
+"""`--passphrase-file FILE` (like geth's `--password`), passed as `passphrase_file`."""
+
+
+def _passphrase_from_file(path: Path) -> str:
+    """The first line of `path`, without its line ending (geth's `--password` convention)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        _fail(f"--passphrase-file {path}: cannot read it: {getattr(error, 'strerror', None) or error}")
+    if not lines or not lines[0]:
+        _fail(f"--passphrase-file {path}: its first line is empty")
+    return lines[0]
+
+
+def home_passphrase(passphrase_file: Path | None, *, new: bool) -> str:
+    """The passphrase of a home's keys: `--passphrase-file`, else $MARKETCHAIN_PASSPHRASE (for an
+    existing home also $MARKETCHAIN_VALIDATOR_PASSPHRASE), else a hidden prompt at a terminal
+    (confirmed when `new`); fails with a one-line error when none is possible."""
+    if passphrase_file is not None:
+        value = _passphrase_from_file(passphrase_file)
+    else:
+        value = os.environ.get(PASSPHRASE_VARIABLE)
+        if value is None and not new:
+            value = os.environ.get(OLDER_PASSPHRASE_VARIABLE)
+        if value is None:
+            if not sys.stdin.isatty():
+                _fail(f"{'--encrypt needs' if new else 'this home holds encrypted keys:'} a passphrase: pass "
+                      f"--passphrase-file FILE, set {PASSPHRASE_VARIABLE}, or run at a terminal")
+            prompt = "New passphrase for the home's keys" if new else "Passphrase of the home's keys"
+            value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
+    if new and len(value) < MINIMUM_PASSPHRASE_LENGTH:
+        _fail(f"a new passphrase needs at least {MINIMUM_PASSPHRASE_LENGTH} characters")
+    return value
+
 
 @click.command("init")
 @home_option
@@ -100,12 +160,20 @@ home_option = click.option("--home", required=True, type=click.Path(file_okay=Fa
 @click.option("--fund", multiple=True, metavar="ADDRESS=AMOUNT", help="Fund an account in a new genesis.")
 @click.option("--force", is_flag=True,
               help="In an existing home, rewrite config.toml only (keys, genesis and data are kept).")
+@click.option("--encrypt", is_flag=True,
+              help="Write the node and validator keys encrypted with a passphrase (Argon2id moderate).")
+@passphrase_file_option
 def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port: int, p2p_port: int,
-                 moniker: str, params: tuple[str, ...], fund: tuple[str, ...], force: bool) -> None:
+                 moniker: str, params: tuple[str, ...], fund: tuple[str, ...], force: bool, encrypt: bool,
+                 passphrase_file: Path | None) -> None:
     """Create a node home in a new or empty directory: config.toml, node key, validator key and genesis."""
     config = NodeConfig(moniker=moniker, http=HttpConfig(port=http_port), p2p=P2pConfig(port=p2p_port))
     if home.exists() and not home.is_dir():
         _fail(f"--home {home} is a file, not a directory")
+    if passphrase_file is not None and not encrypt:
+        _fail("--passphrase-file is the passphrase of --encrypt: pass both, or neither for plain keys")
+    if encrypt and force and is_node_home(home):
+        _fail("--encrypt writes new keys; --force keeps an existing home's keys as they are: use one of them")
     if force and is_node_home(home):
         rewrite_config(home, config)
         click.echo(f"rewrote {home / CONFIG_FILE}; keys, genesis and data are unchanged")
@@ -120,11 +188,12 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
         _fail(f"{home} is not empty ({shown}): init writes keys only into a new or empty directory; "
               "choose another --home, outside the source tree (e.g. ~/.marketchain)")
     accounts = _funded_accounts(fund)
+    passphrase = home_passphrase(passphrase_file, new=True) if encrypt else None
     try:
         genesis = read_genesis(genesis_file) if genesis_file else None
         created = init_home(
             home, chain_id=chain_id, genesis=genesis, params=_parse_params(params),
-            http=config.http, p2p=config.p2p, moniker=moniker, accounts=accounts,
+            http=config.http, p2p=config.p2p, moniker=moniker, accounts=accounts, passphrase=passphrase,
         )
     except ConfigError as error:
         _fail(str(error))
@@ -136,10 +205,12 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
         ("validator", created.validator_key.address.hex()),
         ("node_id", created.node_key.address.hex()),
         ("http", f"http://127.0.0.1:{http_port}"),
+        ("keys", "encrypted with the passphrase (Argon2id moderate)" if encrypt else "plain (no passphrase)"),
     ]))
     click.echo("\n" + funding_summary(created.genesis, created.validator_key.address,
                                       home / VALIDATOR_KEY_FILE))
-    click.echo(f"\nstart it with: marketchain node start --home {home}")
+    unlock = f" (with --passphrase-file FILE or ${PASSPHRASE_VARIABLE}, or at a terminal)" if encrypt else ""
+    click.echo(f"\nstart it with: marketchain node start --home {home}{unlock}")
 
 
 def funding_summary(genesis: Genesis, validator: bytes, validator_key_path: Path) -> str:
@@ -252,9 +323,10 @@ def _node_overrides(http_port: int | None, http_host: str | None, p2p_port: int 
                    "e.g. p2p:debug,marketchain.consensus:info,*:warning.")
 @click.option("--log-format", default=None, type=click.Choice(FORMATS), help="Override [log] format.")
 @set_option
+@passphrase_file_option
 def start_command(home: Path, http_port: int | None, http_host: str | None, p2p_port: int | None,
                   p2p_host: str | None, log_level: str | None, log_format: str | None,
-                  settings: tuple[str, ...]) -> None:
+                  settings: tuple[str, ...], passphrase_file: Path | None) -> None:
     """Run a node in the foreground; SIGTERM or Ctrl-C stops it cleanly.
 
     Options come from flags, then MARKETCHAIN_<SECTION>_<OPTION> environment variables,
@@ -264,9 +336,12 @@ def start_command(home: Path, http_port: int | None, http_host: str | None, p2p_
     from node.storage import StorageError
 
     overrides = _node_overrides(http_port, http_host, p2p_port, p2p_host, log_level, log_format, settings)
-    loaded = load_home(home, environ=os.environ, overrides=overrides)
+    permission_warnings = check_home_permissions(home)
+    loaded = _load_home_with_passphrase(home, overrides, passphrase_file)
     configure_logging(loaded.config.log.level, loaded.config.log.format)
     log = logging.getLogger("marketchain.node")
+    for warning in permission_warnings:
+        log.warning("%s", warning)
     applied = sorted(name for name in map(environment_variable, option_names()) if name in os.environ)
     if applied or overrides:
         log.info("configuration: %s/config.toml, overridden by %s", home,
@@ -280,6 +355,21 @@ def start_command(home: Path, http_port: int | None, http_host: str | None, p2p_
         _fail(f"{error} (is another node running with --home {home}?)")
     except OSError as error:
         _fail(listen_error_text(error, loaded.config) if error.errno else f"cannot start: {error}")
+
+
+def _load_home_with_passphrase(home: Path, overrides: list[Override], passphrase_file: Path | None) -> Home:
+    """`load_home`, asking for the passphrase only if a key is encrypted: 3 tries at a prompt, one otherwise."""
+    prompted = passphrase_file is None and os.environ.get(PASSPHRASE_VARIABLE) is None and \
+        os.environ.get(OLDER_PASSPHRASE_VARIABLE) is None and sys.stdin.isatty()
+    for attempt in range(1, PASSPHRASE_TRIES + 1):
+        try:
+            return load_home(home, environ=os.environ, overrides=overrides,
+                             passphrase=lambda: home_passphrase(passphrase_file, new=False))
+        except ConfigError as error:
+            if not prompted or "wrong passphrase" not in str(error) or attempt == PASSPHRASE_TRIES:
+                raise
+            click.echo(f"{error}; try again", err=True)
+    raise AssertionError("unreachable")
 
 
 @click.group("config")
