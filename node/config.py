@@ -79,6 +79,18 @@ class MempoolConfig:
     """Most pending transactions."""
     max_bytes: int = 128 * 1024 * 1024
     """Most pending bytes."""
+    max_pending_per_sender: int = 64
+    """Most pending transactions of one sender (ready and future)."""
+    max_future_per_sender: int = 16
+    """Most future transactions of one sender (nonce above a gap: no block can include them yet)."""
+    max_future: int = 5_000
+    """Most future transactions in the pool; a future newcomer beyond must outbid one (issue 13)."""
+    future_ttl_s: int = 60
+    """Seconds a transaction may stay future before it is dropped (with its sender's later nonces)."""
+    gossip_queue_bytes_per_peer: int = 8 * 1024 * 1024
+    """Most bytes of one peer's gossiped `txs` messages waiting for admission (node/tx_gossip.py)."""
+    gossip_queue_bytes: int = 32 * 1024 * 1024
+    """Most bytes of all peers' gossiped `txs` messages waiting for admission."""
     journal: bool = True
     """Keep pending transactions in `HOME/data/mempool.journal` and admit them again at
     start, so that a restart (even `kill -9`) loses none."""
@@ -181,6 +193,12 @@ _POSITIVE = {
     "http.body_timeout_s",
     "mempool.max_transactions",
     "mempool.max_bytes",
+    "mempool.max_pending_per_sender",
+    "mempool.max_future_per_sender",
+    "mempool.max_future",
+    "mempool.future_ttl_s",
+    "mempool.gossip_queue_bytes_per_peer",
+    "mempool.gossip_queue_bytes",
     "mempool.journal_max_bytes",
     "mempool.journal_rewrite_interval_s",
     "storage.write_buffer_bytes",
