@@ -109,6 +109,10 @@ class Mempool:
         """A pending transaction by hash."""
         return self._by_hash.get(tx_hash)
 
+    def knows(self, tx_hash: bytes) -> bool:
+        """True if `tx_hash` is pending or final (admission would say `duplicate`)."""
+        return tx_hash in self._by_hash or self._is_committed(tx_hash)
+
     def is_ready(self, tx_hash: bytes) -> bool:
         """True if `tx_hash` is pending and ready (a block could include it in nonce order)."""
         tx = self._by_hash.get(tx_hash)
@@ -158,7 +162,7 @@ class Mempool:
         self._plan(tx, evict=False)
 
     def _check_known(self, tx: Transaction) -> None:
-        if tx.hash in self._by_hash or self._is_committed(tx.hash):  # the one duplicate check
+        if self.knows(tx.hash):  # the one duplicate check
             raise AdmissionError("duplicate", "this transaction is already known")
 
     def _plan(self, tx: Transaction, evict: bool) -> tuple[Account, list[Transaction]]:

@@ -12,13 +12,23 @@ same two steps:
    back to the thread pool when no worker answers);
 2. `Mempool.admit`, in arrival order on the event loop: every stateful check, once.
 
-Then admitted transactions are gossiped to peers in batches and consensus is woken.
-Peers that gossip transactions no honest node would relay are penalized (R32).
+Then admitted transactions that are ready are gossiped to peers in batches (a future
+transaction, above a nonce gap, is relayed only once an admission fills its gap: nothing
+relays what no block can include) and consensus is woken. Large batches are admitted
+`ADMIT_CHUNK` at a time, yielding to the event loop in between.
+
+Gossiped transactions are paid for (issue 13; node/tx_gossip.py): a peer's `txs`
+messages wait in a queue bounded in bytes per peer and in total; each transaction is
+screened by the cheap checks first (size, known hash, decoding, chain, schema, fee, then
+`Mempool.screen`: nonce window, funds, per-sender limits, room), and only the survivors'
+signatures are verified; every refusal costs the peer score in proportion to the work
+it caused (R32), charged before the signatures are checked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -28,9 +38,16 @@ from typing import Any, Protocol
 from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.transaction import Transaction
 from marketplace_tx.primitives.errors import AdmissionError
-from marketplace_tx.rules.admission import Verdict, admission_verdicts, no_signature_known
-from mempool.pool import Mempool
+from marketplace_tx.rules.admission import (
+    Verdict,
+    admission_verdicts,
+    check_stateless,
+    no_signature_known,
+)
+from mempool.pool import Mempool, MempoolLimits
+from node.config import MempoolConfig
 from node.signature_workers import SignatureWorkers, worker_answer
+from node.tx_gossip import DROPPED_MESSAGE_PENALTY, ReceivedQueue, penalty_of
 
 log = logging.getLogger("marketchain.node")
 
@@ -48,11 +65,26 @@ MAX_RECEIVED_BATCH = 10_000
 """Most transactions a peer may send in one `txs` message (more is malformed, R32)."""
 MALFORMED_BATCH_PENALTY = 20.0
 """Score a peer loses for a malformed `txs` message (R32)."""
-BAD_TRANSACTION_PENALTY = 5.0
-"""Score a peer loses per gossiped transaction that no honest node would relay (R32)."""
-PENALIZED_CODES = frozenset({"bad_signature", "malformed", "wrong_chain", "tx_too_large"})
-"""Admission codes of a gossiped transaction that cost its peer `BAD_TRANSACTION_PENALTY`
-(the others, such as `duplicate` or `bad_nonce`, happen to honest peers too)."""
+ADMIT_CHUNK = 500
+"""Transactions admitted (or gossiped ones screened) between two yields to the event loop."""
+RECEIVED_BYTES_PER_PEER = 8 * 1024 * 1024
+"""Default of `[mempool] gossip_queue_bytes_per_peer`: most bytes of one peer's `txs`
+messages waiting for admission."""
+RECEIVED_BYTES = 32 * 1024 * 1024
+"""Default of `[mempool] gossip_queue_bytes`: most bytes of all peers' `txs` messages
+waiting for admission."""
+
+def mempool_limits(config: MempoolConfig) -> MempoolLimits:
+    """The mempool's limits from the `[mempool]` section of the node's config."""
+    return MempoolLimits(
+        max_transactions=config.max_transactions,
+        max_bytes=config.max_bytes,
+        max_pending_per_sender=config.max_pending_per_sender,
+        max_future_per_sender=config.max_future_per_sender,
+        max_future=config.max_future,
+        future_ttl_ms=config.future_ttl_s * 1000,
+    )
+
 
 Outcome = Transaction | AdmissionError
 """What admission answers for one transaction: the admitted transaction, or why not."""
@@ -177,6 +209,8 @@ class AdmissionPipeline:
         penalize: Callable[[bytes, float, str], None],
         notify_work: Callable[[], None],
         on_admitted: Callable[[Sequence[bytes]], None] | None = None,
+        received_bytes_per_peer: int = RECEIVED_BYTES_PER_PEER,
+        received_bytes: int = RECEIVED_BYTES,
     ) -> None:
         self.mempool = mempool
         """Where admitted transactions wait for a block; it runs the stateful checks."""
@@ -202,7 +236,8 @@ class AdmissionPipeline:
         """Verdicts in worker processes (batches of `PROCESS_FROM` or more)."""
         self._gossip_queue: list[bytes] = []
         self._gossip_handle: asyncio.TimerHandle | None = None
-        self._received: asyncio.Queue[tuple[bytes, list[bytes]]] = asyncio.Queue()
+        self.received = ReceivedQueue(received_bytes_per_peer, received_bytes)
+        """Gossiped `txs` messages waiting for admission, bounded in bytes per peer and in total."""
         self._receiver: asyncio.Task[None] | None = None
 
     # --- from clients ------------------------------------------------------------------
@@ -210,10 +245,11 @@ class AdmissionPipeline:
     def submit(self, raw: bytes) -> Transaction:
         """Admit one transaction now (R10), gossip it and wake consensus; raise the
         `AdmissionError` that rejects it."""
-        (outcome,) = self.admit_verdicts(self.in_thread.check([raw]), "http")
+        (outcome,), relay = self._admit(self.in_thread.check([raw]), "http")
         if isinstance(outcome, AdmissionError):
             raise outcome
-        self._gossip(outcome.raw)
+        for ready in relay:
+            self._gossip(ready)
         self.notify_work()
         return outcome
 
@@ -221,13 +257,10 @@ class AdmissionPipeline:
         """Admit transactions in order (R10) with their verdicts computed off the event
         loop, gossip those admitted and wake consensus; per transaction, the admitted
         `Transaction` or the `AdmissionError` that rejected it."""
-        outcomes = await self.admit_many(raws, "http")
-        admitted = False
-        for outcome in outcomes:
-            if isinstance(outcome, Transaction):
-                self._gossip(outcome.raw)
-                admitted = True
-        if admitted:
+        outcomes, relay = await self._admit_many(raws, "http")
+        for ready in relay:
+            self._gossip(ready)
+        if any(isinstance(outcome, Transaction) for outcome in outcomes):
             self.notify_work()
         return outcomes
 
@@ -242,9 +275,22 @@ class AdmissionPipeline:
 
     async def admit_many(self, raws: Sequence[bytes], source: str) -> list[Outcome]:
         """The verdicts of `raws` (worker processes for large batches, else the thread
-        pool), then `admit_verdicts`."""
+        pool), then `admit_verdicts`, `ADMIT_CHUNK` at a time with the event loop free in between."""
+        return (await self._admit_many(raws, source))[0]
+
+    async def _admit_many(self, raws: Sequence[bytes], source: str) -> tuple[list[Outcome], list[bytes]]:
+        """`admit_many`, and the raw bytes of the transactions it made ready to relay."""
         strategy: VerdictStrategy = self.worker_processes if len(raws) >= PROCESS_FROM else self.thread_pool
-        return self.admit_verdicts(await strategy.verdicts(raws), source)
+        verdicts = await strategy.verdicts(raws)
+        outcomes: list[Outcome] = []
+        relay: list[bytes] = []
+        for start in range(0, len(verdicts), ADMIT_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let the event loop run between chunks
+            part, ready = self._admit(verdicts[start:start + ADMIT_CHUNK], source)
+            outcomes += part
+            relay += ready
+        return outcomes, relay
 
     def admit_verdicts(
         self, verdicts: Sequence[Verdict], source: str, admitted_ms: Sequence[int] | None = None
@@ -253,10 +299,19 @@ class AdmissionPipeline:
         `admitted_ms` gives each), counted in the metrics once for the whole batch
         (outcomes by source and code, signatures verified); `on_admitted` is told the
         transactions admitted."""
+        return self._admit(verdicts, source, admitted_ms)[0]
+
+    def _admit(
+        self, verdicts: Sequence[Verdict], source: str, admitted_ms: Sequence[int] | None = None
+    ) -> tuple[list[Outcome], list[bytes]]:
+        """`admit_verdicts`, and the raw bytes to relay: each admitted transaction that is
+        ready, and the future ones an admission made ready (`Mempool.last_promoted`)."""
         now = self.clock_ms()
-        admit = self.mempool.admit
+        mempool = self.mempool
+        admit = mempool.admit
         outcomes: list[Outcome] = []
         admitted_raws: list[bytes] = []
+        relay: list[bytes] = []
         verified = 0
         rejected: dict[str, int] = {}
         for index, verdict in enumerate(verdicts):
@@ -264,6 +319,9 @@ class AdmissionPipeline:
                 tx = admit(verdict, now if admitted_ms is None else admitted_ms[index])
                 outcomes.append(tx)
                 admitted_raws.append(tx.raw)
+                if mempool.is_ready(tx.hash):
+                    relay.append(tx.raw)
+                relay.extend(promoted.raw for promoted in mempool.last_promoted)
             except AdmissionError as error:
                 outcomes.append(error)
                 rejected[error.code] = rejected.get(error.code, 0) + 1
@@ -271,7 +329,7 @@ class AdmissionPipeline:
         self._count(source, len(admitted_raws), rejected, verified)
         if admitted_raws and self.on_admitted is not None:
             self.on_admitted(admitted_raws)
-        return outcomes
+        return outcomes, relay
 
     def _count(self, source: str, admitted: int, rejected: dict[str, int], verified: int) -> None:
         """One counter update per outcome kind (the per-transaction `NodeMetrics.admission`, batched)."""
@@ -303,35 +361,84 @@ class AdmissionPipeline:
             self.broadcast("txs", batch)
 
     def receive(self, peer: bytes, body: Any) -> None:
-        """A `txs` message from `peer`: queued, then admitted in arrival order by one task
-        (a malformed message costs the peer `MALFORMED_BATCH_PENALTY`)."""
+        """A `txs` message from `peer`: queued, then admitted in arrival order by one task.
+        A malformed message costs the peer `MALFORMED_BATCH_PENALTY`; one beyond the
+        queue's byte budgets is dropped and costs `DROPPED_MESSAGE_PENALTY` (R32)."""
         if (not isinstance(body, list) or len(body) > MAX_RECEIVED_BATCH
                 or not all(isinstance(item, bytes) for item in body)):
             self.penalize(peer, MALFORMED_BATCH_PENALTY, "txs body malformed")
             return
-        self._received.put_nowait((peer, body))
+        if not self.received.put(peer, body):
+            self.penalize(peer, DROPPED_MESSAGE_PENALTY, "txs message dropped: its queue is full")
+            return
         if self._receiver is None or self._receiver.done():
             self._receiver = asyncio.get_running_loop().create_task(self._admit_received())
 
     async def _admit_received(self) -> None:
-        """Admit gossiped batches one after the other, in the order they came; relay
-        what was admitted and wake consensus."""
-        while not self._received.empty():
-            peer, body = self._received.get_nowait()
-            admitted = 0
-            for raw, outcome in zip(body, await self.admit_many(body, "p2p"), strict=True):
-                if isinstance(outcome, AdmissionError):
-                    if outcome.code in PENALIZED_CODES:
-                        self.penalize(peer, BAD_TRANSACTION_PENALTY, f"gossiped tx: {outcome.code}")
-                    continue
-                admitted += 1
-                self._gossip_queue.append(raw)
-            if admitted:
-                self._flush_gossip()
-                self.notify_work()
+        """Admit gossiped messages one after the other, in the order they came."""
+        while (item := self.received.take()) is not None:
+            peer, body, size = item
+            try:
+                await self._admit_gossiped(peer, body)
+            except Exception:  # one message must not stop the admission of the next
+                log.exception("admitting gossiped transactions failed")
+            finally:
+                self.received.done(peer, size)
+
+    async def _admit_gossiped(self, peer: bytes, body: list[bytes]) -> None:
+        """Screen a peer's transactions by the cheap checks and charge it for those refused,
+        then verify the survivors' signatures and admit them; relay what became ready and
+        wake consensus."""
+        survivors: list[bytes] = []
+        refused: dict[str, int] = {}
+        for start in range(0, len(body), ADMIT_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let the event loop run between chunks
+            for raw in body[start:start + ADMIT_CHUNK]:
+                code = self._screen(raw)
+                if code is None:
+                    survivors.append(raw)
+                else:
+                    refused[code] = refused.get(code, 0) + 1
+        self._charge(peer, refused)  # before any signature is verified
+        self._count("p2p", 0, refused, 0)
+        if not survivors:
+            return
+        outcomes, relay = await self._admit_many(survivors, "p2p")
+        late: dict[str, int] = {}
+        for outcome in outcomes:
+            if isinstance(outcome, AdmissionError):
+                late[outcome.code] = late.get(outcome.code, 0) + 1
+        self._charge(peer, late)
+        if relay:
+            self._gossip_queue.extend(relay)
+            self._flush_gossip()
+        if sum(late.values()) < len(outcomes):  # some were admitted
+            self.notify_work()
+
+    def _screen(self, raw: bytes) -> str | None:
+        """The R12 code of the first cheap check a gossiped transaction fails (size, known
+        hash, decoding, chain, type, schema, fee, then `Mempool.screen`), or None."""
+        if len(raw) > self.mempool.params.max_tx_bytes:
+            return "tx_too_large"
+        if self.mempool.knows(hashlib.sha256(raw).digest()):  # the tx hash (R9): no decoding needed
+            return "duplicate"
+        try:
+            self.mempool.screen(check_stateless(raw, self.mempool.chain_id, self.mempool.params, verify_signature=False))
+        except AdmissionError as error:
+            return error.code
+        return None
+
+    def _charge(self, peer: bytes, refused: dict[str, int]) -> None:
+        """Lower `peer`'s score for its refused transactions, one report per code (R32)."""
+        for code, count in refused.items():
+            penalty = penalty_of(code) * count
+            if penalty > 0:
+                self.penalize(peer, penalty, f"gossiped tx: {code}" + (f" x{count}" if count > 1 else ""))
 
     def close(self) -> None:
         """Stop admitting gossiped transactions and stop the threads (the node stops)."""
         if self._receiver is not None:
             self._receiver.cancel()
+        self.received.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)

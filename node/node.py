@@ -23,8 +23,8 @@ from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import ACCOUNT
 from marketplace_tx.rules.state_transition import BlockResult
 from marketplace_tx.rules.validators import set_at
-from mempool.pool import Mempool, MempoolLimits
-from node.admission import AdmissionPipeline
+from mempool.pool import Mempool
+from node.admission import AdmissionPipeline, mempool_limits
 from node.block_sync import BlockSync
 from node.consensus_driver import ConsensusDriver
 from node.events import ChainEvent, EventHub, block_events, orders_named
@@ -88,7 +88,7 @@ class Node:
             self.genesis.params,
             self.committed_account,
             lambda tx_hash: self.store.tx_location(tx_hash) is not None,
-            MempoolLimits(home.config.mempool.max_transactions, home.config.mempool.max_bytes),
+            mempool_limits(home.config.mempool),
         )
         """Transactions waiting for a block."""
         mempool_config = home.config.mempool
@@ -155,6 +155,8 @@ class Node:
             self.mempool, self.workers, self.metrics, self.clock,
             self.peers.broadcast, self.peer_actions.penalize, self.driver.notify_work,
             on_admitted=self.journal.record if self.journal is not None else None,
+            received_bytes_per_peer=mempool_config.gossip_queue_bytes_per_peer,
+            received_bytes=mempool_config.gossip_queue_bytes,
         )
         """Admission of transactions from clients and peers, and their gossip (R10; node/admission.py)."""
         self._committed_accounts: dict[bytes, Account] = {}
