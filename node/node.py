@@ -251,7 +251,9 @@ class Node:
         elif kind == "status":
             height = body.get("height") if isinstance(body, dict) else None
             if isinstance(height, int) and not isinstance(height, bool) and height >= 0:
-                self.peer_actions.maybe_sync(peer, height)
+                self.peer_actions.maybe_sync(peer, height)  # a claim: block sync checks it (R30)
+            else:
+                self.peer_actions.penalize(peer, 5, "status without a height")
         elif kind == "block_request":
             self.sync.serve(peer, body)
         elif kind == "block_response":
