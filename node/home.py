@@ -236,8 +236,9 @@ def check_home_permissions(path: Path) -> list[str]:
     Refuses (ConfigError) a home, key file, config or genesis that group or others may write;
     tightens a home or data directory that others may read to 0700 and a key file to 0600.
     The data directory is created (0700) if missing, before LevelDB would create it 0755.
+    A directory that is not a node home is left alone (`load_home` says what is missing).
     """
-    if not path.is_dir():
+    if not is_node_home(path):
         return []
     data = path / DATA_DIRECTORY
     if not data.exists():
