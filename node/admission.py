@@ -391,11 +391,12 @@ class AdmissionPipeline:
         wake consensus."""
         survivors: list[bytes] = []
         refused: dict[str, int] = {}
+        seen: set[bytes] = set()
         for start in range(0, len(body), ADMIT_CHUNK):
             if start:
                 await asyncio.sleep(0)  # let the event loop run between chunks
             for raw in body[start:start + ADMIT_CHUNK]:
-                code = self._screen(raw)
+                code = self._screen(raw, seen)
                 if code is None:
                     survivors.append(raw)
                 else:
@@ -416,13 +417,16 @@ class AdmissionPipeline:
         if sum(late.values()) < len(outcomes):  # some were admitted
             self.notify_work()
 
-    def _screen(self, raw: bytes) -> str | None:
+    def _screen(self, raw: bytes, seen: set[bytes]) -> str | None:
         """The R12 code of the first cheap check a gossiped transaction fails (size, known
-        hash, decoding, chain, type, schema, fee, then `Mempool.screen`), or None."""
+        hash, also among `seen` (earlier in its message), decoding, chain, type, schema,
+        fee, then `Mempool.screen`), or None."""
         if len(raw) > self.mempool.params.max_tx_bytes:
             return "tx_too_large"
-        if self.mempool.knows(hashlib.sha256(raw).digest()):  # the tx hash (R9): no decoding needed
+        tx_hash = hashlib.sha256(raw).digest()  # the tx hash (R9): no decoding needed
+        if tx_hash in seen or self.mempool.knows(tx_hash):
             return "duplicate"
+        seen.add(tx_hash)
         try:
             self.mempool.screen(check_stateless(raw, self.mempool.chain_id, self.mempool.params, verify_signature=False))
         except AdmissionError as error:
