@@ -337,7 +337,8 @@ class ConsensusDriver:
             return None
         last_commit = store.commit(tip.height) if tip.height else None
         evidence = self.evidence.usable(action.height)
-        candidates = list(self.mempool.ready())
+        most = min(self.budget.transaction_limit() or self.params.max_block_txs, self.params.max_block_txs)
+        candidates = list(self.mempool.ready(2 * most))  # by fee rate; twice the cap, for those skipped
         time_ms = max(self.clock(), tip.time + 1)
         started = time.perf_counter()
         result = await asyncio.to_thread(
