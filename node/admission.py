@@ -308,6 +308,7 @@ class AdmissionPipeline:
         ready, and the future ones an admission made ready (`Mempool.last_promoted`)."""
         now = self.clock_ms()
         mempool = self.mempool
+        mempool.expire(now)  # future transactions expire even while no block comes (O(1) if none is due)
         admit = mempool.admit
         outcomes: list[Outcome] = []
         admitted_raws: list[bytes] = []
