@@ -6,6 +6,14 @@ that height (known from the state after the previous block), re-executes the blo
 checks every root (`apply_block`), then stores it like any final block. Requests are
 pipelined (a window of heights in flight) and retried on another peer on timeout.
 
+Claims are not trusted (issue 13): a peer's claimed height (its `status`, or consensus
+messages for later heights) only makes the node *request* blocks, at most `WINDOW`
+heights above its own head. `syncing` and `target_height` count a peer's claim only
+once that peer has delivered a block at head + 1 whose commit verified and which
+applied; a peer that leaves a request unanswered for `REQUEST_TIMEOUT_S` loses
+`PENALTY_UNSERVED` and its claim (and must prove itself again). Serving requests:
+node/block_serving.py.
+
 Speed: the transaction signatures of a block are verified in worker processes as soon
 as it arrives (`node/signature_workers.py`), while the node executes the blocks before
 it; `apply_block` then skips the signatures the workers found valid.
@@ -26,6 +34,7 @@ from marketplace_tx.primitives.errors import CodecError, InvalidBlock
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_transition import BlockResult, apply_block
 from marketplace_tx.rules.validators import set_at
+from node.block_serving import BlockServer
 from node.logging_setup import log_fields
 from node.peer_actions import PeerActions, Send
 from node.signature_workers import SignatureWorkers, verified_hashes
@@ -37,6 +46,14 @@ WINDOW = 16
 """Heights requested at once."""
 REQUEST_TIMEOUT_S = 5.0
 """A request unanswered this long is sent to another peer."""
+PENALTY_UNSERVED = 5.0
+"""Score a peer loses for not answering, in time, a request for a height it claimed."""
+PENALTY_UNSOLICITED = 5.0
+"""Score a peer loses for a `block_response` this node did not ask it for."""
+PENALTY_MALFORMED = 10.0
+"""Score a peer loses for a `block_response` that is not `{height, block, commit}`."""
+PENALTY_INVALID_BLOCK = 50.0
+"""Score a peer loses for a block (or commit) that fails verification or execution."""
 
 
 class BlockSync:
@@ -79,8 +96,13 @@ class BlockSync:
         """Worker processes verifying the signatures of fetched blocks ahead of their turn."""
         self._verifying: dict[int, asyncio.Future[list[bytes]]] = {}
         self.peer_heights: dict[bytes, int] = {}
-        """Latest height each peer reported."""
+        """Highest height each peer claimed (trusted only for peers in `backed`)."""
+        self.backed: set[bytes] = set()
+        """Peers that delivered a block whose commit verified since their last failure."""
+        self.server = BlockServer(store, peers)
+        """Answers peers' `block_request`s (node/block_serving.py)."""
         self._requested: dict[int, tuple[bytes, float]] = {}
+        self._asked_before: dict[int, set[bytes]] = {}
         self._received: dict[int, tuple[bytes, bytes, bytes]] = {}
         self._started_at: float | None = None
         self._start_height = 0
@@ -89,12 +111,14 @@ class BlockSync:
 
     @property
     def target_height(self) -> int:
-        """The highest height a peer has reported."""
-        return max(self.peer_heights.values(), default=0)
+        """The highest height claimed by a peer that has delivered a verified block
+        (this node's head if none did): an unproven claim moves nothing."""
+        backed = (height for peer, height in self.peer_heights.items() if peer in self.backed)
+        return max(backed, default=self.store.head().height)
 
     @property
     def syncing(self) -> bool:
-        """True while the node is more than one block behind a peer."""
+        """True while the node is more than one block behind a peer that proved its claim."""
         return self.target_height > self.store.head().height + 1
 
     def progress(self) -> dict[str, Any]:
@@ -111,6 +135,8 @@ class BlockSync:
     def peer_gone(self, peer: bytes) -> None:
         """Forget a disconnected peer and re-route its requests."""
         self.peer_heights.pop(peer, None)
+        self.backed.discard(peer)
+        self.server.forget(peer)
         for height, (asked, _) in list(self._requested.items()):
             if asked == peer:
                 del self._requested[height]
@@ -135,17 +161,20 @@ class BlockSync:
             del self._requested[height]
         for height in [h for h in self._received if h <= head]:
             del self._received[height]
+        for height in [h for h in self._asked_before if h <= head]:
+            del self._asked_before[height]
         for height in [h for h in self._verifying if h <= head]:
             self._verifying.pop(height).cancel()
         now = time.monotonic()
-        for height in range(head + 1, min(head + WINDOW, self.target_height) + 1):
+        claimed = max(self.peer_heights.values(), default=0)  # unproven claims: asked, capped
+        for height in range(head + 1, min(head + WINDOW, claimed) + 1):
             if height in self._received:
                 continue
             asked = self._requested.get(height)
             if asked is not None and now - asked[1] < REQUEST_TIMEOUT_S:
                 continue
             if asked is not None:  # unanswered: the peer's claimed height is not trusted any more
-                self.peer_heights.pop(asked[0], None)
+                self._unserved(asked[0], height)
             candidates = [peer for peer, top in self.peer_heights.items() if top >= height and (asked is None or peer != asked[0])]
             if not candidates and asked is not None:
                 candidates = [asked[0]]
@@ -154,10 +183,17 @@ class BlockSync:
             peer = candidates[height % len(candidates)]
             if self.send(peer, "block_request", {"height": height}):
                 self._requested[height] = (peer, now)
+                self._asked_before.setdefault(height, set()).add(peer)
                 if self._started_at is None:
                     self._started_at, self._start_height = now, head
         if self._requested and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT_S, self._retry)
+
+    def _unserved(self, peer: bytes, height: int) -> None:
+        """`peer` claimed `height` but did not send it in time: charge it, drop its claim."""
+        if self.peer_heights.pop(peer, None) is not None:
+            self.peers.penalize(peer, PENALTY_UNSERVED, f"block {height} it claimed not served in time")
+        self.backed.discard(peer)
 
     def _disarm_if_idle(self) -> None:
         """No request outstanding: no timer either (an idle node does no work, R29)."""
@@ -171,25 +207,17 @@ class BlockSync:
         self.request_missing()
 
     def serve(self, peer: bytes, body: Any) -> None:
-        """Answer a peer's `block_request` with the block and its commit, if stored."""
-        height = body.get("height") if isinstance(body, dict) else None
-        if isinstance(height, bool) or not isinstance(height, int) or height < 1:
-            self.peers.penalize(peer, 10, "block_request malformed")
-            return
-        block = self.store.block_bytes(height)
-        commit = self.store.commit(height)
-        if block is None or commit is None:
-            return
-        self.send(peer, "block_response", {"height": height, "block": block, "commit": commit.encode()})
+        """Answer a peer's `block_request`, streamed from storage (node/block_serving.py)."""
+        self.server.serve(peer, body)
 
     def receive(self, peer: bytes, body: Any) -> None:
         """A `block_response`: keep it, then apply every consecutive block."""
         if not isinstance(body, dict) or not isinstance(body.get("height"), int) or isinstance(body.get("height"), bool):
-            self.peers.penalize(peer, 10, "block_response malformed")
+            self.peers.penalize(peer, PENALTY_MALFORMED, "block_response malformed")
             return
         height = body["height"]
         if not isinstance(body.get("block"), bytes) or not isinstance(body.get("commit"), bytes):
-            self.peers.penalize(peer, 10, "block_response malformed")
+            self.peers.penalize(peer, PENALTY_MALFORMED, "block_response malformed")
             return
         asked = self._requested.get(height)
         if height <= self.store.head().height:
@@ -198,8 +226,9 @@ class BlockSync:
             return
         if height in self._received:
             return
-        if asked is None or asked[0] != peer:
-            self.peers.penalize(peer, 5, "unsolicited block_response")
+        late = peer in self._asked_before.get(height, ())  # asked earlier, then re-routed: still useful
+        if (asked is None or asked[0] != peer) and not late:
+            self.peers.penalize(peer, PENALTY_UNSOLICITED, "unsolicited block_response")
             return
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)
@@ -238,10 +267,12 @@ class BlockSync:
                 log.warning("block %d from %s rejected: %s", tip.height + 1, peer.hex()[:12], error,
                             extra=log_fields(event="sync_block_rejected", height=tip.height + 1, peer=peer.hex(),
                                              error=str(error)))
-                self.peers.penalize(peer, 50, f"sync block invalid: {error}")
+                self.peers.penalize(peer, PENALTY_INVALID_BLOCK, f"sync block invalid: {error}")
                 self.peer_heights.pop(peer, None)
+                self.backed.discard(peer)
                 break
             await asyncio.to_thread(store.commit_block, result, commit)
+            self.backed.add(peer)  # its commit verified: its claimed height now counts
             self.on_block(result)
             applied += 1
         if applied:

@@ -30,6 +30,10 @@ class PeerActions(Protocol):
     def maybe_sync(self, peer: bytes, height: int) -> None:
         """A peer has blocks up to `height`: sync from it if this node is behind (R30)."""
 
+    def stream(self, peer: bytes, producer: Callable[[], bytes | None]) -> bool:
+        """Queue a message to one peer that `producer` encodes when it is its turn to be
+        written (block responses); False if it was not queued."""
+
 
 class NetworkPeerActions:
     """`PeerActions` over the P2P layer and block sync."""
@@ -53,6 +57,11 @@ class NetworkPeerActions:
         self.peers.broadcast(kind, body, exclude=peer)
 
     def maybe_sync(self, peer: bytes, height: int) -> None:
-        """A peer has blocks up to `height`: sync if we are behind (R30)."""
+        """A peer has blocks up to `height`: sync if we are behind (R30). Block sync
+        trusts the claim only once the peer delivers a block whose commit verifies."""
         if height > self.head_height():
             self.sync_from(peer, height)
+
+    def stream(self, peer: bytes, producer: Callable[[], bytes | None]) -> bool:
+        """Queue a streamed message (p2p/buffers.py); False if it was not queued."""
+        return self.peers.send_streamed(peer, producer)

@@ -1,0 +1,131 @@
+"""Serving `block_request`s: cheap checks first, once per peer per window, streamed
+(issue 13, attack 1: 4,200 requests of 41 bytes queued 4,060 copies of a block).
+
+`BlockSync.serve` over a real LevelDB store holding five blocks with their commits
+(tests/unit/node/chain_store_model.py); the peers record what would be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node import block_serving
+from node.block_sync import BlockSync
+from node.storage import ChainStore
+from p2p.messages import decode_message
+from tests.unit.node.chain_store_model import build_chain, make_genesis, store_opener
+
+ATTACKER = b"\x03" * 32
+HONEST = b"\x04" * 32
+
+
+class Peers:
+    """Streams into a list (up to `room` items per peer) and records penalties."""
+
+    def __init__(self, room: int = 64) -> None:
+        self.room = room
+        self.streamed: list[tuple[bytes, Callable[[], bytes | None]]] = []
+        self.sent: list[tuple[bytes, str, Any]] = []
+        self.penalties: list[tuple[bytes, float, str]] = []
+
+    def send(self, peer: bytes, kind: str, body: Any) -> bool:
+        self.sent.append((peer, kind, body))
+        return True
+
+    def stream(self, peer: bytes, producer: Callable[[], bytes | None]) -> bool:
+        if sum(1 for owner, _ in self.streamed if owner == peer) >= self.room:
+            return False
+        self.streamed.append((peer, producer))
+        return True
+
+    def penalize(self, peer: bytes, penalty: float, reason: str) -> None:
+        self.penalties.append((peer, penalty, reason))
+
+    def answers(self, peer: bytes) -> int:
+        return sum(1 for owner, _ in self.streamed if owner == peer) + sum(
+            1 for owner, kind, _ in self.sent if owner == peer and kind == "block_response")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ChainStore]:
+    opener = store_opener(tmp_path)
+    chain_store = next(opener)("chain")
+    genesis = make_genesis()
+    chain_store.initialize(genesis)
+    build_chain(chain_store, genesis)
+    yield chain_store
+    next(opener, None)
+
+
+def make_sync(store: ChainStore, peers: Peers) -> BlockSync:
+    return BlockSync(
+        store=store, chain_id=make_genesis().chain_id, params=make_genesis().params, send=peers.send,
+        peers=peers, run_in_order=lambda job: None, on_block=lambda result: None,  # type: ignore[arg-type]
+        on_head_moved=lambda: None, signature_known_valid=lambda tx_hash: False,
+    )
+
+
+def test_the_same_height_requested_4200_times_is_answered_once(store: ChainStore) -> None:
+    peers = Peers()
+    sync = make_sync(store, peers)
+    for _ in range(4200):
+        sync.serve(ATTACKER, {"height": 3})
+    assert peers.answers(ATTACKER) == 1
+    sync.serve(HONEST, {"height": 3})  # another peer's request is its own
+    assert peers.answers(HONEST) == 1
+
+
+def test_the_answer_is_read_and_encoded_only_when_produced(store: ChainStore) -> None:
+    peers = Peers()
+    sync = make_sync(store, peers)
+    sync.serve(HONEST, {"height": 2})
+    assert not peers.sent
+    [(_, producer)] = peers.streamed
+    message = decode_message(producer() or b"")
+    commit = store.commit(2)
+    assert commit is not None
+    assert message.kind == "block_response"
+    assert message.body == {"height": 2, "block": store.block_bytes(2), "commit": commit.encode()}
+
+
+def test_requests_are_checked_cheaply_before_anything_is_read(store: ChainStore) -> None:
+    peers = Peers()
+    sync = make_sync(store, peers)
+    for body in ({"height": 0}, {"height": True}, {"height": "1"}, [], {"other": 1}):
+        sync.serve(ATTACKER, body)
+    assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_MALFORMED] * 5
+    peers.penalties.clear()
+    for height in (6, 2**62):  # above our head: a height we never claimed
+        sync.serve(ATTACKER, {"height": height})
+    assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_BEYOND_HEAD] * 2
+    assert peers.answers(ATTACKER) == 0
+
+
+def test_requests_beyond_the_waiting_answers_cost_the_peer(store: ChainStore) -> None:
+    peers = Peers(room=2)
+    sync = make_sync(store, peers)
+    for height in range(1, 6):
+        sync.serve(ATTACKER, {"height": height})
+    assert peers.answers(ATTACKER) == 2
+    assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_QUEUE_FULL] * 3
+
+
+def test_a_height_is_served_again_after_the_window(store: ChainStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    peers = Peers()
+    sync = make_sync(store, peers)
+    sync.server = block_serving.BlockServer(store, peers, clock=lambda: now[0])  # type: ignore[arg-type]
+    sync.serve(HONEST, {"height": 1})
+    now[0] += block_serving.REPEAT_WINDOW_S - 1
+    sync.serve(HONEST, {"height": 1})
+    assert peers.answers(HONEST) == 1
+    now[0] += 2
+    sync.serve(HONEST, {"height": 1})
+    assert peers.answers(HONEST) == 2
+    sync.peer_gone(HONEST)  # a reconnected peer starts afresh
+    sync.serve(HONEST, {"height": 1})
+    assert peers.answers(HONEST) == 3
