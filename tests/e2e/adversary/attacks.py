@@ -1,0 +1,276 @@
+"""The message-level attacks of issue 13, each a class with `prepare` and `run`.
+
+Every attack speaks the real handshake with free node keys (attacker.py), from its own
+loopback /16 (`Attack.number`), against node0 of the shared testnet unless it says
+otherwise. `run` attacks for `duration_s`, then looks at the node's defence: did the
+node hang up on every attacking connection within `BAN_DEADLINE_S`, and is a fresh key
+from the same IP refused afterwards (a ban that covers the IP)?
+
+- `BlockRequestAmplification`: thousands of `block_request`s for the largest block, never
+  reading the socket (issue 13, attack 1);
+- `FutureProposals`: 1 MiB proposals for heights far ahead, unsigned (attack 2);
+- `FakeEvidence`: evidence naming real validators with bogus signatures, from several
+  connections at once (attack 3);
+- `NeverReadyTransactions`: future-nonce transfers of funded accounts plus a 10,000-item
+  `txs` message of transfers nobody can pay (attack 5, and free gossip rejections);
+- `FalseHeightClaim`: `status` and a proposal at height 2^62 (/status must not say syncing).
+
+The connection attacks (slot exhaustion, garbage frames, peer-exchange poisoning,
+slowloris HTTP) are in attacks_connections.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from marketplace_tx.chain.transaction import sign_transaction
+from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.rules.evidence import make_evidence
+from tests.e2e.adversary.attacker import AttackerPeer, is_refused, source_address
+from tests.e2e.adversary.battlefield import Battlefield
+from tests.e2e.adversary.measure import BAN_DEADLINE_S, AttackReport
+
+MIB = 1024 * 1024
+
+DRAIN_EVERY = 50
+"""Messages written between two waits for the socket to take them."""
+
+
+class Attack:
+    """One attack: `prepare` (not measured), then `run` (measured) returns its report."""
+
+    name = "attack"
+    """Its name in reports and the bench."""
+    number = 1
+    """Its loopback /16: sources are 127.(10+number).x.y."""
+
+    def __init__(self, field: Battlefield, duration_s: float = 6.0, target: int = 0) -> None:
+        self.field = field
+        """The testnet."""
+        self.duration_s = duration_s
+        """How long the attack proper lasts."""
+        self.target = target
+        """Index of the node attacked."""
+
+    def prepare(self) -> None:
+        """Nothing to prepare by default."""
+
+    async def run(self) -> AttackReport:
+        """The attack and the look at the defence."""
+        raise NotImplementedError
+
+    def source(self, host: int = 0) -> str:
+        """The attack's loopback address number `host`."""
+        return source_address(self.number, host)
+
+    def peer(self, host: int = 0) -> AttackerPeer:
+        """A fresh attacking peer from address `host`, aimed at the target's P2P port."""
+        node = self.field.node(self.target)
+        return AttackerPeer(self.field.identity, node.host, node.p2p_port, self.source(host))
+
+    async def judge(self, report: AttackReport, peers: list[AttackerPeer], source_host: str) -> AttackReport:
+        """Fill `disconnected` (each peer hung up on within the deadline) and `refused`."""
+        closed = await asyncio.gather(*(peer.closed_by_node(BAN_DEADLINE_S) for peer in peers))
+        report.disconnected = all(closed)
+        report.details["connections_closed_by_node"] = f"{sum(closed)}/{len(closed)}"
+        for peer in peers:
+            peer.abort()
+        node = self.field.node(self.target)
+        report.refused = await is_refused(self.field.identity, node.host, node.p2p_port, source_host)
+        return report
+
+
+async def paced(peer: AttackerPeer, messages: Iterable[tuple[str, Any]], rate: float, burst: int,
+                duration_s: float) -> int:
+    """Send `burst` messages at once, then `rate` a second, for at most `duration_s`.
+
+    Stops early when the messages run out or the node hangs up or stops reading;
+    returns how many were written.
+    """
+    start = time.monotonic()
+    deadline = start + duration_s
+    sent = 0
+    try:
+        for kind, body in messages:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            due = start + max(0, sent - burst) / rate
+            if due > now:
+                await asyncio.sleep(min(due, deadline) - now)
+            peer.queue(kind, body)
+            sent += 1
+            if sent % DRAIN_EVERY == 0:
+                async with asyncio.timeout(max(0.05, deadline - time.monotonic())):
+                    await peer.drain()
+    except (OSError, TimeoutError, AssertionError):
+        pass
+    return sent
+
+
+class BlockRequestAmplification(Attack):
+    """Attack 1: `block_request`s for the largest block, the socket never read."""
+
+    name = "block_request amplification"
+    number = 1
+    requests = 4200
+    """Requests sent (the issue's count)."""
+
+    async def run(self) -> AttackReport:
+        """Ask for the big block over and over within the old per-peer message rate."""
+        peer = self.peer()
+        await peer.connect()
+        height = self.field.big_block_height
+        messages = (("block_request", {"height": height}) for _ in range(self.requests))
+        sent = await paced(peer, messages, rate=800.0, burst=1500, duration_s=self.duration_s)
+        report = AttackReport(self.name, details={"requests_sent": sent, "height": height})
+        return await self.judge(report, [peer], peer.source_host)
+
+
+def _far_heights(field: Battlefield, ahead: int) -> int:
+    return field.node().height() + ahead
+
+
+class FutureProposals(Attack):
+    """Attack 2: unsigned 1 MiB proposals for heights the chain will not reach during the test."""
+
+    name = "future-height proposals"
+    number = 2
+    count = 80
+    """Proposals sent, 1 MiB of block each (the old buffer kept them all)."""
+
+    async def run(self) -> AttackReport:
+        """Send them within the old per-peer byte rate (12 MiB/s)."""
+        peer = self.peer()
+        await peer.connect()
+        base = _far_heights(self.field, 90)
+        chain_id = self.field.identity.chain_id
+
+        def proposals() -> Iterator[tuple[str, Any]]:
+            for number in range(self.count):
+                fields = {"block_hash": os.urandom(32), "chain_id": chain_id, "height": base + number % 8,
+                          "pol_round": -1, "round": number}
+                yield "proposal", {"proposal": fields, "signature": os.urandom(64), "block": os.urandom(MIB)}
+
+        sent = await paced(peer, proposals(), rate=12.0, burst=8, duration_s=self.duration_s + 2)
+        report = AttackReport(self.name, details={"proposals_sent": sent, "bytes": sent * MIB})
+        return await self.judge(report, [peer], peer.source_host)
+
+
+def fake_evidence(chain_id: str, validator: bytes, height: int, round_number: int) -> dict[str, Any]:
+    """Two conflicting prevotes of a real validator, with random signatures (invalid evidence)."""
+    def vote() -> dict[str, Any]:
+        return {"block_hash": os.urandom(32), "chain_id": chain_id, "height": height, "round": round_number,
+                "signature": os.urandom(64), "type": "prevote"}
+    return make_evidence(validator, vote(), vote())
+
+
+class FakeEvidence(Attack):
+    """Attack 3: bogus evidence about real validators from several connections."""
+
+    name = "fake evidence"
+    number = 3
+    connections = 4
+    """Attacking connections, each from its own IP of one /24."""
+    rate = 800.0
+    """Evidence items per second and connection (just under the old per-peer message rate)."""
+
+    async def run(self) -> AttackReport:
+        """Flood, then judge every connection."""
+        peers = [self.peer(host) for host in range(self.connections)]
+        await asyncio.gather(*(peer.connect() for peer in peers))
+        top = max(2, self.field.node().height())
+        chain_id = self.field.identity.chain_id
+        validators = self.field.validators
+
+        def items(offset: int) -> Iterator[tuple[str, Any]]:
+            number = offset
+            while True:
+                number += self.connections
+                yield "evidence", fake_evidence(chain_id, validators[number % len(validators)],
+                                                1 + number % (top - 1), number)
+
+        sent = await asyncio.gather(*(paced(peer, items(index), self.rate, int(self.rate), self.duration_s)
+                                      for index, peer in enumerate(peers)))
+        report = AttackReport(self.name, details={"evidence_sent": sum(sent)})
+        return await self.judge(report, peers, peers[0].source_host)
+
+
+class NeverReadyTransactions(Attack):
+    """Attack 5: future-nonce transfers that never become ready, and a 10,000-item `txs`
+    message of transfers nobody can pay (each costs the node a signature check)."""
+
+    name = "never-ready transactions"
+    number = 5
+    batch = 10_000
+    """Items of one `txs` message (the old per-message maximum)."""
+
+    def __init__(self, field: Battlefield, duration_s: float = 6.0, target: int = 0) -> None:
+        super().__init__(field, duration_s, target)
+        self.bodies: list[list[bytes]] = []
+        """The `txs` bodies, signed by `prepare`."""
+
+    def prepare(self) -> None:
+        """Sign the future-nonce transfers and two batches of unpayable ones."""
+        chain_id = self.field.identity.chain_id
+        fee = self.field.node().status()["min_fee"]
+        recipient = self.field.net.address("alice")
+        never_ready = [sign_transaction(key, chain_id, "transfer", {"to": recipient, "amount": 1}, nonce, fee).raw
+                       for key in self.field.funded_keys for nonce in range(1, 65)]
+        for round_number in range(2):
+            unpayable = [sign_transaction(KeyPair.generate(), chain_id, "transfer",
+                                          {"to": recipient, "amount": 1 + round_number}, 0, fee).raw
+                         for _ in range(self.batch - (len(never_ready) if round_number == 0 else 0))]
+            self.bodies.append((never_ready if round_number == 0 else []) + unpayable)
+
+    async def run(self) -> AttackReport:
+        """Send the batches a second apart, then judge."""
+        peer = self.peer()
+        await peer.connect()
+        messages = (("txs", body) for body in self.bodies)
+        sent = await paced(peer, messages, rate=1.0, burst=1, duration_s=self.duration_s)
+        report = AttackReport(self.name, details={"txs_messages": sent,
+                                                  "transactions": sum(map(len, self.bodies[:sent]))})
+        return await self.judge(report, [peer], peer.source_host)
+
+
+CLAIMED_HEIGHT = 2**62
+"""The false height (issue 13: "one unsigned proposal at height 2^62 set the sync target")."""
+
+
+class FalseHeightClaim(Attack):
+    """A `status` and an unsigned proposal at height 2^62: the node must not start syncing."""
+
+    name = "false height claim"
+    number = 9
+
+    async def run(self) -> AttackReport:
+        """Claim, watch /status while connected, then judge."""
+        peer = self.peer()
+        await peer.connect()
+        chain_id = self.field.identity.chain_id
+        await peer.send("status", {"height": CLAIMED_HEIGHT, "block_hash": os.urandom(32)})
+        fields = {"block_hash": os.urandom(32), "chain_id": chain_id, "height": CLAIMED_HEIGHT,
+                  "pol_round": -1, "round": 0}
+        await peer.send("proposal", {"proposal": fields, "signature": os.urandom(64), "block": os.urandom(1024)})
+        seen = await asyncio.to_thread(self._watch_status, self.duration_s)
+        report = AttackReport(self.name, details={"status_samples": len(seen),
+                                                  "highest_sync_target": max((s[1] for s in seen), default=None)})
+        report.checks["/status never says syncing after a 2^62 claim"] = bool(seen) and not any(s[0] for s in seen)
+        report.checks["the sync target stays below 2^62"] = all(s[1] < CLAIMED_HEIGHT for s in seen)
+        return await self.judge(report, [peer], peer.source_host)
+
+    def _watch_status(self, seconds: float) -> list[tuple[bool, int]]:
+        node = self.field.node(self.target)
+        samples = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            status = node.try_status()
+            if status is not None:
+                samples.append((bool(status["syncing"]), int(status["sync"]["target"])))
+            time.sleep(0.2)
+        return samples
