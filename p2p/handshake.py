@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,17 +193,8 @@ def derive_session_keys(
     )
 
 
-def check_hello(
-    theirs: Hello,
-    ours: Hello,
-    expected_address: bytes | None,
-    allowed_addresses: frozenset[bytes] | set[bytes] | None = None,
-) -> None:
-    """Refuse a peer on another protocol, chain or genesis, ourselves, or an unexpected key.
-
-    `allowed_addresses`, when given, are the only node keys accepted (a connection that
-    got no anonymous slot may go on only as a reserved peer).
-    """
+def check_hello(theirs: Hello, ours: Hello, expected_address: bytes | None) -> None:
+    """Refuse a peer on another protocol, chain or genesis, ourselves, or an unexpected key."""
     if theirs.version != ours.version:
         raise HandshakeError(
             f"unsupported protocol version {theirs.version} (ours is {ours.version})"
@@ -219,8 +211,6 @@ def check_hello(
         raise HandshakeError(
             f"peer is {theirs.node_address.hex()}, expected {expected_address.hex()}"
         )
-    if allowed_addresses is not None and theirs.node_address not in allowed_addresses:
-        raise NoFreeSlot(theirs.node_address)
 
 
 async def handshake(
@@ -235,13 +225,15 @@ async def handshake(
     expected_address: bytes | None = None,
     timeout_s: float = HANDSHAKE_TIMEOUT_S,
     max_frame_bytes: int = MAX_FRAME_BYTES,
-    allowed_addresses: frozenset[bytes] | set[bytes] | None = None,
+    on_hello: Callable[[Hello], None] | None = None,
 ) -> HandshakeResult:
     """Run the handshake on a fresh TCP stream; `HandshakeError` (with the reason) on any failure.
 
     The deadline `timeout_s` covers everything from the first byte on; every frame read
     before the peer's proof is verified is at most `MAX_PREAUTH_FRAME_BYTES` (R31), a
-    larger one raises `PreAuthFrameTooLarge` at once. The caller closes the stream on failure.
+    larger one raises `PreAuthFrameTooLarge` at once. `on_hello`, if given, sees the
+    peer's (still unproven) hello and may refuse it by raising `HandshakeError`.
+    The caller closes the stream on failure.
     """
     try:
         async with asyncio.timeout(timeout_s):
@@ -255,7 +247,7 @@ async def handshake(
                 listen_port,
                 expected_address,
                 max_frame_bytes,
-                allowed_addresses,
+                on_hello,
             )
     except TimeoutError:
         raise HandshakeError(f"handshake timed out after {timeout_s:g} s") from None
@@ -279,7 +271,7 @@ async def _exchange(
     listen_port: int,
     expected_address: bytes | None,
     max_frame_bytes: int,
-    allowed_addresses: frozenset[bytes] | set[bytes] | None,
+    on_hello: Callable[[Hello], None] | None,
 ) -> HandshakeResult:
     ephemeral = nacl.public.PrivateKey.generate()
     ours = Hello(
@@ -292,7 +284,9 @@ async def _exchange(
     write_frame(writer, ours.encode())
     await writer.drain()
     theirs = Hello.decode(await read_frame(reader, MAX_PREAUTH_FRAME_BYTES))
-    check_hello(theirs, ours, expected_address, allowed_addresses)
+    check_hello(theirs, ours, expected_address)
+    if on_hello is not None:
+        on_hello(theirs)
 
     first, second = (ours, theirs) if initiator else (theirs, ours)
     try:

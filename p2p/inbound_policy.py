@@ -9,9 +9,11 @@ Checked when the TCP connection is accepted, before a byte is read or any crypto
 - such a connection may still go on if the node has *reserved* peers (persistent peers
   and `unconditional_peers`, as CometBFT's unconditional peer ids), but only as far as
   the hello, which must claim a reserved node key (`reserved_only`); the handshake
-  then proves it. At most as many such connections as there are reserved keys are in
-  the handshake at once, so that a banned IP or a full node never locks out an
-  operator's peers (on a local testnet every node shares 127.0.0.1).
+  then proves it. So a banned IP or a full node never locks out an operator's peers
+  (on a local testnet every node shares 127.0.0.1). At most one per reserved key plus
+  `RESERVED_ONLY_SPARE` such connections are in the handshake at once; one more evicts
+  the oldest that has not sent its hello yet, else the oldest: silent sockets or stalled
+  impostors cannot hold the way in (an honest peer's hello and proof take one round trip).
 Reserved peers, once identified, count against no anonymous limit.
 
 An IP also has a score: a failed inbound handshake (timeout, garbage, an oversized
@@ -24,14 +26,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from p2p.config import PeerManagerConfig
+from p2p.handshake import NoFreeSlot
 from p2p.network_groups import subnet_of
 from p2p.peer import Peer
 from p2p.scoring import BanList, ScoreBook
 
 log = logging.getLogger(__name__)
+
+RESERVED_ONLY_SPARE = 4
+"""Connections past the limits that may wait for their hello beyond one per reserved key."""
 
 
 @dataclass
@@ -46,6 +52,10 @@ class InboundTicket:
     """True if it got no anonymous slot: only a reserved node key may complete the handshake."""
     released: bool = False
     """True once the handshake ended (the connection, if any, is counted as a peer)."""
+    claimed: bytes | None = None
+    """The reserved node key a `reserved_only` connection's hello claimed (not yet proven)."""
+    abort: Callable[[], None] = field(default=lambda: None, repr=False)
+    """Closes the connection at once (when a newer one evicts it)."""
 
 
 class InboundPolicy:
@@ -68,7 +78,7 @@ class InboundPolicy:
         self._pending_ip: Counter[str] = Counter()
         self._pending_subnet: Counter[str] = Counter()
         self._pending_anonymous = 0
-        self._pending_reserved_only = 0
+        self._reserved_only: list[InboundTicket] = []
 
     def is_reserved(self, node_address: bytes) -> bool:
         """True for a persistent or unconditional peer's node key."""
@@ -93,10 +103,13 @@ class InboundPolicy:
             return f"inbound limit of {config.max_inbound_per_subnet} per subnet {subnet} reached"
         return None
 
-    def open(self, host: str) -> tuple[InboundTicket | None, str | None]:
+    def open(
+        self, host: str, abort: Callable[[], None] = lambda: None
+    ) -> tuple[InboundTicket | None, str | None]:
         """A ticket for a new connection from `host`, or (None, why it is refused).
 
-        The second value also says why a `reserved_only` ticket got no anonymous slot.
+        The second value also says why a `reserved_only` ticket got no anonymous slot;
+        `abort` closes the connection if a newer one evicts it.
         """
         reason = self.limit(host)
         if reason is None:
@@ -105,10 +118,25 @@ class InboundPolicy:
             self._pending_subnet[ticket.subnet] += 1
             self._pending_anonymous += 1
             return ticket, None
-        if self._pending_reserved_only < len(self.reserved):
-            self._pending_reserved_only += 1
-            return InboundTicket(host, subnet_of(host), reserved_only=True), reason
-        return None, reason
+        if not self.reserved:
+            return None, reason
+        if len(self._reserved_only) >= len(self.reserved) + RESERVED_ONLY_SPARE:
+            silent = [ticket for ticket in self._reserved_only if ticket.claimed is None]
+            self._evict((silent or self._reserved_only)[0])
+        ticket = InboundTicket(host, subnet_of(host), reserved_only=True, abort=abort)
+        self._reserved_only.append(ticket)
+        return ticket, reason
+
+    def claim(self, ticket: InboundTicket, node_address: bytes) -> None:
+        """The hello of a `reserved_only` connection claims `node_address`: `NoFreeSlot` unless reserved."""
+        if node_address not in self.reserved:
+            raise NoFreeSlot(node_address)
+        ticket.claimed = node_address
+
+    def _evict(self, ticket: InboundTicket) -> None:
+        log.info("evicting a waiting connection from %s for a newer one", ticket.host)
+        self.release(ticket)
+        ticket.abort()
 
     def release(self, ticket: InboundTicket) -> None:
         """The handshake of `ticket` ended (either way); it no longer counts as pending."""
@@ -116,7 +144,7 @@ class InboundPolicy:
             return
         ticket.released = True
         if ticket.reserved_only:
-            self._pending_reserved_only -= 1
+            self._reserved_only.remove(ticket)
             return
         self._pending_anonymous -= 1
         for counter, key in ((self._pending_ip, ticket.host), (self._pending_subnet, ticket.subnet)):
