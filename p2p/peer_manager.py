@@ -32,7 +32,7 @@ from p2p.channel import close_writer
 from p2p.config import PeerManagerConfig
 from p2p.dialer import Dialer
 from p2p.errors import HandshakeError, MessageError, SelfConnection
-from p2p.handshake import HandshakeResult, NoFreeSlot, PreAuthFrameTooLarge, handshake
+from p2p.handshake import HandshakeResult, Hello, NoFreeSlot, PreAuthFrameTooLarge, handshake
 from p2p.inbound_policy import InboundPolicy
 from p2p.messages import GOSSIP_KINDS, Message, encode_message, status_height
 from p2p.peer import INBOUND, OUTBOUND, Peer, PeerInfo
@@ -253,15 +253,17 @@ class PeerManager:
         if self._stopping:
             writer.transport.abort()
             return
-        ticket, limit = self._inbound.open(host)  # before any byte is read or any crypto
+        ticket, limit = self._inbound.open(host, writer.transport.abort)  # before any read or crypto
         if ticket is None:
             self._counters.rejected += 1
             log.info("refusing %s:%d: %s", host, port, limit)
             await close_writer(writer)
             return
-        allowed = self._inbound.reserved if ticket.reserved_only else None
+        on_hello = None
+        if ticket.reserved_only:
+            on_hello = lambda hello: self._inbound.claim(ticket, hello.node_address)  # noqa: E731
         try:
-            result = await self._handshake(reader, writer, False, None, allowed)
+            result = await self._handshake(reader, writer, False, None, on_hello)
         except HandshakeError as error:
             log.warning("closing inbound %s:%d: %s", host, port, error.message)
             self._handshake_failed(host, error)
@@ -318,7 +320,7 @@ class PeerManager:
         writer: asyncio.StreamWriter,
         initiator: bool,
         expected: bytes | None,
-        allowed: set[bytes] | None = None,
+        on_hello: Callable[[Hello], None] | None = None,
     ) -> HandshakeResult:
         try:
             return await handshake(
@@ -332,7 +334,7 @@ class PeerManager:
                 expected_address=expected,
                 timeout_s=self.config.handshake_timeout_s,
                 max_frame_bytes=self.config.max_frame_bytes,
-                allowed_addresses=allowed,
+                on_hello=on_hello,
             )
         except HandshakeError:
             self._counters.handshakes_failed += 1
