@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 import nacl.pwhash
+import pytest
 
 from client.keystore import Keystore
-from tests.fast_keys import FAST_LIMITS
+from node.home import init_home
+from tests.fast_keys import FAST_LIMITS, fast_key_derivation
 from tests.paths import REPO_ROOT
 
 DEADLINE_SECONDS = 60.0
@@ -116,3 +118,20 @@ def test_init_into_a_package_folder_as_the_readme_once_said_is_refused(tmp_path:
                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert completed.returncode == 1 and "node is not empty (__init__.py)" in completed.stderr
     assert sorted(path.name for path in (tmp_path / "node").iterdir()) == ["__init__.py"]
+
+
+def test_node_start_asks_an_encrypted_homes_passphrase_at_a_terminal_three_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: `node start` asks an encrypted home's passphrase at a terminal, 3 tries, then stops cleanly."""
+    fast_key_derivation(monkeypatch)  # the home is written here, in the test's process
+    init_home(tmp_path / "home", passphrase="correct horse")
+    env = {name: value for name, value in environment(tmp_path).items() if "PASSPHRASE" not in name}
+    starting = Terminal("node", "start", "--home", str(tmp_path / "home"), env=env)
+    for attempt in ("wrong one", "wrong two"):
+        starting.expect("Passphrase of the home's keys:")
+        starting.type(attempt)
+        starting.expect("try again")
+    starting.expect("Passphrase of the home's keys:")
+    starting.type("wrong three")
+    assert starting.exit_code() == 1
+    assert "Error: wrong passphrase for key file" in starting.seen and "Traceback" not in starting.seen
