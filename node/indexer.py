@@ -392,3 +392,28 @@ def scan_page(
             more = next(entries, None) is not None
             return items, position.hex() if more else None
     return items, None
+
+
+@dataclass(frozen=True)
+class ListingCounts:
+    """A shop's listing counts, read under the scan budget."""
+
+    listings: int
+    """Listings counted."""
+    active: int
+    """Of which active."""
+    complete: bool
+    """False when the budget ran out first: the counts are lower bounds."""
+    scanned: int
+    """Index entries looked at."""
+
+
+def count_listings(view: IndexReader, shop_id: bytes, budget: int = SCAN_BUDGET) -> ListingCounts:
+    """Count a shop's listings (and the active ones), looking at no more than `budget` entries."""
+    listings = active = 0
+    for _, value in index_entries(view, LISTINGS_BY_SHOP + shop_id, None, False):
+        if listings >= budget:
+            return ListingCounts(listings, active, False, listings)
+        listings += 1
+        active += decode_listing_entry(value).active
+    return ListingCounts(listings, active, True, listings)

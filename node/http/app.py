@@ -7,7 +7,9 @@ narrow parts of the node they use from `request.app[SERVICES_KEY]` (node/http/se
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,11 @@ from marketplace_tx.rules.accounts import load_account, role_record, roles_of
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import PUNISHED, VALIDATOR_VOTES
 from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at, validators_hash
+from node.http.costs import MAX_LIST_TX_IDS, body_cost, rows_cost, transactions_cost
 from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware, found
 from node.http.events import add_event_routes
 from node.http.json_view import to_json
-from node.http.limits import limits_middleware
+from node.http.limits import LIMITS_KEY, RequestLimits, charge, limits_middleware
 from node.http.marketplace import account_marketplace_view, add_marketplace_routes
 from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
 from node.http.openapi import MSGPACK_MEDIA_TYPES, check_routes, get_openapi
@@ -81,9 +84,25 @@ async def get_status(request: web.Request) -> web.Response:
 # --- transactions -------------------------------------------------------------------
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, its bytes charged first (from `Content-Length`), read within
+    `[http] body_timeout_s` (else 408 `request_timeout` and the connection is closed)."""
+    declared = request.content_length
+    if declared is not None and declared <= request.app[MAX_BODY_KEY]:
+        charge(request, body_cost(declared), f"a body of {declared} bytes")
+    timeout_s = _services(request).limits.body_timeout_s
+    try:
+        body = await asyncio.wait_for(request.read(), timeout_s)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"the body was not sent within {timeout_s} s") from None
+    if declared is None:
+        charge(request, body_cost(len(body)), f"a body of {len(body)} bytes")
+    return body
+
+
 async def _body_transactions(request: web.Request, batch: bool) -> list[bytes]:
     content_type = request.content_type
-    body = await request.read()
+    body = await _read_body(request)
     if content_type in MSGPACK_MEDIA_TYPES:
         if not batch:
             return [body]
@@ -121,6 +140,7 @@ async def post_tx(request: web.Request) -> web.Response:
     """`POST /txs`: admit one transaction; 202 `{"hash"}` or 400 with its R12 code."""
     services = _services(request)
     (raw,) = await _body_transactions(request, batch=False)
+    charge(request, transactions_cost(1), "a transaction")
     (outcome,) = await services.submitter.submit_many([raw])
     if isinstance(outcome, AdmissionError):
         raise outcome
@@ -136,6 +156,7 @@ async def post_tx_batch(request: web.Request) -> web.Response:
     limit = services.limits.max_batch_txs
     if len(items) > limit:
         raise ApiError(400, "malformed", f"a batch holds at most {limit} transactions")
+    charge(request, transactions_cost(len(items)), f"a batch of {len(items)} transactions")
     results: list[dict[str, Any]] = []
     for outcome in await services.submitter.submit_many(items):
         if isinstance(outcome, AdmissionError):
@@ -261,17 +282,35 @@ async def get_block_commit(request: web.Request) -> web.Response:
 
 
 async def list_blocks(request: web.Request) -> web.Response:
-    """`GET /blocks?before=&limit=`: newest first; `next` is the cursor for the next page."""
+    """`GET /blocks?before=&limit=`: newest first; `next` is the cursor for the next page.
+
+    A page embeds at most `MAX_LIST_TX_IDS` transaction ids: it ends before the block that
+    would pass them (it always holds one block), and `next` continues from there."""
     services = _services(request)
     tip = services.store.head()
     assert tip is not None
     before = query_integer(request, "before", tip.height + 1, 1, HEIGHT_MAX)
     limit = page_limit(request)
+    charge(request, rows_cost(limit), f"a page of {limit} blocks")
     top = min(before - 1, tip.height)
     heights = range(top, max(top - limit, 0), -1)
-    blocks = [block_view(services, _block_at(services, height)) for height in heights]
-    lowest = heights[-1] if len(heights) else 1
-    return web.json_response({"blocks": blocks, "next": lowest if lowest > 1 else None})
+    page = blocks_within((_block_at(services, height) for height in heights), MAX_LIST_TX_IDS)
+    lowest = page[-1].header.height if page else 1
+    return web.json_response({"blocks": [block_view(services, block) for block in page],
+                              "next": lowest if lowest > 1 else None})
+
+
+def blocks_within(blocks: Iterable[Block], max_tx_ids: int) -> list[Block]:
+    """The first of `blocks` (read lazily) whose transactions number at most `max_tx_ids`
+    together; always the first block, whatever it holds."""
+    page: list[Block] = []
+    tx_ids = 0
+    for block in blocks:
+        if page and tx_ids + len(block.txs) > max_tx_ids:
+            break
+        tx_ids += len(block.txs)
+        page.append(block)
+    return page
 
 
 # --- accounts -----------------------------------------------------------------------
@@ -367,11 +406,13 @@ async def get_static(request: web.Request) -> web.FileResponse:
 
 def build_app(services: HttpServices) -> web.Application:
     """The aiohttp application of the API; it serves exactly the routes node/http/openapi.py documents."""
+    limits = RequestLimits(services.limits)
     app = web.Application(
-        middlewares=[metrics_middleware, limits_middleware(services.limits), error_middleware],
+        middlewares=[metrics_middleware, limits_middleware(limits), error_middleware],
         client_max_size=services.limits.max_body_bytes,
     )
     app[SERVICES_KEY] = services
+    app[LIMITS_KEY] = limits
     app[METRICS_KEY] = services.metrics
     app[MAX_BODY_KEY] = services.limits.max_body_bytes
     app.router.add_get("/status", get_status)

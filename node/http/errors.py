@@ -3,8 +3,9 @@
 API-level codes beside those of R12 (docs/api.md): `not_found` (unknown route, block,
 transaction), `invalid_query` (a path or query parameter that does not parse),
 `body_too_large` (413), `unsupported_media_type` (415), `method_not_allowed` (405),
-`rate_limited` (429) and, for a node bug only, `internal` (500). A 405 answer carries an
-`Allow` header listing the methods its path supports.
+`request_timeout` (408: headers or body not sent in time; the connection is closed),
+`rate_limited` (429, with `Retry-After` when waiting helps) and, for a node bug only,
+`internal` (500). A 405 answer carries an `Allow` header listing the methods its path supports.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 class ApiError(Exception):
     """An error to return to the client with a status and stable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         """HTTP status (4xx)."""
@@ -34,6 +35,8 @@ class ApiError(Exception):
         """Stable error code."""
         self.message = message
         """What went wrong, naming the parameter or field."""
+        self.headers = headers or {}
+        """Headers of the answer (`Retry-After` of a 429)."""
 
 
 Record = TypeVar("Record")
@@ -65,6 +68,7 @@ async def allowed_methods(request: web.Request) -> set[str]:
 _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -77,7 +81,11 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error.status, error.code, error.message)
+        response = error_response(error.status, error.code, error.message)
+        response.headers.update(error.headers)
+        if error.status == 408:
+            response.force_close()
+        return response
     except MarketchainError as error:
         return error_response(400, error.code, error.message)
     except web.HTTPException as error:

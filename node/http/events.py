@@ -5,8 +5,10 @@ Each message is `id: height:sequence`, `event: block|tx|order`, `data: {json}`. 
 that reconnects with the `Last-Event-ID` header (or `?last_event_id=`) first gets the
 events after that id still held by the hub; if some are no longer held, an `event: gap`
 message says so. A comment line keeps idle streams open every `KEEPALIVE_S` seconds. At
-most `events.MAX_SUBSCRIBERS` streams are open at once (one more is 429 `rate_limited`);
-a stream whose client falls `events.QUEUE_SIZE` events behind ends with `event: dropped`.
+most `events.MAX_SUBSCRIBERS` streams are open at once, and at most `[http]
+max_event_streams_per_ip` per client address (`clients.client_key`); one more is 429
+`rate_limited`. A stream whose client falls `events.QUEUE_SIZE` events behind ends with
+`event: dropped`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -30,6 +33,7 @@ from node.events import (
     block_events,
     parse_event_id,
 )
+from node.http.clients import client_key
 from node.http.errors import ApiError
 from node.http.params import query_hex32, query_text
 from node.http.services import SERVICES_KEY
@@ -49,6 +53,8 @@ RETRY_MS = 3000
 """Reconnection delay suggested to clients (`retry:`)."""
 SEED_BLOCKS = 100
 """At start, events of at most this many recent blocks are rebuilt from storage for resume."""
+STREAMS_KEY = web.AppKey("event_streams_per_client", Counter[str])
+"""Application key of the open event streams per client address."""
 
 
 def format_event(event: ChainEvent) -> bytes:
@@ -85,10 +91,15 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     hub = _services(request).events
     event_filter = EventFilter(query_hex32(request, "account"), query_hex32(request, "order"))
     after = _last_event_id(request)
+    streams, client = request.app[STREAMS_KEY], client_key(request.remote)
+    most = _services(request).limits.max_event_streams_per_ip
+    if streams[client] >= most:
+        raise ApiError(429, "rate_limited", f"this address already holds {most} event streams; close one first")
     try:
         subscription, replay, gap = hub.subscribe(event_filter, after)
     except SubscriberLimit as error:
         raise ApiError(429, "rate_limited", str(error)) from None
+    streams[client] += 1
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
@@ -124,6 +135,9 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         pass  # the client went away; RuntimeError: the transport is already closed
     finally:
         hub.unsubscribe(subscription)
+        streams[client] -= 1
+        if streams[client] <= 0:
+            del streams[client]
     return response
 
 
@@ -158,6 +172,7 @@ def seed_events(services: HttpServices, hub: EventHub) -> None:
 def add_event_routes(app: web.Application, services: HttpServices) -> None:
     """Register `/events`, seed the hub at start-up and end every stream at shutdown."""
     app.router.add_get("/events", get_events)
+    app[STREAMS_KEY] = Counter()
 
     async def on_startup(app: web.Application) -> None:
         try:

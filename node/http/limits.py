@@ -1,29 +1,33 @@
-"""Per-client rate limiting and a cap on open connections for the HTTP API (docs/security.md).
+"""Per-client limits on the HTTP API: work charged to a token bucket, and connection caps
+(docs/api.md "Rate limits", docs/security.md).
 
-Two limits protect a node's API from one greedy or hostile client:
-
-- **Per-IP rate.** Every client address has a token bucket holding up to
-  `[http] burst_per_ip` requests and regaining `[http] rate_per_ip` per second. A
-  request that finds the bucket empty is answered 429 `rate_limited` with a
-  `Retry-After` header (whole seconds until a token is back) and never reaches a
-  handler. IPv4 clients are keyed by address, IPv6 clients by their /64 prefix (one
-  host usually holds a whole /64); an IPv4-mapped IPv6 address counts as IPv4. The
-  address is the TCP peer's: `X-Forwarded-For` is not trusted, so behind a reverse proxy
-  every client shares the proxy's bucket (raise the limits, or set `rate_per_ip = 0`
-  to turn this limit off and let the proxy limit instead). At most `MAX_TRACKED_CLIENTS`
-  buckets are kept; the least recently seen is forgotten first (a forgotten client
-  starts again with a full bucket, which is what an idle client would have anyway).
+- **Work per client address.** Every client address has a bucket holding up to
+  `[http] burst_per_ip` request units and regaining `[http] rate_per_ip` per second. A
+  plain request costs `costs.REQUEST_COST` (1 unit) in this middleware, before its
+  handler runs; handlers charge the rest of their work with `charge` BEFORE doing it
+  (each transaction of `POST /txs` and `/txs/batch` from its count, list rows from
+  `limit`, body bytes from `Content-Length`: node/http/costs.py). A charge the bucket
+  cannot pay is answered 429 `rate_limited` with a `Retry-After` header (whole seconds
+  until it could) and the work is not done. A charge above the burst is accepted only
+  from a full bucket and leaves it in debt, so the rate holds for every size. IPv4
+  clients are keyed by address, IPv6 clients by their /64 prefix (one host usually
+  holds a whole /64); an IPv4-mapped IPv6 address counts as IPv4. The address is the
+  TCP peer's: `X-Forwarded-For` is not trusted, so behind a reverse proxy every client
+  shares the proxy's bucket (raise the limits, or set `rate_per_ip = 0` to turn this
+  limit off and let the proxy limit instead). At most `MAX_TRACKED_CLIENTS` buckets are
+  kept; the least recently seen is forgotten first (a forgotten client starts again
+  with a full bucket, which is what an idle client would have anyway).
 - **Open connections.** At most `[http] max_connections` client connections are
   served at once (event streams included). A connection counts from its first request
   until it closes; the first request of one more connection is answered 429
-  `rate_limited` and that connection is closed.
+  `rate_limited` and that connection is closed. Per client address, connections are
+  also capped from the moment they are accepted (node/http/connections.py).
 
-Both answers carry the JSON error shape of node/http/errors.py.
+Every answer carries the JSON error shape of node/http/errors.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -33,36 +37,52 @@ from typing import Any
 from aiohttp import web
 
 from node.config import HttpConfig
-from node.http.errors import error_response
-from p2p.ratelimit import TokenBucket
+from node.http.clients import client_key
+from node.http.connections import ConnectionGuard
+from node.http.costs import REQUEST_COST
+from node.http.errors import ApiError, error_response
 
 MAX_TRACKED_CLIENTS = 16_384
 """Most client addresses with a bucket; the least recently seen is dropped beyond it."""
 
-IPV6_PREFIX_BITS = 64
-"""IPv6 clients share one bucket per prefix of this many bits."""
+__all__ = ["LIMITS_KEY", "ClientRateLimiter", "ConnectionCap", "CostBucket", "RequestLimits", "charge",
+           "client_key", "limits_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def client_key(remote: str | None) -> str:
-    """The bucket a client address counts against: the IPv4 address, or the IPv6 /64."""
-    if not remote:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(remote.split("%", 1)[0])
-    except ValueError:
-        return remote
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        network = ipaddress.IPv6Network((address, IPV6_PREFIX_BITS), strict=False)
-        return str(network)
-    return str(address)
+class CostBucket:
+    """Holds up to `capacity` units, regains `rate` per second; a charge may leave it in debt."""
+
+    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        """Units regained per second."""
+        self.capacity = capacity
+        """Most units held: the burst allowed after a quiet period."""
+        self._clock = clock
+        self._units = capacity
+        self._updated = clock()
+
+    def units(self) -> float:
+        """Units available now (negative while in debt)."""
+        now = self._clock()
+        self._units = min(self.capacity, self._units + (now - self._updated) * self.rate)
+        self._updated = now
+        return self._units
+
+    def charge(self, cost: float) -> float:
+        """Take `cost` and return 0, or take nothing and return the units still missing.
+
+        A cost above the capacity is taken from a full bucket (leaving it in debt)."""
+        missing = min(cost, self.capacity) - self.units()
+        if missing > 1e-9:
+            return missing
+        self._units -= cost
+        return 0.0
 
 
 class ClientRateLimiter:
-    """A token bucket per client key (`client_key`), least recently seen forgotten first."""
+    """A cost bucket per client key (`client_key`), least recently seen forgotten first."""
 
     def __init__(
         self,
@@ -72,35 +92,39 @@ class ClientRateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate_per_s = rate_per_s
-        """Requests per second a client regains; 0 turns the limit off."""
+        """Request units per second a client regains; 0 turns the limit off."""
         self.burst = burst
-        """Requests a client may make at once after a quiet period."""
+        """Request units a client may spend at once after a quiet period."""
         self.max_clients = max_clients
         """Most buckets kept."""
         self.refused = 0
-        """Requests refused so far."""
+        """Charges refused so far."""
         self._clock = clock
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets: OrderedDict[str, CostBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def retry_after(self, key: str) -> int | None:
-        """Take one token from `key`'s bucket: None if allowed, else whole seconds to wait (≥ 1)."""
+    def charge(self, key: str, cost: float) -> int | None:
+        """Charge `cost` units to `key`'s bucket: None if paid, else whole seconds to wait (≥ 1)."""
         if self.rate_per_s <= 0:
             return None
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate_per_s, self.burst, self._clock)
+            bucket = self._buckets[key] = CostBucket(self.rate_per_s, self.burst, self._clock)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        if bucket.take():
+        missing = bucket.charge(cost)
+        if not missing:
             return None
         self.refused += 1
-        missing = 1.0 - bucket.tokens()
         return max(1, math.ceil(missing / self.rate_per_s))
+
+    def retry_after(self, key: str) -> int | None:
+        """Charge one plain request to `key`: None if allowed, else whole seconds to wait (≥ 1)."""
+        return self.charge(key, REQUEST_COST)
 
 
 class ConnectionCap:
@@ -140,22 +164,58 @@ def _refusal(message: str, retry_after: int) -> web.Response:
     return response
 
 
-def limits_middleware(config: HttpConfig) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """The middleware enforcing `[http] rate_per_ip`, `burst_per_ip` and `max_connections`."""
-    limiter = ClientRateLimiter(config.rate_per_ip, config.burst_per_ip)
-    connections = ConnectionCap(config.max_connections)
+class RequestLimits:
+    """The limiters of one API application (`LIMITS_KEY`)."""
+
+    def __init__(self, config: HttpConfig) -> None:
+        self.config = config
+        """The `[http]` options."""
+        self.limiter = ClientRateLimiter(config.rate_per_ip, config.burst_per_ip)
+        """Work per client address."""
+        self.connections = ConnectionCap(config.max_connections)
+        """Connections served at once."""
+        self.guard = ConnectionGuard(config)
+        """Connections per address and the first-request deadline, from accept on."""
+
+
+LIMITS_KEY = web.AppKey("request_limits", RequestLimits)
+"""Application key of the API's `RequestLimits`."""
+
+
+def charge(request: web.Request, cost: float, work: str) -> None:
+    """Charge `cost` request units of `work` to the request's client BEFORE doing it; raises
+    429 `rate_limited` with `Retry-After` when its bucket cannot pay (nothing is charged then)."""
+    limits = request.app.get(LIMITS_KEY)
+    if limits is None or cost <= 0:
+        return
+    wait_s = limits.limiter.charge(client_key(request.remote), cost)
+    if wait_s is not None:
+        config = limits.config
+        raise ApiError(
+            429, "rate_limited",
+            f"{work} costs {cost:g} request units and this address has spent its budget "
+            f"({config.rate_per_ip} per second, bursts of {config.burst_per_ip}); retry in {wait_s} s",
+            headers={"Retry-After": str(wait_s)},
+        )
+
+
+def limits_middleware(limits: RequestLimits) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """The middleware charging every request its base cost (`[http] rate_per_ip`,
+    `burst_per_ip`) and enforcing `max_connections`."""
+    config = limits.config
 
     @web.middleware
     async def http_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse a request over its client's rate, or a connection over the cap (429)."""
-        wait_s = limiter.retry_after(client_key(request.remote))
+        """Refuse a request over its client's budget, or a connection over the cap (429)."""
+        limits.guard.request_started(request.protocol)
+        wait_s = limits.limiter.charge(client_key(request.remote), REQUEST_COST)
         if wait_s is not None:
             return _refusal(
-                f"too many requests from this address: at most {config.rate_per_ip} per second "
+                f"too many requests from this address: at most {config.rate_per_ip} request units per second "
                 f"(bursts of {config.burst_per_ip}); retry in {wait_s} s",
                 wait_s,
             )
-        if not connections.admit(request.protocol):
+        if not limits.connections.admit(request.protocol):
             response = _refusal(
                 f"the node serves at most {config.max_connections} connections at once; retry later", 1
             )

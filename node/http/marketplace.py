@@ -5,7 +5,9 @@ Records are read with `marketplace_tx.rules.state.State` over one LevelDB snapsh
 node's database (`ChainStore.read_view`), lists through the secondary indexes of
 node/indexer.py. Lists come as `{"<plural>": [...], "next": cursor or null}`; a
 cursor is opaque. One request scans at most `indexer.SCAN_BUDGET` index entries, so a page
-may hold fewer than `limit` items while `next` is not null: follow `next` until null.
+may hold fewer than `limit` items while `next` is not null: follow `next` until null. The
+listing counts of shop views share the same budget per request (`listing_counts_complete`).
+A list charges its client `costs.ROW_COST` per row of its `limit` before it is read.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from marketplace_tx.rules.reputation import Reputation, merchant_reputation, sho
 from marketplace_tx.rules.shops import Shop, load_shop
 from marketplace_tx.rules.state import State
 from node import indexer
+from node.http.costs import rows_cost
 from node.http.errors import ApiError, found
 from node.http.json_view import to_json
+from node.http.limits import charge
 from node.http.params import (
     DEFAULT_STATS_DAYS,
     MAX_QUERY_BYTES,
@@ -56,6 +60,8 @@ if TYPE_CHECKING:
 MAX_STATS_ORDERS = 10_000
 """Most orders one `/shops/{id}/stats` request reads; beyond, the series says `complete: false`."""
 DAY_MS = 86_400_000
+STATS_ROWS_CHARGED = 100
+"""`/shops/{id}/stats` is charged as a list of this many rows (it reads at most `MAX_STATS_ORDERS`)."""
 
 
 # --- views --------------------------------------------------------------------------
@@ -81,18 +87,20 @@ def shop_stats(reputation: Reputation) -> dict[str, int]:
     }
 
 
-def shop_view(view: ReadView, state: State, shop_id: bytes, shop: Shop) -> dict[str, Any]:
-    """A shop with its reputation, stats and listing counts."""
+def shop_view(view: ReadView, state: State, shop_id: bytes, shop: Shop,
+              budget: int = indexer.SCAN_BUDGET) -> dict[str, Any]:
+    """A shop with its reputation, stats and listing counts; the counts look at no more than
+    `budget` index entries (`listing_counts_complete` false when they stopped there)."""
     reputation = shop_reputation(state, shop_id)
-    prefix = indexer.LISTINGS_BY_SHOP + shop_id
-    listings = [indexer.decode_listing_entry(value) for _, value in indexer.index_entries(view, prefix, None, False)]
+    counts = indexer.count_listings(view, shop_id, budget)
     return {
         "id": shop_id.hex(),
         **record_json(shop),
         "reputation": dataclasses.asdict(reputation),
         "stats": shop_stats(reputation),
-        "listing_count": len(listings),
-        "active_listing_count": sum(1 for entry in listings if entry.active),
+        "listing_count": counts.listings,
+        "active_listing_count": counts.active,
+        "listing_counts_complete": counts.complete,
     }
 
 
@@ -135,13 +143,19 @@ async def list_shops(request: web.Request) -> web.Response:
     """`GET /shops?owner=&limit=&cursor=`: oldest first."""
     owner = query_hex32(request, "owner")
     limit, cursor = page_limit(request), page_cursor(request)
+    charge(request, rows_cost(limit), f"a page of {limit} shops")
     prefix = indexer.SHOPS if owner is None else indexer.SHOPS_BY_OWNER + owner
+    counting_budget = [indexer.SCAN_BUDGET]  # shared by the listing counts of the whole page
     with _services(request).store.read_view() as view:
         state = State(view)
 
         def accept(shop_id: bytes, position: bytes) -> dict[str, Any] | None:
             shop = load_shop(state, shop_id)
-            return None if shop is None else shop_view(view, state, shop_id, shop)
+            if shop is None:
+                return None
+            item = shop_view(view, state, shop_id, shop, counting_budget[0])
+            counting_budget[0] -= item["listing_count"]
+            return item
 
         shops, next_cursor = indexer.scan_page(view, prefix, cursor, limit, accept, newest_first=False)
     return web.json_response({"shops": shops, "next": next_cursor})
@@ -160,6 +174,7 @@ async def list_reviews(request: web.Request) -> web.Response:
     """`GET /shops/{id}/reviews?limit=&cursor=`: newest first."""
     shop_id = path_hex32(request, "id")
     limit, cursor = page_limit(request), page_cursor(request)
+    charge(request, rows_cost(limit), f"a page of {limit} reviews")
     with _services(request).store.read_view() as view:
         state = State(view)
         found(load_shop(state, shop_id), f"shop {shop_id.hex()}")
@@ -230,6 +245,7 @@ async def get_shop_stats(request: web.Request) -> web.Response:
     services = _services(request)
     shop_id = path_hex32(request, "id")
     days = query_integer(request, "days", DEFAULT_STATS_DAYS, 1, MAX_STATS_DAYS)
+    charge(request, rows_cost(STATS_ROWS_CHARGED), "shop analytics")
     today_ms = int(time.time() * 1000) // DAY_MS * DAY_MS
     first_day_ms = today_ms - (days - 1) * DAY_MS
     params = services.genesis.params
@@ -274,6 +290,7 @@ async def list_listings(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_query", "min_price must not exceed max_price")
     active = query_boolean(request, "active")
     limit, cursor = page_limit(request), page_cursor(request)
+    charge(request, rows_cost(limit), f"a page of {limit} listings")
     shop_names: dict[bytes, str | None] = {}
     with _services(request).store.read_view() as view:
         state = State(view)
@@ -331,6 +348,7 @@ async def list_orders(request: web.Request) -> web.Response:
     shop = query_hex32(request, "shop")
     wanted_state = query_choice(request, "state", ORDER_STATES)
     limit, cursor = page_limit(request), page_cursor(request)
+    charge(request, rows_cost(limit), f"a page of {limit} orders")
     if buyer is not None:
         prefix = indexer.ORDERS_BY_BUYER + buyer
     elif merchant is not None:
@@ -370,6 +388,7 @@ async def list_account_txs(request: web.Request) -> web.Response:
     """`GET /accounts/{address}/txs?limit=&cursor=`: newest first."""
     address = path_hex32(request, "address")
     limit, cursor = page_limit(request), page_cursor(request)
+    charge(request, rows_cost(limit), f"a page of {limit} transactions")
 
     def accept(value: bytes, position: bytes) -> dict[str, Any]:
         height, index = indexer.decode_position(position)

@@ -47,6 +47,7 @@ API_ERROR_CODES = (
     "body_too_large",
     "unsupported_media_type",
     "rate_limited",
+    "request_timeout",
     "bad_request",
     "internal",
 )
@@ -168,7 +169,9 @@ def _schemas() -> dict[str, Any]:
                       "evidence": {"type": "array", "items": ANY_OBJECT}, "commit": nullable(ref("Commit"))}),
         "BlockList": obj({"blocks": {"type": "array", "items": ref("Block")},
                           "next": nullable({"type": "integer", "minimum": 2,
-                                            "description": "Pass as `before` for the next page."})}),
+                                            "description": "Pass as `before` for the next page. A page ends "
+                                                           "early once its blocks hold 10,000 transaction "
+                                                           "ids."})}),
         "Reputation": obj(reputation),
         "Account": obj({"id": HEX32, "address": HEX32, "balance": INTEGER, "nonce": INTEGER,
                         "pending_nonce": INTEGER, "roles": {"type": "array", "items": STRING},
@@ -180,7 +183,10 @@ def _schemas() -> dict[str, Any]:
                                          required=("hash", "height", "index", "type", "sender", "ok"))),
         "ShopStats": obj(shop_stats),
         "Shop": obj({"id": HEX32, **record_properties(Shop), "reputation": ref("Reputation"),
-                     "stats": ref("ShopStats"), "listing_count": INTEGER, "active_listing_count": INTEGER}),
+                     "stats": ref("ShopStats"), "listing_count": INTEGER, "active_listing_count": INTEGER,
+                     "listing_counts_complete": {
+                         "type": "boolean", "description": "false: the counts stopped at the scan budget "
+                                                           "(2,000 index entries) and are lower bounds."}}),
         "ShopList": page("shops", ref("Shop")),
         "ShopAnalytics": obj({
             "id": HEX32, "days": INTEGER, "from": {"type": "string", "format": "date"},
@@ -254,8 +260,10 @@ _ERROR_DESCRIPTIONS = {
     "404": "`not_found`: no such object, or no such route",
     "405": "`method_not_allowed`",
     "413": "`body_too_large`",
+    "408": "`request_timeout`: the body was not sent within `[http] body_timeout_s`; the connection is closed",
     "415": "`unsupported_media_type`",
-    "429": "`rate_limited`",
+    "429": "`rate_limited`: the client address spent its budget of request units (with `Retry-After`), "
+           "or a connection or event stream cap",
     "500": "`internal`: a node bug only",
 }
 
@@ -326,17 +334,18 @@ EVENTS_DESCRIPTION = (
     "messages with `id: height:sequence` and a JSON `data` line (schemas BlockEvent, TxEvent, "
     "OrderEvent). Send `Last-Event-ID` to resume within the last 1000 events (`event: gap` if some "
     "are gone). A comment every 15 s keeps the stream open; a client that falls 1000 events behind "
-    "gets `event: dropped` and the stream ends. At most 256 streams at once (429 `rate_limited`)."
+    "gets `event: dropped` and the stream ends. At most 256 streams at once, 8 per client address "
+    "(`[http] max_event_streams_per_ip`); one more is 429 `rate_limited`."
 )
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/status", "getStatus", "Chain, height, node, peers, sync and consensus state.", "node",
               json_body(ref("Status")), errors=()),
     Operation("POST", "/txs", "submitTx", "Admit one signed transaction (R10).", "transactions",
-              json_body(ref("TxAccepted"), "Admitted"), errors=("400", "413", "415"), status="202",
+              json_body(ref("TxAccepted"), "Admitted"), errors=("400", "408", "413", "415"), status="202",
               body=_tx_body("TxBody")),
     Operation("POST", "/txs/batch", "submitTxBatch", "Admit many signed transactions; a result per tx, in order.",
-              "transactions", json_body(ref("TxBatchResults")), errors=("400", "413", "415"),
+              "transactions", json_body(ref("TxBatchResults")), errors=("400", "408", "413", "415"),
               body=_tx_body("TxBatchBody")),
     Operation("GET", "/txs/{hash}", "getTx", "A pending or committed transaction with its result.", "transactions",
               json_body(ref("Tx")), (HASH,)),

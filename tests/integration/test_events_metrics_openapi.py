@@ -380,8 +380,10 @@ def test_subscriber_cap_answers_429(node: NodeProcess) -> None:
     wait_until(lambda: subscribers(node) == 0, DEADLINE, "earlier streams closed")
     sockets: list[socket.socket] = []
 
-    def open_stream() -> tuple[socket.socket, bytes]:
-        sock = socket.create_connection(("127.0.0.1", node.http_port), timeout=DEADLINE)
+    def open_stream(index: int) -> tuple[socket.socket, bytes]:
+        # one stream per loopback address: an address may hold only [http] max_event_streams_per_ip
+        sock = socket.create_connection(("127.0.0.1", node.http_port), timeout=DEADLINE,
+                                        source_address=(f"127.0.{20 + index // 200}.{1 + index % 200}", 0))
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         received = b""
         while b"\r\n\r\n" not in received:
@@ -391,8 +393,8 @@ def test_subscriber_cap_answers_429(node: NodeProcess) -> None:
         return sock, received
 
     try:
-        for _ in range(MAX_SUBSCRIBERS):
-            sock, head = open_stream()
+        for index in range(MAX_SUBSCRIBERS):
+            sock, head = open_stream(index)
             sockets.append(sock)
             assert head.startswith(b"HTTP/1.1 200"), head
         assert subscribers(node) == MAX_SUBSCRIBERS
