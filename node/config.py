@@ -69,6 +69,16 @@ class P2pConfig:
     """TCP port of the P2P listener."""
     persistent_peers: tuple[str, ...] = ()
     """Peers to keep connected to: `NODEADDRESS@host:port` or `host:port`."""
+    unconditional_peers: tuple[str, ...] = ()
+    """Node addresses (hex) that are never refused for lack of room, like the persistent
+    peers' (p2p/inbound_policy.py)."""
+    max_inbound_per_ip: int = 4
+    """Most inbound connections from one IP (in the handshake or connected); identified
+    persistent and unconditional peers do not count."""
+    max_inbound_per_subnet: int = 8
+    """Most inbound connections from one /24 (IPv4) or /48 (IPv6)."""
+    allow_private_peers: bool = False
+    """Dial loopback, private and link-local addresses and DNS names learned by peer exchange."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,8 @@ ENVIRONMENT_PREFIX = "MARKETCHAIN_"
 """Every option can be set by `MARKETCHAIN_<SECTION>_<OPTION>` (`MARKETCHAIN_MONIKER` for the moniker)."""
 
 _POSITIVE = {
+    "p2p.max_inbound_per_ip",
+    "p2p.max_inbound_per_subnet",
     "http.max_body_bytes",
     "http.max_batch_txs",
     "http.burst_per_ip",
@@ -275,6 +287,10 @@ def _check(option: str, value: Any, where: str) -> Any:
                     f"{where}: {peer!r} is not a peer address ({error.message}); "
                     "write NODEADDRESS@host:port or host:port"
                 ) from None
+    if option == "p2p.unconditional_peers":
+        for peer in value:
+            if len(peer) != 64 or any(character not in "0123456789abcdef" for character in peer):
+                raise ConfigError(f"{where}: {peer!r} is not a node address (64 lowercase hex characters)")
     if option == "log.level":
         from node.logging_setup import LevelSpecError, parse_level_spec
 

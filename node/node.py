@@ -110,7 +110,12 @@ class Node:
             self.config.p2p.port,
             self.config.p2p.persistent_peers,
             self._on_message,
-            PeerManagerConfig(),
+            PeerManagerConfig(
+                max_inbound_per_ip=self.config.p2p.max_inbound_per_ip,
+                max_inbound_per_subnet=self.config.p2p.max_inbound_per_subnet,
+                reserved_peers=frozenset(bytes.fromhex(key) for key in self.config.p2p.unconditional_peers),
+                allow_private_peers=self.config.p2p.allow_private_peers,
+            ),
             on_connect=self._on_peer_connected,
             on_disconnect=self._on_peer_disconnected,
         )
