@@ -28,6 +28,7 @@ from typing import Any
 from marketplace_tx.primitives.crypto import KeyPair, sha256
 from p2p.address_book import AddressBook
 from p2p.addresses import PeerAddress, parse_peer_address
+from p2p.buffers import ByteBudget, QueueBudgets
 from p2p.channel import close_writer
 from p2p.config import PeerManagerConfig
 from p2p.dialer import Dialer
@@ -122,6 +123,10 @@ class PeerManager:
         self._peers = PeerSet(node_key.address, self.config.max_inbound, self._inbound.is_reserved)
         self._reputation = Reputation(self.config)
         self._seen = SeenCache(self.config.seen_cache_size)
+        self.queue_budgets = QueueBudgets(
+            ByteBudget(self.config.total_send_bytes), ByteBudget(self.config.total_receive_bytes)
+        )
+        """Bytes queued to and from all peers together (p2p/buffers.py)."""
         self._book = AddressBook(self.config.max_known_addresses)
         self._pex = PeerExchange(
             self._book,
@@ -204,6 +209,12 @@ class PeerManager:
         """Queue one message to one peer; False if it is not connected or its queue is full."""
         peer = self._peers.get(peer_id)
         return peer is not None and peer.send(kind, body)
+
+    def send_streamed(self, peer_id: bytes, producer: Callable[[], bytes | None]) -> bool:
+        """Queue a message that `producer` encodes when the peer's writer reaches it
+        (block responses: never held in memory while they wait); False if not queued."""
+        peer = self._peers.get(peer_id)
+        return peer is not None and peer.send_streamed(producer)
 
     def broadcast(self, kind: str, body: Any, exclude: bytes | None = None) -> int:
         """Send to every connected peer but `exclude`; returns how many got it.
