@@ -92,7 +92,8 @@ def run_with_driver(store: ChainStore, scenario: Callable[[ConsensusDriver, Reco
                     forgotten: list[tuple[str, Any]] | None = None) -> RecordingPeers:
     """Run `scenario` with a follower driver deciding the height after the store's head."""
     peers = RecordingPeers()
-    mempool = SimpleNamespace(signature_known_valid=lambda tx_hash: False, has_ready=lambda: False, ready=lambda: [])
+    mempool = SimpleNamespace(signature_known_valid=lambda tx_hash: False, has_ready=lambda: False,
+                              ready=lambda *limit: [])
 
     async def main() -> None:
         driver = ConsensusDriver(
