@@ -244,8 +244,7 @@ def testnet_homes_command() -> None:
                 Path(node["home"]),
                 genesis=genesis,
                 http=HttpConfig(port=node["http_port"]),
-                p2p=P2pConfig(port=node["p2p_port"], persistent_peers=tuple(node["persistent_peers"]),
-                              allow_private_peers=True),  # every node is on 127.0.0.1: peer exchange too
+                p2p=P2pConfig(port=node["p2p_port"], persistent_peers=tuple(node["persistent_peers"])),
                 moniker=node["moniker"],
                 validator_key=KeyPair.from_seed(bytes.fromhex(node["validator_seed"])),
                 node_key=KeyPair.from_seed(bytes.fromhex(node["node_seed"])),
