@@ -226,17 +226,8 @@ class Mempool:
                     skipped.add(sender)
                 else:
                     raise AdmissionError("mempool_full", "the mempool is full; retry later")
-                if (victim_rank, victim_rate) >= newcomer:
-                    raise AdmissionError(
-                        "mempool_full",
-                        "the mempool is full of better-paying transactions; retry later or raise the fee",
-                    )
-                if future_full and victim_rank != FUTURE:
-                    raise AdmissionError(
-                        "mempool_full",
-                        f"nonce: the mempool holds its most transactions waiting for a missing nonce "
-                        f"({self.limits.max_future}); send the missing nonces first",
-                    )
+                if (victim_rank, victim_rate) >= newcomer:  # so a future newcomer never evicts a ready one
+                    raise AdmissionError("mempool_full", self._full_message(future_full))
                 victims.append(victim)
                 count, size = count - 1, size - len(victim.raw)
                 future_full = future_full and victim_rank != FUTURE
@@ -250,6 +241,12 @@ class Mempool:
         finally:
             self._tails.restore(popped)  # the victims' entries go stale once they are removed
         return victims if evict else []
+
+    def _full_message(self, future_full: bool) -> str:
+        if future_full:
+            return (f"nonce: the mempool holds its most transactions waiting for a missing nonce "
+                    f"({self.limits.max_future}); send the missing nonces first or raise the fee")
+        return "the mempool is full of better-paying transactions; retry later or raise the fee"
 
     def _next_tail(self, popped: list[TailEntry], skipped: set[bytes]) -> TailEntry | None:
         """The lowest tail of a sender not in `skipped`; every entry popped is kept in `popped`."""

@@ -187,3 +187,28 @@ def test_screen_answers_like_admit_and_changes_nothing() -> None:
         assert list(pool.pending()) == before
     pool.screen(transfer(BOB, 0))  # would fit, by evicting ALICE's future nonce: nothing changes yet
     assert list(pool.pending()) == before
+
+
+def test_a_large_newcomer_evicts_several_last_nonces_lowest_first() -> None:
+    small = [sent(key(index), 0, fee=10 + index) for index in range(1, 5)]
+    large = sign_transaction(key(9), CHAIN_ID, "transfer", {"to": CAROL.address, "amount": 1, "memo": "m" * 256},
+                             0, 10_000)
+    pool = make_pool(RichLedger(), max_bytes=sum(len(tx.raw) for tx in small) + 10)
+    for tx in small:
+        admit(pool, tx.raw)
+    admit(pool, large.raw)
+    assert len(large.raw) > 2 * len(small[0].raw)  # three victims are needed
+    assert [tx for tx in small if pool.get(tx.hash)] == [small[3]] and pool.get(large.hash)
+
+
+def test_a_transaction_left_behind_a_gap_by_a_recheck_expires_as_future() -> None:
+    ledger = Ledger()
+    ledger.accounts[ALICE.address] = Account(balance=200)
+    pool = make_pool(ledger, future_ttl_ms=1_000, ttl_ms=60_000)
+    for nonce, fee in ((0, 10), (1, 150), (2, 10)):
+        admit(pool, transfer(ALICE, nonce, fee=fee).raw, now_ms=0)
+    assert pool.future_count == 0
+    ledger.accounts[ALICE.address] = Account(balance=100)  # nonce 1's fee no longer payable
+    pool.remove_committed([], [ALICE.address])
+    assert nonces(pool, ALICE) == [0, 2] and pool.future_count == 1
+    assert [tx.nonce for tx in pool.expire(1_001)] == [2]
