@@ -14,7 +14,9 @@ of peers, can make the node hold more than the configured bytes:
   the reader stops reading that peer: back-pressure through TCP, not a growing list.
 
 A queued message is counted until its write has completed, so "bytes held" covers the
-frame being written too.
+frame being written too. A gossip message sent to many peers is one `bytes` object in
+memory: the node-wide send budget counts it once, however many queues hold it (each
+peer's own limit counts it in full).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ByteBudget:
         self.used = 0
         """Bytes held now."""
         self._released = asyncio.Event()
+        self._shared: dict[int, tuple[bytes, int]] = {}
 
     def fits(self, size: int) -> bool:
         """True if `size` more bytes stay within the limit."""
@@ -61,6 +64,35 @@ class ByteBudget:
         """Stop counting `size` bytes and wake whoever waits for room."""
         self.used = max(0, self.used - size)
         self._released.set()
+
+    def try_hold(self, data: bytes) -> bool:
+        """Count `data` if it fits, once however many queues hold the same object;
+        False (nothing counted) if it does not fit."""
+        entry = self._shared.get(id(data))
+        if entry is not None and entry[0] is data:
+            self._shared[id(data)] = (data, entry[1] + 1)
+            return True
+        if not self.try_reserve(len(data)):
+            return False
+        self._shared[id(data)] = (data, 1)
+        return True
+
+    def hold(self, data: bytes) -> None:
+        """Count `data` (already made) like `try_hold`, even beyond the limit."""
+        if not self.try_hold(data):
+            self.reserve(len(data))
+            self._shared[id(data)] = (data, 1)
+
+    def drop(self, data: bytes) -> None:
+        """One holder of `data` let it go; its bytes stop counting with the last holder."""
+        entry = self._shared.get(id(data))
+        if entry is None or entry[0] is not data:
+            return
+        if entry[1] > 1:
+            self._shared[id(data)] = (data, entry[1] - 1)
+        else:
+            del self._shared[id(data)]
+            self.release(len(data))
 
     async def wait_released(self) -> None:
         """Return after the next `release`."""
@@ -107,6 +139,7 @@ class SendQueue:
         self._items: deque[Outgoing] = deque()
         self._ready = asyncio.Event()
         self._full_since: float | None = None
+        self._current: Outgoing | None = None
         self._closed = False
 
     def __len__(self) -> int:
@@ -119,7 +152,7 @@ class SendQueue:
             return self._refused(own_limit=not self._closed)
         if self.bytes + size > self.max_bytes and self.bytes > 0:
             return self._refused(own_limit=True)
-        if not self.budget.try_reserve(size):
+        if not self.budget.try_hold(data):
             return self._refused(own_limit=False)
         self.bytes += size
         self._items.append(Outgoing(data, None, size))
@@ -153,29 +186,36 @@ class SendQueue:
         item = self._items.popleft()
         if item.producer is not None:
             self.streamed -= 1
+        self._current = item
         return item
 
     def produced(self, item: Outgoing, data: bytes) -> None:
         """Count the bytes a streamed item produced while they are written."""
+        if self._closed:
+            return
         item.data, item.size = data, len(data)
         self.bytes += item.size
-        self.budget.reserve(item.size)
+        self.budget.hold(data)
 
     def written(self, item: Outgoing) -> None:
         """The item's write completed (or failed): stop counting its bytes."""
         self._full_since = None
-        if not self._closed and item.size:
+        self._current = None
+        self._uncount(item)
+
+    def _uncount(self, item: Outgoing) -> None:
+        if item.size and item.data is not None:
             self.bytes -= item.size
-            self.budget.release(item.size)
+            self.budget.drop(item.data)
         item.size = 0
 
     def close(self) -> None:
         """Drop everything queued and stop counting it (the connection is closing)."""
         if not self._closed:
             self._closed = True
+            for item in (*self._items, *([self._current] if self._current else [])):
+                self._uncount(item)
             self._items.clear()
-            self.budget.release(self.bytes)
-            self.bytes = 0
             self.streamed = 0
 
 

@@ -59,10 +59,24 @@ def test_send_queue_refuses_beyond_its_bytes_but_takes_one_large_message_alone()
 def test_send_queues_share_a_total_budget() -> None:
     budget = ByteBudget(2500)
     queues = [SendQueue(4096, 1000, 4, budget) for _ in range(5)]
-    taken = sum(len(data) for queue in queues for data in [b"x" * 500] * 2 if queue.put(data))
+    messages = [[bytes([index, part]) * 250 for part in range(2)] for index in range(5)]  # distinct objects
+    taken = sum(len(data) for queue, pair in zip(queues, messages, strict=True) for data in pair if queue.put(data))
     assert taken == 2500 and budget.used == 2500
     queues[0].close()
     assert budget.used == 1500 and queues[4].put(b"x" * 1)  # a closed queue gives its bytes back
+
+
+def test_one_message_queued_for_many_peers_counts_once_in_the_total() -> None:
+    budget = ByteBudget(2500)
+    queues = [SendQueue(4096, 1000, 4, budget) for _ in range(10)]
+    gossip = b"g" * 900  # one object in memory, queued for ten peers
+    assert all(queue.put(gossip) for queue in queues)
+    assert budget.used == 900 and all(queue.bytes == 900 for queue in queues)
+    for queue in queues[:9]:
+        queue.close()
+    assert budget.used == 900  # the last holder still has it
+    queues[9].close()
+    assert budget.used == 0
 
 
 def test_send_queue_full_for_counts_from_the_first_refusal_until_a_write() -> None:
@@ -163,10 +177,9 @@ async def test_a_peer_that_does_not_read_gets_at_most_its_byte_budget_queued(man
 
 async def test_peers_that_do_not_read_share_the_total_send_budget(manager: PeerManager) -> None:
     attackers = [await connected(manager) for _ in range(4)]
-    data = encode_message("txs", {"blob": b"\x07" * (256 * 1024)})
     for _ in range(40):
         for _, peer in attackers:
-            peer.send_encoded(data)
+            peer.send_encoded(encode_message("txs", {"blob": b"\x07" * (256 * 1024)}))  # distinct objects
         await asyncio.sleep(0)
     held = sum(peer.send_queue_bytes for _, peer in attackers)
     assert held <= CONFIG.total_send_bytes, held  # 4 × 1 MiB per peer would be 4 MiB
