@@ -135,6 +135,7 @@ class PeerManager:
             self._rng,
             self.config.allow_private_peers,
             persistent,
+            self.config.pex_interval_s,
         )
         self._dialer = Dialer(
             persistent,

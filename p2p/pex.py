@@ -10,25 +10,41 @@ operator allows them (`allow_private_peers`); never a banned endpoint, key or IP
 persistent peer's endpoint or key (the operator's entry stays as written), or an
 endpoint already known (its expected key is never replaced). The book buckets the
 rest by who told us (p2p/address_book.py), so one peer cannot fill or replace it.
+
+Bad content costs the sender (the manager charges `penalty_invalid_message` for each
+`MessageError`): a malformed entry, a name our peers never send (a DNS name when
+private addresses are not allowed, an unspecified or multicast address), or a `peers`
+message beyond `PEX_BURST` at once and one per half `pex_interval_s` after (an honest
+node sends one on connecting and one per interval). Private addresses alone cost
+nothing: an honest peer on a LAN shares them.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from p2p.address_book import AddressBook
 from p2p.addresses import PeerAddress, parse_peer_address
+from p2p.errors import MessageError
 from p2p.messages import MAX_PEX_ADDRESSES, peers_addresses, peers_body
-from p2p.network_groups import never_dialable, non_public
+from p2p.network_groups import never_dialable, non_public, parse_ip
 from p2p.peer import Peer
 from p2p.peer_set import PeerSet
+from p2p.ratelimit import TokenBucket
 
 __all__ = ["AddressBook", "PeerExchange", "addresses_to_share"]
 
 log = logging.getLogger(__name__)
+
+PEX_BURST = 4
+"""`peers` messages one peer may send at once before the rate (two per interval) applies."""
+
+ALLOWANCES_KEPT = 10_000
+"""Peers whose `peers` message allowance is remembered (the oldest is forgotten first)."""
 
 
 def addresses_to_share(listen_addresses: Iterable[PeerAddress], rng: random.Random) -> list[str]:
@@ -50,6 +66,7 @@ class PeerExchange:
         rng: random.Random,
         allow_private: bool = False,
         persistent: Iterable[PeerAddress] = (),
+        interval_s: float = 30.0,
     ) -> None:
         self.book = book
         """Where learned addresses go."""
@@ -62,6 +79,8 @@ class PeerExchange:
         self._peers = peers
         self._is_refused = is_refused
         self._rng = rng
+        self._rate = 2.0 / interval_s
+        self._allowances: OrderedDict[bytes, TokenBucket] = OrderedDict()
 
     def share(self, recipient: Peer) -> None:
         """Send `recipient` the listen addresses of our other peers."""
@@ -72,12 +91,33 @@ class PeerExchange:
         ]
         recipient.send("peers", peers_body(addresses_to_share(listen, self._rng)))
 
+    def _allowance(self, sender: bytes) -> TokenBucket:
+        bucket = self._allowances.pop(sender, None) or TokenBucket(self._rate, PEX_BURST)
+        self._allowances[sender] = bucket
+        while len(self._allowances) > ALLOWANCES_KEPT:
+            self._allowances.popitem(last=False)
+        return bucket
+
     def learn(self, sender: Peer, body: Any) -> int:
-        """File the addresses of a `peers` body; `MessageError` on a malformed entry."""
+        """File the addresses of a `peers` body; `MessageError` (after filing the good
+        entries) for a malformed or never-sent entry, or a message beyond the rate."""
+        if not self._allowance(sender.node_address).take():
+            raise MessageError("peers messages beyond the allowed rate")
         learned = 0
+        bad: str | None = None
         for entry in peers_addresses(body):
-            address = parse_peer_address(entry)
+            try:
+                address = parse_peer_address(entry)
+            except MessageError as error:
+                bad = error.message
+                continue
             if address.node_address == self._peers.own_address:
+                continue
+            unexpected = never_dialable(address.host)
+            if unexpected is None and not self.allow_private and parse_ip(address.host) is None:
+                unexpected = "a DNS name"  # we share the IPs of our connections, never names
+            if unexpected is not None:
+                bad = f"peers entry {entry!r} is {unexpected}"
                 continue
             if address.endpoint in self._peers.self_endpoints or self._is_refused(address):
                 continue
@@ -88,6 +128,8 @@ class PeerExchange:
             if self.book.add(address, sender.remote_host):
                 learned += 1
                 log.debug("learned %s from %s", address, sender.node_address.hex())
+        if bad is not None:
+            raise MessageError(bad)
         return learned
 
     def refusal(self, address: PeerAddress) -> str | None:

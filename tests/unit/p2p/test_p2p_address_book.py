@@ -10,12 +10,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import pytest
+
 from marketplace_tx.primitives.crypto import KeyPair
 from p2p.address_book import BUCKET_SIZE, BUCKETS_PER_SOURCE_GROUP, AddressBook
 from p2p.addresses import PeerAddress, parse_peer_address
+from p2p.errors import MessageError
 from p2p.messages import MAX_PEX_ADDRESSES, peers_body
 from p2p.peer_set import PeerSet
-from p2p.pex import PeerExchange
+from p2p.pex import PEX_BURST, PeerExchange
 
 
 @dataclass
@@ -59,8 +62,8 @@ def test_one_source_cannot_fill_or_replace_the_book() -> None:
     honest = {address.endpoint for address in book.addresses()}
     assert len(honest) >= 150  # a few collide in full buckets; most are filed
 
-    attacker = Sender(KeyPair.generate().address, "66.6.6.6")
-    for round_number in range(16):
+    for round_number in range(16):  # fresh (free) keys from one IP: the rate is per key
+        attacker = Sender(KeyPair.generate().address, "66.6.6.6")
         entries = [
             f"{key_hex(10_000 + 64 * round_number + n)}@{public(1_000 + 64 * round_number + n)}:1"
             for n in range(MAX_PEX_ADDRESSES)
@@ -102,11 +105,13 @@ def test_only_public_addresses_are_filed_unless_the_operator_allows_private_ones
     sender = Sender(KeyPair.generate().address, "30.0.0.1")
 
     closed = AddressBook(1000)
-    assert exchange(closed).learn(sender, message(entries)) == 0
+    with pytest.raises(MessageError):  # the DNS name and the never-dialable ones cost
+        exchange(closed).learn(sender, message(entries))
     assert len(closed) == 0
 
     opened = AddressBook(1000)
-    exchange(opened, allow_private=True).learn(sender, message(entries))
+    with pytest.raises(MessageError):  # the never-dialable ones still cost
+        exchange(opened, allow_private=True).learn(sender, message(entries))
     filed = {f"{a.host}:{a.port}" for a in opened.addresses()}
     assert {"127.0.0.1:26656", "10.1.2.3:26656", "seed.example.com:26656"} <= filed
     assert not filed & {"0.0.0.0:26656", "224.0.0.1:26656", ":::26656", "ff02::1:26656"}
@@ -131,3 +136,21 @@ def test_addresses_we_connected_to_survive_any_amount_of_gossip() -> None:
     for address in tried:
         assert book.is_tried(address.endpoint)
         assert address.endpoint in book
+
+
+def test_bad_peer_exchange_content_costs_the_sender() -> None:
+    pex = exchange(AddressBook(1000))
+    sender = Sender(KeyPair.generate().address, "30.0.0.1")
+    good = f"{key_hex(1)}@{public(1)}:26656"
+    # a DNS name or a never-dialable address: our peers never send them (the good entry is filed)
+    for bad in ("seed.example.com:1", "0.0.0.0:1", "[ff02::1]:1"):
+        with pytest.raises(MessageError):
+            pex.learn(sender, message([good, f"{key_hex(2)}@{bad}"]))
+    assert [address.endpoint for address in pex.book.addresses()] == [(public(1), 26656)]
+    # private addresses are ignored but free: an honest peer on a LAN shares them
+    other = Sender(KeyPair.generate().address, "31.0.0.1")
+    for _ in range(PEX_BURST):
+        assert pex.learn(other, message([f"{key_hex(3)}@10.0.0.1:26656"])) == 0
+    # beyond the burst, `peers` messages cost too (an honest peer sends one per interval)
+    with pytest.raises(MessageError, match="rate"):
+        pex.learn(other, message([]))

@@ -23,6 +23,7 @@ from p2p.errors import HandshakeError
 from p2p.framing import encode_frame, read_frame
 from p2p.handshake import MAX_PREAUTH_FRAME_BYTES, Hello, handshake
 from p2p.inbound_policy import RESERVED_ONLY_SPARE
+from p2p.messages import encode_message
 from p2p.peer_manager import PeerManager
 
 CHAIN = "p2p-inbound-test"
@@ -217,3 +218,20 @@ async def test_the_proof_frame_is_limited_to_1024_bytes_before_authentication(
     await asyncio.wait_for(until_closed(), CLOSED_AT_ONCE_S)  # … is refused before its body
     await wait_until(lambda: node.counters.handshakes_failed == 1)
     assert node._inbound.ip_scores.score("127.0.0.7") == pytest.approx(50, abs=1)
+
+
+async def test_a_peer_exchange_flood_bans_the_sender_and_its_ip(harness: Harness) -> None:
+    node = await harness.manager(replace(SLOW_HANDSHAKE, pex=True))
+    reader, writer = await harness.raw(node, "127.0.0.8")
+    key = KeyPair.generate()
+    result = await handshake(reader, writer, node_key=key, chain_id=CHAIN, genesis_hash=GENESIS,
+                             initiator=True, timeout_s=CLOSED_AT_ONCE_S)
+    await wait_until(lambda: len(node.peers()) == 1)
+    for number in range(16):  # 16 × 64 private addresses and a DNS name: the poisoning
+        entries = [f"{KeyPair.generate().address.hex()}@10.{number}.{n}.1:26656" for n in range(63)]
+        entries.append(f"{KeyPair.generate().address.hex()}@seed.example.com:26656")
+        await result.channel.send(encode_message("peers", {"addresses": entries}))
+    await wait_until(lambda: node.is_banned(key.address) and node.peers() == [])
+    assert node.known_addresses() == []
+    late, _ = await harness.raw(node, "127.0.0.8")  # the ban covers the IP
+    assert not await greeted(late)
