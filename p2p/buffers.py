@@ -126,7 +126,8 @@ class SendQueue:
         self.max_messages = max_messages
         """Most messages queued (streamed items included)."""
         self.max_bytes = max_bytes
-        """Most bytes held for this peer (one larger message may still be queued alone)."""
+        """Bytes held for this peer beyond which nothing more is queued: at most this plus
+        one message (a frame, ≤ 8 MiB), so that a largest block still goes after a vote."""
         self.max_streamed = max_streamed
         """Most streamed items queued."""
         self.budget = budget
@@ -150,7 +151,7 @@ class SendQueue:
         size = len(data)
         if self._closed or len(self._items) >= self.max_messages:
             return self._refused(own_limit=not self._closed)
-        if self.bytes + size > self.max_bytes and self.bytes > 0:
+        if self.bytes >= self.max_bytes:  # full; below it one more message of any size fits
             return self._refused(own_limit=True)
         if not self.budget.try_hold(data):
             return self._refused(own_limit=False)

@@ -85,8 +85,8 @@ class PeerManagerConfig:
     seen_cache_size: int = 100_000
     """Gossip message hashes remembered so that nothing is delivered or relayed twice."""
     send_queue_bytes: int = 4 * 1024 * 1024
-    """Bytes queued for (or being written to) one peer; beyond it a new message is dropped
-    (a single larger message is still queued alone). See p2p/buffers.py."""
+    """Bytes queued for (or being written to) one peer; once reached, new messages are
+    dropped (so at most this plus one message, ≤ 8 MiB, is held). See p2p/buffers.py."""
     total_send_bytes: int = 64 * 1024 * 1024
     """Bytes queued for all peers together; beyond it new messages are dropped."""
     receive_queue_bytes: int = 4 * 1024 * 1024

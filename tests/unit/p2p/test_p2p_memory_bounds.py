@@ -47,13 +47,12 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> No
 # --- the queues alone --------------------------------------------------------------------
 
 
-def test_send_queue_refuses_beyond_its_bytes_but_takes_one_large_message_alone() -> None:
+def test_send_queue_refuses_once_its_bytes_are_reached_overshooting_by_one_message_at_most() -> None:
     queue = SendQueue(max_messages=4096, max_bytes=1000, max_streamed=4, budget=ByteBudget(10_000))
-    assert queue.put(b"x" * 600)
-    assert not queue.put(b"x" * 600)  # 1,200 > 1,000 although only 2 of 4,096 messages
-    assert queue.bytes == 600 and queue.budget.used == 600
-    empty = SendQueue(max_messages=4096, max_bytes=1000, max_streamed=4, budget=ByteBudget(10_000))
-    assert empty.put(b"x" * 5000)  # larger than the peer's limit, but alone: a big block still goes
+    assert queue.put(b"v" * 100)  # a vote waits
+    assert queue.put(bytes(5000))  # a block larger than the peer's limit still goes after it
+    assert not queue.put(b"x")  # full: 5,100 ≥ 1,000 although only 2 of 4,096 messages
+    assert queue.bytes == 5100 and queue.budget.used == 5100
 
 
 def test_send_queues_share_a_total_budget() -> None:
@@ -171,7 +170,7 @@ async def test_a_peer_that_does_not_read_gets_at_most_its_byte_budget_queued(man
         await asyncio.sleep(0)  # let the writer fill the socket buffers
     kernel_slack = 6 * MIB  # what the two sockets' buffers can hold on loopback
     assert accepted * 128 * 1024 <= CONFIG.send_queue_bytes + 128 * 1024 + kernel_slack, accepted
-    assert peer.send_queue_bytes <= CONFIG.send_queue_bytes + 128 * 1024 + 64
+    assert peer.send_queue_bytes < CONFIG.send_queue_bytes + 128 * 1024 + 64
     assert manager.queue_budgets.send.used <= CONFIG.total_send_bytes
 
 
