@@ -7,8 +7,7 @@ is queued; every rejection costs the sender score (node/inbound_costs.py):
 2. the chain, the height and the round, against the height being decided and the
    last stored block (`head`):
    - another chain: `MALFORMED_COST`;
-   - a past height, or more than `MAX_ROUNDS_AHEAD` rounds ahead: dropped, free (an
-     honest peer's late copy);
+   - a past height: dropped, free (an honest peer's late copy);
    - the current height: on to step 3;
    - a future height up to `head + FUTURE_HEIGHTS_AHEAD` (node/future_messages.py):
      on to step 3, checked against the set of that height (known, R34);
@@ -16,7 +15,8 @@ is queued; every rejection costs the sender score (node/inbound_costs.py):
      (nothing unverified reaches `PeerActions.maybe_sync`);
 3. the signer: a vote's validator must be in the height's set (`NOT_A_VALIDATOR_COST`);
    a proposal is checked against the proposer of its round (R25);
-4. the signature (R26): `BAD_SIGNATURE_COST`.
+4. the signature (R26): `BAD_SIGNATURE_COST`; a message more than `MAX_ROUNDS_AHEAD`
+   rounds ahead is dropped after it, for free if its signature is good.
 
 A verified message of the current height waits in the driver's `CURRENT` lane
 (node/driver_queue.py; `put` waits while it is full, which stops reading from the
@@ -120,11 +120,13 @@ class ConsensusIntake:
         placed = self._place(peer, proposal.chain_id, proposal.height, proposal.round)
         if placed is None:
             return
-        validators, current = placed
+        validators, current, usable = placed
         proposer = proposer_for(validators, proposal.height, proposal.round)
         self.metrics.signature_checks.labels("proposal").inc()
         if not proposal.verify(proposer, signature):
             self.peers.penalize(peer, BAD_SIGNATURE_COST, "proposal signature")
+            return
+        if not usable:
             return
         await self._deliver(peer, "proposal", body, proposal.height, len(raw) + ENVELOPE_BYTES, current,
                             lambda: self.on_proposal(peer, proposal, signature, raw))
@@ -139,7 +141,7 @@ class ConsensusIntake:
         placed = self._place(peer, vote.chain_id, vote.height, vote.round)
         if placed is None:
             return
-        validators, current = placed
+        validators, current, usable = placed
         if validator not in validators:
             self.peers.penalize(peer, NOT_A_VALIDATOR_COST, "vote of a non-validator")
             return
@@ -147,12 +149,16 @@ class ConsensusIntake:
         if not vote.verify(validator, signature):
             self.peers.penalize(peer, BAD_SIGNATURE_COST, "vote signature")
             return
+        if not usable:
+            return
         await self._deliver(peer, "vote", body, vote.height, ENVELOPE_BYTES, current,
                             lambda: self.on_vote(peer, validator, vote, signature))
 
-    def _place(self, peer: bytes, chain_id: str, height: int, round_number: int) -> tuple[tuple[bytes, ...], bool] | None:
-        """(the validator set of `height`, whether it is the current height), or None
-        when the message is dropped (and charged, if it must be)."""
+    def _place(self, peer: bytes, chain_id: str, height: int,
+               round_number: int) -> tuple[tuple[bytes, ...], bool, bool] | None:
+        """(the validator set of `height`, whether it is the current height, whether its
+        round is near enough to be used), or None when the message is dropped (and
+        charged, if it must be)."""
         if chain_id != self.chain_id:
             self.peers.penalize(peer, MALFORMED_COST, "consensus message of another chain")
             return None
@@ -160,17 +166,17 @@ class ConsensusIntake:
         if height < state.height:
             return None
         if height == state.height:
-            if not state.validators or round_number > state.round + MAX_ROUNDS_AHEAD:
+            if not state.validators:
                 return None
-            return state.validators, True
+            return state.validators, True, round_number <= state.round + MAX_ROUNDS_AHEAD
         head = self.store.head().height
         if height > head + FUTURE_HEIGHTS_AHEAD:
             self._beyond_window(peer, height)
             return None
-        if height <= head or round_number > MAX_ROUNDS_AHEAD:
+        if height <= head:
             return None
         validators = self._validators_at(height, head)
-        return (validators, False) if validators else None
+        return (validators, False, round_number <= MAX_ROUNDS_AHEAD) if validators else None
 
     def _validators_at(self, height: int, head: int) -> tuple[bytes, ...]:
         """The set of a height up to head + 2 (cached until the head moves)."""

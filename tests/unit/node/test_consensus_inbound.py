@@ -138,6 +138,19 @@ def test_future_proposals_not_signed_by_the_proposer_are_not_kept_and_cost_a_lot
     assert peers.syncs == [], "an unverified proposal never starts block sync"
 
 
+def test_a_message_too_many_rounds_ahead_is_dropped_but_a_bad_signature_still_costs(store: ChainStore) -> None:
+    async def scenario(driver: ConsensusDriver, peers: RecordingPeers) -> None:
+        for height in (6, 7):  # the current height, the next one
+            await driver.receive_proposal(ATTACKER, signed_proposal(OUTSIDER, height, round_number=70))
+            await driver.receive_proposal(HONEST, signed_proposal(VALIDATOR, height, round_number=70))
+            await driver.receive_vote(HONEST, signed_vote(VALIDATOR, height, round_number=70))
+        assert driver._queue.waiting(CURRENT) == 0 and len(driver._future) == 0
+
+    peers = run_with_driver(store, scenario)
+    assert peers.paid(ATTACKER) == 2 * BAD_SIGNATURE_COST
+    assert peers.paid(HONEST) == 0
+
+
 def test_a_message_for_a_far_height_never_reaches_sync_and_costs_a_little_once_per_height(store: ChainStore) -> None:
     """Issue 13: one unsigned proposal at height 2^62 set the sync target."""
     async def scenario(driver: ConsensusDriver, peers: RecordingPeers) -> None:
