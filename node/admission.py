@@ -211,6 +211,7 @@ class AdmissionPipeline:
         on_admitted: Callable[[Sequence[bytes]], None] | None = None,
         received_bytes_per_peer: int = RECEIVED_BYTES_PER_PEER,
         received_bytes: int = RECEIVED_BYTES,
+        is_syncing: Callable[[], bool] = lambda: False,
     ) -> None:
         self.mempool = mempool
         """Where admitted transactions wait for a block; it runs the stateful checks."""
@@ -236,6 +237,8 @@ class AdmissionPipeline:
         """Verdicts in worker processes (batches of `PROCESS_FROM` or more)."""
         self._gossip_queue: list[bytes] = []
         self._gossip_handle: asyncio.TimerHandle | None = None
+        self.is_syncing = is_syncing
+        """True while this node is behind (block sync): stale-state refusals are then not charged."""
         self.received = ReceivedQueue(received_bytes_per_peer, received_bytes)
         """Gossiped `txs` messages waiting for admission, bounded in bytes per peer and in total."""
         self._receiver: asyncio.Task[None] | None = None
@@ -436,8 +439,9 @@ class AdmissionPipeline:
 
     def _charge(self, peer: bytes, refused: dict[str, int]) -> None:
         """Lower `peer`'s score for its refused transactions, one report per code (R32)."""
+        syncing = self.is_syncing() if refused else False
         for code, count in refused.items():
-            penalty = penalty_of(code) * count
+            penalty = penalty_of(code, syncing) * count
             if penalty > 0:
                 self.penalize(peer, penalty, f"gossiped tx: {code}" + (f" x{count}" if count > 1 else ""))
 

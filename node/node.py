@@ -162,6 +162,7 @@ class Node:
             on_admitted=self.journal.record if self.journal is not None else None,
             received_bytes_per_peer=mempool_config.gossip_queue_bytes_per_peer,
             received_bytes=mempool_config.gossip_queue_bytes,
+            is_syncing=lambda: self.sync.syncing,
         )
         """Admission of transactions from clients and peers, and their gossip (R10; node/admission.py)."""
         self._committed_accounts: dict[bytes, Account] = {}

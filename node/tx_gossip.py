@@ -12,8 +12,9 @@ in proportion to the work it made this node do and to how surely no honest node 
 relay it: a bad signature (a signature check, ~100 µs, and never relayed by an honest
 node) costs most; bytes that do not decode or name another chain less; a fee below
 `min_fee` little; a stale nonce or an unpayable fee almost nothing (checked before the
-signature, and honest peers a block ahead or behind send them); a duplicate or a full
-mempool nothing (every honest peer relays every transaction, and honest peers hit it).
+signature, and an honest peer a block ahead sends them; not charged at all while this
+node is syncing, when its own stale state refuses them); a duplicate or a full mempool
+nothing (every honest peer relays every transaction, and honest peers hit it).
 """
 
 from __future__ import annotations
@@ -33,16 +34,22 @@ GOSSIP_PENALTIES: dict[str, float] = {
     "invalid_field": 2.0,
     "unknown_type": 2.0,
     "fee_too_low": 1.0,
-    "bad_nonce": 0.005,
-    "insufficient_funds": 0.005,
+    "bad_nonce": 0.01,
+    "insufficient_funds": 0.01,
     "duplicate": 0.0,
     "mempool_full": 0.0,
 }
 """Score a peer loses per gossiped transaction refused with each R12 code (R32)."""
+STALE_STATE_CODES = frozenset({"bad_nonce", "insufficient_funds"})
+"""Codes that this node's own stale state can cause: not charged while it is syncing."""
 
 
-def penalty_of(code: str) -> float:
-    """The score cost of one gossiped transaction refused with `code` (0 for a code not listed)."""
+def penalty_of(code: str, syncing: bool = False) -> float:
+    """The score cost of one gossiped transaction refused with `code` (0 for a code not
+    listed, and for a stale nonce or unpayable fee while this node is `syncing`: it is
+    behind, so its own state may be what refuses them)."""
+    if syncing and code in STALE_STATE_CODES:
+        return 0.0
     return GOSSIP_PENALTIES.get(code, 0.0)
 
 
