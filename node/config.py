@@ -79,6 +79,14 @@ class P2pConfig:
     """Most inbound connections from one /24 (IPv4) or /48 (IPv6)."""
     allow_private_peers: bool = False
     """Dial loopback, private and link-local addresses and DNS names learned by peer exchange."""
+    send_queue_bytes: int = 4 * 1024 * 1024
+    """Bytes queued for one peer before new messages to it are dropped (p2p/buffers.py)."""
+    total_send_bytes: int = 64 * 1024 * 1024
+    """Bytes queued for all peers together before new messages are dropped."""
+    receive_queue_bytes: int = 4 * 1024 * 1024
+    """Bytes read from one peer and not yet handled before reading it pauses."""
+    total_receive_bytes: int = 64 * 1024 * 1024
+    """Bytes read from all peers and not yet handled before reading pauses."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,10 @@ ENVIRONMENT_PREFIX = "MARKETCHAIN_"
 _POSITIVE = {
     "p2p.max_inbound_per_ip",
     "p2p.max_inbound_per_subnet",
+    "p2p.send_queue_bytes",
+    "p2p.total_send_bytes",
+    "p2p.receive_queue_bytes",
+    "p2p.total_receive_bytes",
     "http.max_body_bytes",
     "http.max_batch_txs",
     "http.burst_per_ip",
