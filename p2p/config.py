@@ -111,3 +111,6 @@ class PeerManagerConfig:
             raise ValueError("peer limits cannot be negative")
         if self.max_inbound_per_ip < 1 or self.max_inbound_per_subnet < 1:
             raise ValueError("per-IP and per-subnet inbound limits must be at least 1")
+        budgets = (self.send_queue_bytes, self.total_send_bytes, self.receive_queue_bytes, self.total_receive_bytes)
+        if min(budgets) < 1 or self.max_streamed_per_peer < 1 or self.streamed_bytes_per_s <= 0:
+            raise ValueError("queue byte budgets, streamed limits and rates must be positive")
