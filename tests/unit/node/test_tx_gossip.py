@@ -169,3 +169,16 @@ def test_a_large_batch_is_admitted_in_chunks_with_the_event_loop_running_between
     harness = run(scenario)
     assert len(harness.mempool) == len(raws)
     assert len(seen_ticks) == len(raws) and seen_ticks[0] < seen_ticks[-1]  # the loop ran between chunks
+
+
+def test_stale_state_refusals_cost_nothing_while_this_node_is_syncing() -> None:
+    stale = [forged(transfer(BOB, 100)), forged(transfer(CAROL, 0, fee=2_000_000)),
+             forged(transfer(ALICE, 0, fee=PARAMS.min_fee - 1))]
+
+    async def scenario(harness: Harness) -> None:
+        harness.pipeline.is_syncing = lambda: True
+        harness.pipeline.receive(PEER, stale)
+        await settled(harness)
+
+    harness = run(scenario)
+    assert harness.penalties == [(PEER, GOSSIP_PENALTIES["fee_too_low"], "gossiped tx: fee_too_low")]
