@@ -219,6 +219,9 @@ class BlockSync:
         if not isinstance(body.get("block"), bytes) or not isinstance(body.get("commit"), bytes):
             self.peers.penalize(peer, PENALTY_MALFORMED, "block_response malformed")
             return
+        if len(body["block"]) > self.params.max_block_bytes:  # cheap, before it is kept
+            self.peers.penalize(peer, PENALTY_MALFORMED, "block_response larger than max_block_bytes")
+            return
         asked = self._requested.get(height)
         if height <= self.store.head().height:
             self._requested.pop(height, None)  # consensus decided it first

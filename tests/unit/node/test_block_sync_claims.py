@@ -163,3 +163,17 @@ async def test_a_late_answer_from_a_peer_asked_before_is_not_unsolicited(
     assert fresh.head().height == 1
     assert "unsolicited block_response" not in [reason for _, _, reason in peers.penalties]
     sync.stop()
+
+
+async def test_an_oversized_block_response_is_refused_before_it_is_kept(
+    stores: tuple[ChainStore, ChainStore],
+) -> None:
+    _, fresh = stores
+    peers = Peers()
+    sync, jobs = make_sync(fresh, peers)
+    sync.peer_height(HONEST, 5)
+    too_big = bytes(make_genesis().params.max_block_bytes + 1)
+    sync.receive(HONEST, {"height": 1, "block": too_big, "commit": b""})
+    assert not sync._received and not jobs
+    assert [penalty for _, penalty, _ in peers.penalties] == [block_sync.PENALTY_MALFORMED]
+    sync.stop()
