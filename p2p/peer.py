@@ -117,6 +117,7 @@ class Peer:
             config.receive_queue_size, config.receive_queue_bytes, budgets.receive
         )
         self._streamed = TokenBucket(config.streamed_bytes_per_s, config.streamed_byte_burst)
+        self._waiting_for_budget = False
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._closed = asyncio.Event()
@@ -187,7 +188,7 @@ class Peer:
         """The send queue was full: a peer that has not taken a frame for the stall
         timeout does not read its socket, and is disconnected."""
         timeout = self._config.send_stall_timeout_s
-        if self._outbox.full_for() >= timeout:
+        if self._outbox.full_for() >= timeout and not self._waiting_for_budget:
             self.close(f"not reading: send queue full for {timeout:g} s")
 
     def send(self, kind: str, body: object) -> bool:
@@ -287,8 +288,12 @@ class Peer:
         when the node-wide send budget has room for the largest frame."""
         await asyncio.sleep(self._streamed.wait_s())
         budget = self._outbox.budget
-        while not budget.fits(min(self.channel.max_plaintext_bytes, budget.limit)):
-            await budget.wait_released()
+        self._waiting_for_budget = True  # the node's wait, not the peer's stall
+        try:
+            while not budget.fits(min(self.channel.max_plaintext_bytes, budget.limit)):
+                await budget.wait_released()
+        finally:
+            self._waiting_for_budget = False
         assert item.producer is not None
         try:
             data = item.producer()
