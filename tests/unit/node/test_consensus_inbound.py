@@ -29,6 +29,7 @@ from node.http.metrics import NodeMetrics
 from node.inbound_costs import (
     BAD_SIGNATURE_COST,
     EVIDENCE_CHECK_COST,
+    INVALID_BLOCK_COST,
     MALFORMED_COST,
     NOT_A_VALIDATOR_COST,
 )
@@ -149,6 +150,17 @@ def test_a_message_too_many_rounds_ahead_is_dropped_but_a_bad_signature_still_co
     peers = run_with_driver(store, scenario)
     assert peers.paid(ATTACKER) == 2 * BAD_SIGNATURE_COST
     assert peers.paid(HONEST) == 0
+
+
+def test_a_signed_proposal_whose_block_does_not_match_costs_the_relaying_peer_most(store: ChainStore) -> None:
+    async def scenario(driver: ConsensusDriver, peers: RecordingPeers) -> None:
+        await driver.receive_proposal(ATTACKER, signed_proposal(VALIDATOR, 6, b"not a block"))
+        job = await driver._queue.get()
+        assert job is not None
+        await job()  # type: ignore[misc]
+
+    peers = run_with_driver(store, scenario)
+    assert peers.paid(ATTACKER) == INVALID_BLOCK_COST and peers.relayed == []
 
 
 def test_a_message_for_a_far_height_never_reaches_sync_and_costs_a_little_once_per_height(store: ChainStore) -> None:
