@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,25 @@ class ChainIdentity:
         return cls(genesis.chain_id, genesis.hash)
 
 
-async def open_from(host: str, port: int, source_host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to `host:port` bound to `source_host` (an ephemeral port)."""
-    async with asyncio.timeout(CONNECT_TIMEOUT_S):
-        return await asyncio.open_connection(host, port, local_addr=(source_host, 0))
+async def open_from(host: str, port: int, source_host: str,
+                    receive_buffer: int | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to `host:port` bound to `source_host` (an ephemeral port).
+
+    `receive_buffer` shrinks the kernel's receive buffer (SO_RCVBUF, set before the
+    connection opens): a peer that does not read then pushes back on the node at once.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.bind((source_host, 0))
+        sock.setblocking(False)
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            return await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def wait_for_hangup(reader: asyncio.StreamReader, timeout_s: float) -> bool:
@@ -91,7 +107,7 @@ class AttackerPeer:
     """One connection of an attacker: a fresh node key, the real handshake, then anything."""
 
     def __init__(self, identity: ChainIdentity, host: str, port: int, source_host: str,
-                 node_key: KeyPair | None = None) -> None:
+                 node_key: KeyPair | None = None, receive_buffer: int | None = None) -> None:
         self.identity = identity
         """The chain it claims to follow (the real one, so that the handshake passes)."""
         self.host = host
@@ -102,6 +118,8 @@ class AttackerPeer:
         """The loopback address it connects from."""
         self.node_key = node_key or KeyPair.generate()
         """Its node key: free, a new one per connection unless given."""
+        self.receive_buffer = receive_buffer
+        """SO_RCVBUF of its socket (None: the kernel's default)."""
         self.reader: asyncio.StreamReader | None = None
         """The TCP stream, once connected."""
         self.writer: asyncio.StreamWriter | None = None
@@ -111,7 +129,7 @@ class AttackerPeer:
 
     async def open(self) -> None:
         """Only the TCP connection: nothing is sent (a silent socket)."""
-        self.reader, self.writer = await open_from(self.host, self.port, self.source_host)
+        self.reader, self.writer = await open_from(self.host, self.port, self.source_host, self.receive_buffer)
 
     async def connect(self) -> None:
         """TCP, then the whole handshake (p2p/handshake.py); `HandshakeError` or OSError if refused."""
@@ -148,6 +166,10 @@ class AttackerPeer:
         """Seal and write one message without waiting for the socket (the caller drains)."""
         assert self.channel is not None and self.writer is not None, "connect first"
         write_frame(self.writer, self.channel.seal(encode_message(kind, body)))
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the socket."""
+        return self.writer.transport.get_write_buffer_size() if self.writer is not None else 0
 
     async def drain(self) -> None:
         """Wait until the socket took what `queue` wrote."""

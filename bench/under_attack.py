@@ -1,0 +1,192 @@
+"""The "under attack" rows of `make bench`: honest throughput during each attack of issue 13.
+
+Four validators on loopback (the test harness's `Testnet`, prepared by
+`tests.e2e.adversary.battlefield.prepare_battlefield`), then, all in the same run:
+
+- an unattacked phase: bench/load.py drives transfers at full load through the four
+  APIs (its own process; transactions signed before its clock starts);
+- one phase per attack: the same load, while this process runs the attack over and over
+  (a fresh loopback /16 each time, so that a ban of one round does not spare the next)
+  until the load is done.
+
+Each phase reports the honest final tx/s and latency (bench/load.py's figures), the
+ratio to the unattacked phase (issue 13's target: at least 0.7), and the largest RSS
+growth of any node over the phase (target: under 64 MiB).
+
+The attacks are the adversary harness's (tests/e2e/adversary/attacks.py and
+attacks_connections.py): this module imports that toolkit from the test tree. Two run
+lighter than in the tests: slot exhaustion holds the slots without restarting a
+validator (a restart would measure the restart), and block_request amplification does
+not first wait for the chain to hold 150 blocks.
+
+    .venv/bin/python bench/under_attack.py [--txs 12000] [--senders 400]   # or: bench/run.py --only attack
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
+
+from tests.e2e.adversary.attacks import (  # noqa: E402
+    Attack,
+    BlockRequestAmplification,
+    FakeEvidence,
+    FalseHeightClaim,
+    FutureProposals,
+    NeverReadyTransactions,
+)
+from tests.e2e.adversary.attacks_connections import (  # noqa: E402
+    GarbageFrames,
+    PexPoisoning,
+    SlotExhaustion,
+    Slowloris,
+)
+from tests.e2e.adversary.battlefield import Battlefield, prepare_battlefield  # noqa: E402
+from tests.e2e.adversary.measure import MAX_RSS_GROWTH_MIB, RssSampler  # noqa: E402
+from tests.e2e.testnet_harness import Manifest, Testnet  # noqa: E402
+
+THROUGHPUT_TARGET = 0.7
+"""Honest final tx/s under attack, as a fraction of the unattacked rate (issue 13)."""
+
+FIRST_ROUND_NUMBER = 20
+"""Loopback /16 of the first attack round (127.30.x.y); each round takes the next."""
+
+ATTACKS: tuple[type[Attack], ...] = (
+    BlockRequestAmplification, FutureProposals, FakeEvidence, SlotExhaustion, NeverReadyTransactions,
+    GarbageFrames, PexPoisoning, Slowloris, FalseHeightClaim,
+)
+"""Every attack of the adversary harness, in the order of the issue."""
+
+
+class _Rounds:
+    """Hands out a fresh loopback /16 to each attack round."""
+
+    def __init__(self) -> None:
+        self.next = FIRST_ROUND_NUMBER
+
+    def take(self) -> int:
+        number = self.next
+        self.next = FIRST_ROUND_NUMBER + (self.next - FIRST_ROUND_NUMBER + 1) % 79
+        return number
+
+
+def make_attack(kind: type[Attack], field: Battlefield, number: int) -> Attack:
+    """One round of `kind`, from /16 number `number`, lightened for the bench where needed."""
+    attack = kind(field)
+    attack.number = number
+    if isinstance(attack, SlotExhaustion):
+        attack.restart_probe = False
+    if isinstance(attack, BlockRequestAmplification):
+        attack.min_head = 0
+    return attack
+
+
+async def attack_until_done(load: subprocess.Popen[bytes], factory: Callable[[], Attack]) -> int:
+    """Run rounds of an attack until the load process exits; returns the rounds started."""
+    rounds = 0
+    while load.poll() is None:
+        attack = factory()
+        await asyncio.to_thread(attack.prepare)
+        rounds += 1
+        task = asyncio.ensure_future(attack.run())
+        while not task.done() and load.poll() is None:
+            await asyncio.wait({task}, timeout=0.2)
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return rounds
+
+
+def phase(net: Testnet, work: Path, name: str, arguments: argparse.Namespace,
+          factory: Callable[[], Attack] | None) -> dict[str, Any]:
+    """bench/load.py at full load, under `factory`'s attack rounds if given; its figures."""
+    out = work / f"load-{name.replace(' ', '_')}.json"
+    command = [sys.executable, str(ROOT / "bench" / "load.py"), "transfers", "--faucet",
+               str(net.directory / "accounts" / "faucet.json"), "--txs", str(arguments.txs),
+               "--senders", str(arguments.senders), "--out", str(out)]
+    for node in net.nodes:
+        command += ["--node", node.url]
+    sampler = RssSampler(net)
+    sampler.start()
+    began = time.monotonic()
+    load = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    rounds = asyncio.run(attack_until_done(load, factory)) if factory is not None else 0
+    code = load.wait()
+    growth = sampler.stop()
+    if code != 0:
+        raise RuntimeError(f"bench/load.py exited with {code} during {name}")
+    result = json.loads(out.read_text())
+    return {"tx_per_second": result["tx_per_second"], "latency_ms": result["latency_ms"],
+            "txs": result["txs_final"], "attack_rounds": rounds, "seconds": round(time.monotonic() - began, 1),
+            "rss_growth_mib": max(growth.values(), default=0.0)}
+
+
+def run(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The unattacked phase, then one phase per attack, on one fresh testnet."""
+    rounds = _Rounds()
+    with Testnet(work / "under-attack", Manifest(validators=4)) as net:
+        field = prepare_battlefield(net)
+        results: dict[str, Any] = {"unattacked": phase(net, work, "unattacked", arguments, None)}
+        base = results["unattacked"]["tx_per_second"] or 1.0
+        for kind in ATTACKS:
+            def factory(kind: type[Attack] = kind) -> Attack:
+                return make_attack(kind, field, rounds.take())
+            entry = phase(net, work, kind.name, arguments, factory)
+            entry["vs_unattacked"] = round(entry["tx_per_second"] / base, 3)
+            entry["met"] = entry["vs_unattacked"] >= THROUGHPUT_TARGET and entry["rss_growth_mib"] < MAX_RSS_GROWTH_MIB
+            results[kind.name] = entry
+            print(f"  {kind.name}: {entry['tx_per_second']} tx/s ({entry['vs_unattacked']} x unattacked), "
+                  f"RSS +{entry['rss_growth_mib']} MiB, {entry['attack_rounds']} rounds", flush=True)
+    return results
+
+
+def rows(results: dict[str, Any], yardstick: float) -> list[list[str]]:
+    """The table rows of bench/run.py (its columns), one per phase."""
+    lines = []
+    for name, entry in results.items():
+        latency = entry.get("latency_ms") or {}
+        cells = [str(latency.get(key, "")) for key in ("p50", "p95", "p99")]
+        if name == "unattacked":
+            lines.append(["4 authorities, before the attacks", str(entry["tx_per_second"]),
+                          f"{entry['tx_per_second'] / yardstick:.3f}", *cells, "", ""])
+            continue
+        lines.append([f"under attack: {name} ({entry['vs_unattacked']:.2f} x, RSS +{entry['rss_growth_mib']} MiB)",
+                      str(entry["tx_per_second"]), f"{entry['tx_per_second'] / yardstick:.3f}", *cells,
+                      f">= {THROUGHPUT_TARGET} x, < {MAX_RSS_GROWTH_MIB:g} MiB", "met" if entry["met"] else "MISSED"])
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--txs", type=int, default=12_000, help="transfers of each phase")
+    parser.add_argument("--senders", type=int, default=400, help="accounts sending them")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "under_attack.json")
+    arguments = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+    import state_machine
+
+    yardstick = state_machine.ed25519_rate()
+    with tempfile.TemporaryDirectory(prefix="marketchain-attack-") as directory:
+        results = run(arguments, Path(directory))
+    yardstick = max(yardstick, state_machine.ed25519_rate())
+    for line in rows(results, yardstick):
+        print("  ".join(line))
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps({"ed25519_verifications_per_second": round(yardstick),
+                                         "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
