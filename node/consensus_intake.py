@@ -11,8 +11,9 @@ is queued; every rejection costs the sender score (node/inbound_costs.py):
    - the current height: on to step 3;
    - a future height up to `head + FUTURE_HEIGHTS_AHEAD` (node/future_messages.py):
      on to step 3, checked against the set of that height (known, R34);
-   - beyond: dropped, `BEYOND_WINDOW_COST` for each new highest height the peer names
-     (nothing unverified reaches `PeerActions.maybe_sync`);
+   - beyond: dropped unverified (nothing unverified reaches `PeerActions.maybe_sync`);
+     `UNPROVEN_HEIGHT_COST` each while this node is not syncing, else only
+     `BEYOND_WINDOW_COST` for each new highest height the peer names;
 3. the signer: a vote's validator must be in the height's set (`NOT_A_VALIDATOR_COST`);
    a proposal is checked against the proposer of its round (R25);
 4. the signature (R26): `BAD_SIGNATURE_COST`; a message more than `MAX_ROUNDS_AHEAD`
@@ -46,6 +47,7 @@ from node.inbound_costs import (
     BEYOND_WINDOW_COST,
     MALFORMED_COST,
     NOT_A_VALIDATOR_COST,
+    UNPROVEN_HEIGHT_COST,
 )
 from node.peer_actions import PeerActions
 from node.storage import ChainStore
@@ -69,6 +71,11 @@ def _forget_nothing(kind: str, body: Any) -> None:
     """The default `ForgetSeen`: no seen-cache to tell."""
 
 
+def _never_syncing() -> bool:
+    """The default `syncing`: no block sync to ask."""
+    return False
+
+
 class ConsensusIntake:
     """Judges peers' proposals and votes and hands the verified ones to the driver."""
 
@@ -84,7 +91,8 @@ class ConsensusIntake:
         future: FutureMessages,
         on_proposal: Callable[[bytes, Proposal, bytes, bytes], Awaitable[None]],
         on_vote: Callable[[bytes, bytes, Vote, bytes], Awaitable[None]],
-        forget_seen: ForgetSeen = _forget_nothing,
+        forget_seen: ForgetSeen | None = None,
+        syncing: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         """The chain (its head bounds the future window; validator sets of later heights)."""
@@ -104,8 +112,10 @@ class ConsensusIntake:
         """The driver's handling of a verified proposal: `(peer, proposal, signature, raw block)`."""
         self.on_vote = on_vote
         """The driver's handling of a verified vote: `(peer, validator, vote, signature)`."""
-        self.forget_seen = forget_seen
+        self.forget_seen = forget_seen or _forget_nothing
         """Make the seen-cache forget a message dropped for lack of room."""
+        self.syncing = syncing or _never_syncing
+        """Whether block sync is catching up with a peer that proved it is ahead (R30)."""
         self._sets: dict[int, tuple[bytes, ...]] = {}
         self._sets_head = -1
         self._beyond: OrderedDict[bytes, int] = OrderedDict()
@@ -188,7 +198,11 @@ class ConsensusIntake:
         return validators
 
     def _beyond_window(self, peer: bytes, height: int) -> None:
-        """Charge a peer that names a new highest height beyond the window."""
+        """Charge a peer for a message beyond the window: every one while no peer proved
+        the chain is ahead, else each new highest height it names."""
+        if not self.syncing():
+            self.peers.penalize(peer, UNPROVEN_HEIGHT_COST, f"consensus message for unproven height {height}")
+            return
         highest = self._beyond.get(peer, -1)
         self._beyond[peer] = max(highest, height)
         self._beyond.move_to_end(peer)

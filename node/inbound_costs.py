@@ -29,10 +29,15 @@ NOT_A_VALIDATOR_COST = 5.0
 honest peer relays only votes it verified against the same set."""
 
 BEYOND_WINDOW_COST = 0.05
-"""A message for a height beyond the future window (node/future_messages.py), charged
-once per new highest such height a peer names: an honest peer ahead of a lagging node
-pays about one charge per block, far below the 0.1 a second a score regains, while a
-peer naming ever higher heights is banned after a couple of thousand."""
+"""A message for a height beyond the future window (node/future_messages.py) while this
+node is syncing (a peer proved it is ahead), charged once per new highest such height a
+peer names: an honest peer ahead of a lagging node pays about one charge per block, far
+below the 0.1 a second a score regains."""
+
+UNPROVEN_HEIGHT_COST = 0.5
+"""A message for a height beyond the future window while this node is not syncing: no
+peer proved the chain is that far ahead (an honest peer that far ahead announces its
+height first), so every such message costs a little: 200 ban a peer."""
 
 EVIDENCE_CHECK_COST = 1.0
 """Charged before the two signatures of an evidence item are checked (R27): an honest

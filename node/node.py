@@ -143,6 +143,7 @@ class Node:
             faults=faults,
             clock=self.clock,
             forget_seen=self.peers.forget,
+            syncing=lambda: self.sync.syncing,
         )
         """The Tendermint driver (R25)."""
         self.workers = SignatureWorkers(home.config.signatures.worker_processes)

@@ -28,10 +28,12 @@ from node.future_messages import ENTRY_OVERHEAD_BYTES, FutureBudget
 from node.http.metrics import NodeMetrics
 from node.inbound_costs import (
     BAD_SIGNATURE_COST,
+    BEYOND_WINDOW_COST,
     EVIDENCE_CHECK_COST,
     INVALID_BLOCK_COST,
     MALFORMED_COST,
     NOT_A_VALIDATOR_COST,
+    UNPROVEN_HEIGHT_COST,
 )
 from node.storage import ChainStore
 from tests.unit.node.chain_store_model import CHAIN_ID, VALIDATOR, build_chain, key, make_genesis
@@ -90,7 +92,7 @@ def store(chain_directory: Path, tmp_path: Path) -> Iterator[ChainStore]:
 
 
 def run_with_driver(store: ChainStore, scenario: Callable[[ConsensusDriver, RecordingPeers], Awaitable[None]],
-                    forgotten: list[tuple[str, Any]] | None = None) -> RecordingPeers:
+                    forgotten: list[tuple[str, Any]] | None = None, syncing: bool = False) -> RecordingPeers:
     """Run `scenario` with a follower driver deciding the height after the store's head."""
     peers = RecordingPeers()
     mempool = SimpleNamespace(signature_known_valid=lambda tx_hash: False, has_ready=lambda: False,
@@ -102,6 +104,7 @@ def run_with_driver(store: ChainStore, scenario: Callable[[ConsensusDriver, Reco
             broadcast=lambda kind, body: None, on_block=lambda result: None, metrics=NodeMetrics(),
             block_time_budget_ms=500, clock=lambda: 1_800_000_000_000,
             forget_seen=(lambda kind, body: forgotten.append((kind, body))) if forgotten is not None else None,
+            syncing=lambda: syncing,
         )
         await driver._start_next_height()
         assert driver.state.height == store.head().height + 1 == 6
@@ -163,19 +166,26 @@ def test_a_signed_proposal_whose_block_does_not_match_costs_the_relaying_peer_mo
     assert peers.paid(ATTACKER) == INVALID_BLOCK_COST and peers.relayed == []
 
 
-def test_a_message_for_a_far_height_never_reaches_sync_and_costs_a_little_once_per_height(store: ChainStore) -> None:
-    """Issue 13: one unsigned proposal at height 2^62 set the sync target."""
-    async def scenario(driver: ConsensusDriver, peers: RecordingPeers) -> None:
-        for _ in range(3):
-            await driver.receive_proposal(ATTACKER, signed_proposal(OUTSIDER, 2**62))
-            await driver.receive_vote(ATTACKER, signed_vote(VALIDATOR, 2**62))
-        await driver.receive_vote(ATTACKER, signed_vote(VALIDATOR, 2**62 + 1))
-        assert len(driver._future) == 0
+async def _far_messages(driver: ConsensusDriver, peers: RecordingPeers) -> None:
+    for _ in range(3):
+        await driver.receive_proposal(ATTACKER, signed_proposal(OUTSIDER, 2**62))
+        await driver.receive_vote(ATTACKER, signed_vote(VALIDATOR, 2**62))
+    await driver.receive_vote(ATTACKER, signed_vote(VALIDATOR, 2**62 + 1))
+    assert len(driver._future) == 0
 
-    peers = run_with_driver(store, scenario)
+
+def test_a_message_for_a_far_height_never_reaches_sync_and_costs_a_little(store: ChainStore) -> None:
+    """Issue 13: one unsigned proposal at height 2^62 set the sync target."""
+    peers = run_with_driver(store, _far_messages)
     assert peers.syncs == []
-    charged = [penalty for _, penalty, _ in peers.penalties]
-    assert len(charged) == 2 and 0 < sum(charged) < 1, "a little, once per new highest height"
+    assert peers.paid(ATTACKER) == 7 * UNPROVEN_HEIGHT_COST, "no peer proved that height: each message costs"
+
+
+def test_while_syncing_a_far_height_costs_only_once_per_new_highest_height(store: ChainStore) -> None:
+    """A lagging node hears honest peers ahead of it: they pay about one charge per block."""
+    peers = run_with_driver(store, _far_messages, syncing=True)
+    assert peers.syncs == []
+    assert peers.paid(ATTACKER) == 2 * BEYOND_WINDOW_COST
 
 
 def test_future_votes_of_validators_are_kept_after_their_signature_within_a_byte_budget(store: ChainStore) -> None:
