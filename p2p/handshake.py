@@ -231,8 +231,9 @@ async def handshake(
 
     The deadline `timeout_s` covers everything from the first byte on; every frame read
     before the peer's proof is verified is at most `MAX_PREAUTH_FRAME_BYTES` (R31), a
-    larger one raises `PreAuthFrameTooLarge` at once. `on_hello`, if given, sees the
-    peer's (still unproven) hello and may refuse it by raising `HandshakeError`.
+    larger one raises `PreAuthFrameTooLarge` at once. `on_hello`, if given (a responder
+    only), sees the peer's still unproven hello before we make a key or send a byte, and
+    may refuse it by raising `HandshakeError`; the initiator sends first, so nothing waits.
     The caller closes the stream on failure.
     """
     try:
@@ -273,6 +274,10 @@ async def _exchange(
     max_frame_bytes: int,
     on_hello: Callable[[Hello], None] | None,
 ) -> HandshakeResult:
+    early = None
+    if on_hello is not None:  # past the limits: no key is made nor a byte sent before this check
+        early = Hello.decode(await read_frame(reader, MAX_PREAUTH_FRAME_BYTES))
+        on_hello(early)
     ephemeral = nacl.public.PrivateKey.generate()
     ours = Hello(
         node_address=node_key.address,
@@ -283,10 +288,8 @@ async def _exchange(
     )
     write_frame(writer, ours.encode())
     await writer.drain()
-    theirs = Hello.decode(await read_frame(reader, MAX_PREAUTH_FRAME_BYTES))
+    theirs = early or Hello.decode(await read_frame(reader, MAX_PREAUTH_FRAME_BYTES))
     check_hello(theirs, ours, expected_address)
-    if on_hello is not None:
-        on_hello(theirs)
 
     first, second = (ours, theirs) if initiator else (theirs, ours)
     try:
