@@ -22,7 +22,7 @@ import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from marketplace_tx.chain.params import Params
 from marketplace_tx.chain.transaction import Transaction
@@ -57,6 +57,20 @@ class MempoolLimits:
     future one of a lower fee rate, else `mempool_full`."""
     future_ttl_ms: int = 60 * 1000
     """A transaction still future this long after admission is dropped (with its sender's later nonces)."""
+
+
+@dataclass
+class ScreenedAhead:
+    """One sender's transactions screened earlier in the same gossiped message (`Mempool.screen`)."""
+
+    nonces: set[int] = field(default_factory=set)
+    """Their nonces."""
+    fees: int = 0
+    """The sum of their fees."""
+    future: int = 0
+    """How many of them would be future."""
+    run_end: int = -1
+    """The nonce that would extend the sender's ready run, counting them."""
 
 
 class Mempool:
@@ -147,33 +161,59 @@ class Mempool:
         if not verdict.signature_valid:
             raise AdmissionError("bad_signature", BAD_SIGNATURE_MESSAGE)
         self._remember_verified(tx.hash)
-        account, victims = self._plan(tx, evict=True)
+        account, _, victims = self._plan(tx, evict=True)
         for victim in victims:
             self._remove(victim)
         self._insert(tx, account.nonce, now_ms)
         return tx
 
-    def screen(self, tx: Transaction) -> None:
-        """Every stateful check of `admit` except the signature's, changing nothing: raise
-        the `AdmissionError` admission would (duplicate, nonce, funds, limits, room).
-        Gossiped transactions are screened before their signature is verified, so a peer
-        cannot make this node verify signatures it would refuse anyway (issue 13)."""
+    def screen(self, tx: Transaction, ahead: dict[bytes, ScreenedAhead] | None = None) -> None:
+        """Every stateful check of `admit` except the signature's, changing nothing in the
+        pool: raise the `AdmissionError` admission would (duplicate, nonce, funds, limits,
+        room). Gossiped transactions are screened before their signature is verified, so
+        a peer cannot make this node verify signatures it would refuse anyway (issue 13).
+
+        `ahead`, if given, holds per sender the transactions screened before in the same
+        message, which will be admitted before `tx`: they count as pending (their nonces,
+        fees and readiness), and `tx` is added to it if it passes."""
         self._check_known(tx)
-        self._plan(tx, evict=False)
+        before = None if ahead is None else ahead.setdefault(tx.sender, ScreenedAhead())
+        account, rank, _ = self._plan(tx, evict=False, ahead=before)
+        if before is not None:
+            before.nonces.add(tx.nonce)
+            before.fees += tx.fee
+            if rank == FUTURE:
+                before.future += 1
+                return
+            queue = self._senders.get(tx.sender)
+            run_end = tx.nonce + 1
+            while (queue is not None and run_end in queue.by_nonce) or run_end in before.nonces:
+                if run_end in before.nonces:
+                    before.future -= 1  # screened as future, made ready by `tx`
+                run_end += 1
+            before.run_end = run_end
 
     def _check_known(self, tx: Transaction) -> None:
         if self.knows(tx.hash):  # the one duplicate check
             raise AdmissionError("duplicate", "this transaction is already known")
 
-    def _plan(self, tx: Transaction, evict: bool) -> tuple[Account, list[Transaction]]:
-        """The stateful checks after the signature: the sender's account, and the
-        transactions to evict for `tx` (none if it fits); raise `AdmissionError`."""
-        account = self._check_state(tx)
+    def _plan(
+        self, tx: Transaction, evict: bool, ahead: ScreenedAhead | None = None
+    ) -> tuple[Account, int, list[Transaction]]:
+        """The stateful checks after the signature: the sender's account, the rank `tx`
+        would have, and the transactions to evict for it (none if it fits); raise
+        `AdmissionError`. `ahead`: see `screen`."""
+        account = self._check_state(tx, ahead)
         queue = self._senders.get(tx.sender)
         if queue is None:
             rank, pending, future = (READY if tx.nonce == account.nonce else FUTURE), 0, 0
         else:
             rank, pending, future = queue.newcomer_rank(tx.nonce), len(queue.by_nonce), queue.future_count
+        if ahead is not None:
+            if ahead.run_end < 0:
+                ahead.run_end = queue.ready_end if queue is not None else account.nonce
+            rank = READY if tx.nonce == ahead.run_end else FUTURE
+            pending, future = pending + len(ahead.nonces), future + ahead.future
         limits = self.limits
         if pending >= limits.max_pending_per_sender:
             raise AdmissionError(
@@ -184,7 +224,7 @@ class Mempool:
                 "mempool_full",
                 f"nonce: {future} transactions of this sender already wait for a missing nonce; send it first",
             )
-        return account, self._choose_victims(tx, rank, evict)
+        return account, rank, self._choose_victims(tx, rank, evict)
 
     def _overflows(self, count: int, size: int, tx: Transaction) -> bool:
         """True if a pool of `count` transactions and `size` bytes has no room for `tx`."""
@@ -279,7 +319,7 @@ class Mempool:
         window, nonce taken, fees payable (R10)."""
         self._check_state(tx)
 
-    def _check_state(self, tx: Transaction) -> Account:
+    def _check_state(self, tx: Transaction, ahead: ScreenedAhead | None = None) -> Account:
         account = self._account_of(tx.sender)
         if tx.nonce < account.nonce:
             raise AdmissionError(
@@ -291,9 +331,9 @@ class Mempool:
                 f"nonce: {tx.nonce} is more than {NONCE_WINDOW} above the next nonce {account.nonce}",
             )
         queue = self._senders.get(tx.sender)
-        if queue is not None and tx.nonce in queue.by_nonce:
+        if (queue is not None and tx.nonce in queue.by_nonce) or (ahead is not None and tx.nonce in ahead.nonces):
             raise AdmissionError("bad_nonce", f"nonce: {tx.nonce} is already pending for this sender")
-        pending_fees = queue.fees if queue else 0
+        pending_fees = (queue.fees if queue else 0) + (ahead.fees if ahead is not None else 0)
         if account.balance < pending_fees + tx.fee:
             raise AdmissionError(
                 "insufficient_funds",

@@ -44,7 +44,7 @@ from marketplace_tx.rules.admission import (
     check_stateless,
     no_signature_known,
 )
-from mempool.pool import Mempool, MempoolLimits
+from mempool.pool import Mempool, MempoolLimits, ScreenedAhead
 from node.config import MempoolConfig
 from node.signature_workers import SignatureWorkers, worker_answer
 from node.tx_gossip import DROPPED_MESSAGE_PENALTY, ReceivedQueue, penalty_of
@@ -396,11 +396,12 @@ class AdmissionPipeline:
         survivors: list[bytes] = []
         refused: dict[str, int] = {}
         seen: set[bytes] = set()
+        ahead: dict[bytes, ScreenedAhead] = {}
         for start in range(0, len(body), ADMIT_CHUNK):
             if start:
                 await asyncio.sleep(0)  # let the event loop run between chunks
             for raw in body[start:start + ADMIT_CHUNK]:
-                code = self._screen(raw, seen)
+                code = self._screen(raw, seen, ahead)
                 if code is None:
                     survivors.append(raw)
                 else:
@@ -421,10 +422,11 @@ class AdmissionPipeline:
         if sum(late.values()) < len(outcomes):  # some were admitted
             self.notify_work()
 
-    def _screen(self, raw: bytes, seen: set[bytes]) -> str | None:
+    def _screen(self, raw: bytes, seen: set[bytes], ahead: dict[bytes, ScreenedAhead]) -> str | None:
         """The R12 code of the first cheap check a gossiped transaction fails (size, known
         hash, also among `seen` (earlier in its message), decoding, chain, type, schema,
-        fee, then `Mempool.screen`), or None."""
+        fee, then `Mempool.screen` counting the senders' transactions screened `ahead` of
+        it in its message), or None."""
         if len(raw) > self.mempool.params.max_tx_bytes:
             return "tx_too_large"
         tx_hash = hashlib.sha256(raw).digest()  # the tx hash (R9): no decoding needed
@@ -432,7 +434,8 @@ class AdmissionPipeline:
             return "duplicate"
         seen.add(tx_hash)
         try:
-            self.mempool.screen(check_stateless(raw, self.mempool.chain_id, self.mempool.params, verify_signature=False))
+            tx = check_stateless(raw, self.mempool.chain_id, self.mempool.params, verify_signature=False)
+            self.mempool.screen(tx, ahead)
         except AdmissionError as error:
             return error.code
         return None

@@ -82,8 +82,8 @@ def test_a_flooding_peer_is_dropped_beyond_its_byte_budget_and_pays() -> None:
 def test_cheap_refusals_cost_no_signature_check_and_each_code_its_price() -> None:
     known = transfer(ALICE, 0)
     batch = [
-        forged(transfer(ALICE, 0)),  # passes the cheap checks: its signature is checked (bad)
-        known.raw,  # admitted (the forged copy above has another hash)
+        forged(transfer(CAROL, 1)),  # passes the cheap checks: its signature is checked (bad)
+        known.raw,  # admitted
         known.raw,  # duplicate in the same message: no second signature check
         forged(transfer(BOB, 500)),  # nonce too far: bad_nonce, before the signature
         forged(transfer(CAROL, 0, fee=PARAMS.min_fee - 1)),  # fee_too_low
@@ -95,7 +95,7 @@ def test_cheap_refusals_cost_no_signature_check_and_each_code_its_price() -> Non
         await settled(harness)
 
     harness = run(scenario)
-    assert harness.metrics.signature_checks.counts["tx_admission"] == 2  # the forged nonce 0 and the good one
+    assert harness.metrics.signature_checks.counts["tx_admission"] == 2  # the forged CAROL 1 and the good one
     charged = {reason.split(": ")[1].split(" ")[0]: penalty for _, penalty, reason in harness.penalties}
     assert charged == {
         "bad_nonce": GOSSIP_PENALTIES["bad_nonce"],
@@ -182,3 +182,19 @@ def test_stale_state_refusals_cost_nothing_while_this_node_is_syncing() -> None:
 
     harness = run(scenario)
     assert harness.penalties == [(PEER, GOSSIP_PENALTIES["fee_too_low"], "gossiped tx: fee_too_low")]
+
+
+def test_a_message_cannot_buy_signature_checks_beyond_the_per_sender_limits() -> None:
+    future = [forged(transfer(ALICE, nonce)) for nonce in range(1, 41)]  # all future: 16 may be admitted
+    unpayable = [forged(transfer(BOB, nonce, fee=400_000)) for nonce in range(5)]  # balance 1,000,000: 2 payable
+    in_order = [transfer(CAROL, nonce).raw for nonce in range(30)]  # honest order: all ready
+
+    async def scenario(harness: Harness) -> None:
+        harness.pipeline.receive(PEER, [*future, *unpayable, *in_order])
+        await settled(harness)
+
+    harness = run(scenario)
+    assert harness.metrics.signature_checks.counts["tx_admission"] == 16 + 2 + 30
+    assert harness.metrics.rejected.counts["mempool_full"] == 40 - 16
+    assert harness.metrics.rejected.counts["insufficient_funds"] == 3
+    assert len(harness.mempool) == 30  # the forged ones fail their signature check
