@@ -6,7 +6,9 @@ A request costs one cheap range check and a dictionary lookup before anything el
 1. `height` must be an integer in [1, head]: a request for a height this node never
    claimed costs the peer `PENALTY_BEYOND_HEAD`; a malformed one `PENALTY_MALFORMED`.
 2. The same height asked again by the same peer within `REPEAT_WINDOW_S` is answered
-   once: the answer is already queued or was written (TCP loses nothing).
+   once: the answer is already queued or was written (TCP loses nothing). A repeat
+   while the answer still waits is free (an honest requester re-asks after its
+   timeout); a repeat after it was produced costs `PENALTY_REPEAT`.
 3. The answer is *streamed*: the peer's send queue holds a small producer, and its
    writer reads the block and commit from LevelDB and encodes them only when it is
    that item's turn, charged to the peer's streamed-byte rate before it is written
@@ -36,6 +38,18 @@ PENALTY_BEYOND_HEAD = 1.0
 """Score a peer loses for asking a height above this node's head (it never claimed it)."""
 PENALTY_QUEUE_FULL = 2.0
 """Score a peer loses for a request while `max_streamed_per_peer` answers already wait."""
+PENALTY_REPEAT = 1.0
+"""Score a peer loses for asking again, within the window, a height it was already sent."""
+
+
+class _Served:
+    """When a height was queued for a peer, and whether its answer was produced yet."""
+
+    __slots__ = ("at", "sent")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.sent = False
 
 
 class BlockServer:
@@ -49,7 +63,7 @@ class BlockServer:
         self.peers = peers
         """Streams answers and charges peers for bad requests (R32)."""
         self._clock = clock
-        self._served: dict[bytes, OrderedDict[int, float]] = {}
+        self._served: dict[bytes, OrderedDict[int, _Served]] = {}
         self.answered = 0
         """Requests answered (queued for streaming)."""
         self.ignored = 0
@@ -67,17 +81,26 @@ class BlockServer:
             return
         served = self._served.setdefault(peer, OrderedDict())
         now = self._clock()
-        while served and next(iter(served.values())) <= now - REPEAT_WINDOW_S:
+        while served and next(iter(served.values())).at <= now - REPEAT_WINDOW_S:
             served.popitem(last=False)
-        if height in served:
+        earlier = served.get(height)
+        if earlier is not None:
             self.ignored += 1
+            if earlier.sent:
+                self.peers.penalize(peer, PENALTY_REPEAT, f"block_request for {height} again, already sent")
             return
-        if not self.peers.stream(peer, lambda: self.response(height)):
+        record = _Served(now)
+
+        def produce() -> bytes | None:
+            record.sent = True
+            return self.response(height)
+
+        if not self.peers.stream(peer, produce):
             self.ignored += 1
             self.peers.penalize(peer, PENALTY_QUEUE_FULL, "block_request while its answers wait")
             return
         self.answered += 1
-        served[height] = now
+        served[height] = record
         while len(served) > MAX_REMEMBERED_PER_PEER:
             served.popitem(last=False)
 

@@ -79,6 +79,20 @@ def test_the_same_height_requested_4200_times_is_answered_once(store: ChainStore
     assert peers.answers(HONEST) == 1
 
 
+def test_a_repeat_is_free_while_the_answer_waits_and_costs_once_it_was_sent(store: ChainStore) -> None:
+    peers = Peers()
+    sync = make_sync(store, peers)
+    sync.serve(HONEST, {"height": 3})
+    sync.serve(HONEST, {"height": 3})  # an honest requester's retry after its timeout
+    assert not peers.penalties
+    [(_, producer)] = peers.streamed
+    producer()  # the writer reached it: the answer is on its way
+    for _ in range(3):
+        sync.serve(HONEST, {"height": 3})
+    assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_REPEAT] * 3
+    assert peers.answers(HONEST) == 1
+
+
 def test_the_answer_is_read_and_encoded_only_when_produced(store: ChainStore) -> None:
     peers = Peers()
     sync = make_sync(store, peers)
