@@ -65,6 +65,9 @@ MAX_RECEIVED_BATCH = 10_000
 """Most transactions a peer may send in one `txs` message (more is malformed, R32)."""
 MALFORMED_BATCH_PENALTY = 20.0
 """Score a peer loses for a malformed `txs` message (R32)."""
+ABANDON_COST = 100.0
+"""Score a `txs` message may cost its peer (the whole initial score: the peer is banned
+by then) before the rest of it, and the peer's other queued messages, are dropped unchecked."""
 ADMIT_CHUNK = 500
 """Transactions admitted (or gossiped ones screened) between two yields to the event loop."""
 RECEIVED_BYTES_PER_PEER = 8 * 1024 * 1024
@@ -240,6 +243,7 @@ class AdmissionPipeline:
         self.is_syncing = is_syncing
         """True while this node is behind (block sync): stale-state refusals are then not charged."""
         self.received = ReceivedQueue(received_bytes_per_peer, received_bytes)
+        self._abandoned: set[bytes] = set()
         """Gossiped `txs` messages waiting for admission, bounded in bytes per peer and in total."""
         self._receiver: asyncio.Task[None] | None = None
 
@@ -383,31 +387,38 @@ class AdmissionPipeline:
         while (item := self.received.take()) is not None:
             peer, body, size = item
             try:
-                await self._admit_gossiped(peer, body)
+                if peer not in self._abandoned:
+                    await self._admit_gossiped(peer, body)
             except Exception:  # one message must not stop the admission of the next
                 log.exception("admitting gossiped transactions failed")
             finally:
                 self.received.done(peer, size)
+                if not self.received.bytes_of(peer):
+                    self._abandoned.discard(peer)
 
     async def _admit_gossiped(self, peer: bytes, body: list[bytes]) -> None:
         """Screen a peer's transactions by the cheap checks and charge it for those refused,
         then verify the survivors' signatures and admit them; relay what became ready and
         wake consensus."""
         survivors: list[bytes] = []
-        refused: dict[str, int] = {}
         seen: set[bytes] = set()
         ahead: dict[bytes, ScreenedAhead] = {}
+        cost = 0.0
         for start in range(0, len(body), ADMIT_CHUNK):
             if start:
                 await asyncio.sleep(0)  # let the event loop run between chunks
+            refused: dict[str, int] = {}
             for raw in body[start:start + ADMIT_CHUNK]:
                 code = self._screen(raw, seen, ahead)
                 if code is None:
                     survivors.append(raw)
                 else:
                     refused[code] = refused.get(code, 0) + 1
-        self._charge(peer, refused)  # before any signature is verified
-        self._count("p2p", 0, refused, 0)
+            cost += self._charge(peer, refused)  # before any signature is verified
+            self._count("p2p", 0, refused, 0)
+            if cost >= ABANDON_COST:  # hostile: nothing more of it is checked
+                self._abandoned.add(peer)
+                return
         if not survivors:
             return
         outcomes, relay = await self._admit_many(survivors, "p2p")
@@ -440,13 +451,17 @@ class AdmissionPipeline:
             return error.code
         return None
 
-    def _charge(self, peer: bytes, refused: dict[str, int]) -> None:
-        """Lower `peer`'s score for its refused transactions, one report per code (R32)."""
+    def _charge(self, peer: bytes, refused: dict[str, int]) -> float:
+        """Lower `peer`'s score for its refused transactions, one report per code (R32);
+        the score taken."""
         syncing = self.is_syncing() if refused else False
+        total = 0.0
         for code, count in refused.items():
             penalty = penalty_of(code, syncing) * count
             if penalty > 0:
                 self.penalize(peer, penalty, f"gossiped tx: {code}" + (f" x{count}" if count > 1 else ""))
+                total += penalty
+        return total
 
     def close(self) -> None:
         """Stop admitting gossiped transactions and stop the threads (the node stops)."""

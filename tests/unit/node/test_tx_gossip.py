@@ -198,3 +198,18 @@ def test_a_message_cannot_buy_signature_checks_beyond_the_per_sender_limits() ->
     assert harness.metrics.rejected.counts["mempool_full"] == 40 - 16
     assert harness.metrics.rejected.counts["insufficient_funds"] == 3
     assert len(harness.mempool) == 30  # the forged ones fail their signature check
+
+
+def test_a_message_that_costs_a_whole_score_is_abandoned_with_the_peers_queued_ones() -> None:
+    garbage = [bytes([0xC1]) + index.to_bytes(4, "big") for index in range(2 * ADMIT_CHUNK)]  # 5 each
+
+    async def scenario(harness: Harness) -> None:
+        harness.pipeline.receive(PEER, garbage)
+        harness.pipeline.receive(PEER, [transfer(ALICE, 0).raw])  # queued behind: dropped unchecked
+        harness.pipeline.receive(OTHER, [transfer(BOB, 0).raw])
+        await settled(harness)
+
+    harness = run(scenario)
+    assert harness.metrics.rejected.counts["malformed"] == ADMIT_CHUNK  # the second chunk was never read
+    assert [tx.sender for tx, _ in harness.mempool.pending()] == [BOB.address]
+    assert not harness.pipeline._abandoned  # forgotten once its queue is empty
