@@ -16,7 +16,10 @@ It measures, in this order and all in the same run:
   whole chain by block sync (R30);
 - `market`: a marketplace workload on one authority: orders through completion and a review;
 - `four`: four authorities on loopback, the load spread over all of them: first at full
-  load, then at half of the rate measured, for the latency at half load.
+  load, then at half of the rate measured, for the latency at half load;
+- `attack`: four authorities again, the same full load unattacked and then during each
+  attack of the adversary harness (bench/under_attack.py): honest final tx/s under
+  attack ÷ unattacked (target ≥ 0.7) and each phase's largest node RSS growth (< 64 MiB).
 
 Every node runs on 127.0.0.1 and is stopped in a `finally` block. The table is printed
 and written to bench/results/run.json. Numbers on a shared machine are noisy.
@@ -43,6 +46,7 @@ from typing import Any
 
 import marketplace
 import state_machine
+import under_attack
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(1, str(ROOT))  # after bench/ itself: the test harness's ports and process scan
@@ -53,7 +57,7 @@ from tests.e2e.harness import ports as harness_ports  # noqa: E402
 from tests.e2e.harness.processes import child_pids  # noqa: E402
 
 PYTHON = sys.executable
-SCENARIOS = ("state", "single", "memory", "sync", "market", "four")
+SCENARIOS = ("state", "single", "memory", "sync", "market", "four", "attack")
 TARGETS = {
     "single": 0.40,
     "four": 0.10,
@@ -313,6 +317,8 @@ def table(results: dict[str, Any], yardstick: float) -> list[list[str]]:
         ratio = entry["tx_per_second"] / yardstick
         lines.append([f"block sync of {entry['txs']} txs", str(entry["tx_per_second"]), f"{ratio:.3f}", "", "", "",
                       ">= 0.50 x", verdict(ratio, TARGETS["sync"])])
+    if "attack" in results:
+        lines.extend(under_attack.rows(results["attack"], yardstick))
     if "state" in results:
         entry = results["state"]
         for name, rate in entry["per_type_per_second"].items():
@@ -351,6 +357,7 @@ def main() -> None:
                              "100,000 for sync, 1,000,000 for memory)")
     parser.add_argument("--four-txs", type=int, default=20_000, help="transfers of the four-authority full-load run")
     parser.add_argument("--half-seconds", type=float, default=15.0, help="length of the half-load run")
+    parser.add_argument("--attack-txs", type=int, default=12_000, help="transfers of each under-attack phase")
     parser.add_argument("--orders", type=int, default=2_000, help="orders of the marketplace run")
     parser.add_argument("--wave", type=int, default=500, help="orders placed together in the marketplace run")
     parser.add_argument("--state-txs", type=int, default=20_000, help="transfers of the state-machine run")
@@ -382,6 +389,8 @@ def main() -> None:
         steps.append(("market", lambda: {"market": scenario_market(arguments, work)}))
     if "four" in arguments.only:
         steps.append(("four", lambda: {"four": scenario_four(arguments, work)}))
+    if "attack" in arguments.only:
+        steps.append(("attack", lambda: {"attack": under_attack.run(work, arguments.attack_txs, arguments.senders)}))
     try:
         for name, step in steps:
             began = time.monotonic()

@@ -167,6 +167,10 @@ class AttackerPeer:
         assert self.channel is not None and self.writer is not None, "connect first"
         write_frame(self.writer, self.channel.seal(encode_message(kind, body)))
 
+    def closing(self) -> bool:
+        """True once the connection is closed (by either side)."""
+        return self.writer is None or self.writer.transport.is_closing()
+
     def buffered(self) -> int:
         """Bytes written but not yet taken by the socket."""
         return self.writer.transport.get_write_buffer_size() if self.writer is not None else 0

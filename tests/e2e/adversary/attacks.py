@@ -102,7 +102,7 @@ async def paced(peer: AttackerPeer, messages: Iterable[tuple[str, Any]], rate: f
     try:
         for kind, body in messages:
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or peer.closing():
                 break
             due = start + max(0, sent - burst) / rate
             if due > now:

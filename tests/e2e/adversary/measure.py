@@ -25,6 +25,7 @@ from typing import Protocol
 from tests.e2e.harness.load_generator import LoadGenerator, SentTx
 from tests.e2e.harness.processes import LOG_PROBLEM_MARKERS, LOG_RECORD_START, child_pids, file_size
 from tests.e2e.harness.scenarios import Load
+from tests.e2e.harness.testnet_node import NodeHandle
 from tests.e2e.testnet_harness import Testnet
 
 MAX_RSS_GROWTH_MIB = 64.0
@@ -133,11 +134,28 @@ class LatencyLoad(LoadGenerator):
         super().__init__(net, load, random.Random(seed), time.monotonic())
         self.accepted_at: dict[str, float] = {}
         """Monotonic time each transfer was first answered 202 (or already held), by hash."""
+        self.accepted_by: dict[str, str] = {}
+        """The node that first accepted each transfer, by hash."""
+        self._picked: NodeHandle | None = None
+
+    def _pick(self) -> NodeHandle | None:
+        self._picked = super()._pick()
+        return self._picked
 
     def _post(self, sent: SentTx) -> None:
         super()._post(sent)
         if sent.last_sent and sent.hash not in self.accepted_at:
             self.accepted_at[sent.hash] = sent.last_sent
+            self.accepted_by[sent.hash] = self._picked.name if self._picked is not None else "?"
+
+    def slowest(self, count: int = 5) -> list[tuple[str, float]]:
+        """The `count` slowest transfers: (the node that accepted it, seconds to final)."""
+        values = []
+        for tx_hash, accepted in list(self.accepted_at.items()):
+            final = self.final.get(tx_hash)
+            latency = math.inf if final is None else self.origin + final.seen_at_s - accepted
+            values.append((self.accepted_by.get(tx_hash, "?"), round(latency, 2)))
+        return sorted(values, key=lambda value: value[1], reverse=True)[:count]
 
     def latencies(self, excluded: tuple[float, float] | None = None) -> list[float]:
         """Submit→final seconds of every accepted transfer; `inf` for one never seen final.
@@ -195,6 +213,8 @@ class Outcome:
     """How long the attack ran."""
     final_during_attack: int
     """Honest transfers that became final while the attack ran."""
+    slowest: list[tuple[str, float]] = field(default_factory=list)
+    """The slowest honest transfers: (the node that accepted it, seconds to final)."""
 
     @property
     def p95_s(self) -> float:
@@ -227,7 +247,8 @@ class Outcome:
         """One line of figures, for failure messages and the bench."""
         return (f"{self.report.name}: RSS growth {self.rss_growth_mib} MiB, p95 {self.p95_s:.2f} s over "
                 f"{len(self.latencies_s)} transfers, {self.final_tx_per_s:.1f} final tx/s, "
-                f"disconnected={self.report.disconnected} refused={self.report.refused} {self.report.details}")
+                f"disconnected={self.report.disconnected} refused={self.report.refused} {self.report.details}; "
+                f"slowest transfers (accepting node, s): {self.slowest}")
 
 
 class Runnable(Protocol):
@@ -260,7 +281,8 @@ def run_under_attack(net: Testnet, attack: Runnable, load: LatencyLoad | None = 
         load.close()
     final_during = sum(1 for final in load.final.values()
                        if started <= load.origin + final.seen_at_s <= ended)
-    return Outcome(report, growth, load.latencies(report.probe_window), ended - started, final_during)
+    return Outcome(report, growth, load.latencies(report.probe_window), ended - started, final_during,
+                   load.slowest())
 
 
 KNOWN_STOP_NOISE = ("Exception in callback StreamReaderProtocol.connection_made", "CancelledError")
