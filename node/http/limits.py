@@ -70,13 +70,15 @@ class CostBucket:
         self._updated = now
         return self._units
 
-    def charge(self, cost: float) -> float:
-        """Take `cost` and return 0, or take nothing and return the units still missing.
+    def charge(self, cost: float, paid: float = 0.0) -> float:
+        """Take `cost` and return 0, or take nothing and return the units to regain before
+        the whole request (`paid` of it already taken) can be paid when sent again.
 
-        A cost above the capacity is taken from a full bucket (leaving it in debt)."""
-        missing = min(cost, self.capacity) - self.units()
+        A cost above what a full bucket holds (less `paid`) is taken from a full bucket,
+        leaving it in debt."""
+        missing = min(cost, self.capacity - paid) - self.units()
         if missing > 1e-9:
-            return missing
+            return missing + paid
         self._units -= cost
         return 0.0
 
@@ -105,8 +107,9 @@ class ClientRateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def charge(self, key: str, cost: float) -> int | None:
-        """Charge `cost` units to `key`'s bucket: None if paid, else whole seconds to wait (≥ 1)."""
+    def charge(self, key: str, cost: float, paid: float = 0.0) -> int | None:
+        """Charge `cost` units to `key`'s bucket (`paid` units of the same request already
+        taken): None if paid, else whole seconds to wait before sending it again (≥ 1)."""
         if self.rate_per_s <= 0:
             return None
         bucket = self._buckets.get(key)
@@ -116,7 +119,7 @@ class ClientRateLimiter:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        missing = bucket.charge(cost)
+        missing = bucket.charge(cost, paid)
         if not missing:
             return None
         self.refused += 1
@@ -180,6 +183,8 @@ class RequestLimits:
 
 LIMITS_KEY = web.AppKey("request_limits", RequestLimits)
 """Application key of the API's `RequestLimits`."""
+CHARGED = "marketchain_charged_units"
+"""Request key: the units this request has paid so far (its base cost, then each `charge`)."""
 
 
 def charge(request: web.Request, cost: float, work: str) -> None:
@@ -188,8 +193,11 @@ def charge(request: web.Request, cost: float, work: str) -> None:
     limits = request.app.get(LIMITS_KEY)
     if limits is None or cost <= 0:
         return
-    wait_s = limits.limiter.charge(client_key(request.remote), cost)
-    if wait_s is not None:
+    paid = request.get(CHARGED, REQUEST_COST)
+    wait_s = limits.limiter.charge(client_key(request.remote), cost, paid)
+    if wait_s is None:
+        request[CHARGED] = paid + cost
+    else:
         config = limits.config
         raise ApiError(
             429, "rate_limited",

@@ -72,6 +72,24 @@ def test_a_charge_above_the_burst_needs_a_full_bucket_and_leaves_debt() -> None:
     assert bucket.charge(20) == 0
 
 
+def test_a_request_whose_base_cost_is_paid_can_still_pay_above_the_burst() -> None:
+    """The middleware takes 1 unit first; a handler's charge above the rest of a full bucket
+    is still paid from it (else a page costing more than the burst could never be served),
+    and the wait it answers covers the base cost of the request sent again."""
+    clock = FakeClock()
+    bucket = CostBucket(rate=4, capacity=8, clock=clock)
+    assert bucket.charge(1) == 0  # the base cost of a request
+    assert bucket.charge(10, paid=1) == 0  # a page of 100 rows: 7 would do from a full bucket
+    assert bucket.units() == pytest.approx(-3)
+    assert bucket.charge(1) == pytest.approx(4)  # in debt: 1 needed, 4 missing
+    clock.now += 2.5  # 7 units
+    assert bucket.charge(1) == 0
+    missing = bucket.charge(10, paid=1)
+    assert missing == pytest.approx(8 - 6)  # 6 held now; sent again, the request needs 1 + 7
+    clock.now += missing / 4
+    assert bucket.charge(1) == 0 and bucket.charge(10, paid=1) == 0
+
+
 def test_the_limiter_answers_seconds_to_wait_per_client() -> None:
     clock = FakeClock()
     limiter = ClientRateLimiter(rate_per_s=5, burst=20, clock=clock)
