@@ -167,6 +167,8 @@ class BlockSync:
             self._verifying.pop(height).cancel()
         now = time.monotonic()
         claimed = max(self.peer_heights.values(), default=0)  # unproven claims: asked, capped
+        for height in [h for h in self._requested if h > claimed]:  # no one claims it any more
+            del self._requested[height]  # (a late answer is still taken: `_asked_before`)
         for height in range(head + 1, min(head + WINDOW, claimed) + 1):
             if height in self._received:
                 continue

@@ -122,6 +122,10 @@ async def test_a_peer_that_does_not_serve_its_claim_is_penalized_and_its_claim_d
         (LIAR, "block 1 it claimed not served in time")
     ]
     assert sync.target_height == 0 and sync.syncing is False
+    deadline = asyncio.get_running_loop().time() + 30
+    while sync._requested or sync._timer is not None:  # nothing claimed: nothing asked, no timer
+        assert asyncio.get_running_loop().time() < deadline, "requests for an abandoned claim remain"
+        await asyncio.sleep(0.01)
     sync.stop()
 
 
