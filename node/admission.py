@@ -69,7 +69,11 @@ ABANDON_COST = 100.0
 """Score a `txs` message may cost its peer (the whole initial score: the peer is banned
 by then) before the rest of it, and the peer's other queued messages, are dropped unchecked."""
 ADMIT_CHUNK = 500
-"""Transactions admitted (or gossiped ones screened) between two yields to the event loop."""
+"""Transactions admitted between two yields to the event loop; gossiped refusals are
+charged at least every `ADMIT_CHUNK`."""
+SCREEN_CHUNK = 100
+"""Gossiped transactions screened (decoded: about a third of a signature check each)
+between two yields to the event loop."""
 RECEIVED_BYTES_PER_PEER = 8 * 1024 * 1024
 """Default of `[mempool] gossip_queue_bytes_per_peer`: most bytes of one peer's `txs`
 messages waiting for admission."""
@@ -404,33 +408,40 @@ class AdmissionPipeline:
         seen: set[bytes] = set()
         ahead: dict[bytes, ScreenedAhead] = {}
         cost = 0.0
-        for start in range(0, len(body), ADMIT_CHUNK):
+        refused: dict[str, int] = {}
+        for start in range(0, len(body), SCREEN_CHUNK):
             if start:
                 await asyncio.sleep(0)  # let the event loop run between chunks
-            refused: dict[str, int] = {}
-            for raw in body[start:start + ADMIT_CHUNK]:
+            for raw in body[start:start + SCREEN_CHUNK]:
                 code = self._screen(raw, seen, ahead)
                 if code is None:
                     survivors.append(raw)
                 else:
                     refused[code] = refused.get(code, 0) + 1
+            if sum(refused.values()) < ADMIT_CHUNK and start + SCREEN_CHUNK < len(body):
+                continue
             cost += self._charge(peer, refused)  # before any signature is verified
             self._count("p2p", 0, refused, 0)
+            refused = {}
             if cost >= ABANDON_COST:  # hostile: nothing more of it is checked
                 self._abandoned.add(peer)
                 return
-        if not survivors:
-            return
-        outcomes, relay = await self._admit_many(survivors, "p2p")
-        late: dict[str, int] = {}
-        for outcome in outcomes:
-            if isinstance(outcome, AdmissionError):
-                late[outcome.code] = late.get(outcome.code, 0) + 1
-        self._charge(peer, late)
-        if relay:
-            self._gossip_queue.extend(relay)
-            self._flush_gossip()
-        if sum(late.values()) < len(outcomes):  # some were admitted
+        admitted = False
+        for start in range(0, len(survivors), PROCESS_CHUNK):  # signatures a chunk at a time
+            outcomes, relay = await self._admit_many(survivors[start:start + PROCESS_CHUNK], "p2p")
+            late: dict[str, int] = {}
+            for outcome in outcomes:
+                if isinstance(outcome, AdmissionError):
+                    late[outcome.code] = late.get(outcome.code, 0) + 1
+            cost += self._charge(peer, late)
+            if relay:
+                self._gossip_queue.extend(relay)
+                self._flush_gossip()
+            admitted = admitted or sum(late.values()) < len(outcomes)
+            if cost >= ABANDON_COST:  # bad signatures: the rest of the message is not checked
+                self._abandoned.add(peer)
+                break
+        if admitted:
             self.notify_work()
 
     def _screen(self, raw: bytes, seen: set[bytes], ahead: dict[bytes, ScreenedAhead]) -> str | None:

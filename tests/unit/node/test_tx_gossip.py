@@ -18,7 +18,7 @@ from typing import Any
 
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.rules.accounts import Account
-from node.admission import ADMIT_CHUNK, RECEIVED_BYTES_PER_PEER
+from node.admission import ADMIT_CHUNK, PROCESS_CHUNK, RECEIVED_BYTES_PER_PEER
 from node.tx_gossip import DROPPED_MESSAGE_PENALTY, GOSSIP_PENALTIES, ReceivedQueue, message_bytes
 from tests.unit.mempool.test_mempool import ALICE, BOB, CAROL, PARAMS, transfer
 from tests.unit.mempool.test_mempool_admission_order import forged
@@ -213,3 +213,18 @@ def test_a_message_that_costs_a_whole_score_is_abandoned_with_the_peers_queued_o
     assert harness.metrics.rejected.counts["malformed"] == ADMIT_CHUNK  # the second chunk was never read
     assert [tx.sender for tx, _ in harness.mempool.pending()] == [BOB.address]
     assert not harness.pipeline._abandoned  # forgotten once its queue is empty
+
+
+def test_forged_signatures_stop_being_checked_once_they_cost_a_whole_score() -> None:
+    keys = [KeyPair.from_seed(bytes([80 + index]) * 32) for index in range(10)]
+    forgeries = [forged(transfer(key, nonce)) for nonce in range(60) for key in keys]  # pass every cheap check
+
+    async def scenario(harness: Harness) -> None:
+        for key in keys:
+            harness.ledger.accounts[key.address] = Account(balance=10**9)
+        harness.pipeline.receive(PEER, forgeries)
+        await settled(harness)
+
+    harness = run(scenario)
+    assert harness.metrics.signature_checks.counts["tx_admission"] == PROCESS_CHUNK  # not 600
+    assert sum(penalty for _, penalty, _ in harness.penalties) >= 100
