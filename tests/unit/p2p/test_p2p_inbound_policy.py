@@ -12,6 +12,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import nacl.public
@@ -235,3 +236,20 @@ async def test_a_peer_exchange_flood_bans_the_sender_and_its_ip(harness: Harness
     assert node.known_addresses() == []
     late, _ = await harness.raw(node, "127.0.0.8")  # the ban covers the IP
     assert not await greeted(late)
+
+
+def test_the_node_config_carries_the_connection_policy(tmp_path: Path) -> None:
+    from node.config import ConfigError, load_config
+
+    key = KeyPair.generate().address.hex()
+    (tmp_path / "config.toml").write_text(
+        f'[p2p]\nunconditional_peers = ["{key}"]\nmax_inbound_per_ip = 2\n'
+        "max_inbound_per_subnet = 5\nallow_private_peers = true\n"
+    )
+    p2p = load_config(tmp_path).p2p
+    assert (p2p.unconditional_peers, p2p.max_inbound_per_ip) == ((key,), 2)
+    assert (p2p.max_inbound_per_subnet, p2p.allow_private_peers) == (5, True)
+    for bad in ('unconditional_peers = ["not-a-key"]', "max_inbound_per_ip = 0"):
+        (tmp_path / "config.toml").write_text(f"[p2p]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_config(tmp_path)
