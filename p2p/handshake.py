@@ -79,6 +79,11 @@ class PreAuthFrameTooLarge(HandshakeError):
         super().__init__(f"frame_too_large: {message}")
 
 
+class PeerGone(HandshakeError):
+    """The peer closed or reset the connection before the handshake ended (no fault of
+    substance: a dialer that gave up, a node restarting)."""
+
+
 class NoFreeSlot(HandshakeError):
     """The connection got no anonymous slot and the peer is not a reserved one."""
 
@@ -256,10 +261,12 @@ async def handshake(
         if error.code == "frame_too_large":
             raise PreAuthFrameTooLarge(error.message) from None
         raise HandshakeError(f"{error.code}: {error.message}") from None
-    except (ConnectionClosed, ChannelError) as error:
+    except ChannelError as error:
         raise HandshakeError(f"{error.code}: {error.message}") from None
+    except ConnectionClosed as error:
+        raise PeerGone(f"{error.code}: {error.message}") from None
     except OSError as error:
-        raise HandshakeError(f"socket error: {error}") from None
+        raise PeerGone(f"socket error: {error}") from None
 
 
 async def _exchange(

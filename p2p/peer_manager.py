@@ -33,7 +33,14 @@ from p2p.channel import close_writer
 from p2p.config import PeerManagerConfig
 from p2p.dialer import Dialer
 from p2p.errors import HandshakeError, MessageError, SelfConnection
-from p2p.handshake import HandshakeResult, Hello, NoFreeSlot, PreAuthFrameTooLarge, handshake
+from p2p.handshake import (
+    HandshakeResult,
+    Hello,
+    NoFreeSlot,
+    PeerGone,
+    PreAuthFrameTooLarge,
+    handshake,
+)
 from p2p.inbound_policy import InboundPolicy
 from p2p.messages import GOSSIP_KINDS, Message, encode_message, status_height
 from p2p.peer import INBOUND, OUTBOUND, Peer, PeerInfo
@@ -289,8 +296,9 @@ class PeerManager:
         self._admit(result, INBOUND, host, port, None)
 
     def _handshake_failed(self, host: str, error: HandshakeError) -> None:
-        """An inbound handshake failed: the IP pays, unless we refused it or it was us."""
-        if isinstance(error, NoFreeSlot | SelfConnection):
+        """An inbound handshake failed: the IP pays, unless we refused it, it was us, or the
+        peer merely went away (a dialer that gave up while we were paused or busy)."""
+        if isinstance(error, NoFreeSlot | SelfConnection | PeerGone):
             return
         large = isinstance(error, PreAuthFrameTooLarge)
         penalty = self.config.penalty_bad_frame if large else self.config.penalty_handshake_failure
