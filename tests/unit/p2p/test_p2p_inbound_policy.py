@@ -199,6 +199,18 @@ async def test_failed_handshakes_cost_the_ip_until_it_is_banned(harness: Harness
     assert await greeted(other)
 
 
+async def test_a_peer_that_merely_hangs_up_costs_its_ip_nothing(harness: Harness) -> None:
+    node = await harness.manager(SLOW_HANDSHAKE)
+    for _ in range(20):  # e.g. dialers that gave up while this node was paused
+        reader, writer = await harness.raw(node, "127.0.0.9")
+        assert await greeted(reader)
+        writer.transport.abort()
+    await wait_until(lambda: node.counters.handshakes_failed == 20)
+    reader, _ = await harness.raw(node, "127.0.0.9")
+    assert await greeted(reader)
+    assert node._inbound.ip_scores.score("127.0.0.9") == pytest.approx(100)
+
+
 async def test_the_proof_frame_is_limited_to_1024_bytes_before_authentication(
     harness: Harness,
 ) -> None:
