@@ -34,8 +34,8 @@ GOSSIP_PENALTIES: dict[str, float] = {
     "invalid_field": 2.0,
     "unknown_type": 2.0,
     "fee_too_low": 1.0,
-    "bad_nonce": 0.02,
-    "insufficient_funds": 0.02,
+    "bad_nonce": 0.05,
+    "insufficient_funds": 0.05,
     "duplicate": 0.0,
     "mempool_full": 0.0,
 }
