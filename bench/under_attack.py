@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))
 
+from tests.e2e.adversary.attacker import abort_all  # noqa: E402
 from tests.e2e.adversary.attacks import (  # noqa: E402
     Attack,
     BlockRequestAmplification,
@@ -111,6 +112,7 @@ async def attack_until_done(load: subprocess.Popen[bytes], factory: Callable[[],
         if not task.done():
             task.cancel()
         (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        abort_all()  # what a cancelled round left open must not hold the next round's slots
         if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
             errors.append(type(outcome).__name__)
             await asyncio.sleep(0.5)  # a refused round: the next one from a fresh /16

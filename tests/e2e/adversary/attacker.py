@@ -130,15 +130,21 @@ class AttackerPeer:
     async def open(self) -> None:
         """Only the TCP connection: nothing is sent (a silent socket)."""
         self.reader, self.writer = await open_from(self.host, self.port, self.source_host, self.receive_buffer)
+        OPEN_PEERS.add(self)
 
     async def connect(self) -> None:
-        """TCP, then the whole handshake (p2p/handshake.py); `HandshakeError` or OSError if refused."""
+        """TCP, then the whole handshake (p2p/handshake.py); `HandshakeError` or OSError if
+        refused (the socket is then closed)."""
         await self.open()
         assert self.reader is not None and self.writer is not None
-        result = await handshake(
-            self.reader, self.writer, node_key=self.node_key, chain_id=self.identity.chain_id,
-            genesis_hash=self.identity.genesis_hash, initiator=True, timeout_s=CONNECT_TIMEOUT_S,
-        )
+        try:
+            result = await handshake(
+                self.reader, self.writer, node_key=self.node_key, chain_id=self.identity.chain_id,
+                genesis_hash=self.identity.genesis_hash, initiator=True, timeout_s=CONNECT_TIMEOUT_S,
+            )
+        except BaseException:
+            self.abort()
+            raise
         self.channel = result.channel
 
     async def hello_only(self) -> None:
@@ -204,8 +210,21 @@ class AttackerPeer:
 
     def abort(self) -> None:
         """Drop the connection at once (RST)."""
+        OPEN_PEERS.discard(self)
         if self.writer is not None:
             self.writer.transport.abort()
+
+
+OPEN_PEERS: set[AttackerPeer] = set()
+"""Attacking connections opened and not yet aborted (a cancelled attack leaves some)."""
+
+
+def abort_all() -> int:
+    """Abort every attacking connection still open; how many there were."""
+    peers = list(OPEN_PEERS)
+    for peer in peers:
+        peer.abort()
+    return len(peers)
 
 
 async def is_refused(identity: ChainIdentity, host: str, port: int, source_host: str,
