@@ -100,7 +100,7 @@ class ConsensusDriver:
         clock: Clock | None = None,
         timeouts: TimeoutConfig | None = None,
         forget_seen: ForgetSeen | None = None,
-        syncing: Callable[[], bool] | None = None,
+        sync_target: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         """The chain: tip, state, commits, saved proposals."""
@@ -139,7 +139,7 @@ class ConsensusDriver:
         self.intake = ConsensusIntake(
             store=store, chain_id=chain_id, peers=peers, metrics=metrics, state=lambda: self.state,
             queue=self._queue, future=self._future, on_proposal=self._on_proposal, on_vote=self._on_vote,
-            forget_seen=forget_seen, syncing=syncing,
+            forget_seen=forget_seen, sync_target=sync_target,
         )
         """Checks peers' proposals and votes, cheapest first, before they are queued."""
         self.evidence_intake = EvidenceIntake(

@@ -11,6 +11,11 @@ is queued; every rejection costs the sender score (node/inbound_costs.py):
    - the current height: on to step 3;
    - a future height up to `head + FUTURE_HEIGHTS_AHEAD` (node/future_messages.py):
      on to step 3, checked against the set of that height (known, R34);
+   - while block sync catches up to a height a peer proved (`sync_target`), a height
+     up to that target + `FUTURE_HEIGHTS_AHEAD` (what the network is deciding: a node
+     that restarted must not lose the round it will join): on to step 3 against the
+     projected set (the best known; a failure then costs only `UNPROVEN_HEIGHT_COST`),
+     checked again against the real set when its height starts;
    - beyond: dropped unverified (nothing unverified reaches `PeerActions.maybe_sync`);
      `UNPROVEN_HEIGHT_COST` each while this node is not syncing, else only
      `BEYOND_WINDOW_COST` for each new highest height the peer names;
@@ -31,13 +36,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consensus.proposal import Proposal
 from consensus.state import ConsensusState
 from consensus.vote import Vote
 from marketplace_tx.rules.state import State
-from marketplace_tx.rules.validators import proposer_for, set_at
+from marketplace_tx.rules.validators import projected_validators, proposer_for, set_at
 from node.consensus_messages import MessageRejected, parse_proposal, parse_vote
 from node.driver_queue import CURRENT, DriverQueue, Job
 from node.future_messages import FUTURE_HEIGHTS_AHEAD, FutureMessages
@@ -67,13 +73,42 @@ ForgetSeen = Callable[[str, Any], None]
 copy is delivered again."""
 
 
+PROJECTED = -1
+"""The key of the projected set (R27 v2: once every decided change is in force) in the
+cache of sets: the best known set of heights beyond head + 2."""
+
+
 def _forget_nothing(kind: str, body: Any) -> None:
     """The default `ForgetSeen`: no seen-cache to tell."""
 
 
-def _never_syncing() -> bool:
-    """The default `syncing`: no block sync to ask."""
-    return False
+def _no_sync_target() -> int:
+    """The default `sync_target`: no block sync to ask."""
+    return 0
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Against which set a message is checked, and where it goes."""
+
+    validators: tuple[bytes, ...]
+    """The set of the message's height (the projected set when `exact` is False)."""
+    current: bool
+    """For the height being decided (else a later one)."""
+    usable: bool
+    """Its round is near enough to be used (else dropped after the signature check)."""
+    exact: bool
+    """`validators` is the set of that height for sure (heights up to head + 2)."""
+
+    @property
+    def bad_signature_cost(self) -> float:
+        """What a bad signature costs: less against a projected set, which may be stale."""
+        return BAD_SIGNATURE_COST if self.exact else UNPROVEN_HEIGHT_COST
+
+    @property
+    def outsider_cost(self) -> float:
+        """What a vote of a non-member costs: less against a projected set."""
+        return NOT_A_VALIDATOR_COST if self.exact else UNPROVEN_HEIGHT_COST
 
 
 class ConsensusIntake:
@@ -92,7 +127,7 @@ class ConsensusIntake:
         on_proposal: Callable[[bytes, Proposal, bytes, bytes], Awaitable[None]],
         on_vote: Callable[[bytes, bytes, Vote, bytes], Awaitable[None]],
         forget_seen: ForgetSeen | None = None,
-        syncing: Callable[[], bool] | None = None,
+        sync_target: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         """The chain (its head bounds the future window; validator sets of later heights)."""
@@ -114,8 +149,8 @@ class ConsensusIntake:
         """The driver's handling of a verified vote: `(peer, validator, vote, signature)`."""
         self.forget_seen = forget_seen or _forget_nothing
         """Make the seen-cache forget a message dropped for lack of room."""
-        self.syncing = syncing or _never_syncing
-        """Whether block sync is catching up with a peer that proved it is ahead (R30)."""
+        self.sync_target = sync_target or _no_sync_target
+        """The height block sync catches up to, proved by a peer (R30; node/block_sync.py)."""
         self._sets: dict[int, tuple[bytes, ...]] = {}
         self._sets_head = -1
         self._beyond: OrderedDict[bytes, int] = OrderedDict()
@@ -130,16 +165,15 @@ class ConsensusIntake:
         placed = self._place(peer, proposal.chain_id, proposal.height, proposal.round)
         if placed is None:
             return
-        validators, current, usable = placed
-        proposer = proposer_for(validators, proposal.height, proposal.round)
         self.metrics.signature_checks.labels("proposal").inc()
-        if not proposal.verify(proposer, signature):
-            self.peers.penalize(peer, BAD_SIGNATURE_COST, "proposal signature")
+        if not proposal.verify(proposer_for(placed.validators, proposal.height, proposal.round), signature):
+            self.peers.penalize(peer, placed.bad_signature_cost, "proposal signature")
             return
-        if not usable:
+        if not placed.usable:
             return
-        await self._deliver(peer, "proposal", body, proposal.height, len(raw) + ENVELOPE_BYTES, current,
-                            lambda: self.on_proposal(peer, proposal, signature, raw))
+        handler = self.on_proposal if placed.exact else self._recheck_proposal
+        await self._deliver(peer, "proposal", body, proposal.height, len(raw) + ENVELOPE_BYTES, placed,
+                            lambda: handler(peer, proposal, signature, raw))
 
     async def vote(self, peer: bytes, body: Any) -> None:
         """A `vote` message from `peer`."""
@@ -151,24 +185,32 @@ class ConsensusIntake:
         placed = self._place(peer, vote.chain_id, vote.height, vote.round)
         if placed is None:
             return
-        validators, current, usable = placed
-        if validator not in validators:
-            self.peers.penalize(peer, NOT_A_VALIDATOR_COST, "vote of a non-validator")
+        if validator not in placed.validators:
+            self.peers.penalize(peer, placed.outsider_cost, "vote of a non-validator")
             return
         self.metrics.signature_checks.labels("vote").inc()
         if not vote.verify(validator, signature):
-            self.peers.penalize(peer, BAD_SIGNATURE_COST, "vote signature")
+            self.peers.penalize(peer, placed.bad_signature_cost, "vote signature")
             return
-        if not usable:
+        if not placed.usable:
             return
-        await self._deliver(peer, "vote", body, vote.height, ENVELOPE_BYTES, current,
+        await self._deliver(peer, "vote", body, vote.height, ENVELOPE_BYTES, placed,
                             lambda: self.on_vote(peer, validator, vote, signature))
 
-    def _place(self, peer: bytes, chain_id: str, height: int,
-               round_number: int) -> tuple[tuple[bytes, ...], bool, bool] | None:
-        """(the validator set of `height`, whether it is the current height, whether its
-        round is near enough to be used), or None when the message is dropped (and
-        charged, if it must be)."""
+    async def _recheck_proposal(self, peer: bytes, proposal: Proposal, signature: bytes, raw: bytes) -> None:
+        """A proposal kept against the projected set, once its height starts: checked
+        again against the proposer of the set now known (a vote's membership is checked
+        again by the driver)."""
+        state = self.state()
+        if proposal.height != state.height or not state.validators:
+            return
+        self.metrics.signature_checks.labels("proposal").inc()
+        if proposal.verify(proposer_for(state.validators, proposal.height, proposal.round), signature):
+            await self.on_proposal(peer, proposal, signature, raw)
+
+    def _place(self, peer: bytes, chain_id: str, height: int, round_number: int) -> _Placement | None:
+        """Against which set a message is checked and where it goes; None when it is
+        dropped (and charged, if it must be)."""
         if chain_id != self.chain_id:
             self.peers.penalize(peer, MALFORMED_COST, "consensus message of another chain")
             return None
@@ -178,29 +220,37 @@ class ConsensusIntake:
         if height == state.height:
             if not state.validators:
                 return None
-            return state.validators, True, round_number <= state.round + MAX_ROUNDS_AHEAD
+            return _Placement(state.validators, True, round_number <= state.round + MAX_ROUNDS_AHEAD, True)
         head = self.store.head().height
-        if height > head + FUTURE_HEIGHTS_AHEAD:
-            self._beyond_window(peer, height)
-            return None
         if height <= head:
             return None
-        validators = self._validators_at(height, head)
-        return (validators, False, round_number <= MAX_ROUNDS_AHEAD) if validators else None
+        usable = round_number <= MAX_ROUNDS_AHEAD
+        if height <= head + FUTURE_HEIGHTS_AHEAD:
+            validators = self._validators_at(height, head)
+            return _Placement(validators, False, usable, True) if validators else None
+        target = self.sync_target()
+        if target > head + 1 and height <= target + FUTURE_HEIGHTS_AHEAD:
+            validators = self._validators_at(PROJECTED, head)
+            return _Placement(validators, False, usable, False) if validators else None
+        self._beyond_window(peer, height, syncing=target > head + 1)
+        return None
 
     def _validators_at(self, height: int, head: int) -> tuple[bytes, ...]:
-        """The set of a height up to head + 2 (cached until the head moves)."""
+        """The set of a height up to head + 2, or the projected set for `PROJECTED`
+        (cached until the head moves)."""
         if head != self._sets_head:
             self._sets, self._sets_head = {}, head
         validators = self._sets.get(height)
         if validators is None:
-            validators = self._sets[height] = set_at(State(self.store), height)
+            state = State(self.store)
+            validators = projected_validators(state) if height == PROJECTED else set_at(state, height)
+            self._sets[height] = validators
         return validators
 
-    def _beyond_window(self, peer: bytes, height: int) -> None:
+    def _beyond_window(self, peer: bytes, height: int, syncing: bool) -> None:
         """Charge a peer for a message beyond the window: every one while no peer proved
         the chain is ahead, else each new highest height it names."""
-        if not self.syncing():
+        if not syncing:
             self.peers.penalize(peer, UNPROVEN_HEIGHT_COST, f"consensus message for unproven height {height}")
             return
         highest = self._beyond.get(peer, -1)
@@ -211,16 +261,17 @@ class ConsensusIntake:
         if height > highest:
             self.peers.penalize(peer, BEYOND_WINDOW_COST, f"consensus message for height {height}, beyond the window")
 
-    async def _deliver(self, peer: bytes, kind: str, body: Any, height: int, size: int, current: bool,
+    async def _deliver(self, peer: bytes, kind: str, body: Any, height: int, size: int, placed: _Placement,
                        job: Callable[[], Awaitable[None]]) -> None:
         """Queue a verified message of the current height (waiting while the lane is
         full), or keep one of a future height (forgotten by the seen-cache if it does
         not fit)."""
-        if current:
+        if placed.current:
             queued: Job = job
             await self.queue.put(queued, size, CURRENT)
             return
-        self.peers.maybe_sync(peer, height - 1)  # signed by a validator of `height`: the network decided height - 1
+        if placed.exact:  # signed by a validator of `height` (≤ head + 2): the network decided height - 1
+            self.peers.maybe_sync(peer, height - 1)
         if not self.future.keep(height, peer, size, job):
             log.debug("no room for a %s of height %d from %s", kind, height, peer.hex())
             self.forget_seen(kind, body)

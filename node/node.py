@@ -143,7 +143,7 @@ class Node:
             faults=faults,
             clock=self.clock,
             forget_seen=self.peers.forget,
-            syncing=lambda: self.sync.syncing,
+            sync_target=lambda: self.sync.target_height,
         )
         """The Tendermint driver (R25)."""
         self.workers = SignatureWorkers(home.config.signatures.worker_processes)

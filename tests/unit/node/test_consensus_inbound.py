@@ -104,7 +104,7 @@ def run_with_driver(store: ChainStore, scenario: Callable[[ConsensusDriver, Reco
             broadcast=lambda kind, body: None, on_block=lambda result: None, metrics=NodeMetrics(),
             block_time_budget_ms=500, clock=lambda: 1_800_000_000_000,
             forget_seen=(lambda kind, body: forgotten.append((kind, body))) if forgotten is not None else None,
-            syncing=lambda: syncing,
+            sync_target=lambda: 10 if syncing else 0,
         )
         await driver._start_next_height()
         assert driver.state.height == store.head().height + 1 == 6
@@ -140,6 +140,26 @@ def test_future_proposals_not_signed_by_the_proposer_are_not_kept_and_cost_a_lot
     peers = run_with_driver(store, scenario)
     assert peers.paid(ATTACKER) == 20 * BAD_SIGNATURE_COST, "a bad signature costs a lot: banned after 3"
     assert peers.syncs == [], "an unverified proposal never starts block sync"
+
+
+def test_while_syncing_the_height_the_network_decides_is_kept_against_the_projected_set(store: ChainStore) -> None:
+    """A restarted node at head 5 syncing to 10 keeps the messages of height 11 (the round
+    it will join; the seen-cache would not let them in again), checked again at height 11."""
+    async def scenario(driver: ConsensusDriver, peers: RecordingPeers) -> None:
+        await driver.receive_vote(HONEST, signed_vote(VALIDATOR, 11))
+        await driver.receive_proposal(HONEST, signed_proposal(VALIDATOR, 11))
+        await driver.receive_vote(ATTACKER, signed_vote(OUTSIDER, 11))
+        await driver.receive_proposal(ATTACKER, signed_proposal(OUTSIDER, 12))
+        assert len(driver._future) == 2
+        driver.state = driver.state.evolve(height=11)
+        for job in driver._future.take(11):
+            await job()
+
+    peers = run_with_driver(store, scenario, syncing=True)
+    assert peers.paid(ATTACKER) == 2 * UNPROVEN_HEIGHT_COST, "the projected set may be stale: a little"
+    assert peers.syncs == []
+    assert (HONEST, "vote") in peers.relayed
+    assert peers.paid(HONEST) == INVALID_BLOCK_COST, "the proposal passed its recheck; its (empty) block did not"
 
 
 def test_a_message_too_many_rounds_ahead_is_dropped_but_a_bad_signature_still_costs(store: ChainStore) -> None:
