@@ -24,7 +24,7 @@ from marketplace_tx.rules.accounts import load_account, role_record, roles_of
 from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import PUNISHED, VALIDATOR_VOTES
 from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at, validators_hash
-from node.http.costs import MAX_LIST_TX_IDS, body_cost, rows_cost, transactions_cost
+from node.http.costs import MAX_LIST_TX_IDS, body_cost, rows_cost, transactions_cost, tx_ids_cost
 from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware, found
 from node.http.events import add_event_routes
 from node.http.json_view import to_json
@@ -212,6 +212,7 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     location = found(services.store.tx_location(tx_hash), f"committed transaction {tx_hash.hex()}")
     block = services.store.block(location.height)
     assert block is not None
+    charge(request, tx_ids_cost(len(block.txs)), f"a proof in a block of {len(block.txs)} transactions")
     hashes = [services.hash_of(raw) for raw in block.txs]
     return web.json_response(
         {
@@ -249,6 +250,11 @@ def _block_at(services: HttpServices, height: int) -> Block:
     return found(services.store.block(height), f"block at height {height}")
 
 
+def _charged_view(request: web.Request, block: Block) -> dict[str, Any]:
+    charge(request, tx_ids_cost(len(block.txs)), f"a block of {len(block.txs)} transactions")
+    return block_view(_services(request), block)
+
+
 async def get_latest_block(request: web.Request) -> web.Response:
     """`GET /blocks/latest`."""
     services = _services(request)
@@ -256,13 +262,13 @@ async def get_latest_block(request: web.Request) -> web.Response:
     assert tip is not None
     if tip.height == 0:
         raise ApiError(404, "not_found", "no block has been made yet")
-    return web.json_response(block_view(services, _block_at(services, tip.height)))
+    return web.json_response(_charged_view(request, _block_at(services, tip.height)))
 
 
 async def get_block(request: web.Request) -> web.Response:
     """`GET /blocks/{height}`."""
     services = _services(request)
-    return web.json_response(block_view(services, _block_at(services, path_height(request))))
+    return web.json_response(_charged_view(request, _block_at(services, path_height(request))))
 
 
 async def get_block_raw(request: web.Request) -> web.Response:
@@ -295,6 +301,8 @@ async def list_blocks(request: web.Request) -> web.Response:
     top = min(before - 1, tip.height)
     heights = range(top, max(top - limit, 0), -1)
     page = blocks_within((_block_at(services, height) for height in heights), MAX_LIST_TX_IDS)
+    tx_ids = sum(len(block.txs) for block in page)
+    charge(request, tx_ids_cost(tx_ids), f"a page of blocks with {tx_ids} transactions")
     lowest = page[-1].header.height if page else 1
     return web.json_response({"blocks": [block_view(services, block) for block in page],
                               "next": lowest if lowest > 1 else None})

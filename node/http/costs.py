@@ -9,6 +9,7 @@ requests alone, and pays BEFORE the work is done:
 | any request | `REQUEST_COST` = 1 | by the limits middleware, before the handler |
 | each transaction of `POST /txs`, `/txs/batch` (decode, signature check, admission) | `TRANSACTION_COST` = 0.01 | from the count, after the body parses, before any check |
 | each row a list may return (`limit`) | `ROW_COST` = 0.1 | before the list is read |
+| each transaction id hashed for a block view or proof (`/blocks`, `/blocks/{height}`, `/blocks/latest`, `/txs/{hash}/proof`) | `TX_ID_COST` = 0.001 | once the block is read, before its transactions are hashed |
 | each `BODY_BYTES_PER_UNIT` (256 KiB) of request body | 1 | from `Content-Length`, before the body is read |
 
 At the defaults (200 units per second, bursts of 1,000) one address may make 200 plain
@@ -29,6 +30,8 @@ TRANSACTION_COST = 0.01
 """Units per transaction submitted: its decode, signature check (R4) and admission (R10)."""
 ROW_COST = 0.1
 """Units per row a list request may return (its `limit`), charged before the list is read."""
+TX_ID_COST = 0.001
+"""Units per transaction id hashed for a block view or an inclusion proof (a full block: 10)."""
 BODY_BYTES_PER_UNIT = 256 * 1024
 """Request body bytes that cost one unit (read, then parsed)."""
 MAX_LIST_TX_IDS = 10_000
@@ -44,6 +47,11 @@ def body_cost(size: int) -> float:
 def transactions_cost(count: int) -> float:
     """Units for submitting `count` transactions."""
     return count * TRANSACTION_COST
+
+
+def tx_ids_cost(count: int) -> float:
+    """Units for hashing `count` transactions of stored blocks."""
+    return count * TX_ID_COST
 
 
 def rows_cost(limit: int) -> float:

@@ -23,6 +23,7 @@ from node.http.costs import (
     body_cost,
     rows_cost,
     transactions_cost,
+    tx_ids_cost,
 )
 from node.http.limits import ClientRateLimiter, CostBucket
 
@@ -42,6 +43,7 @@ def test_costs_at_the_defaults_bound_a_burst_of_signature_checks() -> None:
     defaults = HttpConfig()
     assert REQUEST_COST == 1 and transactions_cost(10_000) == 10_000 * TRANSACTION_COST == 100
     assert rows_cost(100) == 10 and body_cost(BODY_BYTES_PER_UNIT) == 1
+    assert tx_ids_cost(MAX_LIST_TX_IDS) == pytest.approx(10)  # a page's (or a full block's) ids
     # one address's burst pays for at most this many signature checks at once (before: 1,000 × 10,000)
     assert defaults.burst_per_ip / TRANSACTION_COST == 100_000
     # and a load generator's 10,000 tx/s fit the rate with room for its polling
