@@ -1,9 +1,12 @@
 """Limits, abuse, replay and key safety (docs/security.md; PROTOCOL R4, R9, R10, R12, R27, R31, §10).
 
-- The HTTP limits of node/http_limits.py, unit-tested with a fake clock, then on a real
+- The HTTP limits of node/http/limits.py, unit-tested with a fake clock, then on a real
   node with low limits: a flood from one loopback address gets 429 `rate_limited` with
   `Retry-After` while a client on another loopback address (127.0.0.3: Linux routes all
   of 127/8 to lo) is still served; connections beyond `max_connections` are refused.
+  Work charged by cost (batches by their count, list rows, transaction ids), per-address
+  connection and event stream caps and the header and body deadlines (slowloris, issue 13)
+  are tested in test_http_work_limits.py and tests/unit/node/test_http_work_costs.py.
 - The other limits through the real surfaces where that is cheap: body size (413),
   batch size, `max_tx_bytes`, `max_block_txs`, mempool count and bytes (`mempool_full`),
   P2P frame size and handshake timeout. Idle P2P connections and the event stream cap
