@@ -11,10 +11,11 @@ is queued; every rejection costs the sender score (node/inbound_costs.py):
    - the current height: on to step 3;
    - a future height up to `head + FUTURE_HEIGHTS_AHEAD` (node/future_messages.py):
      on to step 3, checked against the set of that height (known, R34);
-   - while block sync catches up to a height a peer proved (`sync_target`), a height
-     up to that target + `FUTURE_HEIGHTS_AHEAD` (what the network is deciding: a node
-     that restarted must not lose the round it will join): on to step 3 against the
-     projected set (the best known; a failure then costs only `UNPROVEN_HEIGHT_COST`),
+   - a later height up to `head + CATCH_UP_HEIGHTS_AHEAD`, or up to the height block
+     sync catches up to (`sync_target`, proved by a peer) + `FUTURE_HEIGHTS_AHEAD`
+     (what the network is deciding: a node that fell behind must not lose the round it
+     will join): on to step 3 against the projected set (the best known; a proposal
+     failing against it, or a vote of a non-member, costs only `UNPROVEN_HEIGHT_COST`),
      checked again against the real set when its height starts;
    - beyond: dropped unverified (nothing unverified reaches `PeerActions.maybe_sync`);
      `UNPROVEN_HEIGHT_COST` each while this node is not syncing, else only
@@ -46,7 +47,7 @@ from marketplace_tx.rules.state import State
 from marketplace_tx.rules.validators import projected_validators, proposer_for, set_at
 from node.consensus_messages import MessageRejected, parse_proposal, parse_vote
 from node.driver_queue import CURRENT, DriverQueue, Job
-from node.future_messages import FUTURE_HEIGHTS_AHEAD, FutureMessages
+from node.future_messages import CATCH_UP_HEIGHTS_AHEAD, FUTURE_HEIGHTS_AHEAD, FutureMessages
 from node.inbound_checks import MAX_ROUNDS_AHEAD
 from node.inbound_costs import (
     BAD_SIGNATURE_COST,
@@ -102,7 +103,8 @@ class _Placement:
 
     @property
     def bad_signature_cost(self) -> float:
-        """What a bad signature costs: less against a projected set, which may be stale."""
+        """What a proposal's bad signature costs: less against a projected set, which may
+        be stale (then its round's proposer is another)."""
         return BAD_SIGNATURE_COST if self.exact else UNPROVEN_HEIGHT_COST
 
     @property
@@ -189,8 +191,8 @@ class ConsensusIntake:
             self.peers.penalize(peer, placed.outsider_cost, "vote of a non-validator")
             return
         self.metrics.signature_checks.labels("vote").inc()
-        if not vote.verify(validator, signature):
-            self.peers.penalize(peer, placed.bad_signature_cost, "vote signature")
+        if not vote.verify(validator, signature):  # its signer is named: bad whatever the set
+            self.peers.penalize(peer, BAD_SIGNATURE_COST, "vote signature")
             return
         if not placed.usable:
             return
@@ -229,7 +231,7 @@ class ConsensusIntake:
             validators = self._validators_at(height, head)
             return _Placement(validators, False, usable, True) if validators else None
         target = self.sync_target()
-        if target > head + 1 and height <= target + FUTURE_HEIGHTS_AHEAD:
+        if height <= max(head + CATCH_UP_HEIGHTS_AHEAD, target + FUTURE_HEIGHTS_AHEAD):
             validators = self._validators_at(PROJECTED, head)
             return _Placement(validators, False, usable, False) if validators else None
         self._beyond_window(peer, height, syncing=target > head + 1)

@@ -9,9 +9,11 @@ before `keep`):
 
 - a height in the **window** `head + 1 … head + FUTURE_HEIGHTS_AHEAD` (head: the last
   stored block), the heights whose validator set is already known (a change decided
-  in block H signs from H + 2, R34);
-- signed by a validator of that height (the proposer of its round, for a proposal),
-  the signature checked **before** it is kept;
+  in block H signs from H + 2, R34), signed by a validator of that height (the
+  proposer of its round, for a proposal), the signature checked **before** it is kept;
+- or, for a node that fell behind, a height up to `head + CATCH_UP_HEIGHTS_AHEAD` (or
+  the height block sync catches up to + 2), signed by a member of the projected set
+  (the best known), checked again against the real set when its height starts;
 - within a **byte budget** per peer that sent it and in total (`FutureBudget`): its
   wire size plus `ENTRY_OVERHEAD_BYTES` for the bookkeeping.
 
@@ -26,8 +28,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 FUTURE_HEIGHTS_AHEAD = 2
-"""Messages are kept for heights up to the last stored block's height + this (the node
-decides head + 1; the validator set of head + 2 is known, R34)."""
+"""Messages are checked against the exact set of their height up to the last stored
+block's height + this (the node decides head + 1; the set of head + 2 is known, R34)."""
+CATCH_UP_HEIGHTS_AHEAD = 100
+"""Beyond head + 2, messages up to head + this (or up to the height block sync catches
+up to + 2) are checked against the projected set and kept, so that a node that fell
+behind does not lose the round it will join (the seen-cache would not let them in again)."""
 FUTURE_SLACK_BYTES = 1024 * 1024
 """Per peer, room beyond one largest proposal for the votes of the next height."""
 ENTRY_OVERHEAD_BYTES = 512

@@ -24,7 +24,7 @@ from marketplace_tx.rules.evidence import make_evidence
 from node.consensus_driver import ConsensusDriver
 from node.consensus_messages import proposal_body, vote_body
 from node.driver_queue import CURRENT, DRIVER_QUEUE_MESSAGES
-from node.future_messages import ENTRY_OVERHEAD_BYTES, FutureBudget
+from node.future_messages import CATCH_UP_HEIGHTS_AHEAD, ENTRY_OVERHEAD_BYTES, FutureBudget
 from node.http.metrics import NodeMetrics
 from node.inbound_costs import (
     BAD_SIGNATURE_COST,
@@ -160,6 +160,22 @@ def test_while_syncing_the_height_the_network_decides_is_kept_against_the_projec
     assert peers.syncs == []
     assert (HONEST, "vote") in peers.relayed
     assert peers.paid(HONEST) == INVALID_BLOCK_COST, "the proposal passed its recheck; its (empty) block did not"
+
+
+def test_a_node_that_fell_behind_keeps_verified_messages_of_the_catch_up_window(store: ChainStore) -> None:
+    """Before block sync proved anything: heights up to head + 100, against the projected set."""
+    async def scenario(driver: ConsensusDriver, peers: RecordingPeers) -> None:
+        await driver.receive_vote(HONEST, signed_vote(VALIDATOR, 50))
+        assert len(driver._future) == 1
+        forged = signed_vote(VALIDATOR, 50, round_number=1)
+        forged["signature"] = bytes(64)
+        await driver.receive_vote(ATTACKER, forged)  # a member's vote: a bad signature is bad whatever the set
+        await driver.receive_vote(ATTACKER, signed_vote(VALIDATOR, 5 + CATCH_UP_HEIGHTS_AHEAD + 1))
+        assert len(driver._future) == 1
+
+    peers = run_with_driver(store, scenario)
+    assert peers.paid(HONEST) == 0 and peers.syncs == [], "only a message of head + 1 or + 2 may start sync"
+    assert peers.paid(ATTACKER) == BAD_SIGNATURE_COST + UNPROVEN_HEIGHT_COST
 
 
 def test_a_message_too_many_rounds_ahead_is_dropped_but_a_bad_signature_still_costs(store: ChainStore) -> None:
