@@ -36,6 +36,9 @@ REFUSED = (HandshakeError, OSError, TimeoutError, ConnectionClosed, FrameError, 
 RETRY_S = 1.0
 """Delay before an attacker retakes a slot it lost or was refused."""
 
+DOWN_RETRY_S = 0.1
+"""Delay before an attacker tries again a node whose port refused the TCP connection."""
+
 RECONNECT_DEADLINE_S = 45.0
 """Time the restarted validator has to be connected to every other one again."""
 
@@ -107,6 +110,10 @@ class SlotExhaustion(Attack):
             peer = AttackerPeer(self.field.identity, node.host, node.p2p_port, source)
             try:
                 await peer.connect()
+            except ConnectionRefusedError:  # the node is down (restarting): be there when it is back
+                peer.abort()
+                await asyncio.wait({stopping}, timeout=DOWN_RETRY_S)
+                continue
             except REFUSED:
                 peer.abort()
                 refused[0] += 1
@@ -125,8 +132,9 @@ class SlotExhaustion(Attack):
         while not stop.is_set():
             try:
                 reader, writer = await open_from(node.host, node.p2p_port, source)
-            except (OSError, TimeoutError):
-                await asyncio.wait({stopping}, timeout=RETRY_S)
+            except (OSError, TimeoutError) as error:
+                down = isinstance(error, ConnectionRefusedError)
+                await asyncio.wait({stopping}, timeout=DOWN_RETRY_S if down else RETRY_S)
                 continue
             opened = time.monotonic()
             hangup = asyncio.ensure_future(wait_for_hangup(reader, 3600.0))
