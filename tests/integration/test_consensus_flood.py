@@ -24,6 +24,8 @@ from tests.e2e.adversary.attacker import AttackerPeer, ChainIdentity, source_add
 from tests.e2e.node_process import NodeProcess
 from tests.integration.node_http_support import key, next_nonce, transfer
 
+pytestmark = pytest.mark.integration
+
 ATTACK = 80
 """The attack number of tests/e2e/adversary/attacker.py these attackers use."""
 BAN_WITHIN_S = 30.0
