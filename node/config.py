@@ -57,6 +57,8 @@ class HttpConfig:
     `request_timeout` and the connection is closed (slow clients cannot hold it)."""
     body_timeout_s: int = 60
     """Seconds a request has to send its whole body; after, 408 `request_timeout` and closed."""
+    write_timeout_s: int = 60
+    """Seconds a client has to take an answer (not read: the connection is dropped)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ _POSITIVE = {
     "http.max_event_streams_per_ip",
     "http.header_timeout_s",
     "http.body_timeout_s",
+    "http.write_timeout_s",
     "mempool.max_transactions",
     "mempool.max_bytes",
     "mempool.max_pending_per_sender",
