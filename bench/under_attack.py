@@ -68,6 +68,13 @@ THROUGHPUT_TARGET = 0.7
 FIRST_ROUND_NUMBER = 20
 """Loopback /16 of the first attack round (127.30.x.y); each round takes the next."""
 
+ROUND_NUMBERS = 226
+"""Loopback /16s the rounds cycle through (127.30 … 127.255); once round, a new pass
+starts at fresh /24s of them, so that no round comes from an address a ban still covers."""
+
+PASS_HOSTS = 42 * 250
+"""Host numbers (42 /24s, more than any one round uses) between two passes."""
+
 ATTACKS: tuple[type[Attack], ...] = (
     BlockRequestAmplification, FutureProposals, FakeEvidence, SlotExhaustion, NeverReadyTransactions,
     GarbageFrames, PexPoisoning, Slowloris, FalseHeightClaim,
@@ -76,21 +83,21 @@ ATTACKS: tuple[type[Attack], ...] = (
 
 
 class _Rounds:
-    """Hands out a fresh loopback /16 to each attack round."""
+    """Hands out fresh loopback addresses to each attack round: (/16 number, host offset)."""
 
     def __init__(self) -> None:
-        self.next = FIRST_ROUND_NUMBER
+        self.taken = 0
 
-    def take(self) -> int:
-        number = self.next
-        self.next = FIRST_ROUND_NUMBER + (self.next - FIRST_ROUND_NUMBER + 1) % 79
-        return number
+    def take(self) -> tuple[int, int]:
+        passes, index = divmod(self.taken, ROUND_NUMBERS)
+        self.taken += 1
+        return FIRST_ROUND_NUMBER + index, passes * PASS_HOSTS
 
 
-def make_attack(kind: type[Attack], field: Battlefield, number: int) -> Attack:
-    """One round of `kind`, from /16 number `number`, lightened for the bench where needed."""
+def make_attack(kind: type[Attack], field: Battlefield, addresses: tuple[int, int]) -> Attack:
+    """One round of `kind` from fresh addresses, lightened for the bench where needed."""
     attack = kind(field)
-    attack.number = number
+    attack.number, attack.host_offset = addresses
     if isinstance(attack, SlotExhaustion):
         attack.restart_probe = False
     if isinstance(attack, BlockRequestAmplification):

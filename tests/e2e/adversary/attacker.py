@@ -42,13 +42,13 @@ READ_CHUNK_BYTES = 64 * 1024
 
 
 def source_address(attack: int, host: int = 0) -> str:
-    """Loopback address number `host` of attack number `attack` (1 … 99): 127.(10+attack).x.y.
+    """Loopback address number `host` of attack number `attack` (1 … 245): 127.(10+attack).x.y.
 
     Hosts 0 … 249 share one /24; host 250 starts the next /24, so that an attack that
     wants many subnets asks for hosts 0, 250, 500, …
     """
-    if not 1 <= attack <= 99 or not 0 <= host < 250 * 250:
-        raise ValueError("attack is 1 … 99, host 0 … 62,499")
+    if not 1 <= attack <= 245 or not 0 <= host < 250 * 250:
+        raise ValueError("attack is 1 … 245, host 0 … 62,499")
     return f"127.{10 + attack}.{host // 250}.{2 + host % 250}"
 
 

@@ -51,6 +51,8 @@ class Attack:
     """Its name in reports and the bench."""
     number = 1
     """Its loopback /16: sources are 127.(10+number).x.y."""
+    host_offset = 0
+    """Added to every host number of `source` (the bench's later rounds move to fresh /24s)."""
 
     def __init__(self, field: Battlefield, duration_s: float = 6.0, target: int = 0) -> None:
         self.field = field
@@ -69,7 +71,7 @@ class Attack:
 
     def source(self, host: int = 0) -> str:
         """The attack's loopback address number `host`."""
-        return source_address(self.number, host)
+        return source_address(self.number, host + self.host_offset)
 
     def peer(self, host: int = 0, receive_buffer: int | None = None) -> AttackerPeer:
         """A fresh attacking peer from address `host`, aimed at the target's P2P port."""
