@@ -13,8 +13,9 @@ accepted socket) and:
   parsed `[http] header_timeout_s` seconds after it was accepted (a client sending its
   headers a byte at a time, or nothing). A sweep every `SWEEP_INTERVAL_S` checks.
 
-Bodies have their own deadline (`[http] body_timeout_s`, read in node/http/app.py), and a
-kept-alive connection between requests the keep-alive timeout of node/http/server.py.
+Bodies have their own deadline (`[http] body_timeout_s`, read in node/http/app.py), answers
+theirs (`[http] write_timeout_s`, node/http/limits.py `send_within`), and a kept-alive
+connection between requests the keep-alive timeout of node/http/server.py.
 """
 
 from __future__ import annotations

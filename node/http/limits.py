@@ -22,12 +22,16 @@
   until it closes; the first request of one more connection is answered 429
   `rate_limited` and that connection is closed. Per client address, connections are
   also capped from the moment they are accepted (node/http/connections.py).
+- **Slow readers.** An answer is sent here, within `[http] write_timeout_s`; a client
+  that stops reading is dropped (its connection aborted) rather than holding the answer's
+  bytes (`send_within`). Event streams have their own write deadline (node/http/events.py).
 
 Every answer carries the JSON error shape of node/http/errors.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -229,6 +233,25 @@ def limits_middleware(limits: RequestLimits) -> Callable[[web.Request, Handler],
             )
             response.force_close()
             return response
-        return await handler(request)
+        response = await handler(request)
+        if isinstance(response, web.Response) and not response.prepared:
+            await send_within(request, response, config.write_timeout_s)
+        return response
 
     return http_limits
+
+
+async def send_within(request: web.Request, response: web.Response, timeout_s: float) -> None:
+    """Send `response` now; a client that has not taken it within `timeout_s` (it stopped
+    reading) is dropped: its connection is aborted, which frees the answer's bytes."""
+    async def send() -> None:
+        await response.prepare(request)
+        await response.write_eof()
+
+    try:
+        await asyncio.wait_for(send(), timeout_s)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionError:
+        pass  # the client went away; aiohttp sees it too

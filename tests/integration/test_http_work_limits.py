@@ -12,7 +12,8 @@ of 127/8 to lo), so that one test's budget or connections never touch another's.
   row spend the budget, plain requests still fit.
 - Event streams are capped per address; connections per address from the moment they are
   accepted; a connection that dribbles its headers, or a body that never ends, is closed
-  with 408 `request_timeout` within its deadline.
+  with 408 `request_timeout` within its deadline; a client that stops reading a large
+  answer is dropped at the write deadline.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ RATE, BURST = 5, 20
 JUNK_ITEMS = 3000
 """Transactions in a batch costing 30 units (+1 for the request), above the burst: paid from a
 full bucket, it leaves the bucket 11 units in debt, so the next batch waits about 6 s."""
-STREAMS_PER_IP, CONNECTIONS_PER_IP, HEADER_TIMEOUT_S, BODY_TIMEOUT_S = 2, 4, 2, 2
+STREAMS_PER_IP, CONNECTIONS_PER_IP, HEADER_TIMEOUT_S, BODY_TIMEOUT_S, WRITE_TIMEOUT_S = 2, 4, 2, 2, 2
 """The guarded node's per-address caps and deadlines."""
+BIG_BATCH = 100_000
+"""Junk items whose answer (~7.5 MB) is more than the kernel's socket buffers hold (≤ 4 MiB)."""
 DEADLINE_S = 60.0
 """Generous: the machine is loaded."""
 
@@ -153,9 +156,9 @@ def test_http_work_options(tmp_path: Any) -> None:
 
     defaults = HttpConfig()
     assert (defaults.max_connections_per_ip, defaults.max_event_streams_per_ip,
-            defaults.header_timeout_s, defaults.body_timeout_s) == (64, 8, 20, 60)
+            defaults.header_timeout_s, defaults.body_timeout_s, defaults.write_timeout_s) == (64, 8, 20, 60, 60)
     for bad in ("max_connections_per_ip = 0", "max_event_streams_per_ip = 0", "header_timeout_s = 0",
-                "body_timeout_s = 0"):
+                "body_timeout_s = 0", "write_timeout_s = 0"):
         (tmp_path / "config.toml").write_text(f"[http]\n{bad}\n")
         with pytest.raises(ConfigError, match=bad.split(" ")[0]):
             load_config(tmp_path)
@@ -167,7 +170,8 @@ def test_http_work_options(tmp_path: Any) -> None:
 @pytest.fixture(scope="module")
 def guarded_node(tmp_path_factory: pytest.TempPathFactory) -> Any:
     config = {"http": {"max_connections_per_ip": CONNECTIONS_PER_IP, "max_event_streams_per_ip": STREAMS_PER_IP,
-                       "header_timeout_s": HEADER_TIMEOUT_S, "body_timeout_s": BODY_TIMEOUT_S}}
+                       "header_timeout_s": HEADER_TIMEOUT_S, "body_timeout_s": BODY_TIMEOUT_S,
+                       "write_timeout_s": WRITE_TIMEOUT_S, "max_batch_txs": BIG_BATCH}}
     with NodeProcess(tmp_path_factory.mktemp("guarded") / "node", config=config, chain_id=CHAIN) as node:
         yield node
 
@@ -274,3 +278,28 @@ def test_a_body_that_never_ends_is_cut_at_the_deadline(guarded_node: NodeProcess
     assert json.loads(received.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
     assert BODY_TIMEOUT_S - 0.5 <= held_s <= BODY_TIMEOUT_S + 20, held_s
     assert call(guarded_node, "GET", "/status", "127.0.6.7").status == 200
+
+
+def test_a_client_that_stops_reading_is_dropped_at_the_write_deadline(guarded_node: NodeProcess) -> None:
+    """A batch of `BIG_BATCH` junk items answers ~7.5 MB; a client with a tiny receive window
+    that never reads leaves most of it in the node's buffers until the write deadline drops it."""
+    body = batch_body([b"\x01"] * BIG_BATCH)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.bind(("127.0.6.8", 0))
+        slow.settimeout(DEADLINE_S)
+        slow.connect(("127.0.0.1", guarded_node.http_port))
+        slow.sendall(b"POST /txs/batch HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(WRITE_TIMEOUT_S + 8)  # not reading is the attack; the node's deadline passes meanwhile
+        received = b""
+        try:
+            while chunk := slow.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass  # aborted: what was in flight, then a reset
+    head, _, answer = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), received[:200]
+    declared = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    assert declared > 5_000_000 and len(answer) < declared, (declared, len(answer))  # cut off, not delivered
+    assert call(guarded_node, "GET", "/status", "127.0.6.8").status == 200
