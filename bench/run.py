@@ -357,7 +357,7 @@ def main() -> None:
                              "100,000 for sync, 1,000,000 for memory)")
     parser.add_argument("--four-txs", type=int, default=20_000, help="transfers of the four-authority full-load run")
     parser.add_argument("--half-seconds", type=float, default=15.0, help="length of the half-load run")
-    parser.add_argument("--attack-txs", type=int, default=12_000, help="transfers of each under-attack phase")
+    parser.add_argument("--attack-txs", type=int, default=6_000, help="transfers of each under-attack phase")
     parser.add_argument("--orders", type=int, default=2_000, help="orders of the marketplace run")
     parser.add_argument("--wave", type=int, default=500, help="orders placed together in the marketplace run")
     parser.add_argument("--state-txs", type=int, default=20_000, help="transfers of the state-machine run")

@@ -22,7 +22,7 @@ lighter than in the tests: slot exhaustion holds the slots without restarting a
 validator (a restart would measure the restart), and block_request amplification does
 not first wait for the chain to hold 150 blocks.
 
-    .venv/bin/python bench/under_attack.py [--txs 12000] [--senders 400]   # or: bench/run.py --only attack
+    .venv/bin/python bench/under_attack.py [--txs 6000] [--senders 400]   # or: bench/run.py --only attack
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def phase(net: Testnet, work: Path, name: str, txs: int, senders: int,
             "rss_growth_mib": max(growth.values(), default=0.0)}
 
 
-def run(work: Path, txs: int = 12_000, senders: int = 400) -> dict[str, Any]:
+def run(work: Path, txs: int = 6_000, senders: int = 400) -> dict[str, Any]:
     """The unattacked phase, then one phase per attack (`txs` transfers from `senders`
     accounts each), on one fresh testnet in `work`."""
     rounds = _Rounds()
@@ -198,7 +198,7 @@ def rows(results: dict[str, Any], yardstick: float) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--txs", type=int, default=12_000, help="transfers of each phase")
+    parser.add_argument("--txs", type=int, default=6_000, help="transfers of each phase")
     parser.add_argument("--senders", type=int, default=400, help="accounts sending them")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "under_attack.json")
     arguments = parser.parse_args()
