@@ -89,6 +89,7 @@ class _Rounds:
         self.taken = 0
 
     def take(self) -> tuple[int, int]:
+        """The next round's (/16 number, host offset)."""
         passes, index = divmod(self.taken, ROUND_NUMBERS)
         self.taken += 1
         return FIRST_ROUND_NUMBER + index, passes * PASS_HOSTS
@@ -197,6 +198,7 @@ def rows(results: dict[str, Any], yardstick: float) -> list[list[str]]:
 
 
 def main() -> None:
+    """Run the under-attack phases alone and print their rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--txs", type=int, default=6_000, help="transfers of each phase")
     parser.add_argument("--senders", type=int, default=400, help="accounts sending them")
