@@ -6,13 +6,15 @@ otherwise. `run` attacks for `duration_s`, then looks at the node's defence: did
 node hang up on every attacking connection within `BAN_DEADLINE_S`, and is a fresh key
 from the same IP refused afterwards (a ban that covers the IP)?
 
-- `BlockRequestAmplification`: thousands of `block_request`s for the largest block, never
-  reading the socket (issue 13, attack 1);
-- `FutureProposals`: 1 MiB proposals for heights far ahead, unsigned (attack 2);
+- `BlockRequestAmplification`: thousands of `block_request`s, half for the largest block,
+  half for every height in turn, never reading the socket (issue 13, attack 1);
+- `FutureProposals`: unsigned proposals for the next heights, then unsigned 1 MiB
+  proposals for heights far ahead (attack 2);
 - `FakeEvidence`: evidence naming real validators with bogus signatures, from several
   connections at once (attack 3);
 - `NeverReadyTransactions`: future-nonce transfers of funded accounts plus a 10,000-item
-  `txs` message of transfers nobody can pay (attack 5, and free gossip rejections);
+  `txs` message of transfers nobody can pay, then more of those (attack 5, and free
+  gossip rejections);
 - `FalseHeightClaim`: `status` and a proposal at height 2^62 (/status must not say syncing).
 
 The connection attacks (slot exhaustion, garbage frames, peer-exchange poisoning,
