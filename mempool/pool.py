@@ -48,8 +48,10 @@ class MempoolLimits:
     """A transaction still pending this long after admission is dropped (clients resubmit)."""
     signature_cache_size: int = 200_000
     """How many verified transaction hashes are remembered, so a block holding them skips re-verification."""
-    max_pending_per_sender: int = NONCE_WINDOW
-    """Most pending transactions of one sender (ready and future); more is `mempool_full`."""
+    max_pending_per_sender: int = NONCE_WINDOW + 1
+    """Most pending transactions of one sender (ready and future); more is `mempool_full`.
+    The default, 65, is the whole nonce window of R10 (next … next + 64), so that every
+    nonce R10 admits can be pending at once."""
     max_future_per_sender: int = 16
     """Most future transactions (nonce above a gap) of one sender; more is `mempool_full`."""
     max_future: int = 5_000

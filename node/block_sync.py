@@ -237,7 +237,10 @@ class BlockSync:
             return
         self._received[height] = (peer, body["block"], body["commit"])
         self._requested.pop(height, None)
-        if self.target_height - self.store.head().height >= WINDOW:  # a real catch-up, not a block or two
+        # A real catch-up, not a block or two: the sender's own claim is enough to choose a
+        # worker (a claim only decides where its blocks' signatures are checked, not whether).
+        ahead = max(self.target_height, self.peer_heights.get(peer, 0)) - self.store.head().height
+        if ahead >= WINDOW:
             future = self.workers.verify_block(body["block"], self.params)
             if future is not None:
                 self._verifying[height] = future

@@ -99,8 +99,9 @@ class MempoolConfig:
     """Most pending transactions."""
     max_bytes: int = 128 * 1024 * 1024
     """Most pending bytes."""
-    max_pending_per_sender: int = 64
-    """Most pending transactions of one sender (ready and future)."""
+    max_pending_per_sender: int = 65
+    """Most pending transactions of one sender (ready and future); the default is the
+    whole nonce window of R10 (next … next + 64)."""
     max_future_per_sender: int = 16
     """Most future transactions of one sender (nonce above a gap: no block can include them yet)."""
     max_future: int = 5_000

@@ -27,6 +27,7 @@ import pytest
 from marketplace_tx.chain.transaction import sign_transaction
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import KeyPair
+from node.config import MempoolConfig
 from tests.e2e.harness.processes import pid_alive as _pid_alive
 from tests.e2e.node_process import REPO_ROOT, NodeProcess, is_error_body
 from tests.e2e.testnet_harness import Manifest, Testnet, wait_until
@@ -88,6 +89,7 @@ def test_a_large_batch_checked_in_a_worker_answers_like_the_node_itself(tmp_path
         }
         batch, nonces = [], {sender.address: 0 for sender in senders[:3]}
         nonces[senders[3].address] = 1
+        beyond_future_limit = []  # positions of sender 2's future transactions past the per-sender limit
         for position in range(200):
             if position in special:
                 batch.append(special[position])
@@ -95,6 +97,8 @@ def test_a_large_batch_checked_in_a_worker_answers_like_the_node_itself(tmp_path
             sender = senders[position % 4]
             if sender is senders[2] and nonces[sender.address] == 1:
                 nonces[sender.address] = 2  # its nonce 1 is the broken one: later ones wait behind it
+            if sender is senders[2] and nonces[sender.address] >= 2 + MempoolConfig().max_future_per_sender:
+                beyond_future_limit.append(position)
             batch.append(transfer(sender, nonces[sender.address]))
             nonces[sender.address] += 1
         status, body = node.post("/txs/batch", codec.encode(batch), "application/msgpack")
@@ -104,7 +108,9 @@ def test_a_large_batch_checked_in_a_worker_answers_like_the_node_itself(tmp_path
         assert answers[5] == "fee_too_low" and answers[17] == "malformed" and answers[40] == "wrong_chain"
         assert answers[41] == "bad_signature" and answers[66] == "duplicate" and answers[90] == "duplicate"
         assert answers[120] == "bad_nonce"
-        assert answers.count("admitted") == 200 - len(special)
+        # Issue 13: a sender holds at most `max_future_per_sender` transactions behind a gap.
+        assert beyond_future_limit and all(answers[position] == "mempool_full" for position in beyond_future_limit)
+        assert answers.count("admitted") == 200 - len(special) - len(beyond_future_limit)
         status, metrics = node.get("/metrics")
         text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
         assert status == 200 and "marketchain_signature_worker_processes 1.0" in text, text[-2000:]
