@@ -9,9 +9,8 @@ each module's tests together and in their order (module-scoped fixtures, such as
 shared node, are then set up once per worker). Other modules that start processes come
 next, then the unit tests, each group in collection order.
 
-Refresh the table from a run such as
-`pytest -q -p no:xdist --durations=0 tests/…` (the sum of each module's setup, call and
-teardown times, rounded); only the order matters, not the exact numbers.
+Refresh the table from a run with `--durations=60` (the sum of each module's setup, call
+and teardown times, rounded); only the order matters, not the exact numbers.
 """
 
 from __future__ import annotations
@@ -19,28 +18,41 @@ from __future__ import annotations
 from typing import Any
 
 MODULE_SECONDS: dict[str, float] = {
-    "tests/e2e/test_faults.py": 170,  # three testnets at once: the longest scenario, ~65 s alone
-    "tests/e2e/adversary/test_attacks.py": 150,
-    "tests/e2e/test_cli_after_sales.py": 110,
-    "tests/e2e/test_cli_money.py": 105,
-    "tests/e2e/test_multinode.py": 70,
-    "tests/e2e/test_cli_orders.py": 55,
-    "tests/e2e/test_cli_testnet_partial.py": 50,
-    "tests/e2e/test_cli.py": 36,
-    "tests/unit/consensus/test_consensus_simulation.py": 32,
-    "tests/e2e/test_explorer_browser.py": 32,
-    "tests/integration/test_openapi_conformance.py": 30,
-    "tests/integration/test_crash_consistency.py": 25,
-    "tests/fuzz/test_fuzz_http.py": 21,
-    "tests/e2e/test_cli_init.py": 17,
+    "tests/unit/marketplace_tx/test_speedups_codec.py": 152,
+    "tests/e2e/test_faults.py": 117,
+    "tests/e2e/test_cli_after_sales.py": 111,
+    "tests/unit/consensus/test_consensus_simulation.py": 108,
+    "tests/e2e/adversary/test_attacks.py": 100,
+    "tests/fuzz/test_fuzz_blocks_votes.py": 97,
+    "tests/integration/test_http_work_limits.py": 90,
+    "tests/e2e/test_cli.py": 88,
+    "tests/e2e/test_cli_money.py": 70,
+    "tests/e2e/test_multinode.py": 64,
+    "tests/e2e/test_cli_testnet_partial.py": 52,
+    "tests/unit/marketplace_tx/test_speedups_records_and_signatures.py": 45,
+    "tests/e2e/test_cli_orders.py": 45,
+    "tests/unit/marketplace_tx/test_marketplace_properties.py": 38,
+    "tests/fuzz/test_fuzz_codec.py": 38,
+    "tests/integration/test_crash_consistency.py": 34,
+    "tests/fuzz/test_fuzz_genesis_config.py": 28,
+    "tests/integration/test_openapi_conformance.py": 27,
+    "tests/fuzz/test_fuzz_http.py": 25,
+    "tests/unit/marketplace_tx/test_speedups_signing_bytes.py": 23,
+    "tests/unit/mempool/test_mempool_fee_sums.py": 20,
+    "tests/fuzz/test_fuzz_transactions.py": 20,
+    "tests/e2e/test_cli_init.py": 18,
+    "tests/unit/node/test_worker_processes.py": 18,
+    "tests/integration/test_node_restart.py": 17,
+    "tests/integration/test_mempool_journal.py": 17,
     "tests/e2e/test_harness_good_client.py": 16,
-    "tests/integration/test_mempool_journal.py": 16,
-    "tests/integration/test_node_restart.py": 16,
+    "tests/fuzz/test_fuzz_p2p.py": 14,
+    "tests/fuzz/test_fuzz_keystore.py": 14,
+    "tests/e2e/test_explorer_browser.py": 13,
     "tests/integration/test_abuse_limits.py": 12,
 }
-"""Recorded wall time (s) of each slow test module: the matrix and the simulation alone on
-a quiet 2-core machine, the others from one serial run under heavy load scaled down by
-the same factor. Only their order matters."""
+"""Wall time (s) of each slow test module in one `pytest -n 2 --dist worksteal` run of the
+whole suite on the shared 2-core machine under heavy outside load (16 min 37 s in all):
+the sum of its tests' setup, call and teardown times. Only their order matters."""
 
 PROCESS_MODULE_SECONDS = 10.0
 """The weight of a module of tests/e2e/ or tests/integration/ not in the table: these start
