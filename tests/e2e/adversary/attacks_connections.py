@@ -39,6 +39,10 @@ RETRY_S = 1.0
 DOWN_RETRY_S = 0.1
 """Delay before an attacker tries again a node whose port refused the TCP connection."""
 
+PROPOSE_TIMEOUT_S = 3.5
+"""The first propose timeout (3 s, node/config.py) and a margin: a height whose proposer is
+the validator just restarted may wait this long, which is the probe's doing, not the attack's."""
+
 RECONNECT_DEADLINE_S = 45.0
 """Time the restarted validator has to be connected to every other one again."""
 
@@ -88,8 +92,8 @@ class SlotExhaustion(Attack):
         await asyncio.sleep(self.duration_s / 2)  # the attacker takes the slots
         probe_start = time.monotonic()
         rejoined = await asyncio.to_thread(self._restart_and_wait) if self.restart_probe else None
-        probe_end = time.monotonic()
-        await asyncio.sleep(self.duration_s / 2)
+        probe_end = time.monotonic() + PROPOSE_TIMEOUT_S  # its first turns as proposer may still time out
+        await asyncio.sleep(PROPOSE_TIMEOUT_S + self.duration_s)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         report = AttackReport(self.name, refused=None, details={
@@ -100,7 +104,7 @@ class SlotExhaustion(Attack):
         report.disconnected = all(lifetime <= BAN_DEADLINE_S for lifetime in lifetimes)
         if rejoined is not None:
             report.checks[f"node{self.restarted} rejoined every validator while the slots were held"] = rejoined
-            report.probe_window = (probe_start - 3.0, probe_end + 1.0)
+            report.probe_window = (probe_start - PROPOSE_TIMEOUT_S, probe_end)
         return report
 
     async def _hold_identity(self, node: NodeHandle, source: str, stop: asyncio.Event,
@@ -156,7 +160,9 @@ class SlotExhaustion(Attack):
         def rejoined() -> bool:
             if not {other.node_id for other in others} <= connected_peer_ids(node):
                 return False
-            return all(node.node_id in connected_peer_ids(other) for other in others)
+            if not all(node.node_id in connected_peer_ids(other) for other in others):
+                return False
+            return node.height() >= others[0].height()  # caught up: it takes part in consensus again
 
         try:
             wait_until(rejoined, RECONNECT_DEADLINE_S, "the restarted validator rejoined")
