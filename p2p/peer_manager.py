@@ -290,6 +290,8 @@ class PeerManager:
             return
         except asyncio.CancelledError:
             writer.transport.abort()
+            if self._stopping:  # the node stops: the handshake simply ends (asyncio's server
+                return  # would otherwise log the cancellation of its callback as an error)
             raise
         finally:
             self._inbound.release(ticket)
