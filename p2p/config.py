@@ -65,7 +65,14 @@ class PeerManagerConfig:
     penalty_bad_frame: float = 50.0
     """Score lost for an oversized, truncated or unauthenticated frame (the connection closes)."""
     penalty_flood: float = 5.0
-    """Score lost per message dropped by the rate limit."""
+    """Score lost per message dropped by a rate limit."""
+    evidence_per_s: float = 2.0
+    """Sustained `evidence` messages per second accepted from one peer: an honest peer
+    relays one item per equivocation it hears of, and the pool holds at most one item per
+    validator, so more is a flood (issue 13): beyond it each costs `penalty_flood`, in the
+    read loop, before the item is queued or checked."""
+    evidence_burst: float = 32.0
+    """`evidence` messages a peer may send at once before `evidence_per_s` applies."""
     dial_timeout_s: float = 5.0
     """Time to open a TCP connection before the handshake starts."""
     backoff_initial_s: float = 0.5
@@ -114,3 +121,5 @@ class PeerManagerConfig:
         budgets = (self.send_queue_bytes, self.total_send_bytes, self.receive_queue_bytes, self.total_receive_bytes)
         if min(budgets) < 1 or self.max_streamed_per_peer < 1 or self.streamed_bytes_per_s <= 0:
             raise ValueError("queue byte budgets, streamed limits and rates must be positive")
+        if self.evidence_per_s <= 0 or self.evidence_burst < 1:
+            raise ValueError("evidence_per_s must be positive and evidence_burst at least 1")

@@ -109,6 +109,7 @@ class Peer:
         self._limiter = RateLimiter(
             config.messages_per_s, config.message_burst, config.bytes_per_s, config.byte_burst
         )
+        self._evidence_limiter = TokenBucket(config.evidence_per_s, config.evidence_burst)
         budgets = getattr(handler, "queue_budgets", None) or private_budgets(config)
         self._outbox = SendQueue(
             config.send_queue_size, config.send_queue_bytes, config.max_streamed_per_peer, budgets.send
@@ -251,6 +252,9 @@ class Peer:
             message = decode_message(plaintext)
         except MessageError as error:
             self._handler.penalize(self, self._config.penalty_invalid_message, error.message)
+            return
+        if message.kind == "evidence" and not self._evidence_limiter.take():
+            self._handler.penalize(self, self._config.penalty_flood, "evidence rate limit exceeded")
             return
         if message.kind == "ping":
             self.send_encoded(_PONG)

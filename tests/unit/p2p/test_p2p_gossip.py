@@ -291,3 +291,37 @@ async def test_application_reports_lower_the_score_then_ban(network: Network) ->
     rejected = a.manager.counters.rejected
     await wait_until(lambda: a.manager.counters.rejected > rejected)
     assert a.manager.peers() == []
+
+
+# --- evidence floods (issue 13, attack 3) -------------------------------------------
+# Honest peers relay one evidence item per equivocation (the pool holds at most one per
+# validator), so `evidence_per_s`/`evidence_burst` (p2p/config.py) bound what a peer may
+# make the node check: items beyond cost `penalty_flood` each before they are queued.
+
+
+def test_evidence_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        PeerManagerConfig(evidence_per_s=0)
+    with pytest.raises(ValueError):
+        PeerManagerConfig(evidence_burst=0)
+
+
+async def test_an_evidence_flood_is_cut_in_the_read_loop(network: Network, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="p2p")
+    victim = await network.start(config=replace(FAST, evidence_per_s=2.0, evidence_burst=16.0))
+    honest = await network.start((victim,))
+    flooder = await network.start((victim,), relay=False)
+    await wait_until(lambda: len(victim.peer_ids()) == 2)
+    for number in range(800):  # the adversary harness's burst of bogus items
+        flooder.manager.send(victim.key.address, "evidence", {"item": number})
+    await wait_until(lambda: victim.manager.is_banned(flooder.key.address))
+    await wait_until(lambda: flooder.key.address not in victim.peer_ids())
+    assert "evidence rate limit exceeded" in caplog.text
+    delivered = sum(1 for peer, kind, _ in victim.received if peer == flooder.key.address and kind == "evidence")
+    assert delivered <= 16 + 1  # the burst (and what the rate regained meanwhile), never the 800
+    # an honest peer's few items still get through
+    for number in range(3):
+        honest.manager.send(victim.key.address, "evidence", {"honest": number})
+    await wait_until(lambda: sum(1 for peer, kind, _ in victim.received
+                                 if peer == honest.key.address and kind == "evidence") == 3)
+    assert honest.key.address in victim.peer_ids()
