@@ -152,16 +152,17 @@ def phase(net: Testnet, work: Path, name: str, txs: int, senders: int,
             "rss_growth_mib": max(growth.values(), default=0.0)}
 
 
-def run(work: Path, txs: int = 6_000, senders: int = 400) -> dict[str, Any]:
-    """The unattacked phase, then one phase per attack (`txs` transfers from `senders`
-    accounts each), on one fresh testnet in `work`."""
+def run(work: Path, txs: int = 6_000, senders: int = 400,
+        attacks: tuple[type[Attack], ...] = ATTACKS) -> dict[str, Any]:
+    """The unattacked phase, then one phase per attack of `attacks` (`txs` transfers from
+    `senders` accounts each), on one fresh testnet in `work`."""
     rounds = _Rounds()
     with Testnet(work / "under-attack", Manifest(validators=4)) as net:
         field = prepare_battlefield(net)
         phase(net, work, "warm-up", max(1000, txs // 4), senders, None)  # caches and workers warm, not reported
         before = phase(net, work, "unattacked", txs, senders, None)
         attacked: dict[str, Any] = {}
-        for kind in ATTACKS:
+        for kind in attacks:
             def factory(kind: type[Attack] = kind) -> Attack:
                 return make_attack(kind, field, rounds.take())
             attacked[kind.name] = phase(net, work, kind.name, txs, senders, factory)
@@ -203,13 +204,20 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=6_000, help="transfers of each phase")
     parser.add_argument("--senders", type=int, default=400, help="accounts sending them")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "under_attack.json")
+    parser.add_argument("--attacks", default=",".join(str(kind.number) for kind in ATTACKS),
+                        help="which attacks, by the harness's numbers (default: all), e.g. --attacks 3")
     arguments = parser.parse_args()
+    chosen = {part.strip() for part in arguments.attacks.split(",") if part.strip()}
+    attacks = tuple(kind for kind in ATTACKS if str(kind.number) in chosen)
+    if not attacks:
+        parser.error(f"--attacks: none of {sorted(chosen)} is an attack number "
+                     f"({', '.join(f'{kind.number} {kind.name}' for kind in ATTACKS)})")
     sys.path.insert(0, str(ROOT / "bench"))
     import state_machine
 
     yardstick = state_machine.ed25519_rate()
     with tempfile.TemporaryDirectory(prefix="marketchain-attack-") as directory:
-        results = run(Path(directory), arguments.txs, arguments.senders)
+        results = run(Path(directory), arguments.txs, arguments.senders, attacks)
     yardstick = max(yardstick, state_machine.ed25519_rate())
     for line in rows(results, yardstick):
         print("  ".join(line))
