@@ -250,6 +250,7 @@ class AdmissionPipeline:
         self._abandoned: set[bytes] = set()
         """Gossiped `txs` messages waiting for admission, bounded in bytes per peer and in total."""
         self._receiver: asyncio.Task[None] | None = None
+        self._closed = False
 
     # --- from clients ------------------------------------------------------------------
 
@@ -376,6 +377,8 @@ class AdmissionPipeline:
         """A `txs` message from `peer`: queued, then admitted in arrival order by one task.
         A malformed message costs the peer `MALFORMED_BATCH_PENALTY`; one beyond the
         queue's byte budgets is dropped and costs `DROPPED_MESSAGE_PENALTY` (R32)."""
+        if self._closed:  # the node stops: a message still arriving is not admitted
+            return
         if (not isinstance(body, list) or len(body) > MAX_RECEIVED_BATCH
                 or not all(isinstance(item, bytes) for item in body)):
             self.penalize(peer, MALFORMED_BATCH_PENALTY, "txs body malformed")
@@ -388,12 +391,14 @@ class AdmissionPipeline:
 
     async def _admit_received(self) -> None:
         """Admit gossiped messages one after the other, in the order they came."""
-        while (item := self.received.take()) is not None:
+        while not self._closed and (item := self.received.take()) is not None:
             peer, body, size = item
             try:
                 if peer not in self._abandoned:
                     await self._admit_gossiped(peer, body)
             except Exception:  # one message must not stop the admission of the next
+                if self._closed:  # the node stopped under it (its threads are gone): not a fault
+                    return
                 log.exception("admitting gossiped transactions failed")
             finally:
                 self.received.done(peer, size)
@@ -476,6 +481,7 @@ class AdmissionPipeline:
 
     def close(self) -> None:
         """Stop admitting gossiped transactions and stop the threads (the node stops)."""
+        self._closed = True
         if self._receiver is not None:
             self._receiver.cancel()
         self.received.clear()

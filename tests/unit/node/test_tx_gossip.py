@@ -228,3 +228,19 @@ def test_forged_signatures_stop_being_checked_once_they_cost_a_whole_score() -> 
     harness = run(scenario)
     assert harness.metrics.signature_checks.counts["tx_admission"] == PROCESS_CHUNK  # not 600
     assert sum(penalty for _, penalty, _ in harness.penalties) >= 100
+
+
+def test_a_message_arriving_after_close_is_ignored_not_an_error(caplog: Any) -> None:
+    """The node closes admission before its peers (node.stop): a `txs` message that still
+    arrives must not start a task on the stopped threads ('cannot schedule new futures
+    after shutdown', which the fault matrix's clean-log check caught)."""
+    async def scenario(harness: Harness) -> None:
+        harness.pipeline.close()
+        harness.pipeline.receive(PEER, [transfer(ALICE, 0).raw])
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+
+    with caplog.at_level("ERROR"):
+        harness = run(scenario)
+    assert "admitting gossiped transactions failed" not in caplog.text
+    assert len(harness.mempool) == 0 and harness.pipeline.received.queued_bytes == 0
