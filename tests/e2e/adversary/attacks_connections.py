@@ -292,11 +292,10 @@ class PexPoisoning(Attack):
         report = AttackReport(self.name, details={"dials_to_attacker": len(dialed)})
         report.checks["the node dialed none of the loopback/DNS addresses a peer named"] = not dialed
         report.checks["the node kept its connection to node1 (its key not overwritten)"] = known.node_id in still_peered
-        report.disconnected = report.refused = None
-        report.details["ban"] = ("does not apply: naming addresses is no offence (an honest peer on a LAN names "
-                                 "private ones; Bitcoin Core's addrman does not ban for it): they are not dialed")
-        peer.abort()
-        return report
+        # Naming private addresses is no offence (an honest peer on a LAN names them; they
+        # are just not dialed), but 16 `peers` messages at once is a flood: beyond a burst of
+        # 4 each costs 20 (p2p/pex.py), so the sender is banned, with its IP.
+        return await self.judge(report, [peer], peer.source_host)
 
 
 def header_timeout_s() -> float:
