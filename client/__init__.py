@@ -27,7 +27,7 @@ from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.payloads import PayloadError
 from client.sealing import SealError, open_sealed, seal_for
 from client.transactions import TransactionFailed, build_transaction, load_key, send, send_and_wait
-from client.verification import VerificationFailed, verify_transaction
+from client.verification import VerificationFailed, verify_order_placement, verify_transaction
 from marketplace_tx.chain.transaction import Transaction, sign_transaction
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import RuleError
@@ -60,6 +60,7 @@ __all__ = [
     "send",
     "send_and_wait",
     "sign_transaction",
+    "verify_order_placement",
     "verify_transaction",
 ]
 """The SDK's public names; each is documented where it is defined."""

@@ -77,7 +77,7 @@ class NodeMetrics:
         )
         self.signature_checks = Counter(
             "marketchain_signature_checks",
-            "Ed25519 signatures verified, by kind: tx_admission, tx_block, vote, proposal, commit.",
+            "Ed25519 signatures verified, by kind: tx_admission, tx_block, vote, proposal, commit, evidence.",
             ["kind"], registry=registry,
         )
         self.admitted = Counter(
@@ -162,9 +162,11 @@ class NodeCollector(Collector):
         yield _gauge("marketchain_leveldb_approximate_bytes",
                      "LevelDB's own estimate of its table files (excludes data still in the log).",
                      runtime.store.approximate_size())
-        yield _gauge("marketchain_sync_target_height", "Highest height a peer reported.", runtime.sync.target_height)
+        yield _gauge("marketchain_sync_target_height",
+                     "Highest height claimed by a peer that proved it by delivering a verified block.",
+                     runtime.sync.target_height)
         yield _gauge("marketchain_sync_height", "Height block sync has reached (the chain height).", height)
-        yield _gauge("marketchain_syncing", "1 while the node is more than one block behind a peer.",
+        yield _gauge("marketchain_syncing", "1 while the node is more than one block behind a peer that proved its claim.",
                      1 if runtime.sync.syncing else 0)
         yield from self._events()
         workers = runtime.workers

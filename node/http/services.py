@@ -69,7 +69,7 @@ class SyncView(Protocol):
 
     @property
     def syncing(self) -> bool:
-        """True while the node is more than one block behind a peer."""
+        """True while the node is more than one block behind a peer that proved its claim (node/block_sync.py)."""
         ...
 
     def progress(self) -> dict[str, Any]:
