@@ -360,7 +360,7 @@ class Node:
         if self.journal is not None:
             await self.journal.stop()
         await self.peers.stop()
-        self.workers.stop()
+        self.workers.stop(wait=True)
         self.store.close()
         log.info("node %s stopped", self.config.moniker,
                  extra=log_fields(event="node_stopped", moniker=self.config.moniker))

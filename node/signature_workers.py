@@ -163,15 +163,18 @@ class SignatureWorkers:
         valid hashes, or None without workers."""
         return self._submit(valid_signature_hashes, raw_block, params.max_block_bytes, params.max_tx_bytes)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = False) -> None:
         """Stop the workers (idle, or the node stops); they restart when needed.
-        Jobs not started yet are cancelled (their callers fall back to the node)."""
+        Jobs not started yet are cancelled (their callers fall back to the node).
+        `wait` (the node stops) also waits for the executor's manager thread to end, so
+        that the interpreter's exit never races it (Python 3.11's ProcessPoolExecutor can
+        then write to its closed wake-up pipe: "OSError: Bad file descriptor" at exit)."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
         executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(wait=wait, cancel_futures=True)
             log.info("stopped the signature worker process(es)")
 
 
