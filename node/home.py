@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.keystore import (
+    DIRECTORY_MODE,
+    FILE_MODE,
     KeystoreError,
     load_key_file,
     read_key_info,
@@ -50,12 +52,6 @@ from node.config import (
 
 DEFAULT_VALIDATOR_BALANCE = 1_000_000 * 1_000_000
 """µMKT given to the validator of a single-node genesis made by `init` (1,000,000 MKT)."""
-
-DIRECTORY_MODE = 0o700
-"""Permissions of a node home and of its data directory (issue 13)."""
-
-KEY_FILE_MODE = 0o600
-"""Permissions of `node_key.json` and `validator_key.json` (as `client.keystore` writes them)."""
 
 PassphraseSource = Callable[[], str]
 """Gives the passphrase of a home's encrypted keys when one is first needed (a prompt, a
@@ -148,10 +144,8 @@ def init_home(
     """
     if (path / CONFIG_FILE).exists():
         raise ConfigError(f"{path} is already initialized ({CONFIG_FILE} exists)")
-    path.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
-    os.chmod(path, DIRECTORY_MODE)  # also an existing empty directory, whatever the umask
-    (path / DATA_DIRECTORY).mkdir(exist_ok=True, mode=DIRECTORY_MODE)
-    os.chmod(path / DATA_DIRECTORY, DIRECTORY_MODE)
+    _make_private_directory(path)  # also an existing empty directory, whatever the umask
+    _make_private_directory(path / DATA_DIRECTORY)
     node_key = node_key or KeyPair.generate()
     validator_key = validator_key or KeyPair.generate()
     if genesis is None:
@@ -230,6 +224,12 @@ class _HomeKeys:
             raise ConfigError(error.message) from None
 
 
+def _make_private_directory(path: Path) -> None:
+    """Create `path` (and its parents) if missing and set it to DIRECTORY_MODE, whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+    os.chmod(path, DIRECTORY_MODE)
+
+
 def check_home_permissions(path: Path) -> list[str]:
     """Check (and tighten) the modes of a node home before it is loaded; the warnings to log.
 
@@ -242,10 +242,9 @@ def check_home_permissions(path: Path) -> list[str]:
         return []
     data = path / DATA_DIRECTORY
     if not data.exists():
-        data.mkdir(mode=DIRECTORY_MODE)
-        os.chmod(data, DIRECTORY_MODE)
-    entries = [(path, DIRECTORY_MODE), (data, DIRECTORY_MODE), (path / NODE_KEY_FILE, KEY_FILE_MODE),
-               (path / VALIDATOR_KEY_FILE, KEY_FILE_MODE), (path / CONFIG_FILE, None), (path / GENESIS_FILE, None)]
+        _make_private_directory(data)
+    entries = [(path, DIRECTORY_MODE), (data, DIRECTORY_MODE), (path / NODE_KEY_FILE, FILE_MODE),
+               (path / VALIDATOR_KEY_FILE, FILE_MODE), (path / CONFIG_FILE, None), (path / GENESIS_FILE, None)]
     warnings = []
     for entry, wanted in entries:
         try:
