@@ -66,6 +66,14 @@ def make_sync(store: ChainStore, peers: Peers) -> tuple[BlockSync, list[asyncio.
     return sync, jobs
 
 
+async def wait_until(done: Callable[[], bool], message: str = "") -> None:
+    """Poll `done` until it holds (fails after 30 s)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, message
+        await asyncio.sleep(0.01)
+
+
 def answer(source: ChainStore, height: int) -> dict[str, Any]:
     commit = source.commit(height)
     assert commit is not None
@@ -114,18 +122,14 @@ async def test_a_peer_that_does_not_serve_its_claim_is_penalized_and_its_claim_d
     peers = Peers()
     sync, _ = make_sync(fresh, peers)
     sync.peer_height(LIAR, 2**62)
-    deadline = asyncio.get_running_loop().time() + 30
-    while LIAR in sync.peer_heights:
-        assert asyncio.get_running_loop().time() < deadline, "the claim was never dropped"
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: LIAR not in sync.peer_heights, "the claim was never dropped")
     assert [(peer, reason) for peer, _, reason in peers.penalties] == [
         (LIAR, "block 1 it claimed not served in time")
     ]
     assert sync.target_height == 0 and sync.syncing is False
-    deadline = asyncio.get_running_loop().time() + 30
-    while sync._requested or sync._timer is not None:  # nothing claimed: nothing asked, no timer
-        assert asyncio.get_running_loop().time() < deadline, "requests for an abandoned claim remain"
-        await asyncio.sleep(0.01)
+    await wait_until(  # nothing claimed: nothing asked, no timer
+        lambda: not sync._requested and sync._timer is None, "requests for an abandoned claim remain"
+    )
     sync.stop()
 
 
@@ -158,10 +162,7 @@ async def test_a_late_answer_from_a_peer_asked_before_is_not_unsolicited(
     sync.peer_height(HONEST, 1)
     sync.peer_height(LIAR, 1)
     first = peers.requests[0][0]
-    deadline = asyncio.get_running_loop().time() + 30
-    while len({peer for peer, _ in peers.requests}) < 2:  # re-routed to the other peer
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: len({peer for peer, _ in peers.requests}) >= 2)  # re-routed to the other peer
     sync.receive(first, answer(source, 1))  # the first one answers after all
     await asyncio.gather(*jobs)
     assert fresh.head().height == 1
