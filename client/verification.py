@@ -139,7 +139,7 @@ def verify_order_placement(
         placement = decode_transaction(verification.tx_bytes, len(verification.tx_bytes))
     except AdmissionError as error:
         raise VerificationFailed(f"the order's transaction does not decode: {error.message}") from None
-    if placement.hash != order_id or placement.type != "order_place":
+    if placement.type != "order_place":  # its hash is order_id: verify_transaction hashed these bytes
         raise VerificationFailed(f"transaction {order_id.hex()} is a {placement.type}, not this order's order_place")
     if not placement.has_valid_signature():
         raise VerificationFailed("the order_place transaction's signature is not valid (R8)")
