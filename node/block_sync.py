@@ -134,8 +134,7 @@ class BlockSync:
 
     def peer_gone(self, peer: bytes) -> None:
         """Forget a disconnected peer and re-route its requests."""
-        self.peer_heights.pop(peer, None)
-        self.backed.discard(peer)
+        self._drop_claim(peer)
         self.server.forget(peer)
         for height, (asked, _) in list(self._requested.items()):
             if asked == peer:
@@ -193,9 +192,13 @@ class BlockSync:
 
     def _unserved(self, peer: bytes, height: int) -> None:
         """`peer` claimed `height` but did not send it in time: charge it, drop its claim."""
-        if self.peer_heights.pop(peer, None) is not None:
+        if self._drop_claim(peer):
             self.peers.penalize(peer, PENALTY_UNSERVED, f"block {height} it claimed not served in time")
+
+    def _drop_claim(self, peer: bytes) -> bool:
+        """Forget `peer`'s claimed height and its backing; True if it had claimed one."""
         self.backed.discard(peer)
+        return self.peer_heights.pop(peer, None) is not None
 
     def _disarm_if_idle(self) -> None:
         """No request outstanding: no timer either (an idle node does no work, R29)."""
@@ -276,8 +279,7 @@ class BlockSync:
                             extra=log_fields(event="sync_block_rejected", height=tip.height + 1, peer=peer.hex(),
                                              error=str(error)))
                 self.peers.penalize(peer, PENALTY_INVALID_BLOCK, f"sync block invalid: {error}")
-                self.peer_heights.pop(peer, None)
-                self.backed.discard(peer)
+                self._drop_claim(peer)
                 break
             await asyncio.to_thread(store.commit_block, result, commit)
             self.backed.add(peer)  # its commit verified: its claimed height now counts
