@@ -45,6 +45,7 @@ from node.http.clients import client_key
 from node.http.connections import ConnectionGuard
 from node.http.costs import REQUEST_COST
 from node.http.errors import ApiError, error_response
+from p2p.ratelimit import TokenBucket
 
 MAX_TRACKED_CLIENTS = 16_384
 """Most client addresses with a bucket; the least recently seen is dropped beyond it."""
@@ -59,20 +60,21 @@ class CostBucket:
     """Holds up to `capacity` units, regains `rate` per second; a charge may leave it in debt."""
 
     def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
-        self.rate = rate
+        self._bucket = TokenBucket(rate, capacity, clock)
+
+    @property
+    def rate(self) -> float:
         """Units regained per second."""
-        self.capacity = capacity
+        return self._bucket.rate
+
+    @property
+    def capacity(self) -> float:
         """Most units held: the burst allowed after a quiet period."""
-        self._clock = clock
-        self._units = capacity
-        self._updated = clock()
+        return self._bucket.capacity
 
     def units(self) -> float:
         """Units available now (negative while in debt)."""
-        now = self._clock()
-        self._units = min(self.capacity, self._units + (now - self._updated) * self.rate)
-        self._updated = now
-        return self._units
+        return self._bucket.tokens()
 
     def charge(self, cost: float, paid: float = 0.0) -> float:
         """Take `cost` and return 0, or take nothing and return the units to regain before
@@ -83,7 +85,7 @@ class CostBucket:
         missing = min(cost, self.capacity - paid) - self.units()
         if missing > 1e-9:
             return missing + paid
-        self._units -= cost
+        self._bucket.charge(cost)
         return 0.0
 
 
