@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 SLACK = 1024
 """Stale entries a heap may hold beyond twice its live count before it is rebuilt."""
@@ -21,19 +22,31 @@ TailEntry = tuple[int, int, int, int, bytes, bytes]
 """(rank, fee rate, −admission time, sequence, sender, tx hash): lowest is evicted first."""
 AgeEntry = tuple[int, int, bytes]
 """(admission time, sequence, tx hash): oldest first."""
+Entry = TypeVar("Entry")
+"""A heap entry: a tuple ordered so the entry to pop first is the lowest."""
 
 
-class TailIndex:
-    """Every sender's last pending transaction, lowest eviction rank first: future before
-    ready, then the lowest fee rate, then the most recently admitted."""
+class LazyHeap(Generic[Entry]):
+    """A binary heap of entries, stale ones skipped when popped and dropped by `compact`."""
 
-    def __init__(self, is_current: Callable[[TailEntry], bool]) -> None:
-        self._heap: list[TailEntry] = []
+    def __init__(self, is_current: Callable[[Entry], bool]) -> None:
+        self._heap: list[Entry] = []
         self._sequence = itertools.count()
         self._is_current = is_current
 
     def __len__(self) -> int:
         return len(self._heap)
+
+    def compact(self, live: int) -> None:
+        """Rebuild the heap from its current entries if stale ones outnumber `live` + `SLACK`."""
+        if len(self._heap) > 2 * live + SLACK:
+            self._heap = [entry for entry in self._heap if self._is_current(entry)]
+            heapq.heapify(self._heap)
+
+
+class TailIndex(LazyHeap[TailEntry]):
+    """Every sender's last pending transaction, lowest eviction rank first: future before
+    ready, then the lowest fee rate, then the most recently admitted."""
 
     def add(self, rank: int, rate: int, admitted_ms: int, sender: bytes, tx_hash: bytes) -> None:
         """Index a sender's (new) tail."""
@@ -53,23 +66,9 @@ class TailIndex:
         for entry in entries:
             heapq.heappush(self._heap, entry)
 
-    def compact(self, live: int) -> None:
-        """Rebuild the heap from its current entries if stale ones outnumber `live` + `SLACK`."""
-        if len(self._heap) > 2 * live + SLACK:
-            self._heap = [entry for entry in self._heap if self._is_current(entry)]
-            heapq.heapify(self._heap)
 
-
-class AgeIndex:
+class AgeIndex(LazyHeap[AgeEntry]):
     """Transactions by admission time, oldest first (for expiry)."""
-
-    def __init__(self, is_current: Callable[[AgeEntry], bool]) -> None:
-        self._heap: list[AgeEntry] = []
-        self._sequence = itertools.count()
-        self._is_current = is_current
-
-    def __len__(self) -> int:
-        return len(self._heap)
 
     def add(self, admitted_ms: int, tx_hash: bytes) -> None:
         """Index a transaction admitted at `admitted_ms`."""
@@ -83,9 +82,3 @@ class AgeIndex:
             if self._is_current(entry):
                 popped.append(entry[2])
         return popped
-
-    def compact(self, live: int) -> None:
-        """Rebuild the heap from its current entries if stale ones outnumber `live` + `SLACK`."""
-        if len(self._heap) > 2 * live + SLACK:
-            self._heap = [entry for entry in self._heap if self._is_current(entry)]
-            heapq.heapify(self._heap)
