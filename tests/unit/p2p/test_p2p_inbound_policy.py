@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from p2p.handshake import MAX_PREAUTH_FRAME_BYTES, Hello, handshake
 from p2p.inbound_policy import RESERVED_ONLY_SPARE
 from p2p.messages import encode_message
 from p2p.peer_manager import PeerManager
+from tests.unit.p2p.polling import wait_until
 
 CHAIN = "p2p-inbound-test"
 GENESIS = sha256(b"p2p inbound genesis")
@@ -34,14 +35,6 @@ SLOW_HANDSHAKE = PeerManagerConfig(
 )
 CLOSED_AT_ONCE_S = 10.0
 """Far below the 30 s handshake deadline: a connection closed sooner was refused."""
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll `condition` until it holds; fail after a generous deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def unused_port() -> int:

@@ -24,6 +24,7 @@ from p2p.handshake import handshake
 from p2p.messages import encode_message
 from p2p.peer import Peer
 from p2p.peer_manager import PeerManager
+from tests.unit.p2p.polling import wait_until
 
 CHAIN = "p2p-memory-test"
 GENESIS = sha256(b"p2p memory genesis")
@@ -34,14 +35,6 @@ CONFIG = PeerManagerConfig(
     receive_queue_bytes=1 * MIB, total_receive_bytes=3 * MIB,
 )
 """Small budgets, so that a test crosses them with little traffic."""
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll `condition` until it holds; fail after a generous deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # --- the queues alone --------------------------------------------------------------------
