@@ -27,10 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from marketplace_tx.chain.params import Params
 from marketplace_tx.primitives import codec
-from marketplace_tx.rules.evidence import VOTE_KEYS
+from marketplace_tx.rules.evidence import VOTE_KEYS, standing_error
 from marketplace_tx.rules.state import State
-from marketplace_tx.rules.state_keys import punished_key
-from marketplace_tx.rules.validators import projected_validators, set_at
 from node.evidence_pool import EvidencePool, evidence_id
 from node.fault_plan import Clock
 from node.inbound_checks import evidence_valid_now
@@ -147,14 +145,7 @@ class EvidenceIntake:
             return "evidence of a height not below the current one"
         if self.pool.against(validator):
             return ""
-        state = State(self.store)
-        if validator not in set_at(state, evidence_height):
-            return "evidence: the signer was not a validator at that height"
-        if validator not in projected_validators(state):
-            return "evidence: the signer is no longer a validator"
-        if state.get(punished_key(validator)) is not None:
-            return "evidence: the signer was already punished"
-        return None
+        return standing_error(State(self.store), validator, evidence_height)
 
     def _remember(self, identity: bytes, valid: bool) -> None:
         self._checked[identity] = valid

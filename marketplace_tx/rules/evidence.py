@@ -63,13 +63,22 @@ def check_evidence(state: State, block: BlockContext, item: Any) -> bytes:
         raise InvalidBlock("evidence votes are for different (height, round, type)")
     if vote_a["block_hash"] == vote_b["block_hash"] or codec.encode(vote_a) >= codec.encode(vote_b):
         raise InvalidBlock("evidence votes do not conflict or are not in canonical order")
-    if validator not in set_at(state, vote_a["height"]):
-        raise InvalidBlock("evidence: the signer was not a validator at that height")
-    if validator not in projected_validators(state):
-        raise InvalidBlock("evidence: the signer is no longer a validator")
-    if state.get(punished_key(validator)) is not None:
-        raise InvalidBlock("evidence: the signer was already punished")
+    error = standing_error(state, validator, vote_a["height"])
+    if error is not None:
+        raise InvalidBlock(error)
     return validator
+
+
+def standing_error(state: State, validator: bytes, height: int) -> str | None:
+    """Why evidence against `validator` for votes of `height` cannot count now (state
+    reads only, no signature check); None if it can."""
+    if validator not in set_at(state, height):
+        return "evidence: the signer was not a validator at that height"
+    if validator not in projected_validators(state):
+        return "evidence: the signer is no longer a validator"
+    if state.get(punished_key(validator)) is not None:
+        return "evidence: the signer was already punished"
+    return None
 
 
 def apply_evidence(state: State, block: BlockContext, evidence: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
