@@ -59,6 +59,16 @@ DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 """Permissions of every key file this module writes."""
 
+PASSPHRASE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_PASSPHRASE"
+"""Where the CLI (`keys new`, signing commands) and a node (`init --encrypt`, `node start`)
+read a passphrase when they must not prompt."""
+
+MINIMUM_PASSPHRASE_LENGTH = 8
+"""Characters a new passphrase needs at least (a key's or a node home's)."""
+
+PASSPHRASE_TRIES = 3
+"""Tries a person at a terminal gets to type a passphrase."""
+
 KEY_FILE_SUFFIX = ".json"
 """Every key `NAME` lives in the file `NAME.json`."""
 

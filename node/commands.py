@@ -21,7 +21,12 @@ from typing import Any, NoReturn
 
 import click
 
-from client.keystore import resolve_address
+from client.keystore import (
+    MINIMUM_PASSPHRASE_LENGTH,
+    PASSPHRASE_ENVIRONMENT_VARIABLE,
+    PASSPHRASE_TRIES,
+    resolve_address,
+)
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.params import MalformedAssignment, Params, params_from_assignments
 from marketplace_tx.primitives.amounts import format_amount, parse_money
@@ -95,23 +100,13 @@ home_option = click.option("--home", required=True, type=click.Path(file_okay=Fa
                            help="Node home directory.")
 """`--home DIR` of a node (required)."""
 
-PASSPHRASE_VARIABLE = "MARKETCHAIN_PASSPHRASE"
-"""Where `init --encrypt` and `node start` read the home's passphrase without a prompt or
-file (the variable the CLI's keystore reads too)."""
-
 OLDER_PASSPHRASE_VARIABLE = "MARKETCHAIN_VALIDATOR_PASSPHRASE"
-"""The older name, read by `node start` when `PASSPHRASE_VARIABLE` is not set."""
-
-MINIMUM_PASSPHRASE_LENGTH = 8
-"""Characters a new home passphrase needs at least (as `keys new`)."""
-
-PASSPHRASE_TRIES = 3
-"""Tries a person at a terminal gets to type the passphrase of an encrypted home."""
+"""The older name, read by `node start` when `PASSPHRASE_ENVIRONMENT_VARIABLE` is not set."""
 
 passphrase_file_option = click.option(
     "--passphrase-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
     help="Read the passphrase of the home's encrypted keys from the first line of this file "
-         f"(else ${PASSPHRASE_VARIABLE}, else a prompt at a terminal).",
+         f"(else ${PASSPHRASE_ENVIRONMENT_VARIABLE}, else a prompt at a terminal).",
 )
 """`--passphrase-file FILE` (like geth's `--password`), passed as `passphrase_file`."""
 
@@ -134,13 +129,13 @@ def home_passphrase(passphrase_file: Path | None, *, new: bool) -> str:
     if passphrase_file is not None:
         value = _passphrase_from_file(passphrase_file)
     else:
-        value = os.environ.get(PASSPHRASE_VARIABLE)
+        value = os.environ.get(PASSPHRASE_ENVIRONMENT_VARIABLE)
         if value is None and not new:
             value = os.environ.get(OLDER_PASSPHRASE_VARIABLE)
         if value is None:
             if not sys.stdin.isatty():
                 _fail(f"{'--encrypt needs' if new else 'this home holds encrypted keys:'} a passphrase: pass "
-                      f"--passphrase-file FILE, set {PASSPHRASE_VARIABLE}, or run at a terminal")
+                      f"--passphrase-file FILE, set {PASSPHRASE_ENVIRONMENT_VARIABLE}, or run at a terminal")
             prompt = "New passphrase for the home's keys" if new else "Passphrase of the home's keys"
             value = click.prompt(prompt, hide_input=True, confirmation_prompt=new, err=True)
     if new and len(value) < MINIMUM_PASSPHRASE_LENGTH:
@@ -209,7 +204,7 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
     ]))
     click.echo("\n" + funding_summary(created.genesis, created.validator_key.address,
                                       home / VALIDATOR_KEY_FILE))
-    unlock = f" (with --passphrase-file FILE or ${PASSPHRASE_VARIABLE}, or at a terminal)" if encrypt else ""
+    unlock = f" (with --passphrase-file FILE or ${PASSPHRASE_ENVIRONMENT_VARIABLE}, or at a terminal)" if encrypt else ""
     click.echo(f"\nstart it with: marketchain node start --home {home}{unlock}")
 
 
@@ -359,7 +354,7 @@ def start_command(home: Path, http_port: int | None, http_host: str | None, p2p_
 
 def _load_home_with_passphrase(home: Path, overrides: list[Override], passphrase_file: Path | None) -> Home:
     """`load_home`, asking for the passphrase only if a key is encrypted: 3 tries at a prompt, one otherwise."""
-    prompted = passphrase_file is None and os.environ.get(PASSPHRASE_VARIABLE) is None and \
+    prompted = passphrase_file is None and os.environ.get(PASSPHRASE_ENVIRONMENT_VARIABLE) is None and \
         os.environ.get(OLDER_PASSPHRASE_VARIABLE) is None and sys.stdin.isatty()
     for attempt in range(1, PASSPHRASE_TRIES + 1):
         try:

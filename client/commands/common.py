@@ -15,6 +15,9 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from client.keystore import (
+    MINIMUM_PASSPHRASE_LENGTH,
+    PASSPHRASE_ENVIRONMENT_VARIABLE,
+    PASSPHRASE_TRIES,
     KeyInfo,
     Keystore,
     KeystoreError,
@@ -28,9 +31,6 @@ from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.testnet import TestnetError
 from marketplace_tx.chain.params import MalformedAssignment, Params, params_from_assignments
 from marketplace_tx.primitives.crypto import KeyPair
-
-PASSPHRASE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_PASSPHRASE"
-"""Where `keys new` and signing commands read a passphrase when they must not prompt."""
 
 Result = TypeVar("Result")
 
@@ -54,12 +54,6 @@ def parse_params(values: tuple[str, ...]) -> Params:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--param") from None
 
-
-MINIMUM_PASSPHRASE_LENGTH = 8
-"""Characters a new passphrase needs at least."""
-
-PASSPHRASE_TRIES = 3
-"""Tries a person at a terminal gets to type a key's passphrase."""
 
 
 def looks_like_path(reference: str) -> bool:
