@@ -134,6 +134,9 @@ class StorageConfig:
     bloom_filter_bits: int = 10
     """Bits per key of LevelDB's Bloom filters, which spare disk reads for keys that do
     not exist (0: no filter)."""
+    keep_state: int = 1000
+    """State proofs are served for the last this many heights (R40, ≥ 1): older versions'
+    undo records are deleted (node/state_history.py)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ _POSITIVE = {
     "mempool.journal_rewrite_interval_s",
     "storage.write_buffer_bytes",
     "storage.cache_bytes",
+    "storage.keep_state",
     "consensus.block_time_budget_ms",
 }
 _NON_NEGATIVE = {"http.rate_per_ip", "storage.bloom_filter_bits", "signatures.worker_processes"}
