@@ -177,7 +177,8 @@ def return_stock(state: State, listing_id: bytes, quantity: int, item_ids: tuple
 
 
 def record_sale(state: State, listing_id: bytes, quantity: int, item_ids: tuple[str, ...]) -> None:
-    """A completed order: its units count as sold and its items leave the listing."""
+    """A completed order: its units count as sold (a stat saturating at 2^64−1 like the R20
+    counters, so that a completion never fails, R11) and its items leave the listing."""
     listing = load_listing(state, listing_id)
     assert listing is not None
     store_listing(
@@ -185,7 +186,7 @@ def record_sale(state: State, listing_id: bytes, quantity: int, item_ids: tuple[
         listing_id,
         evolve(
             listing,
-            sold=listing.sold + quantity,
+            sold=min(listing.sold + quantity, UINT64_MAX),
             item_ids=tuple(i for i in listing.item_ids if i not in item_ids),
             reserved_items=tuple(i for i in listing.reserved_items if i not in item_ids),
         ),

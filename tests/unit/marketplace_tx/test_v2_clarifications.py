@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import pytest
 
-from marketplace_tx.rules.state_keys import points_key
+from marketplace_tx.primitives import codec
+from marketplace_tx.rules.state_keys import listing_key, points_key
 from tests.unit.marketplace_tx.marketplace_fixtures import (
     ARBITER,
     BUYER,
@@ -247,3 +248,23 @@ def test_r21_v2_a_resolution_giving_the_merchant_nothing_returns_the_points() ->
     order = chain.order(order_id)
     assert (order.state, order.merchant_paid) == ("resolved", 0)
     assert chain.points(market.shop_id, BUYER) == PRICE
+
+
+def test_r11_v2_a_completion_never_fails_on_the_listings_sold_counter() -> None:
+    """R11 (v2) spirit, for the implementation's own `sold` stat (docs/state.md): like the
+    R20 counters it saturates at 2^64−1, so completing an order, by the buyer or by
+    deadline, can neither fail nor break the block (before, the record could not be
+    encoded and building the block raised). The counter is set near its maximum
+    directly: reaching it by orders takes 2^64 units paid for."""
+    market = new_market(stock=10)
+    chain = market.chain
+    by_tx = market.order_in("delivered", quantity=3)
+    by_deadline = market.order_in("delivered", quantity=2)
+    key = listing_key(market.listing_id)
+    stored = codec.decode(chain.base.values[key])
+    chain.base.apply({key: codec.encode({**stored, "sold": UINT64_MAX - 1})})
+    chain.must(BUYER, "order_confirm", {"order_id": by_tx})
+    assert chain.listing(market.listing_id).sold == UINT64_MAX
+    chain.advance_to(chain.order(by_deadline).deadline)  # type: ignore[arg-type]
+    assert chain.order(by_deadline).state == "completed"
+    assert chain.listing(market.listing_id).sold == UINT64_MAX
