@@ -4,6 +4,7 @@
 import {api, collect, shopName} from "./api.js";
 import {gauge, stars} from "./charts.js";
 import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, result, section, table} from "./dom.js";
+import {recordFacts, STATE_KEYS, verifiedSection} from "./verified_state.js";
 
 const HISTORY_PAGE = 20;
 
@@ -63,6 +64,9 @@ export async function accountPage(context) {
         ? `${account.nonce} (${account.pending_nonce - account.nonce} pending)` : integer(account.nonce)],
       ["roles", account.roles.length ? account.roles.map((role) => badge(role, "role")) : "none"],
     ])),
+    verifiedSection(context, `/accounts/${address}/proof`, STATE_KEYS.account(address), (record, present) => (present
+      ? recordFacts(record, ["balance", "nonce"])
+      : [["proven balance", mkt(0)], ["proven nonce", "0 (no account record: balance and nonce are 0)"]])),
     account.roles.length ? section("Roles", roles) : null,
     section("Loyalty points", points.length
       ? table(["shop", "points"], points.map(([shopId, amount], index) => [link("shop", shopId, names[index] || undefined),

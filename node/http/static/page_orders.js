@@ -3,6 +3,7 @@
 
 import {api, collect, shopName} from "./api.js";
 import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, section, table, time} from "./dom.js";
+import {recordFacts, STATE_KEYS, verifiedSection} from "./verified_state.js";
 
 const ORDER_STATES = ["placed", "accepted", "shipped", "delivered", "return_requested", "disputed", "completed",
   "cancelled", "rejected", "expired", "refunded", "resolved"];
@@ -109,6 +110,8 @@ export async function orderPage(context) {
         order.requested_at && ["return requested", time(order.requested_at)], order.opened_at && ["dispute opened", time(order.opened_at)],
         order.ended_at && ["ended", time(order.ended_at)],
       ]))),
+    verifiedSection(context, `/orders/${orderId}/proof`, STATE_KEYS.order(orderId),
+      (record) => recordFacts(record, ["state", "escrow", "buyer", "merchant"])),
     section("Timeline", timeline(order)),
   );
 }
@@ -164,6 +167,8 @@ export async function itemPage(context) {
       ["reserved by", item.order_id ? link("order", item.order_id) : "-"],
       ["certificate hash", hex(item.metadata_hash)],
     ])),
+    verifiedSection(context, `/items/${encodeURIComponent(itemId)}/proof`, STATE_KEYS.item(itemId),
+      (record) => recordFacts(record, ["owner", "custodian", "history_length"])),
     section(`Provenance (${item.history_length} entries)`,
       h("ol", {class: "timeline provenance", id: "provenance"}, item.history.map(provenanceStep)),
       item.history.length < item.history_length ? note(`Showing ${item.history.length} of ${item.history_length}.`) : null,

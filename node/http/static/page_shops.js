@@ -5,6 +5,7 @@ import {api, collect, optional} from "./api.js";
 import {chart, gauge, stars} from "./charts.js";
 import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, percent, section, table, time} from "./dom.js";
 import {reputationFacts} from "./page_account.js";
+import {recordFacts, STATE_KEYS, verifiedSection} from "./verified_state.js";
 
 const SEARCH_RESULTS = 50;
 
@@ -97,6 +98,8 @@ export async function shopPage(context) {
         ["arbiters", shop.arbiters.length ? field("arbiters", shop.arbiters) : "none: returns are unconditional"],
       ])),
       section("Reputation", reputationFacts(shop.reputation))),
+    verifiedSection(context, `/shops/${shopId}/proof`, STATE_KEYS.shop(shopId),
+      (record) => recordFacts(record, ["owner", "name", "open"])),
     section("Sales", facts([
       ["orders placed", integer(figures.orders_placed ?? shop.stats.orders_placed)],
       ["orders completed", integer(figures.orders_completed ?? shop.stats.orders_completed)],
@@ -171,7 +174,8 @@ export async function listingsPage(context) {
 }
 
 export async function listingPage(context) {
-  const listing = await api(`/listings/${context.params[0].toLowerCase()}`);
+  const listingId = context.params[0].toLowerCase();
+  const listing = await api(`/listings/${listingId}`);
   return page(listing.title, listing.active ? badge("active", "completed") : badge("inactive", "cancelled"),
     listing.description ? h("p", {class: "lead"}, listing.description) : null,
     section("Listing", facts([
@@ -183,6 +187,8 @@ export async function listingPage(context) {
       ["id", hex(listing.id)],
       ["metadata hash", hex(listing.metadata_hash)],
     ])),
+    verifiedSection(context, `/listings/${listingId}/proof`, STATE_KEYS.listing(listingId),
+      (record) => recordFacts(record, ["price", "stock", "sold", "active"])),
     listing.item_listing ? section("Unique items", table(["item", "state"], listing.item_ids.map((itemId) => [
       link("item", itemId), listing.reserved_items.includes(itemId) ? badge("reserved", "accepted") : badge("available", "completed")]),
     {empty: "All items sold."})) : null,

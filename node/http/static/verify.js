@@ -18,7 +18,8 @@ export function toHex(bytes) {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
-function concat(...parts) {
+/** The bytes of `parts` one after the other. */
+export function concat(...parts) {
   const result = new Uint8Array(parts.reduce((size, part) => size + part.length, 0));
   let offset = 0;
   for (const part of parts) {
@@ -182,8 +183,8 @@ const HEADER_NUMBERS = new Set(["height", "time"]);
 const HEADER_KEYS = ["chain_id", "height", "time", "prev_hash", "tx_root", "results_root", "state_root",
   "validators_hash", "next_validators_hash", "proposer", "last_commit_hash", "evidence_hash"];
 
-/** SHA-256 of the canonical header (R23), from the API's JSON header (bytes as hex). */
-export async function headerHash(json) {
+/** The canonical header bytes (R23) of the API's JSON header (bytes as hex). */
+export function headerBytes(json) {
   const keys = Object.keys(json);
   if (keys.length !== HEADER_KEYS.length || !HEADER_KEYS.every((key) => key in json)) {
     throw new Error("the header does not have the fields of R23");
@@ -192,7 +193,12 @@ export async function headerHash(json) {
   for (const key of HEADER_KEYS) {
     map[key] = HEADER_TEXT.has(key) || HEADER_NUMBERS.has(key) ? json[key] : fromHex(json[key]);
   }
-  return toHex(await sha256(canonical(map)));
+  return canonical(map);
+}
+
+/** SHA-256 of the canonical header (R23), from the API's JSON header (bytes as hex). */
+export async function headerHash(json) {
+  return toHex(await sha256(headerBytes(json)));
 }
 
 /** The bytes a precommit signature covers (R4, R26). */
