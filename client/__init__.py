@@ -13,6 +13,8 @@ a payload, sign it locally, send it and wait for its receipt, in a few lines.
 Modules: `node_client` (HTTP API), `payloads` (one builder per transaction type, §4),
 `transactions` (build, sign, send, wait), `keystore` (key files), `sealing` (shipping
 addresses sealed to a key, R13), `verification` (light-client proof checks),
+`light_client` (R37: a header verified from the genesis file alone), `state_verification`
+(R36 state proofs checked against such a header: `verify_account`, `verify_order`, …),
 `formatting`, `progress`, `testnet`, `devnet`, and `commands` (the CLI's groups).
 `client` never imports `node`: it talks to nodes over HTTP and starts them as processes.
 """
@@ -22,12 +24,28 @@ from __future__ import annotations
 from client import payloads
 from client.formatting import format_amount, parse_amount
 from client.keystore import Keystore, KeystoreError
+from client.light_client import LightClientError, VerifiedHeader, verify_header
 from client.money import AmbiguousAmount, parse_money, render_money_message
 from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.payloads import PayloadError
 from client.sealing import SealError, open_sealed, seal_for
+from client.state_verification import (
+    StateVerificationFailed,
+    VerifiedState,
+    verify_account,
+    verify_item,
+    verify_listing,
+    verify_order,
+    verify_shop,
+    verify_state_key,
+)
 from client.transactions import TransactionFailed, build_transaction, load_key, send, send_and_wait
-from client.verification import VerificationFailed, verify_order_placement, verify_transaction
+from client.verification import (
+    VerificationFailed,
+    read_genesis_file,
+    verify_order_placement,
+    verify_transaction,
+)
 from marketplace_tx.chain.transaction import Transaction, sign_transaction
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.primitives.errors import RuleError
@@ -40,13 +58,17 @@ __all__ = [
     "KeyPair",
     "Keystore",
     "KeystoreError",
+    "LightClientError",
     "NodeClient",
     "PayloadError",
     "RuleError",
     "SealError",
+    "StateVerificationFailed",
     "Transaction",
     "TransactionFailed",
     "VerificationFailed",
+    "VerifiedHeader",
+    "VerifiedState",
     "build_transaction",
     "check_payload",
     "format_amount",
@@ -55,12 +77,20 @@ __all__ = [
     "parse_amount",
     "parse_money",
     "payloads",
+    "read_genesis_file",
     "render_money_message",
     "seal_for",
     "send",
     "send_and_wait",
     "sign_transaction",
+    "verify_account",
+    "verify_header",
+    "verify_item",
+    "verify_listing",
+    "verify_order",
     "verify_order_placement",
+    "verify_shop",
+    "verify_state_key",
     "verify_transaction",
 ]
 """The SDK's public names; each is documented where it is defined."""

@@ -3,8 +3,11 @@
 Trusts nothing the node says without checking it: the block is fetched as raw
 canonical bytes and hashed locally; the Merkle path is checked against the header's
 `tx_root` (R7); the commit's precommit signatures are checked against a validator set
-whose hash must equal the header's `validators_hash` (R23, R24, R26). The set itself
-comes from a genesis file when given (the trust anchor), else from the node.
+whose hash must equal the header's `validators_hash` (R23, R24, R26). With a genesis
+file (the trust anchor) that set is the light client's (R37: the genesis validators
+carried through every validator-set change point the node lists, each checked);
+without one it is the set the node names, which proves only that the block is final
+for that node's view of the validators.
 
 `verify_order_placement` uses the same checks for `tx order-ship` (issue 13): the buyer's
 sealed address is taken from the `order_place` transaction the buyer signed, proven final,
@@ -19,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.light_client import LightClientError, commit_from_json, verify_target
 from client.node_client import NodeClient
+from client.state_verification import trusted_set_below
 from consensus.commit import verify_commit
-from marketplace_tx.chain.block import Commit, decode_block
+from marketplace_tx.chain.block import Commit, Header, decode_block
 from marketplace_tx.chain.genesis import Genesis, genesis_from_json
 from marketplace_tx.chain.transaction import Transaction, decode_transaction
+from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import AdmissionError, InvalidBlock, InvalidGenesis
 from marketplace_tx.primitives.merkle import verify_inclusion
 from marketplace_tx.rules.validators import validators_hash
@@ -67,6 +73,8 @@ class Verification:
     """Size of the validator set they were checked against."""
     tx_bytes: bytes = field(default=b"", repr=False)
     """The transaction's canonical bytes, taken from the hashed block (they hash to `tx_hash`)."""
+    from_genesis: bool = False
+    """True when the header was verified by R37 from a genesis file; False when the set came from the node."""
 
 
 def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None = None) -> Verification:
@@ -88,35 +96,42 @@ def verify_transaction(client: NodeClient, tx_hash: str, genesis: Genesis | None
         bytes.fromhex(tx_hash), proof["index"], total, [bytes.fromhex(p) for p in proof["path"]], header.tx_root
     ):
         raise VerificationFailed("the Merkle path does not lead to the header's tx_root")
-    commit_view = client.get(f"/blocks/{height}/commit")
-    commit = Commit.from_map(
-        {
-            "block_hash": bytes.fromhex(commit_view["block_hash"]),
-            "height": commit_view["height"],
-            "round": commit_view["round"],
-            "signatures": [
-                {"signature": bytes.fromhex(s["signature"]), "validator": bytes.fromhex(s["validator"])}
-                for s in commit_view["signatures"]
-            ],
-        }
-    )
+    try:
+        commit = commit_from_json(client.get(f"/blocks/{height}/commit"))
+    except ValueError as error:
+        raise VerificationFailed(f"the commit of block {height} is malformed: {error}") from None
     if genesis is not None and genesis.chain_id != header.chain_id:
         raise VerificationFailed(f"the chain ids differ: the genesis is of chain {genesis.chain_id!r}, the node's "
                                  f"block of chain {header.chain_id!r} (pass the genesis of the node's chain, or "
                                  "ask a node of this one)")
     if genesis is not None:
-        validators = list(genesis.validators)
+        signers, validators = _verified_from_genesis(client, genesis, header, commit)
     else:
-        validators = [bytes.fromhex(v["address"]) for v in client.get(f"/validators?height={height}")["validators"]]
+        signers, validators = _verified_by_node_set(client, header, commit)
+    return Verification(tx_hash, height, header.hash.hex(), signers, validators, block.txs[proof["index"]],
+                        genesis is not None)
+
+
+def _verified_from_genesis(client: NodeClient, genesis: Genesis, header: Header, commit: Commit) -> tuple[int, int]:
+    """Signers and set size of `header`, verified by R37 from `genesis` through every validator-set change."""
+    try:
+        trusted, _ = trusted_set_below(client, genesis, header.height)
+        verified = verify_target(trusted, genesis.chain_id, codec.encode(header.to_map()), commit, header.height)
+    except LightClientError as error:
+        raise VerificationFailed(str(error)) from None
+    return len(verified.signers), len(verified.validators)
+
+
+def _verified_by_node_set(client: NodeClient, header: Header, commit: Commit) -> tuple[int, int]:
+    """Signers and set size of `header`, checked against the set the node names (no trust anchor)."""
+    validators = [bytes.fromhex(v["address"]) for v in client.get(f"/validators?height={header.height}")["validators"]]
     if validators_hash(validators) != header.validators_hash:
         raise VerificationFailed("the validator set does not match the header's validators_hash")
-    chain_id = genesis.chain_id if genesis is not None else header.chain_id
     try:
-        verify_commit(commit, chain_id, header.hash, height, validators)
+        verify_commit(commit, header.chain_id, header.hash, header.height, validators)
     except InvalidBlock as error:
         raise VerificationFailed(error.message) from None
-    return Verification(tx_hash, height, header.hash.hex(), len(commit.signatures), len(validators),
-                        block.txs[proof["index"]])
+    return len(commit.signatures), len(validators)
 
 
 def verify_order_placement(
