@@ -1,4 +1,4 @@
-"""The state machine: the state interface (`state`, `state_keys`, `state_root`), one
+"""The state machine: the state interface (`state`, `state_keys`, `state_tree`), one
 module per marketplace concept (accounts, shops, listings, items, orders, …), the
 stateless admission checks (R10) and `state_transition`, which builds, validates and
 applies blocks.

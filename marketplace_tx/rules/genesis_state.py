@@ -5,7 +5,7 @@ from __future__ import annotations
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.rules.accounts import Account, grant_role, store_account
 from marketplace_tx.rules.state import State
-from marketplace_tx.rules.validators import store_validators
+from marketplace_tx.rules.validators import store_genesis_validators
 
 
 def apply_genesis(state: State, genesis: Genesis) -> None:
@@ -17,4 +17,4 @@ def apply_genesis(state: State, genesis: Genesis) -> None:
             grant_role(state, account.address, role, {"height": 0})
     for validator in genesis.validators:
         grant_role(state, validator, "registrar", {"height": 0})
-    store_validators(state, genesis.validators)
+    store_genesis_validators(state, genesis.validators)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from marketplace_tx.rules.state_tree import MemoryTree, TreeUpdate, update_tree
+
 _ABSENT = object()
 
 
@@ -25,13 +27,25 @@ class StateReader(Protocol):
         """Every (key, value) with start ≤ key < end, in ascending key order."""
         ...
 
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The state tree's record at `position` (marketplace_tx.rules.state_tree, R35)."""
+        ...
+
 
 class MemoryStateReader:
-    """A `StateReader` over a dict, for tests and tools."""
+    """A `StateReader` over a dict, with its state tree, for tests and tools."""
 
     def __init__(self, values: dict[bytes, bytes] | None = None) -> None:
         self.values: dict[bytes, bytes] = dict(values or {})
         """The committed key-value pairs."""
+        self.tree = MemoryTree()
+        """The state tree over `values` (R35)."""
+        if self.values:
+            self.tree.apply(update_tree(self.tree, self.values))
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The tree's record at `position`."""
+        return self.tree.tree_node(position)
 
     def get(self, key: bytes) -> bytes | None:
         """The value under `key`, or None."""
@@ -42,8 +56,9 @@ class MemoryStateReader:
         for key in sorted(key for key in self.values if start <= key < end):
             yield key, self.values[key]
 
-    def apply(self, changes: dict[bytes, bytes | None]) -> None:
-        """Write a change set (None deletes)."""
+    def apply(self, changes: dict[bytes, bytes | None], tree: TreeUpdate | None = None) -> None:
+        """Write a change set (None deletes) and update the tree (`tree`: its update, if known)."""
+        self.tree.apply(update_tree(self.tree, changes) if tree is None else tree)
         for key, value in changes.items():
             if value is None:
                 self.values.pop(key, None)

@@ -27,13 +27,8 @@ from marketplace_tx.rules.evidence import apply_evidence
 from marketplace_tx.rules.execution import execute_transaction, try_execute_transaction
 from marketplace_tx.rules.genesis_state import apply_genesis
 from marketplace_tx.rules.state import MemoryStateReader, State, StateReader
-from marketplace_tx.rules.state_root import ZERO_ROOT, next_state_root
-from marketplace_tx.rules.validators import (
-    apply_scheduled,
-    load_validators,
-    validators_for,
-    validators_hash,
-)
+from marketplace_tx.rules.state_tree import TreeUpdate, update_tree
+from marketplace_tx.rules.validators import apply_scheduled, load_validators, validators_hash
 from marketplace_tx.speedups import valid_signatures
 
 
@@ -87,6 +82,9 @@ class BlockResult:
     """Its net state changes, to be written with it atomically."""
     block_events: tuple[dict, ...] = ()
     """Events of the work done before the transactions (deadlines, R15)."""
+    tree: TreeUpdate | None = None
+    """The state tree's writes for `changes` (R35); `tree.root` is the header's `state_root`.
+    Always set by `build_block` and `apply_block`."""
 
 
 def genesis_changes(genesis: Genesis) -> tuple[ChainTip, dict[bytes, bytes | None]]:
@@ -94,7 +92,7 @@ def genesis_changes(genesis: Genesis) -> tuple[ChainTip, dict[bytes, bytes | Non
     state = State(MemoryStateReader())
     apply_genesis(state, genesis)
     changes = state.changes()
-    root = next_state_root(ZERO_ROOT, changes)
+    root = update_tree(MemoryStateReader(), changes).root
     return ChainTip(0, genesis.hash, genesis.genesis_time, root), changes
 
 
@@ -111,13 +109,14 @@ def _evidence_root(evidence: Iterable[dict]) -> bytes:
 
 
 def begin_block(state: State, context: BlockContext, evidence: tuple[dict, ...] = ()) -> list[dict]:
-    """Work the chain does at the start of every block, before its transactions: the
-    validator set decided for this height comes into force (R34), evidence is applied
-    (R27), and due order deadlines fire (R15). Returns the events it produced."""
+    """Work the chain does at the start of every block, before its transactions (R27 v2):
+    the validator set decided to sign the next block comes into force (R34, R35: after
+    block h, `v` is the set that signs h+1), evidence is applied (R27), and due order
+    deadlines fire (R15). Returns the events it produced."""
     events: list[dict] = []
-    new_set = apply_scheduled(state, context.height)
+    new_set = apply_scheduled(state, context.height + 1)
     if new_set is not None:
-        events.append({"type": "validator_set", "validators": list(new_set), "height": context.height})
+        events.append({"type": "validator_set", "validators": list(new_set), "height": context.height + 1})
     events += apply_evidence(state, context, evidence)
     events += fire_deadlines(state, context)
     return events
@@ -146,8 +145,8 @@ def build_block(
     """
     state = State(base)
     context = BlockContext(chain_id, tip.height + 1, time, proposer, params)
+    validators = load_validators(state)  # the set that signs this block (R35: `v` after the parent)
     block_events = begin_block(state, context, evidence)
-    validators = load_validators(state)
     included: list[Transaction] = []
     receipts: list[Receipt] = []
     size = _envelope_bytes(chain_id, context.height, time, last_commit, evidence)
@@ -167,6 +166,7 @@ def build_block(
         receipts.append(receipt)
         included.append(tx)
     changes = state.changes()
+    tree = update_tree(base, changes)
     header = Header(
         chain_id=chain_id,
         height=context.height,
@@ -174,15 +174,15 @@ def build_block(
         prev_hash=tip.block_hash,
         tx_root=merkle_root([tx.hash for tx in included]),
         results_root=_results_root(receipts),
-        state_root=next_state_root(tip.state_root, changes),
+        state_root=tree.root,
         validators_hash=validators_hash(validators),
-        next_validators_hash=validators_hash(validators_for(state, context.height + 1)),
+        next_validators_hash=validators_hash(load_validators(state)),
         proposer=proposer,
         last_commit_hash=last_commit_hash(last_commit),
         evidence_hash=_evidence_root(evidence),
     )
     block = Block(header, tuple(tx.raw for tx in included), last_commit, tuple(evidence))
-    return BlockResult(block, tuple(included), tuple(receipts), changes, tuple(block_events))
+    return BlockResult(block, tuple(included), tuple(receipts), changes, tuple(block_events), tree)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -253,8 +253,8 @@ def apply_block(
     _check(header.evidence_hash == _evidence_root(block.evidence), "evidence_hash mismatch")
     state = State(base)
     context = BlockContext(chain_id, header.height, header.time, header.proposer, params)
+    validators = load_validators(state)  # the set that signs this block (R35: `v` after the parent)
     block_events = begin_block(state, context, block.evidence)
-    validators = load_validators(state)
     _check(header.validators_hash == validators_hash(validators), "validators_hash mismatch")
     _check(header.proposer in validators, "header.proposer is not a validator")
     transactions = _checked_transactions(block.txs, chain_id, params, signature_known_valid)
@@ -262,9 +262,7 @@ def apply_block(
     changes = state.changes()
     _check(header.tx_root == merkle_root([tx.hash for tx in transactions]), "tx_root mismatch")
     _check(header.results_root == _results_root(receipts), "results_root mismatch")
-    _check(header.state_root == next_state_root(tip.state_root, changes), "state_root mismatch")
-    _check(
-        header.next_validators_hash == validators_hash(validators_for(state, header.height + 1)),
-        "next_validators_hash mismatch",
-    )
-    return BlockResult(block, tuple(transactions), tuple(receipts), changes, tuple(block_events))
+    tree = update_tree(base, changes)
+    _check(header.state_root == tree.root, "state_root mismatch")
+    _check(header.next_validators_hash == validators_hash(load_validators(state)), "next_validators_hash mismatch")
+    return BlockResult(block, tuple(transactions), tuple(receipts), changes, tuple(block_events), tree)

@@ -1,10 +1,13 @@
-"""The validator set as application state: current set, scheduled changes, history (R23, R25, R27, R34).
+"""The validator set as application state: the set in force, decided changes, history
+(R23, R25, R27, R34, R35).
 
-The set that signs block H is `current` once the start of H has applied any change
-scheduled for H. A change decided in block H (a `validator_vote` that passes, or
-evidence) is scheduled for H+2: it shows in header H+1's `next_validators_hash` and
-signs from H+2. `set_at(h)` answers for any past height, for block sync (R30) and
-for evidence (R27).
+After block h (genesis: h = 0) state `v` holds the set that signs block h+1, so its hash
+is header h's `next_validators_hash` (R35). A change decided in block H (a
+`validator_vote` that passes, or evidence) is listed in `n` by the first height it
+signs, H+2; the start of block H+1 puts it in force (`v`, and `y ‖ H+2` in the
+history), so header H+1's `next_validators_hash` shows it. Genesis writes `v` and
+`y ‖ 1`. `set_at(h)` answers for any past height, for block sync (R30) and for
+evidence (R27). "The current set" of R34 is `v`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import (
     VALIDATOR_HISTORY,
     VALIDATOR_SCHEDULE,
+    VALIDATOR_VOTES,
     VALIDATORS,
     validator_history_key,
 )
@@ -32,7 +36,7 @@ def validators_hash(validators: Sequence[bytes]) -> bytes:
 
 
 def load_validators(state: State) -> tuple[bytes, ...]:
-    """The set in force now, sorted by address."""
+    """The set in force (`v`), sorted by address: after block h, the set that signs h+1."""
     raw = state.get(VALIDATORS)
     if raw is None:
         return ()
@@ -42,6 +46,12 @@ def load_validators(state: State) -> tuple[bytes, ...]:
 def store_validators(state: State, validators: Sequence[bytes]) -> None:
     """Replace the set in force."""
     state.put(VALIDATORS, codec.encode({"validators": sorted(validators)}))
+
+
+def store_genesis_validators(state: State, validators: Sequence[bytes]) -> None:
+    """Genesis holds `v` and `y ‖ 1`: the set that signs block 1 (R35)."""
+    store_validators(state, validators)
+    state.put(validator_history_key(1), codec.encode({"validators": sorted(validators)}))
 
 
 def scheduled_changes(state: State) -> list[tuple[int, tuple[bytes, ...]]]:
@@ -81,7 +91,8 @@ def schedule_change(state: State, decided_at: int, validators: Sequence[bytes]) 
 
 
 def apply_scheduled(state: State, height: int) -> tuple[bytes, ...] | None:
-    """At the start of block `height`: put in force the set scheduled for it, if any."""
+    """At the start of block `height` − 1: put in force the set decided to sign `height`,
+    if any (R35), and drop the pending votes of validators that leave (R34 v2)."""
     changes = scheduled_changes(state)
     due = [validators for change_height, validators in changes if change_height == height]
     if not due:
@@ -94,28 +105,36 @@ def apply_scheduled(state: State, height: int) -> tuple[bytes, ...] | None:
         )
     else:
         state.delete(VALIDATOR_SCHEDULE)
-    if not _has_history(state):
-        state.put(validator_history_key(1), codec.encode({"validators": list(load_validators(state))}))
+    departed = set(load_validators(state)) - set(due[0])
     store_validators(state, due[0])
     state.put(validator_history_key(height), codec.encode({"validators": list(due[0])}))
+    if departed:
+        _drop_votes_of(state, departed)
     return due[0]
 
 
+def _drop_votes_of(state: State, departed: set[bytes]) -> None:
+    """Remove the pending votes cast by validators that left the set (R34 v2)."""
+    for key, value in list(state.scan(VALIDATOR_VOTES, VALIDATOR_VOTES + b"\xff")):
+        voters = decode_trusted(value)["voters"]
+        kept = [voter for voter in voters if voter not in departed]
+        if len(kept) == len(voters):
+            continue
+        if kept:
+            state.put(key, codec.encode({"voters": kept}))
+        else:
+            state.delete(key)
+
+
 def set_at(state: State, height: int) -> tuple[bytes, ...]:
-    """The set that signed block `height` (for any height up to the next block's)."""
-    result: tuple[bytes, ...] | None = None
+    """The set that signed block `height` ≥ 1 (for any height up to the one after next)."""
+    result: tuple[bytes, ...] = ()
     for _, value in state.scan(VALIDATOR_HISTORY, validator_history_key(height + 1)):
         result = tuple(decode_trusted(value)["validators"])
-    if result is None:
-        result = load_validators(state) if not _has_history(state) else ()
     for change_height, validators in scheduled_changes(state):  # decided, not yet in force
         if change_height <= height:
             result = validators
     return result
-
-
-def _has_history(state: State) -> bool:
-    return any(True for _ in state.scan(VALIDATOR_HISTORY, VALIDATOR_HISTORY + b"\xff" * 8))
 
 
 def proposer_for(validators: Sequence[bytes], height: int, round_number: int) -> bytes:

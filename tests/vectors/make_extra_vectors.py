@@ -1,4 +1,4 @@
-"""Generate `marketchain-v1-extra.json` beside this file from fixed seeds.
+"""Generate `marketchain-v2-extra.json` beside this file from fixed seeds.
 
     .venv/bin/python tests/vectors/make_extra_vectors.py
 
@@ -28,7 +28,7 @@ from marketplace_tx.rules.state_transition import build_block, genesis_changes
 from marketplace_tx.rules.validators import proposer_for
 from node.http.json_view import to_json  # bytes as lowercase hex, recursively (R5)
 
-OUTPUT = Path(__file__).with_name("marketchain-v1-extra.json")
+OUTPUT = Path(__file__).with_name("marketchain-v2-extra.json")
 
 CHAIN_ID = "marketchain-test"
 GENESIS_TIME = 1_700_000_000_000

@@ -51,7 +51,7 @@ BOB = KeyPair.from_seed(hashlib.sha256(b"fast-path bob").digest())
 from tests.paths import VECTORS  # noqa: E402
 
 PROTOCOL_VECTORS = json.loads((VECTORS / "protocol-v1.json").read_text(encoding="utf-8"))
-EXTRA_VECTORS = json.loads((VECTORS / "marketchain-v1-extra.json").read_text(encoding="utf-8"))
+EXTRA_VECTORS = json.loads((VECTORS / "marketchain-v2-extra.json").read_text(encoding="utf-8"))
 
 
 def plain_signing_bytes(tx: Transaction) -> bytes:

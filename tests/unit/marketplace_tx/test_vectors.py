@@ -1,5 +1,5 @@
 """Reproduce every value of the shared vectors (protocol-v1.json) and of this
-implementation's own (marketchain-v1-extra.json), recomputing from the stored inputs."""
+implementation's own (marketchain-v2-extra.json), recomputing from the stored inputs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from marketplace_tx.rules.validators import proposer_for
 from tests.paths import VECTORS  # noqa: E402
 
 PROTOCOL = json.loads((VECTORS / "protocol-v1.json").read_text(encoding="utf-8"))
-EXTRA = json.loads((VECTORS / "marketchain-v1-extra.json").read_text(encoding="utf-8"))
+EXTRA = json.loads((VECTORS / "marketchain-v2-extra.json").read_text(encoding="utf-8"))
 
 
 def to_json(value: Any) -> Any:
@@ -113,7 +113,7 @@ def test_protocol_address_and_x25519() -> None:
     assert nacl.bindings.crypto_scalarmult_base(key.x25519_secret_key()).hex() == vector["x25519_public"]
 
 
-# --------------------------------------------------------------------------- marketchain-v1-extra.json
+# --------------------------------------------------------------------------- marketchain-v2-extra.json
 
 
 def test_extra_vectors_explain_themselves() -> None:

@@ -1,0 +1,316 @@
+"""The state tree, updated incrementally per block (PROTOCOL R35), and its proofs (R36).
+
+The tree is R35's compressed binary sparse Merkle tree (hashing in
+`marketplace_tx.primitives.sparse_merkle`). Its nodes are stored by **position**:
+
+    position(depth, path) = depth (2 bytes, big-endian) ‖ the first ceil(depth/8) bytes
+                            of `path` with every bit from `depth` on set to 0
+    record                = 0x01 ‖ left(32) ‖ right(32)          an internal node
+                          | 0x00 ‖ path(32) ‖ SHA-256(value)     a leaf (one entry)
+
+Exactly the nodes of the current tree are stored: a subtree of one entry is that
+entry's leaf record at the subtree's position, an empty subtree is no record. Storage
+(a `TreeReader`) holds the records; this module never writes: `update_tree` returns the
+records to put and the positions to delete, which storage writes in the block's one
+atomic batch.
+
+**Batched update.** The block's changed keys are sorted by path and pushed down the
+tree together: each node on the union of their paths is read once and hashed once, so
+upper levels shared by many changed keys cost one hash per block, not one per key.
+Unchanged subtrees are never read (their hash is in their parent's record) except the
+sibling of a subtree that became empty, to see whether a lone leaf must move up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from marketplace_tx.primitives.sparse_merkle import (
+    EMPTY,
+    ProofLeaf,
+    StateProof,
+    leaf_hash,
+    node_hash,
+)
+
+LEAF = 0
+"""First byte of a leaf record."""
+INTERNAL = 1
+"""First byte of an internal node's record."""
+ROOT_POSITION = b"\x00\x00"
+"""The position of the root (depth 0)."""
+
+_sha256 = hashlib.sha256
+_LEAF_TAG = b"\x00"
+_INTERNAL_TAG = b"\x01"
+_TOP = 1 << 256
+
+
+def position(depth: int, path: int) -> bytes:
+    """The storage position of the node at `depth` on the path `path` (as an integer)."""
+    if depth == 0:
+        return ROOT_POSITION
+    prefix = (path >> (256 - depth)) << (256 - depth)
+    return depth.to_bytes(2, "big") + prefix.to_bytes(32, "big")[: (depth + 7) >> 3]
+
+
+def record_hash(record: bytes) -> bytes:
+    """The hash of the node a record stores (R35)."""
+    if record[0] == INTERNAL:
+        return node_hash(record[1:33], record[33:65])
+    return leaf_hash(record[1:33], record[33:65])
+
+
+class TreeReader(Protocol):
+    """Read access to the stored records of a committed tree, implemented by storage."""
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The record at `position`, or None for an empty subtree."""
+        ...
+
+
+@dataclass(frozen=True)
+class TreeUpdate:
+    """What a batch of changes does to the stored tree."""
+
+    root: bytes
+    """The new root: the `state_root` (R23, R35)."""
+    puts: dict[bytes, bytes] = field(default_factory=dict)
+    """Records to store, by position."""
+    deletes: frozenset[bytes] = frozenset()
+    """Positions whose record must be removed."""
+
+
+class MemoryTree:
+    """A `TreeReader` over a dict: for tests, tools and `MemoryStateReader`."""
+
+    def __init__(self) -> None:
+        self.records: dict[bytes, bytes] = {}
+        """The stored records by position."""
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The record at `position`."""
+        return self.records.get(position)
+
+    def apply(self, update: TreeUpdate) -> None:
+        """Write an update's records and deletions."""
+        for deleted in update.deletes:
+            self.records.pop(deleted, None)
+        self.records.update(update.puts)
+
+
+class OverlayTreeReader:
+    """A committed tree with an update laid over it, without writing either."""
+
+    def __init__(self, base: TreeReader, update: TreeUpdate) -> None:
+        self.base = base
+        """The tree under the update."""
+        self.update = update
+        """The update seen through."""
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The record at `position` once the update is applied."""
+        record = self.update.puts.get(position)
+        if record is not None:
+            return record
+        if position in self.update.deletes:
+            return None
+        return self.base.tree_node(position)
+
+
+def tree_root(reader: TreeReader) -> bytes:
+    """The root of the stored tree (EMPTY for an empty state)."""
+    record = reader.tree_node(ROOT_POSITION)
+    return EMPTY if record is None else record_hash(record)
+
+
+class _Batch:
+    """One `update_tree` call: the sorted changes and the writes collected so far."""
+
+    def __init__(self, reader: TreeReader, changes: Mapping[bytes, bytes | None]) -> None:
+        entries = []
+        for key, value in changes.items():
+            path = _sha256(key).digest()
+            entries.append((int.from_bytes(path, "big"), path, None if value is None else _sha256(value).digest()))
+        entries.sort()
+        self.reader = reader
+        self.paths = [entry[0] for entry in entries]
+        self.entries = entries
+        self.puts: dict[bytes, bytes] = {}
+        self.deletes: set[bytes] = set()
+
+    def put(self, where: bytes, record: bytes) -> None:
+        self.deletes.discard(where)
+        self.puts[where] = record
+
+    def delete(self, where: bytes) -> None:
+        self.puts.pop(where, None)
+        self.deletes.add(where)
+
+    def split(self, depth: int, low: int, high: int) -> int:
+        """The index in [low, high) of the first change whose path has bit `depth` set."""
+        shift = 255 - depth
+        boundary = ((self.paths[low] >> shift) | 1) << shift
+        return bisect_left(self.paths, boundary, low, high)
+
+    def update(self, depth: int, low: int, high: int, record: bytes | None) -> bytes | None:
+        """The new record of the subtree at `depth` holding changes [low, high), whose
+        current record is `record`; writes every position below it."""
+        if record is None or record[0] == LEAF:
+            return self.rebuild(depth, low, high, record)
+        middle = self.split(depth, low, high)
+        path = self.paths[low]
+        left_hash, right_hash = record[1:33], record[33:65]
+        left_old = left_new = right_old = right_new = None
+        left_changed = middle > low
+        right_changed = high > middle
+        shift = 255 - depth
+        left_path = (path >> (shift + 1)) << (shift + 1)
+        right_path = left_path | (1 << shift)
+        left_position = position(depth + 1, left_path)
+        right_position = position(depth + 1, right_path)
+        if left_changed:
+            left_old = None if left_hash == EMPTY else self._child(left_position)
+            left_new = self.update(depth + 1, low, middle, left_old)
+            left_hash = EMPTY if left_new is None else record_hash(left_new)
+        if right_changed:
+            right_old = None if right_hash == EMPTY else self._child(right_position)
+            right_new = self.update(depth + 1, middle, high, right_old)
+            right_hash = EMPTY if right_new is None else record_hash(right_new)
+        if left_hash == EMPTY or right_hash == EMPTY:
+            if left_hash == EMPTY and right_hash == EMPTY:
+                if left_old is not None:
+                    self.delete(left_position)
+                if right_old is not None:
+                    self.delete(right_position)
+                return None
+            if left_hash == EMPTY:
+                if left_old is not None:
+                    self.delete(left_position)
+                lone, lone_old, lone_position = right_new, right_old, right_position
+                if not right_changed:
+                    lone = lone_old = self._child(right_position)
+            else:
+                if right_old is not None:
+                    self.delete(right_position)
+                lone, lone_old, lone_position = left_new, left_old, left_position
+                if not left_changed:
+                    lone = lone_old = self._child(left_position)
+            assert lone is not None
+            if lone[0] == LEAF:  # a lone leaf moves up to this position
+                if lone_old is not None:
+                    self.delete(lone_position)
+                return lone
+        if left_changed:
+            self._settle(left_position, left_old, left_new)
+        if right_changed:
+            self._settle(right_position, right_old, right_new)
+        return _INTERNAL_TAG + left_hash + right_hash
+
+    def _child(self, where: bytes) -> bytes:
+        record = self.reader.tree_node(where)
+        if record is None:
+            raise ValueError(f"state tree record missing at position {where.hex()}")
+        return record
+
+    def _settle(self, where: bytes, old: bytes | None, new: bytes | None) -> None:
+        """Store a child's new record (or its removal) unless it did not change."""
+        if new is None:
+            if old is not None:
+                self.delete(where)
+        elif new != old:
+            self.put(where, new)
+
+    def rebuild(self, depth: int, low: int, high: int, record: bytes | None) -> bytes | None:
+        """The new record of a subtree that is empty or one leaf (`record`) before the changes."""
+        fresh = [entry for entry in self.entries[low:high] if entry[2] is not None]
+        if record is not None:
+            old_path = record[1:33]
+            if all(entry[1] != old_path for entry in self.entries[low:high]):
+                fresh.append((int.from_bytes(old_path, "big"), old_path, record[33:65]))
+                fresh.sort()
+        if len(fresh) == 1 and record is not None and fresh[0][1] == record[1:33] and fresh[0][2] == record[33:65]:
+            return record
+        return self.build(depth, fresh)
+
+    def build(self, depth: int, entries: list[tuple[int, bytes, bytes | None]]) -> bytes | None:
+        """The record of a subtree holding exactly `entries`, every position below it written
+        (they are all empty before)."""
+        if not entries:
+            return None
+        if len(entries) == 1:
+            _, path, value_hash = entries[0]
+            assert value_hash is not None
+            return _LEAF_TAG + path + value_hash
+        shift = 255 - depth
+        boundary = ((entries[0][0] >> shift) | 1) << shift
+        middle = bisect_left([entry[0] for entry in entries], boundary)
+        children = []
+        for part, child_path in ((entries[:middle], entries[0][0]), (entries[middle:], boundary)):
+            child = self.build(depth + 1, part)
+            if child is None:
+                children.append(EMPTY)
+            else:
+                self.put(position(depth + 1, child_path), child)
+                children.append(record_hash(child))
+        return _INTERNAL_TAG + children[0] + children[1]
+
+
+def update_tree(reader: TreeReader, changes: Mapping[bytes, bytes | None]) -> TreeUpdate:
+    """The tree after `changes` (None deletes a key), as records to write (R35).
+
+    Reads only the nodes on the changed keys' paths (and a sibling where a subtree
+    collapses); `reader` is not modified.
+    """
+    root_record = reader.tree_node(ROOT_POSITION)
+    if not changes:
+        return TreeUpdate(EMPTY if root_record is None else record_hash(root_record))
+    batch = _Batch(reader, changes)
+    new_root = batch.update(0, 0, len(batch.entries), root_record)
+    if new_root is None:
+        if root_record is not None:
+            batch.delete(ROOT_POSITION)
+        root = EMPTY
+    else:
+        if new_root != root_record:
+            batch.put(ROOT_POSITION, new_root)
+        root = record_hash(new_root)
+    return TreeUpdate(root, batch.puts, frozenset(batch.deletes))
+
+
+def prove_key(reader: TreeReader, key: bytes, value: bytes | None, height: int) -> StateProof:
+    """The R36 proof of `key` in the stored tree, which must hold `value` (None: absent).
+
+    Raises ValueError if the tree disagrees with `value` or a record is missing: a node
+    never serves a proof that does not hold.
+    """
+    path = _sha256(key).digest()
+    path_number = int.from_bytes(path, "big")
+    siblings: list[bytes] = []
+    record = reader.tree_node(ROOT_POSITION)
+    depth = 0
+    while record is not None and record[0] == INTERNAL:
+        bit = (path_number >> (255 - depth)) & 1
+        left, right = record[1:33], record[33:65]
+        siblings.append(left if bit else right)
+        depth += 1
+        if (right if bit else left) == EMPTY:
+            record = None
+            break
+        record = reader.tree_node(position(depth, path_number))
+        if record is None:
+            raise ValueError(f"state tree record missing at depth {depth} on the path of {key.hex()}")
+    leaf: ProofLeaf | None = None
+    if record is not None and record[1:33] == path:
+        if value is None or _sha256(value).digest() != record[33:65]:
+            raise ValueError(f"the state tree holds another value for {key.hex()}")
+    else:
+        if value is not None:
+            raise ValueError(f"the state tree does not hold {key.hex()}")
+        if record is not None:
+            leaf = ProofLeaf(record[1:33], record[33:65])
+    return StateProof(height, key, value, leaf, tuple(siblings))
