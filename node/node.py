@@ -75,7 +75,11 @@ class Node:
         """The node's clock (ms): block time, R28 checks, deadlines, mempool expiry."""
         storage = home.config.storage
         self.store = ChainStore(
-            home.data_directory / "chain.db", storage.write_buffer_bytes, storage.cache_bytes, storage.bloom_filter_bits
+            home.data_directory / "chain.db",
+            storage.write_buffer_bytes,
+            storage.cache_bytes,
+            storage.bloom_filter_bits,
+            keep_state=storage.keep_state,
         )
         """The LevelDB database."""
         self.store.initialize(self.genesis)

@@ -2,8 +2,9 @@
 
 Everything one block changes is written in **one atomic, synced LevelDB batch**
 (`commit_block`): the block, its commit, the block-hash and transaction indexes,
-the receipts, the net state changes, the marketplace read-model indexes
-(node/indexer.py) and the head pointer. LevelDB applies a batch
+the receipts, the net state changes, the state tree's changed nodes (R35), the
+block's undo record and change point (node/state_history.py), the marketplace
+read-model indexes (node/indexer.py) and the head pointer. LevelDB applies a batch
 entirely or not at all, and `sync=True` makes it durable before the call returns, so
 a crash at any moment leaves the previous block as head, never half a block
 (docs/storage.md has the key layout).
@@ -18,13 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import plyvel
 
-from marketplace_tx.chain.block import Block, Commit, decode_block, decode_commit
+from marketplace_tx.chain.block import Block, Commit, Header, decode_block, decode_commit
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.receipts import Receipt
 from marketplace_tx.primitives import codec
+from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_transition import BlockResult, ChainTip, genesis_changes
+from marketplace_tx.rules.state_tree import (
+    ROOT_POSITION,
+    MemoryTree,
+    TreeUpdate,
+    tree_root,
+    update_tree,
+)
+from marketplace_tx.rules.validators import validators_for, validators_hash
+from marketplace_tx.speedups import decode_trusted
 from node.indexer import block_index_writes
 
 STATE = b"S"
@@ -44,11 +56,22 @@ BLOCK_EVENTS = b"E"
 PROPOSAL_BLOCKS = b"P"
 """P ‖ height(8) ‖ block hash → canonical bytes of a block this validator proposed or
 precommitted, kept so that a restarted validator can restore its lock (R27)."""
+TREE = b"Dn"
+"""Dn ‖ position → the record of one node of the current state tree (R35;
+marketplace_tx.rules.state_tree: position = depth(2) ‖ path prefix)."""
+UNDO = b"Du"
+"""Du ‖ height(8) → canonical list [[key, value before that block or nil], …] sorted by
+key: the undo record of the block, kept for the last `keep_state` heights (R40)."""
+CHANGE_POINTS = b"J"
+"""J ‖ height(8) → canonical sorted list of the next set's addresses, for every block
+whose next_validators_hash differs from its validators_hash (a change point, R37)."""
 META = b"M"
-"""M ‖ name → metadata: head, genesis hash, chain id."""
+"""M ‖ name → metadata: head, genesis hash, chain id (`M state_base` is reserved)."""
 
 HEAD_KEY = META + b"head"
 GENESIS_HASH_KEY = META + b"genesis_hash"
+GENESIS_STATE_ROOT_KEY = META + b"genesis_state_root"
+"""The state root after genesis (no header holds it: proofs at height 0 are checked against it)."""
 
 
 class StorageError(Exception):
@@ -78,9 +101,15 @@ class ChainStore:
         write_buffer_bytes: int = 32 * 1024 * 1024,
         cache_bytes: int = 8 * 1024 * 1024,
         bloom_filter_bits: int = 10,
+        keep_state: int = 1000,
     ) -> None:
         """Open (or create) the database at `path` with LevelDB's write buffer, read cache
-        and Bloom filter bits per key (`[storage]` in config.toml; docs/performance.md)."""
+        and Bloom filter bits per key (`[storage]` in config.toml; docs/performance.md),
+        keeping state proofs for the last `keep_state` heights (≥ 1, R40)."""
+        if keep_state < 1:
+            raise ValueError("keep_state must be at least 1 (R40)")
+        self.keep_state = keep_state
+        """State proofs are possible for the last this many heights (R40)."""
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
             self.db = plyvel.DB(
@@ -93,6 +122,7 @@ class ChainStore:
         except plyvel.IOError as error:
             raise StorageError(f"cannot open the database at {path}: {error}") from None
         self._state = self.db.prefixed_db(STATE)
+        self._tree = self.db.prefixed_db(TREE)
 
     def close(self) -> None:
         """Close the database."""
@@ -109,6 +139,10 @@ class ChainStore:
         """Committed state pairs with start ≤ key < end, ascending."""
         yield from self._state.iterator(start=start, stop=end)
 
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The committed record of the state tree node at `position` (TreeReader, R35)."""
+        return self._tree.get(position)
+
     # --- genesis and head ------------------------------------------------------------
 
     def initialize(self, genesis: Genesis) -> ChainTip:
@@ -124,15 +158,43 @@ class ChainStore:
                 )
             head = self.head()
             assert head is not None
+            self._check_tree(head)
+            self._prune_undo(head.height)
             return head
         tip, changes = genesis_changes(genesis)
+        tree = update_tree(MemoryTree(), changes)
+        if tree.root != tip.state_root:
+            raise StorageError(f"the genesis tree root {tree.root.hex()} is not its state root {tip.state_root.hex()}")
         with self.db.write_batch(sync=True, transaction=True) as batch:
             for key, value in changes.items():
                 if value is not None:
                     batch.put(STATE + key, value)
+            _write_tree(batch, tree)
             batch.put(GENESIS_HASH_KEY, genesis.hash)
+            batch.put(GENESIS_STATE_ROOT_KEY, tip.state_root)
             batch.put(HEAD_KEY, _encode_tip(tip))
         return tip
+
+    def _check_tree(self, head: ChainTip) -> None:
+        """The stored tree's root must be the head's state root (R35), or nothing can be proven."""
+        if self._tree.get(ROOT_POSITION) is None:
+            raise StorageError(
+                "this database holds a state but no state tree: it was written by protocol v1 "
+                "(or an older version); v2 is a new genesis, start this node from a fresh home"
+            )
+        root = tree_root(self)
+        if root != head.state_root:
+            raise StorageError(
+                f"the stored state tree root {root.hex()} is not the head's state root "
+                f"{head.state_root.hex()} (height {head.height}): the database is corrupt"
+            )
+
+    def _prune_undo(self, head_height: int) -> None:
+        """Delete every undo record no kept height needs (after `keep_state` was lowered)."""
+        stop = _height_key(UNDO, max(0, head_height - self.keep_state + 2))
+        with self.db.write_batch(sync=True) as batch:
+            for key in self.db.iterator(start=UNDO, stop=stop, include_value=False):
+                batch.delete(key)
 
     def head(self) -> ChainTip | None:
         """The last final block (height 0: genesis), or None before `initialize`."""
@@ -150,9 +212,14 @@ class ChainStore:
             raise StorageError(f"block {height} does not follow the head")
         if commit.block_hash != block.hash or commit.height != height:
             raise StorageError(f"the commit is not for block {height}")
+        tree = update_tree(self, result.changes) if result.tree is None else result.tree
+        if tree.root != block.header.state_root:
+            raise StorageError(f"the tree of block {height} does not give its state root")
         tip = ChainTip(height, block.hash, block.header.time, block.header.state_root)
         height_bytes = struct.pack(">Q", height)
         index_writes = block_index_writes(self, result)  # reads the state before this block
+        undo = self._undo_record(result)  # reads the state before this block too
+        next_set = self._change_point(result)
         with self.db.write_batch(sync=True, transaction=True) as batch:
             batch.put(BLOCK + height_bytes, block.encode())
             batch.put(COMMIT + height_bytes, commit.encode())
@@ -167,12 +234,39 @@ class ChainStore:
                     batch.delete(STATE + key)
                 else:
                     batch.put(STATE + key, value)
+            _write_tree(batch, tree)
+            if self.keep_state > 1:
+                batch.put(UNDO + height_bytes, undo)
+                if height - self.keep_state + 1 >= 1:
+                    batch.delete(_height_key(UNDO, height - self.keep_state + 1))
+            if next_set is not None:
+                batch.put(CHANGE_POINTS + height_bytes, next_set)
             for key in index_writes.deletes:
                 batch.delete(key)
             for key, value in index_writes.puts.items():
                 batch.put(key, value)
             batch.put(HEAD_KEY, _encode_tip(tip))
         return tip
+
+    def _undo_record(self, result: BlockResult) -> bytes:
+        """The values the block's changed keys held before it: canonical [[key, value or nil], …]."""
+        return codec.encode([[key, self._state.get(key)] for key in sorted(result.changes)])
+
+    def _change_point(self, result: BlockResult) -> bytes | None:
+        """The next set's canonical address list if the block is a change point (R37), else None."""
+        header = result.block.header
+        if header.next_validators_hash == header.validators_hash:
+            return None
+        after = State(self)
+        for key, value in result.changes.items():
+            if value is None:
+                after.delete(key)
+            else:
+                after.put(key, value)
+        next_set = sorted(validators_for(after, header.height + 1))
+        if validators_hash(next_set) != header.next_validators_hash:
+            raise StorageError(f"the state after block {header.height} disagrees with its next_validators_hash")
+        return codec.encode(next_set)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -253,6 +347,54 @@ class ReadView:
         """The state value under `key`."""
         return self._snapshot.get(STATE + key)
 
+    def tree_node(self, position: bytes) -> bytes | None:
+        """The record of the state tree node at `position` (TreeReader, R35)."""
+        return self._snapshot.get(TREE + position)
+
+    def head(self) -> ChainTip | None:
+        """The last final block as of this view."""
+        raw = self._snapshot.get(HEAD_KEY)
+        return None if raw is None else _decode_tip(raw)
+
+    def header(self, height: int) -> Header | None:
+        """The header of the stored block at `height` (without decoding its transactions)."""
+        raw = self._snapshot.get(_height_key(BLOCK, height))
+        return None if raw is None else header_of_block(raw)
+
+    def genesis_state_root(self) -> bytes | None:
+        """The state root after genesis."""
+        return self._snapshot.get(GENESIS_STATE_ROOT_KEY)
+
+    def commit(self, height: int) -> Commit | None:
+        """The commit that finalized the block at `height`."""
+        raw = self._snapshot.get(_height_key(COMMIT, height))
+        return None if raw is None else decode_commit(raw)
+
+    def undo_records(self, first: int, last: int) -> Iterator[tuple[int, list[tuple[bytes, bytes | None]]]]:
+        """The undo records of blocks first … last, ascending: (height, [(key, value before)])."""
+        for key, raw in self._snapshot.iterator(start=_height_key(UNDO, first), stop=_height_key(UNDO, last + 1)):
+            yield struct.unpack(">Q", key[len(UNDO):])[0], [(item[0], item[1]) for item in decode_trusted(raw)]
+
+    def has_undo_record(self, height: int) -> bool:
+        """Whether the undo record of block `height` is kept."""
+        return self._snapshot.get(_height_key(UNDO, height)) is not None
+
+    def first_undo_height(self) -> int | None:
+        """The oldest block whose undo record is kept, or None."""
+        for key in self._snapshot.iterator(prefix=UNDO, include_value=False):
+            return struct.unpack(">Q", key[len(UNDO):])[0]
+        return None
+
+    def change_point_sets(self, after: int, limit: int) -> list[tuple[int, tuple[bytes, ...]]]:
+        """Up to `limit` change points (R37) above height `after`: (height, next set), ascending."""
+        found: list[tuple[int, tuple[bytes, ...]]] = []
+        start = _height_key(CHANGE_POINTS, after + 1)
+        for key, raw in self._snapshot.iterator(start=start, stop=_prefix_end(CHANGE_POINTS)):
+            if len(found) >= limit:
+                break
+            found.append((struct.unpack(">Q", key[len(CHANGE_POINTS):])[0], tuple(decode_trusted(raw))))
+        return found
+
     def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """State pairs with start ≤ key < end, ascending."""
         for key, value in self._snapshot.iterator(start=STATE + start, stop=STATE + end):
@@ -263,6 +405,31 @@ class ReadView:
     ) -> Iterator[tuple[bytes, bytes]]:
         """Raw index pairs (node/indexer.py) with start ≤ key < stop; descending if `reverse`."""
         yield from self._snapshot.iterator(start=start, stop=stop, reverse=reverse, include_start=include_start)
+
+
+def _write_tree(batch: Any, update: TreeUpdate) -> None:
+    """Put a tree update's node writes into a write batch."""
+    for position in update.deletes:
+        batch.delete(TREE + position)
+    for position, record in update.puts.items():
+        batch.put(TREE + position, record)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (its last byte is below 0xff)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def header_of_block(raw: bytes) -> Header:
+    """The header of canonical block bytes this node stored, reading past the evidence but
+    not the transactions (the map's keys are sorted: evidence, header, last_commit, txs)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(raw) + 1)
+    unpacker.feed(raw)
+    for _ in range(unpacker.read_map_header()):
+        if unpacker.unpack() == "header":
+            return Header.from_map(unpacker.unpack())
+        unpacker.skip()
+    raise StorageError("a stored block has no header")
 
 
 def _encode_tip(tip: ChainTip) -> bytes:
