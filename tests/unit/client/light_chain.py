@@ -98,11 +98,11 @@ class Block:
     """All of its set's precommits."""
 
 
-def build_chain() -> dict[int, Block]:
-    """Every block 1..TOP."""
+def build_chain(state_root: bytes | None = None) -> dict[int, Block]:
+    """Every block 1..TOP; all with `state_root` when given."""
     chain = {}
     for height in range(1, TOP + 1):
-        header = make_header(height)
+        header = make_header(height, **({"state_root": state_root} if state_root is not None else {}))
         chain[height] = Block(header_bytes(header), commit_for(header))
     return chain
 
