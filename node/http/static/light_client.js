@@ -18,13 +18,19 @@ const HEADER_BYTES = ["prev_hash", "tx_root", "results_root", "state_root", "val
   "proposer", "last_commit_hash", "evidence_hash"];
 const HEADER_KEYS = ["chain_id", "height", "time", ...HEADER_BYTES];
 const GENESIS_KEYS = ["accounts", "chain_id", "genesis_time", "params", "validators"];
+/** A canonical header is about 450 bytes; a longer one is refused before decoding (as client/light_client.py). */
+export const MAX_HEADER_BYTES = 4096;
+/** The most addresses a set or a commit may list (a bound on a hostile node's answer). */
+export const MAX_VALIDATORS = 10000;
 
 function isAddress(text) {
   return typeof text === "string" && text.length === 64 && HEX.test(text);
 }
 
 function sortedAddresses(list, name) {
-  if (!Array.isArray(list) || !list.every(isAddress)) throw new LightClientError(`${name} is not a list of addresses`);
+  if (!Array.isArray(list) || list.length > MAX_VALIDATORS || !list.every(isAddress)) {
+    throw new LightClientError(`${name} is not a list of at most ${MAX_VALIDATORS} addresses`);
+  }
   for (let i = 1; i < list.length; i++) {
     if (list[i - 1] >= list[i]) throw new LightClientError(`${name} is not sorted and unique`);
   }
@@ -73,6 +79,7 @@ export async function trustGenesis(genesis, expectedHash) {
 
 /** A header from its canonical bytes (R1, R2, R23), with bytes fields as hex; LightClientError if malformed. */
 export function decodeHeader(bytes) {
+  if (bytes.length > MAX_HEADER_BYTES) throw new LightClientError(`a header is over ${MAX_HEADER_BYTES} bytes`);
   let map;
   try {
     map = decodeCanonical(bytes);
@@ -96,29 +103,38 @@ export function decodeHeader(bytes) {
 }
 
 /**
- * The members of `set` (hex addresses) whose precommit in `commit` for the block
- * `blockHash` at `height` verifies (R26, each counted once); LightClientError unless
- * they are more than 2/3 of the set. `what` names the block in messages.
+ * The signers of `commit` for the block `blockHash` at `height` (R24, R26), checked as
+ * consensus/commit.py verify_commit does: signatures sorted by validator and unique, each
+ * from `set` (hex addresses) and a valid precommit, more than 2/3 of the set.
+ * LightClientError otherwise; `what` names the block in messages.
  */
 async function quorumSigners(chainId, set, height, blockHash, commit, what) {
   if (!commit || typeof commit !== "object" || !Array.isArray(commit.signatures)) throw new LightClientError(`${what}: no commit`);
-  if (commit.height !== height) throw new LightClientError(`${what}: the commit is for height ${commit.height}`);
-  if (commit.block_hash !== blockHash) throw new LightClientError(`${what}: the commit is for another block than the header's hash`);
+  if (commit.signatures.length > MAX_VALIDATORS) throw new LightClientError(`${what}: more than ${MAX_VALIDATORS} signatures`);
+  if (commit.height !== height || commit.block_hash !== blockHash) {
+    throw new LightClientError(`${what}: the commit is for another block than the header's hash`);
+  }
   if (!Number.isSafeInteger(commit.round) || commit.round < 0) throw new LightClientError(`${what}: the commit's round is not a count`);
   const members = new Set(set);
-  const message = precommitBytes(chainId, height, commit.round, blockHash);
-  const candidates = new Map();
+  const signers = [];
   for (const entry of commit.signatures) {
-    if (!entry || !isAddress(entry.validator) || !members.has(entry.validator) || candidates.has(entry.validator)) continue;
-    if (typeof entry.signature !== "string" || entry.signature.length !== 128 || !HEX.test(entry.signature)) continue;
-    candidates.set(entry.validator, entry.signature);
+    if (!entry || !isAddress(entry.validator) || typeof entry.signature !== "string" || entry.signature.length !== 128
+        || !HEX.test(entry.signature)) {
+      throw new LightClientError(`${what}: a commit signature is not {validator, signature} in hex`);
+    }
+    if (signers.length && signers[signers.length - 1] >= entry.validator) {
+      throw new LightClientError(`${what}: commit signatures are not sorted by validator and unique`);
+    }
+    if (!members.has(entry.validator)) throw new LightClientError(`${what}: signer ${entry.validator.slice(0, 16)}… is not in the trusted set`);
+    signers.push(entry.validator);
   }
-  const results = await Promise.all([...candidates].map(async ([validator, signature]) =>
-    [validator, await verifyEd25519(validator, signature, message)]));
-  if (results.some(([, valid]) => valid === null)) {
+  const message = precommitBytes(chainId, height, commit.round, blockHash);
+  const results = await Promise.all(commit.signatures.map((entry) => verifyEd25519(entry.validator, entry.signature, message)));
+  if (results.some((valid) => valid === null)) {
     throw new LightClientError("this browser cannot check Ed25519 signatures (no Ed25519 in WebCrypto)");
   }
-  const signers = results.filter(([, valid]) => valid === true).map(([validator]) => validator).sort();
+  const invalid = results.findIndex((valid) => valid !== true);
+  if (invalid >= 0) throw new LightClientError(`${what}: the signature of ${signers[invalid].slice(0, 16)}… is invalid`);
   if (3 * signers.length <= 2 * set.length) {
     throw new LightClientError(`${what}: signed by ${signers.length} of ${set.length} validators; more than 2/3 are needed`);
   }
@@ -159,8 +175,9 @@ export class LightClient {
 
   async applyChange(change) {
     const what = `change point ${change.height}`;
-    if (typeof change.header !== "string" || !HEX.test(change.header) || change.header.length % 2) {
-      throw new LightClientError(`${what}: the header is not hex`);
+    if (typeof change.header !== "string" || change.header.length > 2 * MAX_HEADER_BYTES || change.header.length % 2
+        || !HEX.test(change.header)) {
+      throw new LightClientError(`${what}: the header is not hex of at most ${MAX_HEADER_BYTES} bytes`);
     }
     const bytes = fromHex(change.header);
     const header = decodeHeader(bytes);
@@ -170,6 +187,9 @@ export class LightClient {
       throw new LightClientError(`${what}: validators_hash is not the hash of the set in force`);
     }
     await quorumSigners(this.chainId, this.validators, header.height, toHex(await sha256(bytes)), change.commit, what);
+    if (header.next_validators_hash === header.validators_hash) {
+      throw new LightClientError(`${what}: the header is not a change point (next_validators_hash = validators_hash)`);
+    }
     const next = sortedAddresses(change.next_validators, `${what}: next_validators`);
     if (!next.length || await validatorsHash(next) !== header.next_validators_hash) {
       throw new LightClientError(`${what}: next_validators does not hash to the header's next_validators_hash`);

@@ -4,7 +4,8 @@
 // bytes). Used for the headers of /light/changes (R37) and for the values of state proofs
 // (R35), which the explorer shows decoded once they are proven.
 
-const decoder = new TextDecoder("utf-8", {fatal: true});
+const decoder = new TextDecoder("utf-8", {fatal: true, ignoreBOM: true});
+const encoder = new TextEncoder();
 
 /** A byte string that is not canonical msgpack (R1, R2); the message names what is wrong. */
 export class NotCanonical extends Error {}
@@ -86,10 +87,9 @@ function map(reader, size, depth) {
   const result = {};
   let previous = null;
   for (let i = 0; i < size; i++) {
-    const start = reader.offset;
     const key = value(reader, depth + 1);
     if (typeof key !== "string") throw new NotCanonical("a map key is not text");
-    const keyBytes = reader.bytes.subarray(start, reader.offset);
+    const keyBytes = encoder.encode(key);
     if (previous !== null && compareBytes(previous, keyBytes) >= 0) {
       throw new NotCanonical(`map keys are not strictly ascending at ${JSON.stringify(key)}`);
     }
