@@ -33,8 +33,6 @@ from marketplace_tx.primitives.sparse_merkle import (
     EMPTY,
     ProofLeaf,
     StateProof,
-    leaf_hash,
-    node_hash,
 )
 
 LEAF = 0
@@ -47,22 +45,33 @@ ROOT_POSITION = b"\x00\x00"
 _sha256 = hashlib.sha256
 _LEAF_TAG = b"\x00"
 _INTERNAL_TAG = b"\x01"
-_TOP = 1 << 256
 
 
-def position(depth: int, path: int) -> bytes:
-    """The storage position of the node at `depth` on the path `path` (as an integer)."""
+_DEPTH_BYTES = [depth.to_bytes(2, "big") for depth in range(257)]
+_LAST_BYTE_MASKS = [0xFF, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE]
+
+
+def position(depth: int, path: bytes) -> bytes:
+    """The storage position of the node at `depth` on the 32-byte path `path`."""
     if depth == 0:
         return ROOT_POSITION
-    prefix = (path >> (256 - depth)) << (256 - depth)
-    return depth.to_bytes(2, "big") + prefix.to_bytes(32, "big")[: (depth + 7) >> 3]
+    size = (depth + 7) >> 3
+    extra = depth & 7
+    if extra:
+        return _DEPTH_BYTES[depth] + path[: size - 1] + bytes((path[size - 1] & _LAST_BYTE_MASKS[extra],))
+    return _DEPTH_BYTES[depth] + path[:size]
 
 
 def record_hash(record: bytes) -> bytes:
-    """The hash of the node a record stores (R35)."""
-    if record[0] == INTERNAL:
-        return node_hash(record[1:33], record[33:65])
-    return leaf_hash(record[1:33], record[33:65])
+    """The hash of the node a record stores (R35): a record is its node's hash input,
+    0x01 ‖ left ‖ right for node(l, r) and 0x00 ‖ path ‖ SHA-256(v) for a leaf."""
+    return _sha256(record).digest()
+
+
+def _flip(path: bytes, depth: int) -> bytes:
+    """`path` with bit `depth` inverted (a path into the sibling subtree)."""
+    index = depth >> 3
+    return path[:index] + bytes((path[index] ^ (0x80 >> (depth & 7)),)) + path[index + 1:]
 
 
 class TreeReader(Protocol):
@@ -151,65 +160,67 @@ class _Batch:
         self.puts.pop(where, None)
         self.deletes.add(where)
 
-    def split(self, depth: int, low: int, high: int) -> int:
-        """The index in [low, high) of the first change whose path has bit `depth` set."""
-        shift = 255 - depth
-        boundary = ((self.paths[low] >> shift) | 1) << shift
-        return bisect_left(self.paths, boundary, low, high)
-
     def update(self, depth: int, low: int, high: int, record: bytes | None) -> bytes | None:
         """The new record of the subtree at `depth` holding changes [low, high), whose
         current record is `record`; writes every position below it."""
         if record is None or record[0] == LEAF:
             return self.rebuild(depth, low, high, record)
-        middle = self.split(depth, low, high)
-        path = self.paths[low]
-        left_hash, right_hash = record[1:33], record[33:65]
-        left_old = left_new = right_old = right_new = None
-        left_changed = middle > low
-        right_changed = high > middle
         shift = 255 - depth
-        left_path = (path >> (shift + 1)) << (shift + 1)
-        right_path = left_path | (1 << shift)
-        left_position = position(depth + 1, left_path)
-        right_position = position(depth + 1, right_path)
-        if left_changed:
-            left_old = None if left_hash == EMPTY else self._child(left_position)
-            left_new = self.update(depth + 1, low, middle, left_old)
-            left_hash = EMPTY if left_new is None else record_hash(left_new)
-        if right_changed:
-            right_old = None if right_hash == EMPTY else self._child(right_position)
-            right_new = self.update(depth + 1, middle, high, right_old)
-            right_hash = EMPTY if right_new is None else record_hash(right_new)
+        middle = bisect_left(self.paths, ((self.paths[low] >> shift) | 1) << shift, low, high)
+        left_hash, right_hash = record[1:33], record[33:65]
+        child_depth = depth + 1
+        left_old = left_new = right_old = right_new = None
+        left_position = right_position = b""
+        if middle > low:
+            left_position = position(child_depth, self.entries[low][1])
+            if left_hash != EMPTY:
+                left_old = self._child(left_position)
+            left_new = self.update(child_depth, low, middle, left_old)
+            left_hash = EMPTY if left_new is None else _sha256(left_new).digest()
+        if high > middle:
+            right_position = position(child_depth, self.entries[middle][1])
+            if right_hash != EMPTY:
+                right_old = self._child(right_position)
+            right_new = self.update(child_depth, middle, high, right_old)
+            right_hash = EMPTY if right_new is None else _sha256(right_new).digest()
         if left_hash == EMPTY or right_hash == EMPTY:
-            if left_hash == EMPTY and right_hash == EMPTY:
-                if left_old is not None:
-                    self.delete(left_position)
-                if right_old is not None:
-                    self.delete(right_position)
-                return None
-            if left_hash == EMPTY:
-                if left_old is not None:
-                    self.delete(left_position)
-                lone, lone_old, lone_position = right_new, right_old, right_position
-                if not right_changed:
-                    lone = lone_old = self._child(right_position)
-            else:
-                if right_old is not None:
-                    self.delete(right_position)
-                lone, lone_old, lone_position = left_new, left_old, left_position
-                if not left_changed:
-                    lone = lone_old = self._child(left_position)
-            assert lone is not None
-            if lone[0] == LEAF:  # a lone leaf moves up to this position
-                if lone_old is not None:
-                    self.delete(lone_position)
-                return lone
-        if left_changed:
+            lone = self._lone(depth, low, middle, high, left_hash, right_hash, left_old, left_new, left_position,
+                              right_old, right_new, right_position)
+            if lone is not None:
+                return lone if lone != b"" else None
+        if middle > low:
             self._settle(left_position, left_old, left_new)
-        if right_changed:
+        if high > middle:
             self._settle(right_position, right_old, right_new)
         return _INTERNAL_TAG + left_hash + right_hash
+
+    def _lone(self, depth: int, low: int, middle: int, high: int, left_hash: bytes, right_hash: bytes,
+              left_old: bytes | None, left_new: bytes | None, left_position: bytes,
+              right_old: bytes | None, right_new: bytes | None, right_position: bytes) -> bytes | None:
+        """Where a child became or stayed empty: b"" if the whole subtree is now empty,
+        the leaf record if one lone leaf is left (it moves up here), None if the other
+        child is an internal node (this node stays internal)."""
+        if left_old is not None and left_new is None:
+            self.delete(left_position)
+        if right_old is not None and right_new is None:
+            self.delete(right_position)
+        if left_hash == EMPTY and right_hash == EMPTY:
+            return b""
+        if left_hash == EMPTY:
+            changed, old, new, where = high > middle, right_old, right_new, right_position
+            if not changed:
+                where = position(depth + 1, _flip(self.entries[low][1], depth))
+        else:
+            changed, old, new, where = middle > low, left_old, left_new, left_position
+            if not changed:
+                where = position(depth + 1, _flip(self.entries[low][1], depth))
+        if not changed:
+            old = new = self._child(where)
+        if new[0] == LEAF:  # a lone leaf moves up to this position
+            if old is not None:
+                self.delete(where)
+            return new
+        return None
 
     def _child(self, where: bytes) -> bytes:
         record = self.reader.tree_node(where)
@@ -250,13 +261,13 @@ class _Batch:
         boundary = ((entries[0][0] >> shift) | 1) << shift
         middle = bisect_left([entry[0] for entry in entries], boundary)
         children = []
-        for part, child_path in ((entries[:middle], entries[0][0]), (entries[middle:], boundary)):
+        for part in (entries[:middle], entries[middle:]):
             child = self.build(depth + 1, part)
             if child is None:
                 children.append(EMPTY)
             else:
-                self.put(position(depth + 1, child_path), child)
-                children.append(record_hash(child))
+                self.put(position(depth + 1, part[0][1]), child)
+                children.append(_sha256(child).digest())
         return _INTERNAL_TAG + children[0] + children[1]
 
 
@@ -301,7 +312,7 @@ def prove_key(reader: TreeReader, key: bytes, value: bytes | None, height: int) 
         if (right if bit else left) == EMPTY:
             record = None
             break
-        record = reader.tree_node(position(depth, path_number))
+        record = reader.tree_node(position(depth, path))
         if record is None:
             raise ValueError(f"state tree record missing at depth {depth} on the path of {key.hex()}")
     leaf: ProofLeaf | None = None
