@@ -177,8 +177,8 @@ def return_stock(state: State, listing_id: bytes, quantity: int, item_ids: tuple
 
 
 def record_sale(state: State, listing_id: bytes, quantity: int, item_ids: tuple[str, ...]) -> None:
-    """A completed order: its units count as sold (a stat saturating at 2^64−1 like the R20
-    counters, so that a completion never fails, R11) and its items leave the listing."""
+    """A completed order: its units count as sold (a stat saturating at 2^64−1 like the
+    reputation counters, so that a completion never fails, R11) and its items leave the listing."""
     listing = load_listing(state, listing_id)
     assert listing is not None
     store_listing(
