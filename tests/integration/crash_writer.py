@@ -14,7 +14,8 @@ and a kill after `writing` may leave that block or nothing of it
 
 The config (JSON) holds: chain_id, genesis_time, validator_seed and account_seeds
 (32-byte seeds in hex), balance and validator_balance (µMKT), min_txs, max_txs,
-rng_seed. `make_genesis` and `make_keys` are shared with the test.
+rng_seed, keep_state (the store's, small so that undo records are deleted in the
+batches too). `make_genesis` and `make_keys` are shared with the test.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def main(argv: list[str]) -> int:
     config = json.loads(config_path.read_text())
     genesis = make_genesis(config)
     validator, users = make_keys(config)
-    store = ChainStore(db_path)
-    tip = store.initialize(genesis)
+    store = ChainStore(db_path, keep_state=config["keep_state"])
+    tip = store.initialize(genesis)  # checks the stored tree's root is the head's state root
     state = State(store)
     nonces = {key.address: load_account(state, key.address).nonce for key in [validator, *users]}
     last_commit = store.commit(tip.height) if tip.height > 0 else None

@@ -3,7 +3,9 @@
 node/storage.py writes each block in one atomic, synced LevelDB batch, so whenever
 the writer dies: every block it reported committed is there, at most the one block
 it was writing beyond that, never half a block, and the stored blocks replayed from
-genesis reproduce the head's state root and state exactly. The writer
+genesis reproduce the head's state root and state exactly. The state tree (R35) is in
+the same batch: after every kill its root is the head's state_root and R35's reference
+root of the stored state, and proofs at the head and at the oldest kept height verify. The writer
 (tests/crash_writer.py) is restarted on the same database after each kill and
 must resume from the head.
 
@@ -34,8 +36,11 @@ import node.storage as storage
 from consensus.commit import verify_commit
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.primitives import codec
+from marketplace_tx.primitives.sparse_merkle import subtree_root, verify_state_proof
 from marketplace_tx.rules.state_keys import ACCOUNT
-from marketplace_tx.rules.state_transition import ChainTip, apply_block
+from marketplace_tx.rules.state_transition import ChainTip, apply_block, genesis_changes
+from marketplace_tx.rules.state_tree import tree_root
+from node.state_history import oldest_provable_height, prove_state
 from node.storage import ChainStore, TxLocation
 from tests.paths import REPO_ROOT
 
@@ -55,6 +60,8 @@ LINE_DEADLINE_S = 60.0
 MAX_COMMITS_BEFORE_KILL = 8
 MAX_KILL_DELAY_S = 0.08
 """About two blocks' worth of building and writing."""
+KEEP_STATE = 4
+"""Small, so that most batches also delete an undo record (R40)."""
 
 
 def writer_config(seed: int) -> dict[str, Any]:
@@ -71,6 +78,7 @@ def writer_config(seed: int) -> dict[str, Any]:
         "min_txs": 50,
         "max_txs": 200,
         "rng_seed": seed,
+        "keep_state": KEEP_STATE,
     }
 
 
@@ -220,7 +228,7 @@ class Replay:
 
     @classmethod
     def start(cls, path: Path, genesis: Genesis) -> Replay:
-        store = ChainStore(path)
+        store = ChainStore(path, keep_state=KEEP_STATE)
         return cls(store, genesis, store.initialize(genesis))
 
     def catch_up(self, source: ChainStore, height: int) -> None:
@@ -237,6 +245,26 @@ class Replay:
 
 def prefixed(store: ChainStore, prefix: bytes) -> dict[bytes, bytes]:
     return dict(store.db.iterator(prefix=prefix))
+
+
+def check_state_tree(store: ChainStore, genesis: Genesis, head: ChainTip) -> None:
+    """The stored tree's root is the head's state_root and R35's root of the stored state
+    (T(every entry, 0)); the head and the oldest kept height prove a key (R36)."""
+    pairs = {key[len(storage.STATE):]: value for key, value in prefixed(store, storage.STATE).items()}
+    assert tree_root(store) == head.state_root == subtree_root(pairs.items()), "the tree disagrees with the state"
+    undo = sorted(int.from_bytes(key[len(storage.UNDO):], "big") for key in prefixed(store, storage.UNDO))
+    assert undo == list(range(max(1, head.height - KEEP_STATE + 2), head.height + 1))
+    key = min(key for key in pairs if key.startswith(ACCOUNT))
+    for height in (head.height, oldest_provable_height(store)):
+        proof, state_root = prove_state(store, key, height)
+        if height == head.height:
+            expected_root = head.state_root
+        elif height == 0:
+            expected_root = genesis_changes(genesis)[0].state_root
+        else:
+            expected_root = store.block(height).header.state_root  # type: ignore[union-attr]
+        assert state_root == expected_root
+        verify_state_proof(proof, key, height, expected_root)
 
 
 def check_store(store: ChainStore, genesis: Genesis, replay: Replay) -> ChainTip:
@@ -271,6 +299,7 @@ def check_store(store: ChainStore, genesis: Genesis, replay: Replay) -> ChainTip
     # conservation (R17): fees go to the validator, nothing is created or lost
     accounts = prefixed(store, storage.STATE + ACCOUNT)
     assert sum(codec.decode(value)["balance"] for value in accounts.values()) == genesis.total_supply()
+    check_state_tree(store, genesis, head)
 
     # the stored blocks, replayed from genesis, give the same head, state and bytes
     replay.catch_up(store, head.height)
@@ -315,7 +344,7 @@ def test_sigkilled_writer_never_leaves_a_partial_block(tmp_path: Path) -> None:
             assert report.ready == (expected_head.height, expected_head.block_hash), (
                 f"the writer started from {report.ready[0]}, not from the head {expected_head.height}"
             )
-            store = ChainStore(db_path)
+            store = ChainStore(db_path, keep_state=KEEP_STATE)
             try:
                 head = store.head()
                 assert head is not None
@@ -339,7 +368,7 @@ def test_sigkilled_writer_never_leaves_a_partial_block(tmp_path: Path) -> None:
 
         # finally, every stored block replayed on a brand-new store from genesis
         final = Replay.start(tmp_path / "final-replay", genesis)
-        crashed = ChainStore(db_path)
+        crashed = ChainStore(db_path, keep_state=KEEP_STATE)
         try:
             final.catch_up(crashed, expected_head.height)
             assert final.tip == crashed.head() == expected_head
