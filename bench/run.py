@@ -19,7 +19,10 @@ It measures, in this order and all in the same run:
   load, then at half of the rate measured, for the latency at half load;
 - `attack`: four authorities again, the same full load unattacked and then during each
   attack of the adversary harness (bench/under_attack.py): honest final tx/s under
-  attack ÷ unattacked (target ≥ 0.7) and each phase's largest node RSS growth (< 64 MiB).
+  attack ÷ unattacked (target ≥ 0.7) and each phase's largest node RSS growth (< 64 MiB);
+- `tree`: the state tree (bench/state_tree.py): root update µs per changed key in trees of
+  10,000 to 1,000,000 accounts (LevelDB and memory), proof size and time at the largest
+  (targets ≤ 2 KB and < 5 ms), tree bytes per account, proofs 10/100/1,000 heights back.
 
 Every node runs on 127.0.0.1 and is stopped in a `finally` block. The table is printed
 and written to bench/results/run.json. Numbers on a shared machine are noisy.
@@ -46,6 +49,7 @@ from typing import Any
 
 import marketplace
 import state_machine
+import state_tree
 import under_attack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +61,7 @@ from tests.e2e.harness import ports as harness_ports  # noqa: E402
 from tests.e2e.harness.processes import child_pids  # noqa: E402
 
 PYTHON = sys.executable
-SCENARIOS = ("state", "single", "memory", "sync", "market", "four", "attack")
+SCENARIOS = ("state", "single", "memory", "sync", "market", "four", "attack", "tree")
 TARGETS = {
     "single": 0.40,
     "four": 0.10,
@@ -174,6 +178,17 @@ def scenario_state(arguments: argparse.Namespace) -> dict[str, Any]:
                                 **market["per_type_per_second"]},
         "order_transitions_per_second": market["order_transitions_per_second"],
     }
+
+
+def scenario_tree(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The state tree's figures (bench/state_tree.py), without the profile's full text."""
+    accounts = [int(value) for value in arguments.tree_accounts.split(",") if value.strip()]
+    try:
+        results = state_tree.run(work / "tree", accounts, history_blocks=arguments.tree_history_blocks)
+    except Exception as error:  # a bench failure is reported in the table's run, never ends it
+        raise RuntimeError(f"state tree bench: {error!r}") from error
+    results.get("profile", {}).pop("text", None)
+    return results
 
 
 def scenario_single(arguments: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -324,6 +339,8 @@ def table(results: dict[str, Any], yardstick: float) -> list[list[str]]:
         for name, rate in entry["per_type_per_second"].items():
             target = [f">= {STATE_TARGET}", verdict(rate, STATE_TARGET)] if name == "transfer" else ["", ""]
             lines.append([f"state machine: {name}", str(rate), f"{rate / yardstick:.3f}", "", "", "", *target])
+    if "tree" in results:
+        lines.extend(state_tree.rows(results["tree"], yardstick))
     if "memory" in results:
         entry = results["memory"]
         lines.append([f"node RSS after {entry['txs_in_chain']} txs", f"{entry['rss_mb']} MB", "", "", "", "",
@@ -362,6 +379,10 @@ def main() -> None:
     parser.add_argument("--wave", type=int, default=500, help="orders placed together in the marketplace run")
     parser.add_argument("--state-txs", type=int, default=20_000, help="transfers of the state-machine run")
     parser.add_argument("--state-orders", type=int, default=3_000, help="orders of the state-machine run")
+    parser.add_argument("--tree-accounts", default=",".join(map(str, state_tree.ACCOUNTS)),
+                        help="state tree sizes in accounts, comma-separated (proofs at the largest)")
+    parser.add_argument("--tree-history-blocks", type=int, default=1001,
+                        help="blocks committed before the old-height proofs (1,000 back needs 1,001)")
     parser.add_argument("--base-port", type=int, default=0,
                         help="first of the 100 loopback ports used (default: a free range from 36000 up)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the node directories here")
@@ -389,6 +410,8 @@ def main() -> None:
         steps.append(("market", lambda: {"market": scenario_market(arguments, work)}))
     if "four" in arguments.only:
         steps.append(("four", lambda: {"four": scenario_four(arguments, work)}))
+    if "tree" in arguments.only:
+        steps.append(("tree", lambda: {"tree": scenario_tree(arguments, work)}))
     if "attack" in arguments.only:
         steps.append(("attack", lambda: {"attack": under_attack.run(work, arguments.attack_txs, arguments.senders)}))
     try:
