@@ -9,6 +9,7 @@ and the R36 verifier (`verify_state_proof`) against the state roots of the heade
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -228,3 +229,40 @@ def test_a_tree_that_cannot_rebuild_an_old_root_serves_no_proof(open_store: Call
     with pytest.raises(storage.StorageError, match="height 2"):
         prove_state(store, account_key(ALICE.address), 2)
     check_proof(store, chain, account_key(ALICE.address), 3)  # heights not needing record 3 are fine
+
+
+def test_proofs_read_one_snapshot_while_blocks_are_committed(open_store: Callable[..., ChainStore]) -> None:
+    """A proof asked while the next blocks are written mixes no two versions: it always
+    verifies against the root of the header it names (R38)."""
+    store = open_store()
+    chain = started_chain(store, seed=9)
+    chain.random_blocks(2)
+    key = account_key(ALICE.address)
+    writer_done = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(30):
+                chain.commit([chain.sign(ALICE, "transfer", {"to": BOB.address, "amount": 1})])
+        except BaseException as error:  # reported by the test thread
+            failures.append(error)
+        finally:
+            writer_done.set()
+
+    answers = []
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not writer_done.is_set():
+        answers.append(prove_state(store, key, None))
+        proof, state_root = answers[-1]
+        answers.append(prove_state(store, key, max(0, proof.height - 1)))
+    writer.join()
+    assert not failures, failures
+    heights = {proof.height for proof, _ in answers}
+    assert len(answers) >= 2
+    for proof, state_root in answers:
+        assert state_root == chain.tips[proof.height].state_root
+        verify_state_proof(proof, key, proof.height, state_root)
+        assert proof.value == chain.states[proof.height][key]
+    print(f"{len(answers)} proofs at {len(heights)} heights while 30 blocks were written")
