@@ -176,6 +176,25 @@ def test_every_tampered_input_is_refused_by_the_js_and_the_python_light_client(d
     assert any("next_validators does not hash" in message for message in messages)
 
 
+def test_oversized_answers_are_refused_before_any_work(driver: Any) -> None:
+    from client.light_client import MAX_HEADER_BYTES, MAX_VALIDATORS
+
+    commit = commit_json(CHAIN[TOP].commit)
+    many = [f"{index:064x}" for index in range(MAX_VALIDATORS + 1)]
+    cases = [
+        _case(changes=[{**CHANGES[0], "header": "00" * (MAX_HEADER_BYTES + 1)}, *CHANGES[1:]]),
+        _case(header=bytes(MAX_HEADER_BYTES + 1)),
+        _case(changes=[{**CHANGES[0], "next_validators": many}, *CHANGES[1:]]),
+        _case(commit={**commit, "signatures": commit["signatures"] * (MAX_VALIDATORS // len(commit["signatures"]) + 1)}),
+    ]
+    outcomes = _run(driver, cases)
+    assert [outcome["ok"] for outcome in outcomes] == [False] * 4
+    assert f"at most {MAX_HEADER_BYTES} bytes" in outcomes[0]["message"]
+    assert f"over {MAX_HEADER_BYTES} bytes" in outcomes[1]["message"]
+    assert f"at most {MAX_VALIDATORS} addresses" in outcomes[2]["message"]
+    assert f"more than {MAX_VALIDATORS} signatures" in outcomes[3]["message"]
+
+
 GENESIS_CHECK = """
 const {genesisHash, trustGenesis} = await load("light_client.js");
 const results = {hash: await genesisHash(argument.genesis)};
@@ -207,3 +226,36 @@ def test_the_browser_computes_the_genesis_hash_and_refuses_any_other_genesis(dri
     assert results.pop("hash") == GENESIS.hash.hex()
     assert all(result != "trusted" for result in results.values()), results
     assert "not to the trusted" in results["validators"] and "not to the trusted" in results["params"]
+
+
+PAGING = """
+const {changesBelow, MAX_CHANGE_PAGES} = await load("verified_state.js");
+const results = {limit: MAX_CHANGE_PAGES};
+for (const mode of ["honest", "stuck", "endless", "backwards"]) {
+  let calls = 0;
+  globalThis.fetch = async (path) => {
+    calls += 1;
+    const after = Number(new URL(path, location.href).searchParams.get("after"));
+    const body = mode === "honest" ? (after === 0 ? {changes: [{height: 3}], next: 3} : {changes: [{height: 6}], next: null})
+      : mode === "stuck" ? {changes: [], next: after} : mode === "endless" ? {changes: [{height: after + 1}], next: after + 1}
+        : {changes: [], next: after - 1};
+    return new Response(JSON.stringify(body), {status: 200, headers: {"Content-Type": "application/json"}});
+  };
+  try {
+    const changes = await changesBelow(1000000, 0);
+    results[mode] = {calls, heights: changes.map((change) => change.height)};
+  } catch (error) {
+    results[mode] = {calls, error: error.message};
+  }
+}
+return results;
+"""
+
+
+def test_the_pages_read_change_points_with_a_cursor_that_must_move_forward_and_a_page_bound(driver: Any) -> None:
+    results = run_module_script(driver, PAGING, None)
+    assert results["honest"] == {"calls": 2, "heights": [3, 6]}
+    assert results["stuck"]["calls"] == 1 and "does not move forward" in results["stuck"]["error"]
+    assert results["backwards"]["calls"] == 1 and "does not move forward" in results["backwards"]["error"]
+    assert results["endless"]["calls"] == results["limit"] == 100
+    assert "more than 100 pages" in results["endless"]["error"]

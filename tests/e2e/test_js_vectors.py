@@ -215,3 +215,8 @@ def test_the_js_decoder_accepts_exactly_what_the_python_codec_accepts(driver: An
     expected = [_python_accepts(text) for text in cases]
     assert run_module_script(driver, DECODE, cases) == expected
     assert expected.count(False) >= 15 and expected.count(True) >= 15
+
+
+def test_the_js_decoder_refuses_nesting_deeper_than_64(driver: Any) -> None:
+    nested = ["91" * depth + "00" for depth in (64, 65, 5000)]
+    assert run_module_script(driver, DECODE, nested) == [True, False, False]

@@ -14,7 +14,7 @@ import {headerBytes, toHex} from "./verify.js";
 
 const CHANGES_PAGE = 1000;
 /** Pages of /light/changes read at most per check: 100,000 validator-set changes. */
-const MAX_CHANGE_PAGES = 100;
+export const MAX_CHANGE_PAGES = 100;
 
 const encoder = new TextEncoder();
 
@@ -74,11 +74,20 @@ async function lightClient(pinned) {
   return {entry: await clients.get(expected), pinned: Boolean(pinned), expected};
 }
 
-async function changesBelow(height, after) {
+/**
+ * The change points above `after` that a check of `height` needs, read page by page from
+ * /light/changes; throws when the node's cursor does not move forward or when more than
+ * MAX_CHANGE_PAGES pages would be needed (a node that never ends its list).
+ */
+export async function changesBelow(height, after) {
   const changes = [];
   let cursor = after;
-  for (let request = 0; request < MAX_CHANGE_PAGES && cursor !== null && cursor < height; request++) {
+  for (let request = 0; cursor !== null && cursor < height; request++) {
+    if (request === MAX_CHANGE_PAGES) throw new Error(`more than ${MAX_CHANGE_PAGES} pages of change points`);
     const page = await api(`/light/changes?after=${cursor}&limit=${CHANGES_PAGE}`);
+    if (!page || !Array.isArray(page.changes) || (page.next !== null && !(Number.isSafeInteger(page.next) && page.next > cursor))) {
+      throw new Error("/light/changes answered without a list or with a cursor that does not move forward");
+    }
     changes.push(...page.changes);
     cursor = page.next;
   }
