@@ -1,7 +1,8 @@
 """The HTTP API (PROTOCOL §10): status, transaction submission, blocks, proofs, accounts.
 
 The marketplace read endpoints (shops, listings, orders, items, account histories)
-live in node/http/marketplace.py and are registered by `build_app`. Handlers read the
+live in node/http/marketplace.py, the state proofs, light-client change points and genesis
+(R38) in node/http/state_proofs.py; `build_app` registers them. Handlers read the
 narrow parts of the node they use from `request.app[SERVICES_KEY]` (node/http/services.py).
 """
 
@@ -34,6 +35,7 @@ from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
 from node.http.openapi import MSGPACK_MEDIA_TYPES, check_routes, get_openapi
 from node.http.params import HEIGHT_MAX, page_limit, path_height, path_hex32, query_integer
 from node.http.services import SERVICES_KEY, HttpServices
+from node.http.state_proofs import add_state_proof_routes
 
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 TX_HASH_ROUTE = "/txs/{hash:(?!batch$)[^{}/]+}"
@@ -436,6 +438,7 @@ def build_app(services: HttpServices) -> web.Application:
     app.router.add_get("/accounts/{address}", get_account)
     app.router.add_get("/validators", get_validators)
     add_marketplace_routes(app)
+    add_state_proof_routes(app)
     add_event_routes(app, services)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/openapi.json", get_openapi)

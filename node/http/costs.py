@@ -11,6 +11,9 @@ requests alone, and pays BEFORE the work is done:
 | each row a list may return (`limit`) | `ROW_COST` = 0.1 | before the list is read |
 | each transaction id hashed for a block view or proof (`/blocks`, `/blocks/{height}`, `/blocks/latest`, `/txs/{hash}/proof`) | `TX_ID_COST` = 0.001 | once the block is read, before its transactions are hashed |
 | each `BODY_BYTES_PER_UNIT` (256 KiB) of request body | 1 | from `Content-Length`, before the body is read |
+| a state proof (`/state/proof`, `/accounts/{a}/proof`, …: one path of the tree) | `STATE_PROOF_COST` = 1 | before it is built |
+| each height an old-height proof reaches back (one block's undo record read) | `STATE_HEIGHT_COST` = 0.05 | from `?height=` and the head, before the undo records are read |
+| each key those blocks changed (its path of the tree re-hashed to rebuild the old version) | `STATE_KEY_COST` = 0.01 | once the undo records are counted, before the tree is rebuilt |
 
 At the defaults (200 units per second, bursts of 1,000) one address may make 200 plain
 requests per second, or submit 20,000 transactions per second (more than the node can
@@ -18,8 +21,10 @@ make final, so a load generator is never refused), in batches of at most 100,000
 signature checks at once (before: 1,000 requests × 10,000 = 10,000,000); or read 2,000
 list rows per second. Heavy reads are also bounded per request, whatever the budget:
 a page of `GET /blocks` embeds at most `MAX_LIST_TX_IDS` transaction ids (the page
-ends early, `next` continues), and the listing counts of a shop view look at no more
-than the index scan budget (node/indexer.py `SCAN_BUDGET`).
+ends early, `next` continues), a state proof reaches back at most `[storage] keep_state`
+heights (an older one is 410 `pruned`, charged as a proof at the head), and the listing
+counts of a shop view look at no more than the index scan budget (node/indexer.py
+`SCAN_BUDGET`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ TX_ID_COST = 0.001
 """Units per transaction id hashed for a block view or an inclusion proof (a full block: 10)."""
 BODY_BYTES_PER_UNIT = 256 * 1024
 """Request body bytes that cost one unit (read, then parsed)."""
+STATE_PROOF_COST = 1.0
+"""Units per state proof (R38): one path of the tree read and hashed (its siblings, at most a
+few dozen LevelDB reads)."""
+STATE_HEIGHT_COST = 0.05
+"""Units per height an old-height proof reaches back: the undo record of each block since is
+read and decoded (node/state_history.py)."""
+STATE_KEY_COST = 0.01
+"""Units per key changed since an old-height proof's height: the old version is rebuilt by
+re-hashing each such key's path (a few dozen hashes and tree reads, like a transaction's
+checks)."""
 MAX_LIST_TX_IDS = 10_000
 """Most transaction ids one page of `GET /blocks` embeds: the page ends before the block that
 would pass it (a page always holds at least one block, whose ids `max_block_txs` bounds)."""
@@ -57,3 +72,14 @@ def tx_ids_cost(count: int) -> float:
 def rows_cost(limit: int) -> float:
     """Units for a list page of at most `limit` rows."""
     return limit * ROW_COST
+
+
+def state_proof_cost(heights_back: int) -> float:
+    """Units for a state proof at `heights_back` heights below the head (0: the latest), its
+    changed keys aside (`changed_keys_cost`)."""
+    return STATE_PROOF_COST + max(heights_back, 0) * STATE_HEIGHT_COST
+
+
+def changed_keys_cost(count: int) -> float:
+    """Units for rebuilding an old version of the tree over `count` changed keys."""
+    return count * STATE_KEY_COST

@@ -27,6 +27,7 @@ from marketplace_tx.rules.order_records import ORDER_STATES, Order
 from marketplace_tx.rules.reputation import Reputation
 from marketplace_tx.rules.schema import ITEM_ID_PATTERN
 from marketplace_tx.rules.shops import Shop
+from node.http.costs import STATE_HEIGHT_COST, STATE_KEY_COST, STATE_PROOF_COST
 from node.http.params import (
     CURSOR_PATTERN,
     DEFAULT_PAGE,
@@ -39,10 +40,12 @@ from node.http.params import (
     MAX_TAG_BYTES,
     UINT64_MAX,
 )
+from node.http.state_proofs import DEFAULT_CHANGES, MAX_CHANGES, MAX_KEY_BYTES
 
 API_ERROR_CODES = (
     "invalid_query",
     "not_found",
+    "pruned",
     "method_not_allowed",
     "body_too_large",
     "unsupported_media_type",
@@ -211,6 +214,27 @@ def _schemas() -> dict[str, Any]:
                                                              "voters": {"type": "array", "items": HEX32}})},
             "evidence": {"type": "array", "items": ANY_OBJECT},
         }),
+        "StateProof": obj({
+            "height": INTEGER, "key": HEX, "value": nullable(HEX),
+            "leaf": nullable(obj({"path": HEX32, "value_hash": HEX32})),
+            "siblings": {"type": "array", "items": HEX32, "maxItems": 256}, "state_root": HEX32,
+        }, description="The R36 proof of `key` at `height`, for inclusion (`value` not null) or absence; "
+                       "`state_root` is header `height`'s, for convenience only: check the proof against "
+                       "a header you verified yourself (R37)."),
+        "LightChanges": obj({
+            "changes": {"type": "array", "items": obj({
+                "height": INTEGER, "header": HEX, "commit": ref("Commit"),
+                "next_validators": {"type": "array", "items": HEX32}})},
+            "next": nullable({"type": "integer", "minimum": 1,
+                              "description": "Pass as `after` for the next page; null on the last."}),
+        }, description="Validator-set change points (R37): headers whose next_validators_hash differs from "
+                       "their validators_hash, oldest first, each with its commit and the next set."),
+        "Genesis": obj({
+            "accounts": {"type": "array", "items": obj({"address": HEX32, "balance": INTEGER,
+                                                        "roles": {"type": "array", "items": STRING}})},
+            "chain_id": STRING, "genesis_time": INTEGER, "params": ANY_OBJECT,
+            "validators": {"type": "array", "items": HEX32},
+        }, description="The genesis document (R33); its hash is `/status` `genesis_hash`."),
         "BlockEvent": obj({"height": INTEGER, "hash": HEX32, "time": INTEGER, "tx_count": INTEGER, "proposer": HEX32},
                           description="`event: block`, sent only on an unfiltered stream."),
         "TxEvent": obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING, "sender": HEX32,
@@ -251,6 +275,17 @@ CURSOR = query("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
                "The `next` of the previous page of the same list (opaque, 24 hex characters).")
 PAGING = (LIMIT, CURSOR)
 PRICE = {"type": "integer", "minimum": 0, "maximum": UINT64_MAX}
+STATE_KEY = {"name": "key", "in": "query", "required": True,
+             "schema": {"type": "string", "minLength": 2, "maxLength": 2 * MAX_KEY_BYTES,
+                        "pattern": "^([0-9a-fA-F]{2})+$"},
+             "description": f"The state key (R35) in hex, either case: 1..{MAX_KEY_BYTES} bytes."}
+PROOF_HEIGHT = query("height", {"type": "integer", "minimum": 0, "maximum": HEIGHT_MAX},
+                     "The height whose state to prove (default: the latest); at most the head, and within "
+                     "the last `[storage] keep_state` heights (else 410 `pruned`). A proof costs "
+                     f"{STATE_PROOF_COST:g} request unit, plus {STATE_HEIGHT_COST:g} per height below the "
+                     f"head and {STATE_KEY_COST:g} per key changed since.")
+PROOF_ERRORS = ("400", "404", "410")
+"""A proof's errors: a parameter that does not parse, a height above the head, a pruned height."""
 BOOLEAN_PARAMETER = {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])$"}
 """`true` or `false` (any case), or `1` or `0`."""
 
@@ -262,6 +297,7 @@ _ERROR_DESCRIPTIONS = {
     "413": "`body_too_large`",
     "408": "`request_timeout`: the body was not sent within `[http] body_timeout_s`; the connection is closed",
     "415": "`unsupported_media_type`",
+    "410": "`pruned`: a height older than the node keeps (`[storage] keep_state`, R40)",
     "429": "`rate_limited`: the client address spent its budget of request units (with `Retry-After`), "
            "or a connection or event stream cap",
     "500": "`internal`: a node bug only",
@@ -403,6 +439,29 @@ OPERATIONS: tuple[Operation, ...] = (
               "marketplace", json_body(ref("Order")), (ID,)),
     Operation("GET", "/items/{id}", "getItem", "A unique item: owner, custodian, full history (R22).", "marketplace",
               json_body(ref("Item")), (ITEM_ID,)),
+    Operation("GET", "/state/proof", "getStateProof", "The R36 proof of a state key, inclusion or absence (R38).",
+              "proofs", json_body(ref("StateProof")), (STATE_KEY, PROOF_HEIGHT), errors=PROOF_ERRORS),
+    Operation("GET", "/accounts/{address}/proof", "getAccountProof",
+              "The R36 proof of an account's balance and nonce (`a` ‖ address).", "proofs",
+              json_body(ref("StateProof")), (ADDRESS, PROOF_HEIGHT), errors=PROOF_ERRORS),
+    Operation("GET", "/orders/{id}/proof", "getOrderProof", "The R36 proof of an order (`o` ‖ id).", "proofs",
+              json_body(ref("StateProof")), (ID, PROOF_HEIGHT), errors=PROOF_ERRORS),
+    Operation("GET", "/shops/{id}/proof", "getShopProof", "The R36 proof of a shop (`s` ‖ id).", "proofs",
+              json_body(ref("StateProof")), (ID, PROOF_HEIGHT), errors=PROOF_ERRORS),
+    Operation("GET", "/listings/{id}/proof", "getListingProof", "The R36 proof of a listing (`l` ‖ id).", "proofs",
+              json_body(ref("StateProof")), (ID, PROOF_HEIGHT), errors=PROOF_ERRORS),
+    Operation("GET", "/items/{id}/proof", "getItemProof", "The R36 proof of an item (`i` ‖ id, UTF-8).", "proofs",
+              json_body(ref("StateProof")), (ITEM_ID, PROOF_HEIGHT), errors=PROOF_ERRORS),
+    Operation("GET", "/light/changes", "getLightChanges",
+              "Validator-set change points above `after`, oldest first, for light clients (R37).", "proofs",
+              json_body(ref("LightChanges")),
+              (query("after", {"type": "integer", "minimum": 0, "maximum": HEIGHT_MAX, "default": 0},
+                     "Only change points above this height."),
+               query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_CHANGES, "default": DEFAULT_CHANGES},
+                     "Page size (0.1 request unit per row).")),
+              errors=("400",)),
+    Operation("GET", "/genesis", "getGenesis", "The genesis document (R33), the light client's trust anchor.",
+              "node", json_body(ref("Genesis")), errors=()),
     Operation("GET", "/validators", "getValidators", "The validator set at a height, pending votes, evidence.",
               "node", json_body(ref("Validators")),
               (query("height", HEIGHT_SCHEMA, "At most the next block's height (the default)."),), errors=("400",)),
