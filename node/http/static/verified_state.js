@@ -66,7 +66,7 @@ const clients = new Map();
 async function lightClient(pinned) {
   const expected = pinned || (await api("/status")).genesis_hash;
   if (!clients.has(expected)) {
-    const created = api("/genesis").then((genesis) => trustGenesis(genesis.genesis || genesis, expected))
+    const created = api("/genesis").then((genesis) => trustGenesis(genesis, expected))
       .then((trusted) => ({client: new LightClient(trusted), queue: Promise.resolve(), trusted}));
     clients.set(expected, created);
     created.catch(() => clients.delete(expected));
