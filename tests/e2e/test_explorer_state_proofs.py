@@ -188,6 +188,9 @@ def test_a_pinned_genesis_is_used_and_a_wrong_one_fails(browser: Any, honest: De
     mark, text = _status_after_check(browser, honest, f"{account}?genesis={genesis_hash}")
     assert mark == "verified", text
     assert "the pinned hash" in browser.find_element("css selector", "#state-check").text
+    mark, text = _status_after_check(browser, honest, f"?genesis={genesis_hash}{account}")  # pinned in the URL
+    assert mark == "verified", text
+    assert "the pinned hash" in browser.find_element("css selector", "#state-check").text
     wrong = ("0" if genesis_hash[0] != "0" else "1") + genesis_hash[1:]
     mark, text = _status_after_check(browser, honest, f"{account}?genesis={wrong}")
     assert mark == "not verified", text
