@@ -143,22 +143,29 @@ def corrupt_proofs_switch(environment: Mapping[str, str]) -> bool:
 # --- proofs -------------------------------------------------------------------------------------
 
 
+async def _charge_proof(request: web.Request, services: HttpServices, height: int | None) -> None:
+    """Charge a proof at `height` (None: the head) before it is built: its heights back, then
+    (once the undo records are counted) the keys changed since. A height above the head or
+    older than kept is charged as a proof at the head (it is answered 404 or 410)."""
+    tip = services.store.head()
+    assert tip is not None
+    if height is None or not oldest_provable_height(services.store) <= height < tip.height:
+        charge(request, state_proof_cost(0), "a state proof")
+        return
+    heights_back = tip.height - height
+    charge(request, state_proof_cost(heights_back), f"a state proof {heights_back} heights back")
+    changed = await asyncio.to_thread(changed_key_count, services.store, height, tip.height)
+    charge(request, changed_keys_cost(changed),
+           f"rebuilding the state of {heights_back} heights back ({changed} changed keys)")
+
+
 async def serve_proof(request: web.Request, key: bytes) -> web.Response:
     """The R38 answer for `key` at the request's `height` (default: the latest): the R36 proof
     and the header's `state_root`. Charged by how far back it reaches, before it is built."""
     services = _services(request)
     height = proof_height(request)
-    tip = services.store.head()
-    assert tip is not None
-    heights_back = 0
-    if height is not None and oldest_provable_height(services.store) <= height < tip.height:
-        heights_back = tip.height - height  # older than kept: 410 `pruned`, nothing rebuilt
-    charge(request, state_proof_cost(heights_back), f"a state proof {heights_back} heights back")
-    if heights_back:
-        changed = await asyncio.to_thread(changed_key_count, services.store, tip.height - heights_back, tip.height)
-        charge(request, changed_keys_cost(changed), f"rebuilding the state of {heights_back} heights back "
-                                                    f"({changed} changed keys)")
     try:
+        await _charge_proof(request, services, height)
         proof, state_root = await asyncio.to_thread(prove_state, services.store, key, height)
     except ProofUnavailable as error:
         raise ApiError(UNAVAILABLE_STATUS.get(error.code, 404), error.code, str(error)) from None
