@@ -94,7 +94,7 @@ def proof_rows(result: VerifiedState) -> list[tuple[str, Any]]:
     return [
         ("verified", f"against block {header.height} (R37 from the genesis file, through "
                      f"{result.change_points} validator-set change(s))"),
-        ("height", header.height),
+        ("block height", header.height),
         ("block hash", header.block_hash.hex()),
         ("state root", header.header.state_root.hex()),
         ("signers", f"{len(header.signers)} of {len(header.validators)} validators"),
@@ -120,7 +120,14 @@ def record_rows(result: VerifiedState, first: tuple[str, ...] = ()) -> list[tupl
     if not isinstance(decoded, dict):
         return [("value", result.value.hex() or '"" (empty)')]
     names = [name for name in first if name in decoded] + [name for name in decoded if name not in first]
-    return [(name, format_value(name, decoded[name])) for name in names]
+    return [(name, _field_text(name, decoded[name])) for name in names]
+
+
+def _field_text(name: str, value: Any) -> str:
+    """One decoded field for the table: a list of records is counted (`--json` shows them)."""
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return f"{len(value)} entries (--json shows them)"
+    return format_value(name, value)
 
 
 def show(result: VerifiedState, as_json: bool, rows: list[tuple[str, Any]], **fields: Any) -> None:
@@ -137,6 +144,7 @@ def show(result: VerifiedState, as_json: bool, rows: list[tuple[str, Any]], **fi
 def verify_account_command(account: str, genesis_file: Path | None, height: int | None, node_url: str,
                            as_json: bool) -> None:
     """Verify ACCOUNT's balance and nonce (address, key name or key file) from the genesis file."""
+    _genesis(genesis_file)  # a missing trust anchor is named first (exit 2)
     address = account_address(account)
     result = _run(verify_account, address, genesis_file, height, node_url)
     decoded = result.decoded() or {}

@@ -113,7 +113,7 @@ def test_cli_verify_account_prints_the_value_the_header_and_the_signers(genesis_
         assert code == 0, output
         assert "balance" in output and "2.5 MKT (2500000 µMKT)" in output
         rows = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in output.splitlines()}
-        assert rows["nonce"] == "3" and rows["height"] == str(TOP) and rows["signers"] == "5 of 5 validators"
+        assert rows["nonce"] == "3" and rows["block height"] == str(TOP) and rows["signers"] == "5 of 5 validators"
         assert "through 3 validator-set change(s)" in output
         code, output = run("verify", "account", NOBODY.hex(), "--genesis", genesis_file, "--node", url, "--json")
     assert code == 0, output
@@ -142,6 +142,10 @@ def test_cli_verify_order_shop_item_and_state(genesis_file: str) -> None:
 def test_cli_without_genesis_says_why_and_exits_2() -> None:
     code, output = run("verify", "account", ALICE.hex(), "--node", "http://127.0.0.1:9")
     assert code == 2 and "--genesis FILE is required: the genesis file is the trust anchor" in output
+    code, output = run("verify", "account", "no-such-key", "--node", "http://127.0.0.1:9")
+    assert code == 2 and "--genesis FILE is required" in output
+    code, output = run("verify", "order", "ab" * 32)
+    assert code == 2 and "--genesis FILE is required" in output
 
 
 def test_cli_refuses_a_lying_node_with_exit_1(genesis_file: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from client.light_client import (
     MAX_HEADER_BYTES,
+    MAX_VALIDATORS,
     ChangePoint,
     LightClientError,
     change_point_from_json,
@@ -109,6 +110,9 @@ def test_every_byte_of_a_next_set_is_checked() -> None:
     (lambda item: {**item, "header": "00" * (MAX_HEADER_BYTES + 1)}, "header is over"),
     (lambda item: {**item, "next_validators": "ab"}, "next_validators must be a list"),
     (lambda item: {**item, "next_validators": ["ab"]}, "must be 32 bytes"),
+    (lambda item: {**item, "next_validators": ["ab" * 32] * (MAX_VALIDATORS + 1)}, "at most 10000 addresses"),
+    (lambda item: {**item, "commit": {**item["commit"], "signatures": [{}] * (MAX_VALIDATORS + 1)}},
+     "more than 10000 signatures"),
     (lambda item: {**item, "commit": None}, "a commit must be"),
     (lambda item: {**item, "commit": {**item["commit"], "block_hash": "00"}}, "must be 32 bytes"),
     (lambda item: {**item, "commit": {**item["commit"], "round": -1}}, "unsigned integer"),
