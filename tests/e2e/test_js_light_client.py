@@ -259,3 +259,41 @@ def test_the_pages_read_change_points_with_a_cursor_that_must_move_forward_and_a
     assert results["backwards"]["calls"] == 1 and "does not move forward" in results["backwards"]["error"]
     assert results["endless"]["calls"] == results["limit"] == 100
     assert "more than 100 pages" in results["endless"]["error"]
+
+
+SIGNATURES = """
+const {verifyEd25519, fromHex} = await load("verify.js");
+return Promise.all(argument.map((item) => verifyEd25519(item.key, item.signature, fromHex(item.message))));
+"""
+
+SMALL_ORDER_POINTS = [
+    "00" * 32, "01" + "00" * 31,
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ec" + "ff" * 30 + "7f", "ed" + "ff" * 30 + "7f", "ee" + "ff" * 30 + "7f",
+]
+"""libsodium's blocklist of small-order encodings (R3)."""
+
+
+def test_the_browser_checks_ed25519_signatures_with_libsodium_semantics(driver: Any) -> None:
+    from marketplace_tx.primitives.crypto import verify_signature
+
+    key = set_keys(1)[0]
+    message = b"marketchain/vote/v1\x00 a precommit"
+    signature = key.sign(message)
+    order = 2**252 + 27742317777372353535851937790883648493
+    high_s = signature[:32] + (int.from_bytes(signature[32:], "little") + order).to_bytes(32, "little")
+    identity = bytes.fromhex("01" + "00" * 31)
+    cases = [(key.address, signature), (key.address, high_s), (key.address, bytes(64))]
+    for point in SMALL_ORDER_POINTS:  # A = R = a small-order point, S = 0: "valid" for any message without the checks
+        cases.append((bytes.fromhex(point), bytes.fromhex(point) + bytes(32)))
+        cases.append((bytes.fromhex(point), identity + bytes(32)))
+        flipped_sign = bytearray.fromhex(point)
+        flipped_sign[31] ^= 0x80
+        cases.append((bytes(flipped_sign), identity + bytes(32)))
+    cases.append((key.address, identity + signature[32:]))  # R of small order
+    argument = [{"key": public.hex(), "signature": signed.hex(), "message": message.hex()} for public, signed in cases]
+    in_browser = run_module_script(driver, SIGNATURES, argument)
+    in_python = [verify_signature(public, message, signed) for public, signed in cases]
+    assert in_python[0] is True and not any(in_python[1:])
+    assert in_browser == in_python

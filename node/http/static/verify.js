@@ -207,9 +207,47 @@ export function precommitBytes(chainId, height, round, blockHash) {
     canonical({block_hash: fromHex(blockHash), chain_id: chainId, height, round, type: "precommit"}));
 }
 
-/** Verify an Ed25519 signature with WebCrypto; null when this browser cannot. */
+// libsodium's checks beyond the verification equation (R3: crypto_sign_verify_detached
+// >= 1.0.18), which WebCrypto implementations do not all make: S < L, and neither the
+// public key A nor R of small order (its blocklist, compared without the sign bit), and A
+// canonical (y < p). Without them a browser accepts e.g. A = R = the identity with S = 0
+// for every message.
+const SMALL_ORDER = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+].map(fromHex);
+/** L = 2^252 + 27742317777372353535851937790883648493, little-endian. */
+const GROUP_ORDER = fromHex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+
+function hasSmallOrder(point) {
+  return SMALL_ORDER.some((entry) => entry.every((byte, i) => (i === 31 ? point[i] & 0x7f : point[i]) === byte));
+}
+
+function isCanonicalPoint(point) {
+  const top = (point[31] & 0x7f) === 0x7f && point.subarray(1, 31).every((byte) => byte === 0xff);
+  return !(top && point[0] >= 0xed);
+}
+
+function belowGroupOrder(scalar) {
+  for (let i = 31; i >= 0; i--) if (scalar[i] !== GROUP_ORDER[i]) return scalar[i] < GROUP_ORDER[i];
+  return false;
+}
+
+/** Whether libsodium would refuse this key and signature before any curve arithmetic (R3). */
+export function sodiumRefuses(publicKey, signature) {
+  return publicKey.length !== 32 || signature.length !== 64 || !isCanonicalPoint(publicKey) || hasSmallOrder(publicKey)
+    || hasSmallOrder(signature.subarray(0, 32)) || !belowGroupOrder(signature.subarray(32));
+}
+
+/** Verify an Ed25519 signature with WebCrypto and libsodium's extra checks (R3); null when this browser cannot. */
 export async function verifyEd25519(publicKeyHex, signatureHex, message) {
   if (!hasSubtle) return null;
+  if (sodiumRefuses(fromHex(publicKeyHex), fromHex(signatureHex))) return false;
   let key;
   try {
     key = await crypto.subtle.importKey("raw", fromHex(publicKeyHex), {name: "Ed25519"}, false, ["verify"]);
