@@ -14,6 +14,10 @@ DEFAULT_NODE_URL = "http://127.0.0.1:26657"
 """Where the CLI looks for a node when neither `--node` nor `MARKETCHAIN_NODE` says."""
 
 
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest answer a `NodeClient` reads (a block is at most about 4 MiB): a hostile node
+cannot make the client buffer more; a longer body is the error `response_too_large`."""
+
 RESEND_AFTER_SECONDS = 2.0
 """How long `wait_for_tx(resend=...)` lets a transaction stay unknown to the node before sending it again."""
 
@@ -41,6 +45,8 @@ class NodeClient:
         """The node's base URL, e.g. http://127.0.0.1:26657."""
         self.timeout = timeout
         """Seconds to wait for one response."""
+        self.max_response_bytes = MAX_RESPONSE_BYTES
+        """Longest response body read; a longer one raises `ClientError("response_too_large")`."""
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> Any:
         try:
@@ -51,12 +57,15 @@ class NodeClient:
             request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = response.read()
+                data = response.read(self.max_response_bytes + 1)
+                if len(data) > self.max_response_bytes:
+                    raise ClientError("response_too_large", f"{self.base_url} answered more than "
+                                      f"{self.max_response_bytes} bytes to {method} {path}", None, self.base_url)
                 if response.headers.get_content_type() == "application/json":
                     return json.loads(data)
                 return data
         except urllib.error.HTTPError as error:
-            raw = error.read()
+            raw = error.read(self.max_response_bytes + 1)
             try:
                 detail = json.loads(raw)["error"]
                 raise ClientError(detail["code"], detail["message"], error.code, self.base_url) from None

@@ -81,6 +81,8 @@ class Lies:
     """Answer every /light/changes page with no change points and the same `next`."""
     state_root: str | None = None
     """The `state_root` it sends along with proofs (never used by a client)."""
+    padding: int = 0
+    """Spaces appended to every JSON answer (valid JSON, just long)."""
     page_size: int = 1
     """Change points per page, whatever `limit` asks (1: the client must follow `next`)."""
     requests: list[str] = field(default_factory=list)
@@ -135,7 +137,7 @@ def answer(path: str, lies: Lies) -> tuple[int, str, bytes]:
         body = _proof(item_key(segments[1]), height, lies)
     else:
         return 404, "application/json", json.dumps({"error": {"code": "not_found", "message": path}}).encode()
-    return 200, "application/json", json.dumps(body).encode()
+    return 200, "application/json", json.dumps(body).encode() + b" " * lies.padding
 
 
 @contextmanager

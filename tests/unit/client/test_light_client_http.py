@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from client import (
+    ClientError,
     NodeClient,
     StateVerificationFailed,
     verify_account,
@@ -84,6 +85,16 @@ def test_the_state_root_the_node_sends_along_is_never_used() -> None:
 def test_a_lying_node_is_refused_naming_the_rule_and_step(lies: Lies, message: str) -> None:
     with light_node(lies) as (url, _), pytest.raises(StateVerificationFailed, match=message):
         verify_account(NodeClient(url), genesis(), ALICE)
+
+
+def test_an_answer_longer_than_the_client_reads_is_refused() -> None:
+    with light_node(Lies(padding=20_000)) as (url, _):
+        client = NodeClient(url)
+        assert verify_account(client, genesis(), ALICE).decoded()["nonce"] == 3
+        client.max_response_bytes = 10_000
+        with pytest.raises(ClientError) as caught:
+            verify_account(client, genesis(), ALICE)
+    assert caught.value.code == "response_too_large"
 
 
 def test_another_chain_is_named_before_anything_is_checked() -> None:
