@@ -15,6 +15,7 @@ so a block committed meanwhile never mixes two versions into one answer.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from marketplace_tx.chain.block import Commit
@@ -22,6 +23,12 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.sparse_merkle import InvalidProof, StateProof, verify_state_proof
 from marketplace_tx.rules.state_tree import OverlayTreeReader, TreeReader, prove_key, update_tree
 from node.storage import ChainStore, ReadView, StorageError
+
+MAX_CONCURRENT_REBUILDS = 1
+"""Old-height proofs rebuilding a tree at once, per process: each holds, in memory, every
+node on the paths of the keys changed since its height (about 250 bytes per changed key),
+so this bounds that memory and keeps them from taking both cores; the others wait."""
+_rebuilds = threading.BoundedSemaphore(MAX_CONCURRENT_REBUILDS)
 
 
 class ProofUnavailable(Exception):
@@ -93,14 +100,15 @@ def prove_state(store: ChainStore, key: bytes, height: int | None) -> tuple[Stat
                 "pruned", f"the state at height {target} is no longer kept: the oldest provable height is {oldest}"
             )
         state_root = _state_root_at(view, target)
-        reverse = _values_at(view, target, head.height)
-        tree = update_tree(view, reverse)
-        if tree.root != state_root:
-            raise StorageError(
-                f"the tree rebuilt at height {target} has root {tree.root.hex()}, not the header's {state_root.hex()}"
-            )
-        value = reverse[key] if key in reverse else view.get(key)
-        return _prove(OverlayTreeReader(view, tree), key, value, target, state_root), state_root
+        with _rebuilds:
+            reverse = _values_at(view, target, head.height)
+            tree = update_tree(view, reverse)
+            if tree.root != state_root:
+                raise StorageError(
+                    f"the tree rebuilt at height {target} has root {tree.root.hex()}, not the header's {state_root.hex()}"
+                )
+            value = reverse[key] if key in reverse else view.get(key)
+            return _prove(OverlayTreeReader(view, tree), key, value, target, state_root), state_root
 
 
 def _prove(reader: TreeReader, key: bytes, value: bytes | None, height: int, state_root: bytes) -> StateProof:

@@ -6,11 +6,13 @@ the head).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import node.state_history as state_history
 import node.storage as storage
 from consensus.commit import verify_commit
 from marketplace_tx.chain.block import Header
@@ -219,3 +221,39 @@ def test_a_tree_that_disagrees_with_the_head_is_refused(open_store: Callable[...
     store.close()
     with pytest.raises(StorageError, match=f"not the head's state root {chain.head.state_root.hex()}"):
         open_store().initialize(make_genesis())
+
+
+def test_one_old_height_rebuild_at_a_time(open_store: Callable[..., ChainStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old-height proofs rebuild their tree one at a time (memory and CPU bound,
+    MAX_CONCURRENT_REBUILDS); proofs at the head never wait for them."""
+    store = open_store()
+    chain = started_chain(store, seed=50)
+    chain.random_blocks(4)
+    inside = threading.Semaphore(0)
+    release = threading.Event()
+    active: list[int] = []
+    real_update_tree = state_history.update_tree
+
+    def slow_update_tree(reader, changes):  # type: ignore[no-untyped-def]
+        active.append(1)
+        inside.release()
+        assert release.wait(timeout=60)
+        result = real_update_tree(reader, changes)
+        active.pop()
+        return result
+
+    monkeypatch.setattr(state_history, "update_tree", slow_update_tree)
+    threads = [threading.Thread(target=check_account_proof, args=(store, chain, height)) for height in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert inside.acquire(timeout=60)
+        check_account_proof(store, chain, chain.head.height)  # the head needs no rebuild
+        assert not inside.acquire(timeout=0.5), "a second rebuild started while one was running"
+        assert len(active) == 1
+    finally:
+        release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert active == []
