@@ -26,7 +26,8 @@ from node.storage import ChainStore, ReadView, StorageError
 
 MAX_CONCURRENT_REBUILDS = 1
 """Old-height proofs rebuilding a tree at once, per process: each holds, in memory, every
-node on the paths of the keys changed since its height (about 250 bytes per changed key),
+node on the paths of the keys changed since its height (about 900 bytes per changed key,
+measured),
 so this bounds that memory and keeps them from taking both cores; the others wait."""
 _rebuilds = threading.BoundedSemaphore(MAX_CONCURRENT_REBUILDS)
 

@@ -375,6 +375,15 @@ class ReadView:
         for key, raw in self._snapshot.iterator(start=_height_key(UNDO, first), stop=_height_key(UNDO, last + 1)):
             yield struct.unpack(">Q", key[len(UNDO):])[0], [(item[0], item[1]) for item in decode_trusted(raw)]
 
+    def undo_entry_count(self, first: int, last: int) -> int:
+        """How many entries the undo records of blocks first … last hold (keys changed, with
+        repeats): the size of an old-height rebuild, read from the records' array headers
+        without decoding them."""
+        total = 0
+        for _, raw in self._snapshot.iterator(start=_height_key(UNDO, first), stop=_height_key(UNDO, last + 1)):
+            total += _array_length(raw)
+        return total
+
     def has_undo_record(self, height: int) -> bool:
         """Whether the undo record of block `height` is kept."""
         return self._snapshot.get(_height_key(UNDO, height)) is not None
@@ -413,6 +422,17 @@ def _write_tree(batch: Any, update: TreeUpdate) -> None:
         batch.delete(TREE + position)
     for position, record in update.puts.items():
         batch.put(TREE + position, record)
+
+
+def _array_length(raw: bytes) -> int:
+    """The item count in the header of the canonical msgpack array `raw`."""
+    if 0x90 <= raw[0] <= 0x9F:
+        return raw[0] - 0x90
+    if raw[0] == 0xDC:
+        return int.from_bytes(raw[1:3], "big")
+    if raw[0] == 0xDD:
+        return int.from_bytes(raw[1:5], "big")
+    raise StorageError("an undo record is not an array")
 
 
 def _prefix_end(prefix: bytes) -> bytes:

@@ -257,3 +257,17 @@ def test_one_old_height_rebuild_at_a_time(open_store: Callable[..., ChainStore],
         thread.join(timeout=60)
         assert not thread.is_alive()
     assert active == []
+
+
+def test_undo_entry_count_reads_the_size_of_a_rebuild_without_decoding(open_store: Callable[..., ChainStore]) -> None:
+    store = open_store()
+    chain = started_chain(store, seed=60)
+    chain.random_blocks(6, max_transactions=20)
+    chain.commit(chain.random_transactions(40))  # a record of more than 15 entries (a 0xdc header)
+    with store.read_view() as view:
+        for first in range(1, chain.head.height + 1):
+            expected = sum(len(result.changes) for result in chain.results[first - 1:])
+            assert view.undo_entry_count(first, chain.head.height) == expected
+            assert expected == sum(len(record) for _, record in view.undo_records(first, chain.head.height))
+        assert view.undo_entry_count(chain.head.height + 1, chain.head.height + 5) == 0
+    assert len(chain.results[-1].changes) > 15
