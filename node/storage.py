@@ -26,7 +26,7 @@ from marketplace_tx.chain.block import Block, Commit, Header, decode_block, deco
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.receipts import Receipt
 from marketplace_tx.primitives import codec
-from marketplace_tx.rules.state import State
+from marketplace_tx.rules.state_keys import VALIDATORS
 from marketplace_tx.rules.state_transition import BlockResult, ChainTip, genesis_changes
 from marketplace_tx.rules.state_tree import (
     ROOT_POSITION,
@@ -35,7 +35,7 @@ from marketplace_tx.rules.state_tree import (
     tree_root,
     update_tree,
 )
-from marketplace_tx.rules.validators import validators_for, validators_hash
+from marketplace_tx.rules.validators import validators_hash
 from marketplace_tx.speedups import decode_trusted
 from node.indexer import block_index_writes
 
@@ -257,13 +257,8 @@ class ChainStore:
         header = result.block.header
         if header.next_validators_hash == header.validators_hash:
             return None
-        after = State(self)
-        for key, value in result.changes.items():
-            if value is None:
-                after.delete(key)
-            else:
-                after.put(key, value)
-        next_set = sorted(validators_for(after, header.height + 1))
+        raw = result.changes[VALIDATORS] if VALIDATORS in result.changes else self.get(VALIDATORS)
+        next_set = [] if raw is None else sorted(decode_trusted(raw)["validators"])  # R35: `v` signs h+1
         if validators_hash(next_set) != header.next_validators_hash:
             raise StorageError(f"the state after block {header.height} disagrees with its next_validators_hash")
         return codec.encode(next_set)
