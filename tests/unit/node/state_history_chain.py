@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.commit import sign_commit
+from consensus.vote import Vote
 from marketplace_tx.chain.block import Commit
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.transaction import Transaction, sign_transaction
 from marketplace_tx.primitives.crypto import KeyPair
+from marketplace_tx.rules.evidence import make_evidence
 from marketplace_tx.rules.schema import ROLES
 from marketplace_tx.rules.state_transition import BlockResult, ChainTip, build_block
 from marketplace_tx.rules.validators import validators_hash
@@ -101,13 +103,13 @@ class RandomChain:
         payload = {"action": action, "validator": SECOND_VALIDATOR.address}
         return [self.sign(voter, "validator_vote", payload) for voter in voters]
 
-    def commit(self, transactions: list[Transaction]) -> BlockResult:
-        """Build the next block of `transactions` over the store, seal it and commit it."""
+    def commit(self, transactions: list[Transaction], evidence: tuple[dict, ...] = ()) -> BlockResult:
+        """Build the next block of `transactions` (and `evidence`) over the store, seal it and commit it."""
         tip = self.tips[-1]
         last_commit = self.commits[-1] if self.commits else None
         result = build_block(
             self.store, tip, CHAIN_ID, self.genesis.params, VALIDATOR.address,
-            tip.time + BLOCK_INTERVAL_MS, transactions, last_commit,
+            tip.time + BLOCK_INTERVAL_MS, transactions, last_commit, evidence,
         )
         assert len(result.transactions) == len(transactions), "a candidate was skipped"
         header = result.block.header
@@ -124,6 +126,11 @@ class RandomChain:
                 state[changed] = value
         self.states.append(state)
         return result
+
+    def equivocation(self, signer: KeyPair, height: int) -> dict:
+        """Evidence that `signer` prevoted two blocks at `height` (R27)."""
+        votes = [Vote(CHAIN_ID, height, 0, "prevote", block_hash) for block_hash in (b"\x01" * 32, None)]
+        return make_evidence(signer.address, *({**vote.to_map(), "signature": vote.sign(signer)} for vote in votes))
 
     def random_blocks(self, count: int, max_transactions: int = 12) -> None:
         """`count` blocks of 0 … max_transactions random transactions."""

@@ -155,6 +155,25 @@ def test_change_points_are_exactly_the_headers_whose_next_set_differs(open_store
     assert points[1].next_validators == (VALIDATOR.address,)
 
 
+def test_a_validator_removed_by_evidence_makes_a_change_point(open_store: Callable[..., ChainStore]) -> None:
+    """R27: a block carrying evidence removes the validator from H+2, so header H+1 is a
+    change point whose next set lacks it."""
+    store = open_store()
+    chain = started_chain(store, seed=31)
+    chain.commit([chain.sign(ALICE, "transfer", {"to": SECOND_VALIDATOR.address, "amount": 10_000})])
+    chain.commit(chain.vote("add", (VALIDATOR,)))
+    chain.random_blocks(3)
+    signed_by_two = chain.head.height
+    assert len(chain.sets[chain.results[-1].block.header.validators_hash]) == 2
+    carrying = chain.commit([], evidence=(chain.equivocation(SECOND_VALIDATOR, signed_by_two),)).block.header.height
+    chain.random_blocks(2)
+    points = change_points(store, 0, 100)[0]
+    assert [point.height for point in points] == [3, carrying + 1]
+    assert points[-1].next_validators == (VALIDATOR.address,)
+    header = chain.results[carrying].block.header
+    assert validators_hash(points[-1].next_validators) == header.next_validators_hash != header.validators_hash
+
+
 def test_change_points_page_by_cursor(open_store: Callable[..., ChainStore]) -> None:
     store = open_store()
     vote_chain(store)
