@@ -91,7 +91,9 @@ def prove_state(store: ChainStore, key: bytes, height: int | None) -> tuple[Stat
         if head is None:
             raise ProofUnavailable("not_found", "the node has no chain yet")
         target = head.height if height is None else height
-        if target < 0 or target > head.height:
+        if target < 0:
+            raise ProofUnavailable("not_found", f"height {target} is not a block height")
+        if target > head.height:
             raise ProofUnavailable("not_found", f"height {target} is above the head {head.height}")
         if target == head.height:
             return _prove(view, key, view.get(key), target, head.state_root), head.state_root
