@@ -20,6 +20,7 @@ from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.sparse_merkle import verify_state_proof
 from marketplace_tx.rules.state_keys import account_key
 from marketplace_tx.rules.validators import validators_hash
+from node.config import ConfigError, NodeConfig, apply_environment
 from node.state_history import ProofUnavailable, change_points, oldest_provable_height, prove_state
 from node.storage import ChainStore, StorageError
 from tests.unit.node.chain_store_model import ALICE, CHAIN_ID, VALIDATOR, make_genesis
@@ -86,6 +87,10 @@ def test_exactly_the_undo_records_of_the_kept_heights_remain(
 def test_keep_state_must_be_at_least_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep_state"):
         ChainStore(tmp_path / "db", keep_state=0)
+    assert NodeConfig().storage.keep_state == 1000
+    assert apply_environment(NodeConfig(), {"MARKETCHAIN_STORAGE_KEEP_STATE": "7"}).storage.keep_state == 7
+    with pytest.raises(ConfigError, match="at least 1"):
+        apply_environment(NodeConfig(), {"MARKETCHAIN_STORAGE_KEEP_STATE": "0"})
 
 
 def test_lowering_keep_state_prunes_at_open_and_raising_it_waits_for_history(
