@@ -198,3 +198,46 @@ def test_a_lying_node_makes_the_cli_exit_non_zero(chain: Chain) -> None:
         refused = cli("verify", *arguments, "--genesis", str(chain.genesis_file), "--node", net.nodes[FAULTY].url)
         assert refused.returncode == 1, refused.stdout
         assert "NOT verified: R36, state proof" in refused.stderr
+
+
+def test_a_client_written_from_the_spec_alone_verifies_every_kind_of_proof(chain: Chain) -> None:
+    """Issue 14, done when: a client written from PROTOCOL §12 alone
+    (tests/e2e/independent_light_client.py: no project import) verifies account, order,
+    shop, listing and item proofs, present and absent, against headers it verified from
+    the genesis file through the three validator-set changes."""
+    from tests.e2e import independent_light_client as spec
+
+    net = chain.net
+    bob = net.keys["bob"]
+    registrar = chain.validator_key(0)
+    chain.final(chain.submit(registrar, "role_grant",
+                             {"account": bob.address, "role": "producer", "evidence_hash": bytes(32)}))
+    chain.final(chain.submit(bob, "item_register", {"item_id": "PUER-2019-0001", "description": "one cake"}))
+    genesis = json.loads(chain.genesis_file.read_text())
+    order = net.node(0).get_ok(f"/orders/{chain.order_id}")
+    alice = net.keys["alice"].address.hex()
+    url = net.nodes[1].url
+    cases = [
+        (f"/accounts/{alice}/proof", b"a" + bytes.fromhex(alice)),
+        (f"/orders/{chain.order_id}/proof", b"o" + bytes.fromhex(chain.order_id)),
+        (f"/shops/{order['shop_id']}/proof", b"s" + bytes.fromhex(order["shop_id"])),
+        (f"/listings/{order['listing_id']}/proof", b"l" + bytes.fromhex(order["listing_id"])),
+        ("/items/PUER-2019-0001/proof", b"iPUER-2019-0001"),
+    ]
+    for path, key in cases:
+        value, trusted = spec.verify_key(url, genesis, path, key)
+        assert value is not None, path
+        assert trusted.sets_walked == len(chain.change_heights) and trusted.signers == trusted.set_size == 3
+    decoded = spec.msgpack.unpackb(spec.verify_key(url, genesis, f"/orders/{chain.order_id}/proof",
+                                                   b"o" + bytes.fromhex(chain.order_id))[0], raw=False)
+    assert decoded["state"] == "placed" and decoded["escrow"] == 3_000_000
+    for path, key in (("/items/NO-SUCH-ITEM/proof", b"iNO-SUCH-ITEM"), (f"/shops/{'ab' * 32}/proof", b"s" + b"\xab" * 32)):
+        value, _ = spec.verify_key(url, genesis, path, key)
+        assert value is None, path  # absence, proven
+    # the same client refuses a proof of one key presented for another
+    try:
+        spec.verify_key(url, genesis, f"/accounts/{alice}/proof", b"a" + bytes(32))
+    except spec.NotVerified:
+        pass
+    else:
+        raise AssertionError("a proof for another key was accepted")
