@@ -177,9 +177,10 @@ async def serve_proof(request: web.Request, key: bytes) -> web.Response:
 
 def changed_key_count(store: ChainStore, height: int, head_height: int) -> int:
     """How many keys blocks `height`+1 … `head_height` changed (with repeats): the size of the
-    rebuild an old-height proof needs, read from their undo records (node/state_history.py)."""
+    rebuild an old-height proof needs, read from the undo records' array headers without
+    decoding them (node/state_history.py)."""
     with store.read_view() as view:
-        return sum(len(record) for _, record in view.undo_records(height + 1, head_height))
+        return view.undo_entry_count(height + 1, head_height)
 
 
 async def get_state_proof(request: web.Request) -> web.Response:
