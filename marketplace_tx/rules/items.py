@@ -63,6 +63,17 @@ def store_item(state: State, item_id: str, item: Item) -> None:
     store_record(state, item_key(item_id), item)
 
 
+MAX_HISTORY = 2**32
+"""Entries one item can hold: the sequence in its `h` keys is 4 bytes (R35)."""
+
+
+def require_history_room(item_id: str, item: Item) -> None:
+    """A transaction may add to an item's history only while one entry stays free for the
+    `sold` entry a completion adds, which cannot fail (R22, R15); else `invalid_state`."""
+    if item.history_length >= MAX_HISTORY - 1:
+        raise RuleError("invalid_state", f"payload.item_id: the history of {item_id!r} is full")
+
+
 def append_history(state: State, item_id: str, item: Item, entry: dict[str, Any]) -> Item:
     """Append one history entry and return the item with its new length (R22)."""
     state.put(item_history_key(item_id, item.history_length), codec.encode(entry))
@@ -106,6 +117,7 @@ def apply_item_event(state: State, context: TxContext, payload: dict[str, Any]) 
     item = require_item(state, item_id)
     if context.sender not in (item.owner, item.custodian) and not has_role(state, context.sender, "inspector"):
         raise RuleError("forbidden", "sender: only the owner, the custodian or an inspector may add events")
+    require_history_room(item_id, item)
     entry: dict[str, Any] = {
         "kind": payload["kind"],
         "actor": context.sender,
@@ -133,6 +145,7 @@ def apply_item_transfer(state: State, context: TxContext, payload: dict[str, Any
         )
     if item.listing_id is not None:
         raise RuleError("invalid_state", f"payload.item_id: {item_id!r} is listed or reserved by an order")
+    require_history_room(item_id, item)
     updated = evolve(item, custodian=recipient) if custody_only else evolve(item, owner=recipient, custodian=recipient)
     entry = {
         "kind": "transfer",
@@ -148,6 +161,7 @@ def apply_item_transfer(state: State, context: TxContext, payload: dict[str, Any
 def list_item(state: State, item_id: str, listing_id: bytes, origin: Origin, seller: bytes) -> None:
     """Attach an item to a listing with a `listed` entry (R22)."""
     item = evolve(require_item(state, item_id), listing_id=listing_id)
+    require_history_room(item_id, item)
     append_history(state, item_id, item, {"kind": "listed", "actor": seller, "listing_id": listing_id, **origin.to_map()})
 
 

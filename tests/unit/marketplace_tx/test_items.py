@@ -377,3 +377,23 @@ def test_deactivating_an_item_listing_frees_its_unreserved_items() -> None:
     assert chain.item("c").listing_id is None  # the inactive listing does not take it back
     listing = chain.listing(market.listing_id)
     assert (listing.item_ids, listing.reserved_items, listing.stock) == ((), (), 0)
+
+
+def test_a_full_history_refuses_new_entries_but_keeps_room_for_a_sale() -> None:
+    """The `h` key's sequence is 4 bytes (R35): transactions stop one entry short of 2^32,
+    so that the `sold` entry of a completion (which cannot fail, R15) always fits."""
+    from marketplace_tx.rules.items import MAX_HISTORY, store_item
+    from marketplace_tx.rules.state import State
+    from marketplace_tx.speedups import evolve
+
+    chain = Chain()
+    assert register(chain, PRODUCER).ok
+    state = State(chain.base)
+    store_item(state, "tea-001", evolve(chain.item("tea-001"), history_length=MAX_HISTORY - 2))
+    chain.base.apply(state.changes())
+    event = {"item_id": "tea-001", "kind": "inspected", "location": "Kunming"}
+    assert chain.send(PRODUCER, "item_event", event).ok  # the entry at 2^32 − 2
+    assert chain.item("tea-001").history_length == MAX_HISTORY - 1
+    assert_fails(chain.send(PRODUCER, "item_event", event), "invalid_state", "payload.item_id")
+    assert_fails(chain.send(PRODUCER, "item_transfer", {"item_id": "tea-001", "to": BUYER.address,
+                                                         "custody_only": False}), "invalid_state", "payload.item_id")
