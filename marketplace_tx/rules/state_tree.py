@@ -47,7 +47,6 @@ _LEAF_TAG = b"\x00"
 _INTERNAL_TAG = b"\x01"
 
 
-_DEPTH_BYTES = [depth.to_bytes(2, "big") for depth in range(257)]
 _LAST_BYTE_MASKS = [0xFF, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE]
 
 
@@ -58,8 +57,8 @@ def position(depth: int, path: bytes) -> bytes:
     size = (depth + 7) >> 3
     extra = depth & 7
     if extra:
-        return _DEPTH_BYTES[depth] + path[: size - 1] + bytes((path[size - 1] & _LAST_BYTE_MASKS[extra],))
-    return _DEPTH_BYTES[depth] + path[:size]
+        return bytes((depth >> 8, depth & 0xFF)) + path[: size - 1] + bytes((path[size - 1] & _LAST_BYTE_MASKS[extra],))
+    return bytes((depth >> 8, depth & 0xFF)) + path[:size]
 
 
 def record_hash(record: bytes) -> bytes:
