@@ -123,6 +123,7 @@ class ChainStore:
             raise StorageError(f"cannot open the database at {path}: {error}") from None
         self._state = self.db.prefixed_db(STATE)
         self._tree = self.db.prefixed_db(TREE)
+        self._tree_cache: dict[bytes, bytes] = {}
 
     def close(self) -> None:
         """Close the database."""
@@ -140,8 +141,28 @@ class ChainStore:
         yield from self._state.iterator(start=start, stop=end)
 
     def tree_node(self, position: bytes) -> bytes | None:
-        """The committed record of the state tree node at `position` (TreeReader, R35)."""
-        return self._tree.get(position)
+        """The committed record of the state tree node at `position` (TreeReader, R35).
+
+        Records of the upper levels (depth ≤ `TREE_CACHE_DEPTH`), which every block reads,
+        are kept in memory once read; `commit_block` updates them after its batch is written.
+        """
+        if position[0] or position[1] > TREE_CACHE_DEPTH:
+            return self._tree.get(position)
+        record = self._tree_cache.get(position)
+        if record is None:
+            record = self._tree.get(position)
+            if record is not None:
+                self._tree_cache[position] = record
+        return record
+
+    def _cache_tree(self, update: TreeUpdate) -> None:
+        """Bring the cached upper records in line with a tree update just written."""
+        cache = self._tree_cache
+        for position in update.deletes:
+            cache.pop(position, None)
+        for position, record in update.puts.items():
+            if not position[0] and position[1] <= TREE_CACHE_DEPTH:
+                cache[position] = record
 
     # --- genesis and head ------------------------------------------------------------
 
@@ -246,6 +267,7 @@ class ChainStore:
             for key, value in index_writes.puts.items():
                 batch.put(key, value)
             batch.put(HEAD_KEY, _encode_tip(tip))
+        self._cache_tree(tree)
         return tip
 
     def _undo_record(self, result: BlockResult) -> bytes:
@@ -409,6 +431,11 @@ class ReadView:
     ) -> Iterator[tuple[bytes, bytes]]:
         """Raw index pairs (node/indexer.py) with start ≤ key < stop; descending if `reverse`."""
         yield from self._snapshot.iterator(start=start, stop=stop, reverse=reverse, include_start=include_start)
+
+
+TREE_CACHE_DEPTH = 14
+"""Tree records at this depth or above stay in memory once read: at most 2^15 − 1 records
+(~7 MB when full); every block reads its keys' paths through them (docs/performance.md)."""
 
 
 def _write_tree(batch: Any, update: TreeUpdate) -> None:

@@ -164,6 +164,8 @@ class _Batch:
         current record is `record`; writes every position below it."""
         if record is None or record[0] == LEAF:
             return self.rebuild(depth, low, high, record)
+        if high - low == 1 and self.entries[low][2] is not None:
+            return self.single_put(depth, low, record)
         shift = 255 - depth
         middle = bisect_left(self.paths, ((self.paths[low] >> shift) | 1) << shift, low, high)
         left_hash, right_hash = record[1:33], record[33:65]
@@ -192,6 +194,37 @@ class _Batch:
         if high > middle:
             self._settle(right_position, right_old, right_new)
         return _INTERNAL_TAG + left_hash + right_hash
+
+    def single_put(self, depth: int, index: int, record: bytes) -> bytes:
+        """`update` of an internal node under which the only change is one put: walk down
+        its path without recursion, then hash back up (a put never empties a subtree, so
+        no lone leaf moves up). Gives exactly what `update` gives; it is the common case
+        below the levels a block's keys share."""
+        path_number, path, _ = self.entries[index]
+        read, puts, deletes = self.reader.tree_node, self.puts, self.deletes
+        stack = []
+        current: bytes | None = record
+        while current is not None and current[0] == INTERNAL:
+            bit = (path_number >> (255 - depth)) & 1
+            sibling, child_hash = (current[1:33], current[33:65]) if bit else (current[33:65], current[1:33])
+            depth += 1
+            child_position = position(depth, path)
+            if child_hash == EMPTY:
+                current = None
+            else:
+                current = read(child_position)
+                if current is None:
+                    raise ValueError(f"state tree record missing at position {child_position.hex()}")
+            stack.append((bit, sibling, child_position, current))
+        new = self.rebuild(depth, index, index + 1, current)
+        assert new is not None
+        for bit, sibling, child_position, old in reversed(stack):
+            if new != old:
+                deletes.discard(child_position)
+                puts[child_position] = new
+            digest = _sha256(new).digest()
+            new = _INTERNAL_TAG + (sibling + digest if bit else digest + sibling)
+        return new
 
     def _lone(self, depth: int, low: int, middle: int, high: int, left_hash: bytes, right_hash: bytes,
               left_old: bytes | None, left_new: bytes | None, left_position: bytes,

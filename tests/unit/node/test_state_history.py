@@ -107,6 +107,9 @@ def test_the_stored_tree_is_the_state_tree_after_every_block(open_store: Callabl
         assert tree_root(store) == result.block.header.state_root == chain.head.state_root
         assert result.block.header.state_root == subtree_root(pairs.items())
         assert stored_tree(store) == reference_tree(pairs)
+        # the in-memory upper records agree with the database after every commit
+        cached = dict(store._tree_cache)
+        assert cached and all(store._tree.get(position) == record for position, record in cached.items())
     assert deleted > 0, "the random blocks deleted no key: the test proves less than it says"
 
 
