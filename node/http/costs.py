@@ -13,7 +13,7 @@ requests alone, and pays BEFORE the work is done:
 | each `BODY_BYTES_PER_UNIT` (256 KiB) of request body | 1 | from `Content-Length`, before the body is read |
 | a state proof (`/state/proof`, `/accounts/{a}/proof`, …: one path of the tree) | `STATE_PROOF_COST` = 1 | before it is built |
 | each height an old-height proof reaches back (one block's undo record read) | `STATE_HEIGHT_COST` = 0.05 | from `?height=` and the head, before the undo records are read |
-| each key those blocks changed (its path of the tree re-hashed to rebuild the old version) | `STATE_KEY_COST` = 0.01 | once the undo records are counted, before the tree is rebuilt |
+| each key those blocks changed (its path of the tree re-hashed to rebuild the old version) | `STATE_KEY_COST` = 0.05 | once the undo records are counted, before the tree is rebuilt |
 
 At the defaults (200 units per second, bursts of 1,000) one address may make 200 plain
 requests per second, or submit 20,000 transactions per second (more than the node can
@@ -45,10 +45,10 @@ few dozen LevelDB reads)."""
 STATE_HEIGHT_COST = 0.05
 """Units per height an old-height proof reaches back: the undo record of each block since is
 read and decoded (node/state_history.py)."""
-STATE_KEY_COST = 0.01
+STATE_KEY_COST = 0.05
 """Units per key changed since an old-height proof's height: the old version is rebuilt by
-re-hashing each such key's path (a few dozen hashes and tree reads, like a transaction's
-checks)."""
+re-hashing each such key's path: ~100 µs of CPU and ~900 bytes of memory per key
+(bench/state_tree.py, docs/performance.md), five times a transaction's admission charge."""
 MAX_LIST_TX_IDS = 10_000
 """Most transaction ids one page of `GET /blocks` embeds: the page ends before the block that
 would pass it (a page always holds at least one block, whose ids `max_block_txs` bounds)."""

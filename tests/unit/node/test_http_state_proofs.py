@@ -64,5 +64,5 @@ def test_a_proof_costs_more_the_further_back_it_reaches() -> None:
     assert latest == 2  # 100 latest proofs per second per address at the default rate (200)
     assert state_proof_cost(-5) == state_proof_cost(0) < state_proof_cost(1) < state_proof_cost(1000)
     assert changed_keys_cost(0) == 0 < changed_keys_cost(1) < changed_keys_cost(100)
-    # the oldest kept height by default (999 back) over blocks of 3 changed keys: 1 + 49.95 + 29.97
-    assert state_proof_cost(999) + changed_keys_cost(3 * 999) == pytest.approx(80.92)
+    # the oldest kept height by default (999 back) over blocks of 3 changed keys: 1 + 49.95 + 149.85
+    assert state_proof_cost(999) + changed_keys_cost(3 * 999) == pytest.approx(200.8)
