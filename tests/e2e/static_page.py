@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
+from tests.e2e.browser import missing_browser, start_chromium
 from tests.paths import REPO_ROOT
 
 STATIC_DIRECTORY = REPO_ROOT / "node" / "http" / "static"
@@ -85,3 +88,18 @@ def run_module_script(driver: Any, body: str, argument: Any) -> Any:
     if "error" in outcome:
         raise BrowserScriptError(outcome["error"])
     return outcome["value"]
+
+
+@pytest.fixture(scope="module", name="driver")
+def page_driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Chromium with the static page of the explorer's modules open (module scope)."""
+    reason = missing_browser()
+    if reason:
+        pytest.skip(reason)
+    with serve_static() as url:
+        browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+        try:
+            browser.get(url)
+            yield browser
+        finally:
+            browser.quit()

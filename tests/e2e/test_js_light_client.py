@@ -12,15 +12,13 @@ anything else than the trusted hash is refused. Skipped without a browser.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from client.light_client import LightClientError, commit_from_json, verify_header
 from marketplace_tx.chain.block import Commit
-from tests.e2e.browser import missing_browser, start_chromium
-from tests.e2e.static_page import run_module_script, serve_static
+from tests.e2e.static_page import page_driver, run_module_script
 from tests.unit.client.light_chain import (
     CHANGE_HEIGHTS,
     TOP,
@@ -36,23 +34,12 @@ from tests.unit.client.light_chain import (
 
 pytestmark = pytest.mark.integration
 
+driver = page_driver
+"""The real Chromium these tests run their modules in (a module-scoped fixture)."""
+
 CHAIN = build_chain()
 CHANGES = [change_point_json(change) for change in change_points(CHAIN)]
 GENESIS = genesis()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = missing_browser()
-    if reason:
-        pytest.skip(reason)
-    with serve_static() as url:
-        browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-        try:
-            browser.get(url)
-            yield browser
-        finally:
-            browser.quit()
 
 
 VERIFY = """

@@ -10,7 +10,6 @@ Python codec accepts (R1, R2). Skipped when selenium, chromium or chromedriver a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,28 +17,16 @@ import pytest
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import CodecError
 from marketplace_tx.primitives.sparse_merkle import key_path, path_bit
-from tests.e2e.browser import missing_browser, start_chromium
-from tests.e2e.static_page import run_module_script, serve_static
+from tests.e2e.static_page import page_driver, run_module_script
 from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+driver = page_driver
+"""The real Chromium these tests run their modules in (a module-scoped fixture)."""
+
 VECTORS = json.loads((REPO_ROOT / "tests" / "vectors" / "protocol-v2-state.json").read_text())
 TREES = {tree["name"]: tree for tree in VECTORS["trees"]}
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = missing_browser()
-    if reason:
-        pytest.skip(reason)
-    with serve_static() as url:
-        browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-        try:
-            browser.get(url)
-            yield browser
-        finally:
-            browser.quit()
 
 
 ROOTS = """

@@ -18,6 +18,7 @@ import nacl.exceptions
 import nacl.signing
 import pytest
 
+from tests.e2e.independent_light_client import canonical, sha256  # written from the page alone too
 from tests.e2e.node_process import NodeProcess
 from tests.paths import VECTORS as VECTORS_FOLDER
 
@@ -32,23 +33,6 @@ FUNDS = 5_000_000
 
 
 # --- the independent implementation -------------------------------------------------
-
-
-def canonical(value: Any) -> bytes:
-    """R1: msgpack with map keys sorted by their UTF-8 bytes, bin for bytes, shortest ints."""
-
-    def sort(item: Any) -> Any:
-        if isinstance(item, dict):
-            return {key: sort(item[key]) for key in sorted(item, key=lambda key: key.encode())}
-        if isinstance(item, list):
-            return [sort(element) for element in item]
-        return item
-
-    return msgpack.packb(sort(value), use_bin_type=True)
-
-
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 def merkle_root(leaves: list[bytes]) -> bytes:

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from consensus.commit import sign_commit
 from consensus.vote import Vote
@@ -33,6 +37,7 @@ from tests.unit.node.chain_store_model import (
     USERS,
     VALIDATOR,
     key,
+    make_genesis,
 )
 
 SECOND_VALIDATOR = key("second validator")
@@ -141,3 +146,24 @@ class RandomChain:
     def head(self) -> ChainTip:
         """The last committed block."""
         return self.tips[-1]
+
+
+@pytest.fixture(name="open_store")
+def store_opener(tmp_path: Path) -> Iterator[Callable[..., ChainStore]]:
+    """Open ChainStores on tmp_path/NAME; all are closed at teardown."""
+    opened: list[ChainStore] = []
+
+    def opener(name: str = "db", keep_state: int = 1000) -> ChainStore:
+        store = ChainStore(tmp_path / name, keep_state=keep_state)
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+def started_chain(store: ChainStore, seed: int) -> RandomChain:
+    """A random chain on `store`, from the test genesis."""
+    store.initialize(make_genesis())
+    return RandomChain.start(store, make_genesis(), seed)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -34,27 +33,10 @@ from tests.unit.node.chain_store_model import (
     VALIDATOR,
     make_genesis,
 )
-from tests.unit.node.state_history_chain import RandomChain
+from tests.unit.node.state_history_chain import RandomChain, started_chain, store_opener
 
-
-@pytest.fixture
-def open_store(tmp_path: Path) -> Iterator[Callable[..., ChainStore]]:
-    """Open ChainStores on tmp_path/NAME; all are closed at teardown."""
-    opened: list[ChainStore] = []
-
-    def opener(name: str = "db", keep_state: int = 1000) -> ChainStore:
-        store = ChainStore(tmp_path / name, keep_state=keep_state)
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        store.close()
-
-
-def started_chain(store: ChainStore, seed: int) -> RandomChain:
-    store.initialize(make_genesis())
-    return RandomChain.start(store, make_genesis(), seed)
+open_store = store_opener
+"""ChainStores on the test's tmp_path (a fixture)."""
 
 
 def stored_tree(store: ChainStore) -> dict[bytes, bytes]:

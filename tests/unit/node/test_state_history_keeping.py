@@ -7,7 +7,7 @@ the head).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,27 +24,15 @@ from node.config import ConfigError, NodeConfig, apply_environment
 from node.state_history import ProofUnavailable, change_points, oldest_provable_height, prove_state
 from node.storage import ChainStore, StorageError
 from tests.unit.node.chain_store_model import ALICE, CHAIN_ID, VALIDATOR, make_genesis
-from tests.unit.node.state_history_chain import SECOND_VALIDATOR, RandomChain
+from tests.unit.node.state_history_chain import (
+    SECOND_VALIDATOR,
+    RandomChain,
+    started_chain,
+    store_opener,
+)
 
-
-@pytest.fixture
-def open_store(tmp_path: Path) -> Iterator[Callable[..., ChainStore]]:
-    """Open ChainStores on tmp_path/NAME; all are closed at teardown."""
-    opened: list[ChainStore] = []
-
-    def opener(name: str = "db", keep_state: int = 1000) -> ChainStore:
-        store = ChainStore(tmp_path / name, keep_state=keep_state)
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        store.close()
-
-
-def started_chain(store: ChainStore, seed: int) -> RandomChain:
-    store.initialize(make_genesis())
-    return RandomChain.start(store, make_genesis(), seed)
+open_store = store_opener
+"""ChainStores on the test's tmp_path (a fixture)."""
 
 
 def undo_heights(store: ChainStore) -> list[int]:
