@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
-import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +21,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import missing_browser, severe_console_errors, start_chromium
-from tests.e2e.node_process import REPO_ROOT, free_base_port, http_get, http_post, wait_until
+from tests.e2e.devnet_process import running_devnet
+from tests.e2e.node_process import http_get, http_post, wait_until
 
 pytestmark = pytest.mark.integration
 
-STARTUP_SECONDS = 90
-"""The devnet starts its node and seeds about 75 transactions well within this."""
 WAIT_SECONDS = 30
 """Generous deadline of every condition waited for in the browser."""
 
@@ -62,56 +55,18 @@ class Devnet:
 
 
 
-def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def _parse_demo(devnet: Devnet, output: str) -> None:
-    for kind, identifier, name in re.findall(r"^  (shop|listing|order) +([0-9a-f]{64})  (.+)$", output, re.M):
-        {"shop": devnet.shops, "listing": devnet.listings, "order": devnet.orders}[kind][name.strip()] = identifier
-
-
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     reason = missing_browser()
     if reason:
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("explorer") / "devnet"
-    base = free_base_port(4)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "devnet", "--home", str(home), "--base-port", str(base), "--nodes", "1"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    output: list[str] = []
-    deadline = time.monotonic() + STARTUP_SECONDS
-    try:
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            output.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        text = "".join(output)
-        assert "Press Ctrl-C" in text, f"the devnet did not start:\n{text}"
-        running = Devnet(f"http://127.0.0.1:{base + 1}", home, process)
-        _parse_demo(running, text)
-        assert running.shops and running.listings and running.orders, text
+    with running_devnet(home) as started:
+        running = Devnet(started.url, home, started.process)
+        for kind, name, identifier in started.demo_objects():
+            {"shop": running.shops, "listing": running.listings, "order": running.orders}[kind][name] = identifier
+        assert running.shops and running.listings and running.orders, started.output
         yield running
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- the browser --------------------------------------------------------------------

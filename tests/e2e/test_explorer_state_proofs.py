@@ -12,14 +12,7 @@ one fails at the genesis. Skipped without selenium, chromium or chromedriver.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +21,12 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import devnet_process
 from tests.e2e.browser import missing_browser, severe_console_errors, start_chromium
-from tests.e2e.node_process import REPO_ROOT, free_base_port, http_get
+from tests.e2e.node_process import http_get
 
 pytestmark = pytest.mark.integration
 
-STARTUP_SECONDS = 120
-"""The devnet starts its node and seeds its demo transactions well within this."""
 WAIT_SECONDS = 45
 """Generous deadline of every condition waited for in the browser."""
 CORRUPT_PROOFS_VARIABLE = "MARKETCHAIN_TEST_CORRUPT_PROOFS"
@@ -64,47 +56,13 @@ class Devnet:
         return next(identifier for label, identifier in self.objects.items() if label.startswith(kind + " "))
 
 
-def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 @contextmanager
 def running_devnet(home: Path, environment: dict[str, str]) -> Iterator[Devnet]:
     """`marketchain devnet --nodes 1` in `home` with `environment`; stopped with SIGINT."""
-    base = free_base_port(4)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "devnet", "--home", str(home), "--base-port", str(base), "--nodes", "1"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
-        env={**os.environ, **environment},
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    output: list[str] = []
-    deadline = time.monotonic() + STARTUP_SECONDS
-    try:
-        while time.monotonic() < deadline and not any("Press Ctrl-C" in line for line in output):
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            output.append(line)
-        text = "".join(output)
-        assert "Press Ctrl-C" in text, f"the devnet did not start:\n{text}"
-        objects = {f"{kind} {name.strip()}": identifier for kind, identifier, name
-                   in re.findall(r"^  (shop|listing|order) +([0-9a-f]{64})  (.+)$", text, re.M)}
-        assert objects, text
-        yield Devnet(f"http://127.0.0.1:{base + 1}", home, objects)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with devnet_process.running_devnet(home, environment) as started:
+        objects = {f"{kind} {name}": identifier for kind, name, identifier in started.demo_objects()}
+        assert objects, started.output
+        yield Devnet(started.url, home, objects)
 
 
 @pytest.fixture(scope="module")
