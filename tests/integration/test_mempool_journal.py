@@ -68,7 +68,9 @@ def test_a_pending_transaction_survives_kill_and_restart_and_becomes_final(tmp_p
         node.kill()  # SIGKILL: whatever was appended is all there is
         node.start()
         node.check(pending(node, waiting_hash), "the journaled transaction is pending again after kill -9")
-        assert "mempool journal: 1 transactions admitted again, 0 expired, refused: duplicate 1" in node.log_tail(40)
+        line = "mempool journal: 1 transactions admitted again, 0 expired, refused: duplicate 1"
+        wait_until(lambda: line in node.log_tail(40), JOURNAL_WINDOW_S * 4, lambda: node.describe(line))  # logged
+        # once every journaled transaction was offered again, just after `waiting` is pending
         _, metrics = node.get("/metrics")
         text = metrics.decode() if isinstance(metrics, bytes) else metrics
         assert "marketchain_mempool_journal_readmitted_total 1.0" in text
@@ -76,7 +78,8 @@ def test_a_pending_transaction_survives_kill_and_restart_and_becomes_final(tmp_p
 
         node.restart()  # SIGTERM: the journal is rewritten with what is pending, then read again
         node.check(pending(node, waiting_hash), "the journaled transaction is pending again after a clean stop")
-        assert "mempool journal: 1 transactions admitted again, 0 expired, refused: none refused" in node.log_tail(40)
+        line = "mempool journal: 1 transactions admitted again, 0 expired, refused: none refused"
+        wait_until(lambda: line in node.log_tail(40), JOURNAL_WINDOW_S * 4, lambda: node.describe(line))
 
         node.submit(transfer(chain_id, SENDER, 0, 3).raw)  # fills the gap: nobody sends `waiting` again
         view = node.wait_for_tx(waiting_hash)
