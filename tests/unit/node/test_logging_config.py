@@ -320,7 +320,8 @@ def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click
             yield path, command
 
 
-READ_COMMANDS = ("keys list", "keys show", "testnet status", "config show", "node sync-status", "verify tx")
+READ_COMMANDS = ("keys list", "keys show", "testnet status", "config show", "node sync-status", "verify tx",
+                 "verify account", "verify order", "verify state", "verify shop", "verify listing", "verify item")
 
 
 def test_every_read_command_has_json() -> None:
