@@ -241,3 +241,32 @@ def test_a_client_written_from_the_spec_alone_verifies_every_kind_of_proof(chain
         pass
     else:
         raise AssertionError("a proof for another key was accepted")
+
+
+def test_the_explorer_verifies_in_the_browser_through_the_three_changes(
+        chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The JavaScript light client (R37) and proof check (R36) of the explorer, on the same
+    live chain: the account page walks the three change points from the pinned genesis."""
+    import time
+
+    from tests.e2e.browser import missing_browser, start_chromium
+
+    reason = missing_browser()
+    if reason:
+        pytest.skip(reason)
+    net = chain.net
+    alice = net.keys["alice"].address.hex()
+    genesis_hash = net.node(0).status()["genesis_hash"]
+    browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        browser.get(f"{net.nodes[1].url}/?genesis={genesis_hash}#/account/{alice}")
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline and "verified against" not in text and "not verified" not in text:
+            text = browser.find_element("tag name", "body").text
+            time.sleep(0.2)
+        assert "verified against block" in text and "not verified" not in text, text
+        assert "signed by 3 of 3 validators" in text, text
+        assert f"{len(chain.change_heights)} validator-set change(s) checked" in text, text
+    finally:
+        browser.quit()
