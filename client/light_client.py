@@ -26,6 +26,7 @@ from typing import Any
 
 from consensus.commit import verify_commit
 from marketplace_tx.chain.block import Commit, Header
+from marketplace_tx.chain.change_point import ChangePoint
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import CodecError, InvalidBlock
@@ -47,20 +48,6 @@ class LightClientError(Exception):
         """Where it failed: `change point at height H`, `target header at height H`, or `change points`."""
         self.message = message
         """What did not hold."""
-
-
-@dataclass(frozen=True)
-class ChangePoint:
-    """A header whose `next_validators_hash` differs from its `validators_hash` (R37), as served."""
-
-    height: int
-    """The height the node lists it at."""
-    header: bytes
-    """The canonical header bytes; its SHA-256 is the block hash."""
-    commit: Commit
-    """The precommits that finalized that block."""
-    next_validators: tuple[bytes, ...]
-    """The set that signs the next block, sorted and unique."""
 
 
 @dataclass(frozen=True)

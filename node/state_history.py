@@ -16,9 +16,8 @@ so a block committed meanwhile never mixes two versions into one answer.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
-from marketplace_tx.chain.block import Commit
+from marketplace_tx.chain.change_point import ChangePoint
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.sparse_merkle import InvalidProof, StateProof, verify_state_proof
 from marketplace_tx.rules.state_tree import OverlayTreeReader, TreeReader, prove_key, update_tree
@@ -42,21 +41,6 @@ class ProofUnavailable(Exception):
         """`pruned` or `not_found` (R12 error codes)."""
         self.message = message
         """What is unavailable and what the node keeps."""
-
-
-@dataclass(frozen=True)
-class ChangePoint:
-    """A header whose next_validators_hash differs from its validators_hash (R37), with
-    what a light client needs to move its trusted set past it."""
-
-    height: int
-    """The block's height."""
-    header: bytes
-    """The canonical bytes of the block's header (R23)."""
-    commit: Commit
-    """The commit that finalized the block (signed by the set before the change)."""
-    next_validators: tuple[bytes, ...]
-    """The next set, sorted: it hashes to the header's next_validators_hash."""
 
 
 def oldest_provable_height(store: ChainStore) -> int:
