@@ -136,6 +136,11 @@ def tree_root(reader: TreeReader) -> bytes:
     return EMPTY if record is None else record_hash(record)
 
 
+_Child = tuple[bytes, "bytes | None", "bytes | None", bytes]
+"""One child of a node in an update: (position, old record, new record, new hash); the
+position is b"" and the records None when no change goes into it."""
+
+
 class _Batch:
     """One `update_tree` call: the sorted changes and the writes collected so far."""
 
@@ -168,32 +173,29 @@ class _Batch:
             return self.single_put(depth, low, record)
         shift = 255 - depth
         middle = bisect_left(self.paths, ((self.paths[low] >> shift) | 1) << shift, low, high)
-        left_hash, right_hash = record[1:33], record[33:65]
-        child_depth = depth + 1
-        left_old = left_new = right_old = right_new = None
-        left_position = right_position = b""
-        if middle > low:
-            left_position = position(child_depth, self.entries[low][1])
-            if left_hash != EMPTY:
-                left_old = self._child(left_position)
-            left_new = self.update(child_depth, low, middle, left_old)
-            left_hash = EMPTY if left_new is None else _sha256(left_new).digest()
-        if high > middle:
-            right_position = position(child_depth, self.entries[middle][1])
-            if right_hash != EMPTY:
-                right_old = self._child(right_position)
-            right_new = self.update(child_depth, middle, high, right_old)
-            right_hash = EMPTY if right_new is None else _sha256(right_new).digest()
-        if left_hash == EMPTY or right_hash == EMPTY:
-            lone = self._lone(depth, low, middle, high, left_hash, right_hash, left_old, left_new, left_position,
-                              right_old, right_new, right_position)
+        left = self._descend(depth + 1, low, middle, record[1:33])
+        right = self._descend(depth + 1, middle, high, record[33:65])
+        if left[3] == EMPTY or right[3] == EMPTY:
+            lone = self._lone(depth, low, left, right)
             if lone is not None:
                 return lone if lone != b"" else None
-        if middle > low:
-            self._settle(left_position, left_old, left_new)
-        if high > middle:
-            self._settle(right_position, right_old, right_new)
-        return _INTERNAL_TAG + left_hash + right_hash
+        for where, old, new, _ in (left, right):
+            if where and new != old:
+                if new is None:
+                    self.delete(where)
+                else:
+                    self.put(where, new)
+        return _INTERNAL_TAG + left[3] + right[3]
+
+    def _descend(self, depth: int, low: int, high: int, current_hash: bytes) -> _Child:
+        """One child of an internal node: pushed down with changes [low, high) if there
+        are any (its position, old and new record, new hash), else only its hash."""
+        if high == low:
+            return b"", None, None, current_hash
+        where = position(depth, self.entries[low][1])
+        old = None if current_hash == EMPTY else self._child(where)
+        new = self.update(depth, low, high, old)
+        return where, old, new, EMPTY if new is None else _sha256(new).digest()
 
     def single_put(self, depth: int, index: int, record: bytes) -> bytes:
         """`update` of an internal node under which the only change is one put: walk down
@@ -201,7 +203,7 @@ class _Batch:
         no lone leaf moves up). Gives exactly what `update` gives; it is the common case
         below the levels a block's keys share."""
         path_number, path, _ = self.entries[index]
-        read, puts, deletes = self.reader.tree_node, self.puts, self.deletes
+        puts, deletes = self.puts, self.deletes
         stack = []
         current: bytes | None = record
         while current is not None and current[0] == INTERNAL:
@@ -209,12 +211,7 @@ class _Batch:
             sibling, child_hash = (current[1:33], current[33:65]) if bit else (current[33:65], current[1:33])
             depth += 1
             child_position = position(depth, path)
-            if child_hash == EMPTY:
-                current = None
-            else:
-                current = read(child_position)
-                if current is None:
-                    raise ValueError(f"state tree record missing at position {child_position.hex()}")
+            current = None if child_hash == EMPTY else self._child(child_position)
             stack.append((bit, sibling, child_position, current))
         new = self.rebuild(depth, index, index + 1, current)
         assert new is not None
@@ -226,28 +223,20 @@ class _Batch:
             new = _INTERNAL_TAG + (sibling + digest if bit else digest + sibling)
         return new
 
-    def _lone(self, depth: int, low: int, middle: int, high: int, left_hash: bytes, right_hash: bytes,
-              left_old: bytes | None, left_new: bytes | None, left_position: bytes,
-              right_old: bytes | None, right_new: bytes | None, right_position: bytes) -> bytes | None:
+    def _lone(self, depth: int, low: int, left: _Child, right: _Child) -> bytes | None:
         """Where a child became or stayed empty: b"" if the whole subtree is now empty,
         the leaf record if one lone leaf is left (it moves up here), None if the other
         child is an internal node (this node stays internal)."""
-        if left_old is not None and left_new is None:
-            self.delete(left_position)
-        if right_old is not None and right_new is None:
-            self.delete(right_position)
-        if left_hash == EMPTY and right_hash == EMPTY:
+        for where, old, new, _ in (left, right):
+            if old is not None and new is None:
+                self.delete(where)
+        if left[3] == EMPTY and right[3] == EMPTY:
             return b""
-        if left_hash == EMPTY:
-            changed, old, new, where = high > middle, right_old, right_new, right_position
-            if not changed:
-                where = position(depth + 1, _flip(self.entries[low][1], depth))
-        else:
-            changed, old, new, where = middle > low, left_old, left_new, left_position
-            if not changed:
-                where = position(depth + 1, _flip(self.entries[low][1], depth))
-        if not changed:
+        where, old, new, _ = right if left[3] == EMPTY else left
+        if not where:  # the other child had no changes: read it
+            where = position(depth + 1, _flip(self.entries[low][1], depth))
             old = new = self._child(where)
+        assert new is not None
         if new[0] == LEAF:  # a lone leaf moves up to this position
             if old is not None:
                 self.delete(where)
@@ -259,14 +248,6 @@ class _Batch:
         if record is None:
             raise ValueError(f"state tree record missing at position {where.hex()}")
         return record
-
-    def _settle(self, where: bytes, old: bytes | None, new: bytes | None) -> None:
-        """Store a child's new record (or its removal) unless it did not change."""
-        if new is None:
-            if old is not None:
-                self.delete(where)
-        elif new != old:
-            self.put(where, new)
 
     def rebuild(self, depth: int, low: int, high: int, record: bytes | None) -> bytes | None:
         """The new record of a subtree that is empty or one leaf (`record`) before the changes."""
