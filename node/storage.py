@@ -239,7 +239,7 @@ class ChainStore:
         tip = ChainTip(height, block.hash, block.header.time, block.header.state_root)
         height_bytes = struct.pack(">Q", height)
         index_writes = block_index_writes(self, result)  # reads the state before this block
-        undo = self._undo_record(result)  # reads the state before this block too
+        undo = self._undo_record(result) if self.keep_state > 1 else None  # reads the state before this block too
         next_set = self._change_point(result)
         with self.db.write_batch(sync=True, transaction=True) as batch:
             batch.put(BLOCK + height_bytes, block.encode())
@@ -256,7 +256,7 @@ class ChainStore:
                 else:
                     batch.put(STATE + key, value)
             _write_tree(batch, tree)
-            if self.keep_state > 1:
+            if undo is not None:
                 batch.put(UNDO + height_bytes, undo)
                 if height - self.keep_state + 1 >= 1:
                     batch.delete(_height_key(UNDO, height - self.keep_state + 1))
