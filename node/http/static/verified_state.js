@@ -10,7 +10,7 @@ import {facts, field, h, hex, integer, section, shortHex} from "./dom.js";
 import {LightClient, trustGenesis} from "./light_client.js";
 import {decodeCanonical} from "./msgpack_decode.js";
 import {verifyStateProof} from "./state_proof.js";
-import {headerBytes, toHex} from "./verify.js";
+import {concat, fromHex, headerBytes, toHex} from "./verify.js";
 
 const CHANGES_PAGE = 1000;
 /** Pages of /light/changes read at most per check: 100,000 validator-set changes. */
@@ -20,22 +20,15 @@ const encoder = new TextEncoder();
 
 /** The state key (R35) of each kind of object a page can verify, from its id. */
 export const STATE_KEYS = {
-  account: (address) => keyOf("a", hexBytes(address)),
-  order: (orderId) => keyOf("o", hexBytes(orderId)),
-  shop: (shopId) => keyOf("s", hexBytes(shopId)),
-  listing: (listingId) => keyOf("l", hexBytes(listingId)),
+  account: (address) => keyOf("a", fromHex(address)),
+  order: (orderId) => keyOf("o", fromHex(orderId)),
+  shop: (shopId) => keyOf("s", fromHex(shopId)),
+  listing: (listingId) => keyOf("l", fromHex(listingId)),
   item: (itemId) => keyOf("i", encoder.encode(itemId)),
 };
 
-function hexBytes(text) {
-  return Uint8Array.from(text.match(/../g) || [], (pair) => parseInt(pair, 16));
-}
-
 function keyOf(tag, id) {
-  const key = new Uint8Array(1 + id.length);
-  key.set(encoder.encode(tag));
-  key.set(id, 1);
-  return key;
+  return concat(encoder.encode(tag), id);
 }
 
 /** A failure at one named step of the check. */
