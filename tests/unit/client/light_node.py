@@ -28,6 +28,7 @@ from tests.unit.client.light_chain import (
     build_chain,
     change_point_json,
     change_points,
+    commit_json,
     genesis,
 )
 
@@ -125,10 +126,7 @@ def answer(path: str, lies: Lies) -> tuple[int, str, bytes]:
         header = Header.from_map(codec.decode(CHAIN[int(segments[1])].header))
         return 200, "application/msgpack", Block(header, (), None).encode()
     elif segments[0] == "blocks" and segments[2:] == ["commit"]:
-        commit = CHAIN[int(segments[1])].commit
-        body = {"block_hash": commit.block_hash.hex(), "height": commit.height, "round": commit.round,
-                "signatures": [{"signature": entry.signature.hex(), "validator": entry.validator.hex()}
-                               for entry in commit.signatures]}
+        body = commit_json(CHAIN[int(segments[1])].commit)
     elif segments == ["state", "proof"]:
         body = _proof(bytes.fromhex(query["key"]), height, lies)
     elif segments[-1] == "proof" and segments[0] in OBJECT_KEYS:
