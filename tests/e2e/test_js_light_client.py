@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from client.light_client import LightClientError, commit_from_json, verify_header
-from marketplace_tx.chain.block import Commit
 from tests.e2e.static_page import page_driver, run_module_script
 from tests.unit.client.light_chain import (
     CHANGE_HEIGHTS,
@@ -28,6 +27,7 @@ from tests.unit.client.light_chain import (
     commit_for,
     commit_json,
     genesis,
+    header_bytes,
     make_header,
     set_keys,
 )
@@ -135,18 +135,8 @@ def _refused_cases() -> list[dict[str, Any]]:
     padded = {**CHANGES[0], "header": CHANGES[0]["header"] + "00"}
     cases.append(_case(changes=[padded, *CHANGES[1:]]))                           # not canonical
     foreign = dataclasses.replace(make_header(TOP), chain_id="another-chain")
-    cases.append(_case(header=_header_bytes(foreign), commit=commit_json(_commit(foreign))))
+    cases.append(_case(header=header_bytes(foreign), commit=commit_json(commit_for(foreign, chain_id=foreign.chain_id))))
     return cases
-
-
-def _header_bytes(header: Any) -> bytes:
-    from marketplace_tx.primitives import codec
-
-    return codec.encode(header.to_map())
-
-
-def _commit(header: Any) -> Commit:
-    return commit_for(header, chain_id=header.chain_id)
 
 
 def test_every_tampered_input_is_refused_by_the_js_and_the_python_light_client(driver: Any) -> None:
