@@ -8,15 +8,12 @@
 // pinned (`?genesis=HASH`) or, failing that, the one the node reports in /status.
 
 import {decodeCanonical, NotCanonical} from "./msgpack_decode.js";
-import {canonical, fromHex, precommitBytes, sha256, toHex, verifyEd25519} from "./verify.js";
+import {canonical, fromHex, HEADER_HASHES, HEADER_KEYS, precommitBytes, sha256, toHex, verifyEd25519} from "./verify.js";
 
 /** Something R37 (or R33, for the genesis) does not allow; the message names what failed. */
 export class LightClientError extends Error {}
 
 const HEX = /^[0-9a-f]*$/;
-const HEADER_BYTES = ["prev_hash", "tx_root", "results_root", "state_root", "validators_hash", "next_validators_hash",
-  "proposer", "last_commit_hash", "evidence_hash"];
-const HEADER_KEYS = ["chain_id", "height", "time", ...HEADER_BYTES];
 const GENESIS_KEYS = ["accounts", "chain_id", "genesis_time", "params", "validators"];
 /** A canonical header is about 450 bytes; a longer one is refused before decoding (as client/light_client.py). */
 export const MAX_HEADER_BYTES = 4096;
@@ -95,7 +92,7 @@ export function decodeHeader(bytes) {
     throw new LightClientError("a header's chain_id, height or time has the wrong type");
   }
   const header = {chain_id: map.chain_id, height: map.height, time: map.time};
-  for (const name of HEADER_BYTES) {
+  for (const name of HEADER_HASHES) {
     if (!(map[name] instanceof Uint8Array) || map[name].length !== 32) throw new LightClientError(`a header's ${name} is not 32 bytes`);
     header[name] = toHex(map[name]);
   }

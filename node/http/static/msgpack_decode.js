@@ -4,16 +4,13 @@
 // bytes). Used for the headers of /light/changes (R37) and for the values of state proofs
 // (R35), which the explorer shows decoded once they are proven.
 
+import {compareBytes} from "./verify.js";
+
 const decoder = new TextDecoder("utf-8", {fatal: true, ignoreBOM: true});
 const encoder = new TextEncoder();
 
 /** A byte string that is not canonical msgpack (R1, R2); the message names what is wrong. */
 export class NotCanonical extends Error {}
-
-function compareBytes(left, right) {
-  for (let i = 0; i < Math.min(left.length, right.length); i++) if (left[i] !== right[i]) return left[i] - right[i];
-  return left.length - right.length;
-}
 
 class Reader {
   constructor(bytes) {

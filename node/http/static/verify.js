@@ -147,6 +147,12 @@ function lengthPrefix(size, small, smallMax, prefixes) {
   return header(prefixes[2], size, 4);
 }
 
+/** Byte-wise order of two byte strings, a shorter prefix first (R1's order of map keys). */
+export function compareBytes(left, right) {
+  for (let i = 0; i < Math.min(left.length, right.length); i++) if (left[i] !== right[i]) return left[i] - right[i];
+  return left.length - right.length;
+}
+
 /** Canonical msgpack of strings, unsigned integers, bytes, booleans, lists and maps. */
 export function canonical(value) {
   if (value instanceof Uint8Array) return concat(lengthPrefix(value.length, null, 0, [0xc4, 0xc5, 0xc6]), value);
@@ -168,20 +174,18 @@ export function canonical(value) {
   }
   if (value && typeof value === "object") {
     const keys = Object.keys(value).map((key) => [encoder.encode(key), key]);
-    keys.sort(([a], [b]) => {
-      for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
-      return a.length - b.length;
-    });
+    keys.sort(([a], [b]) => compareBytes(a, b));
     return concat(lengthPrefix(keys.length, 0x80, 15, [null, 0xde, 0xdf]),
       ...keys.flatMap(([, key]) => [canonical(key), canonical(value[key])]));
   }
   throw new Error(`cannot encode ${typeof value}`);
 }
 
-const HEADER_TEXT = new Set(["chain_id"]);
-const HEADER_NUMBERS = new Set(["height", "time"]);
-const HEADER_KEYS = ["chain_id", "height", "time", "prev_hash", "tx_root", "results_root", "state_root",
-  "validators_hash", "next_validators_hash", "proposer", "last_commit_hash", "evidence_hash"];
+/** The 32-byte fields of a header (R23), hex in the API's JSON. */
+export const HEADER_HASHES = ["prev_hash", "tx_root", "results_root", "state_root", "validators_hash",
+  "next_validators_hash", "proposer", "last_commit_hash", "evidence_hash"];
+/** Every field of a header (R23). */
+export const HEADER_KEYS = ["chain_id", "height", "time", ...HEADER_HASHES];
 
 /** The canonical header bytes (R23) of the API's JSON header (bytes as hex). */
 export function headerBytes(json) {
@@ -191,7 +195,7 @@ export function headerBytes(json) {
   }
   const map = {};
   for (const key of HEADER_KEYS) {
-    map[key] = HEADER_TEXT.has(key) || HEADER_NUMBERS.has(key) ? json[key] : fromHex(json[key]);
+    map[key] = HEADER_HASHES.includes(key) ? fromHex(json[key]) : json[key];
   }
   return canonical(map);
 }
