@@ -16,7 +16,8 @@ import pytest
 
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.errors import CodecError
-from marketplace_tx.primitives.sparse_merkle import key_path, path_bit
+from marketplace_tx.primitives.sparse_merkle import key_path
+from marketplace_tx.rules.snapshots import chunk_index
 from tests.e2e.static_page import page_driver, run_module_script
 from tests.paths import REPO_ROOT
 
@@ -48,10 +49,7 @@ def test_every_tree_root_reproduces_in_the_browser(driver: Any) -> None:
 
 def _chunk_entries(entries: list[list[str]], depth: int, index: int) -> list[list[str]]:
     """The entries whose path starts with the `depth`-bit prefix `index` (R39)."""
-    def prefix(key: str) -> int:
-        path = key_path(bytes.fromhex(key))
-        return sum(path_bit(path, bit) << (depth - 1 - bit) for bit in range(depth))
-    return [entry for entry in entries if prefix(entry[0]) == index]
+    return [entry for entry in entries if chunk_index(bytes.fromhex(entry[0]), depth) == index]
 
 
 def test_every_snapshot_chunk_hash_is_the_r35_root_at_its_depth(driver: Any) -> None:
