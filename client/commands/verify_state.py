@@ -78,10 +78,9 @@ def state_options(function: Callable[..., Any]) -> Callable[..., Any]:
                         default=None, help="The chain's genesis file: the trust anchor (required).")(function)
 
 
-def _run(verify: Callable[..., VerifiedState], subject: Any, genesis_file: Path | None, height: int | None,
+def _run(verify: Callable[..., VerifiedState], subject: Any, genesis: Genesis, height: int | None,
          node_url: str) -> VerifiedState:
     """Verify, turning a failed check into `NOT verified: …` (exit 1)."""
-    genesis = _genesis(genesis_file)
     try:
         return call(verify, node_client(node_url), genesis, subject, height)
     except StateVerificationFailed as error:
@@ -144,9 +143,9 @@ def show(result: VerifiedState, as_json: bool, rows: list[tuple[str, Any]], **fi
 def verify_account_command(account: str, genesis_file: Path | None, height: int | None, node_url: str,
                            as_json: bool) -> None:
     """Verify ACCOUNT's balance and nonce (address, key name or key file) from the genesis file."""
-    _genesis(genesis_file)  # a missing trust anchor is named first (exit 2)
+    genesis = _genesis(genesis_file)  # a missing trust anchor is named first (exit 2)
     address = account_address(account)
-    result = _run(verify_account, address, genesis_file, height, node_url)
+    result = _run(verify_account, address, genesis, height, node_url)
     decoded = result.decoded() or {}
     balance, nonce = decoded.get("balance", 0), decoded.get("nonce", 0)
     rows = [("account", address.hex()), ("balance", format_amount(balance)), ("nonce", nonce)]
@@ -161,7 +160,7 @@ def verify_account_command(account: str, genesis_file: Path | None, height: int 
 def verify_order_command(order_id: bytes, genesis_file: Path | None, height: int | None, node_url: str,
                          as_json: bool) -> None:
     """Verify order ORDER_ID's state and escrow from the genesis file."""
-    result = _run(verify_order, order_id, genesis_file, height, node_url)
+    result = _run(verify_order, order_id, _genesis(genesis_file), height, node_url)
     show(result, as_json, [("order", order_id.hex()), *record_rows(result, ORDER_FIELDS)])
 
 
@@ -178,7 +177,7 @@ def verify_state_command(key: str, genesis_file: Path | None, height: int | None
                                  param_hint="KEY") from None
     if not raw_key:
         raise click.BadParameter("the key is empty", param_hint="KEY")
-    result = _run(verify_state_key, raw_key, genesis_file, height, node_url)
+    result = _run(verify_state_key, raw_key, _genesis(genesis_file), height, node_url)
     rows = [("key", raw_key.hex()), *record_rows(result)]
     if result.value is not None and isinstance(result.decoded(), dict):
         rows.insert(1, ("value (hex)", result.value.hex()))
@@ -194,7 +193,7 @@ def _object_command(name: str, verify: Callable[..., VerifiedState], id_type: cl
     @state_options
     def command(object_id: Any, genesis_file: Path | None, height: int | None, node_url: str,
                 as_json: bool) -> None:
-        result = _run(verify, object_id, genesis_file, height, node_url)
+        result = _run(verify, object_id, _genesis(genesis_file), height, node_url)
         shown = object_id.hex() if isinstance(object_id, bytes) else object_id
         show(result, as_json, [(name, shown), *record_rows(result)])
 
