@@ -213,12 +213,13 @@ def measure_updates(chain: BenchChain, memory: MemoryTree, blocks: Sequence[int]
 
 def measure_bytes(chain: BenchChain, work: Path) -> dict[str, Any]:
     """Bytes on disk of the tree's records and of the state's, each alone and compacted."""
-    sizes = {}
+    sizes, records = {}, {}
     for name, prefix in (("tree", TREE), ("state", STATE)):
         path = work / f"only-{name}"
         database = plyvel.DB(str(path), create_if_missing=True, write_buffer_size=32 * 1024 * 1024,
                              bloom_filter_bits=10)
         batch = database.write_batch()
+        count = 0
         for count, (key, value) in enumerate(chain.store.db.iterator(prefix=prefix), 1):
             batch.put(key, value)
             if count % 100_000 == 0:
@@ -227,13 +228,12 @@ def measure_bytes(chain: BenchChain, work: Path) -> dict[str, Any]:
         batch.write()
         database.compact_range()
         database.close()
-        sizes[name] = directory_bytes(path)
+        sizes[name], records[name] = directory_bytes(path), count
         shutil.rmtree(path, ignore_errors=True)
-    records = sum(1 for _ in chain.store.db.iterator(prefix=TREE, include_value=False))
     accounts = len(chain.addresses)
     return {
         "accounts": accounts,
-        "tree_records": records,
+        "tree_records": records["tree"],
         "tree_bytes": sizes["tree"],
         "state_bytes": sizes["state"],
         "tree_bytes_per_account": round(sizes["tree"] / accounts, 1),
