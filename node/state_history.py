@@ -49,6 +49,13 @@ def oldest_provable_height(store: ChainStore) -> int:
         return _oldest_provable(view, store.keep_state)
 
 
+def changed_key_count(store: ChainStore, height: int, head_height: int) -> int:
+    """How many keys blocks `height`+1 … `head_height` changed (with repeats): the size of the
+    rebuild `prove_state` needs at `height`, counted without decoding the undo records."""
+    with store.read_view() as view:
+        return view.undo_entry_count(height + 1, head_height)
+
+
 def _oldest_provable(view: ReadView, keep_state: int) -> int:
     """The oldest provable height as of `view`: within the last `keep_state` heights, and
     not below the oldest undo record kept (undo records are kept for a contiguous range

@@ -36,7 +36,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -60,12 +60,10 @@ from node.state_history import (
     ChangePoint,
     ProofUnavailable,
     change_points,
+    changed_key_count,
     oldest_provable_height,
     prove_state,
 )
-
-if TYPE_CHECKING:
-    from node.storage import ChainStore
 
 log = logging.getLogger("marketchain.http")
 
@@ -180,14 +178,6 @@ async def serve_proof(request: web.Request, key: bytes) -> web.Response:
     if request.app[CORRUPT_PROOFS_KEY]:
         body = corrupt_proof(body)
     return web.json_response(body, dumps=compact_json)
-
-
-def changed_key_count(store: ChainStore, height: int, head_height: int) -> int:
-    """How many keys blocks `height`+1 … `head_height` changed (with repeats): the size of the
-    rebuild an old-height proof needs, read from the undo records' array headers without
-    decoding them (node/state_history.py)."""
-    with store.read_view() as view:
-        return view.undo_entry_count(height + 1, head_height)
 
 
 async def get_state_proof(request: web.Request) -> web.Response:
