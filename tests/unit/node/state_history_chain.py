@@ -165,5 +165,6 @@ def store_opener(tmp_path: Path) -> Iterator[Callable[..., ChainStore]]:
 
 def started_chain(store: ChainStore, seed: int) -> RandomChain:
     """A random chain on `store`, from the test genesis."""
-    store.initialize(make_genesis())
-    return RandomChain.start(store, make_genesis(), seed)
+    genesis = make_genesis()
+    store.initialize(genesis)
+    return RandomChain.start(store, genesis, seed)
