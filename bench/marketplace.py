@@ -73,7 +73,7 @@ class Bench:
         assert len(result.transactions) == len(txs), "every transaction should be included"
         failed = [receipt for receipt in result.receipts if not receipt.ok]
         assert not failed, f"{len(failed)} failed, e.g. {failed[0].code}: {failed[0].message}"
-        self.base.apply(result.changes)
+        self.base.apply(result.changes, result.tree)
         header = result.block.header
         self.tip = ChainTip(header.height, header.hash, header.time, header.state_root)
         return elapsed

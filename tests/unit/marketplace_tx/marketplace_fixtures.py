@@ -209,7 +209,7 @@ class Chain:
         assert applied.changes == built.changes
         assert applied.receipts == built.receipts
         assert applied.block_events == built.block_events
-        self.base.apply(applied.changes)
+        self.base.apply(applied.changes, applied.tree)
         header = built.block.header
         self.tip = ChainTip(header.height, header.hash, header.time, header.state_root)
         self.last_commit = sign_commit([VALIDATOR], CHAIN_ID, header.height, 0, header.hash)

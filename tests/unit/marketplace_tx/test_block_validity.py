@@ -286,7 +286,7 @@ def test_evidence_is_refused_in_this_version(chain: Chain) -> None:
 
 
 def _commit_block(chain: Chain, result: Any) -> ChainTip:
-    chain.base.apply(result.changes)
+    chain.base.apply(result.changes, result.tree)
     header = result.block.header
     return ChainTip(header.height, header.hash, header.time, header.state_root)
 

@@ -259,7 +259,7 @@ def test_transfers_conserve_the_supply(block_plans: list[list[tuple[int, int, in
         assert all(r.ok or r.code == "insufficient_funds" for r in applied.receipts)
         for tx in applied.transactions:
             included_per_sender[tx.sender] += 1
-        base.apply(applied.changes)
+        base.apply(applied.changes, applied.tree)
         header = built.block.header
         tip = ChainTip(header.height, header.hash, header.time, header.state_root)
         commit = sign_commit([VALIDATOR], CHAIN_ID, header.height, 0, header.hash)

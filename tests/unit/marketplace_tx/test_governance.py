@@ -57,7 +57,7 @@ class Chain:
         result = build_block(self.base, self.tip, CHAIN_ID, PARAMS, proposer, self.tip.time + 1000, list(txs),
                              self.last_commit, tuple(evidence))
         apply_block(self.base, self.tip, CHAIN_ID, PARAMS, result.block)
-        self.base.apply(result.changes)
+        self.base.apply(result.changes, result.tree)
         header = result.block.header
         self.tip = ChainTip(header.height, header.hash, header.time, header.state_root)
         signers = [k for k in self.validators if k.address in signing_set]

@@ -294,6 +294,6 @@ def check_state(store: ChainStore, chain: Chain) -> None:
     expected_state = MemoryStateReader()
     expected_state.apply(genesis_changes(chain.genesis)[1])
     for result in chain.results:
-        expected_state.apply(result.changes)
+        expected_state.apply(result.changes, result.tree)
     assert dict(store.scan(b"\x00", b"\xff")) == expected_state.values
     assert state_pairs(store) == expected_state.values
