@@ -170,20 +170,29 @@ export class LightClient {
     }
   }
 
+  /**
+   * The header `bytes` at `height`, of this chain, announcing the set in force (`setName` in
+   * messages) and signed by more than 2/3 of it in `commit` (R26). Returns {header, blockHash, signers}.
+   */
+  async signedBySet(bytes, commit, height, what, setName) {
+    const header = decodeHeader(bytes);
+    if (header.chain_id !== this.chainId) throw new LightClientError(`${what}: chain_id ${header.chain_id} is not the genesis one`);
+    if (header.height !== height) throw new LightClientError(`${what}: the header is for height ${header.height}`);
+    if (header.validators_hash !== await validatorsHash(this.validators)) {
+      throw new LightClientError(`${what}: validators_hash is not the hash of ${setName}`);
+    }
+    const blockHash = toHex(await sha256(bytes));
+    const signers = await quorumSigners(this.chainId, this.validators, height, blockHash, commit, what);
+    return {header, blockHash, signers};
+  }
+
   async applyChange(change) {
     const what = `change point ${change.height}`;
     if (typeof change.header !== "string" || change.header.length > 2 * MAX_HEADER_BYTES || change.header.length % 2
         || !HEX.test(change.header)) {
       throw new LightClientError(`${what}: the header is not hex of at most ${MAX_HEADER_BYTES} bytes`);
     }
-    const bytes = fromHex(change.header);
-    const header = decodeHeader(bytes);
-    if (header.chain_id !== this.chainId) throw new LightClientError(`${what}: chain_id ${header.chain_id} is not the genesis one`);
-    if (header.height !== change.height) throw new LightClientError(`${what}: the header is for height ${header.height}`);
-    if (header.validators_hash !== await validatorsHash(this.validators)) {
-      throw new LightClientError(`${what}: validators_hash is not the hash of the set in force`);
-    }
-    await quorumSigners(this.chainId, this.validators, header.height, toHex(await sha256(bytes)), change.commit, what);
+    const {header} = await this.signedBySet(fromHex(change.header), change.commit, change.height, what, "the set in force");
     if (header.next_validators_hash === header.validators_hash) {
       throw new LightClientError(`${what}: the header is not a change point (next_validators_hash = validators_hash)`);
     }
@@ -202,15 +211,8 @@ export class LightClient {
    * Returns {height, blockHash, header, signers, validators}.
    */
   async verifyTarget(headerBytes, commit, height) {
-    const header = decodeHeader(headerBytes);
-    const what = `block ${height}`;
-    if (header.chain_id !== this.chainId) throw new LightClientError(`${what}: chain_id ${header.chain_id} is not the genesis one`);
-    if (header.height !== height) throw new LightClientError(`${what}: the header is for height ${header.height}`);
-    if (header.validators_hash !== await validatorsHash(this.validators)) {
-      throw new LightClientError(`${what}: validators_hash is not the hash of the set the change points lead to`);
-    }
-    const blockHash = toHex(await sha256(headerBytes));
-    const signers = await quorumSigners(this.chainId, this.validators, height, blockHash, commit, what);
+    const {header, blockHash, signers} = await this.signedBySet(headerBytes, commit, height, `block ${height}`,
+      "the set the change points lead to");
     return {height, blockHash, header, signers, validators: [...this.validators]};
   }
 }
