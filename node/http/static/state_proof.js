@@ -30,11 +30,6 @@ export function leafHash(path, valueHash) {
   return sha256(concat(Uint8Array.of(0), path, valueHash));
 }
 
-/** leaf(k, v) of R35. */
-export async function entryLeaf(key, value) {
-  return leafHash(await keyPath(key), await sha256(value));
-}
-
 /** node(l, r) = SHA-256(0x01 ‖ l ‖ r) (R35). */
 export function nodeHash(left, right) {
   return sha256(concat(Uint8Array.of(1), left, right));
@@ -94,7 +89,7 @@ export async function proofRoot(proof) {
   const depth = proof.siblings.length;
   let current;
   if (proof.value !== null) {
-    current = await entryLeaf(proof.key, proof.value);
+    current = await leafHash(path, await sha256(proof.value));
   } else if (proof.leaf !== null) {
     if (toHex(proof.leaf.path) === toHex(path)) throw new InvalidProof("the leaf given for absence is the key's own path");
     for (let index = 0; index < depth; index++) {
