@@ -230,8 +230,8 @@ def store_opener(directory: Path) -> Iterator[Callable[..., ChainStore]]:
     """Open ChainStores (default: DIRECTORY/db); all are closed when the generator ends."""
     opened: list[ChainStore] = []
 
-    def opener(name: str = "db") -> ChainStore:
-        store = ChainStore(directory / name)
+    def opener(name: str = "db", keep_state: int = 1000) -> ChainStore:
+        store = ChainStore(directory / name, keep_state=keep_state)
         opened.append(store)
         return store
 

@@ -30,6 +30,7 @@ from marketplace_tx.rules.schema import ROLES
 from marketplace_tx.rules.state_transition import BlockResult, ChainTip, build_block
 from marketplace_tx.rules.validators import validators_hash
 from node.storage import ChainStore
+from tests.unit.node import chain_store_model
 from tests.unit.node.chain_store_model import (
     BLOCK_INTERVAL_MS,
     CHAIN_ID,
@@ -150,17 +151,8 @@ class RandomChain:
 
 @pytest.fixture(name="open_store")
 def store_opener(tmp_path: Path) -> Iterator[Callable[..., ChainStore]]:
-    """Open ChainStores on tmp_path/NAME; all are closed at teardown."""
-    opened: list[ChainStore] = []
-
-    def opener(name: str = "db", keep_state: int = 1000) -> ChainStore:
-        store = ChainStore(tmp_path / name, keep_state=keep_state)
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        store.close()
+    """Open ChainStores on tmp_path/NAME (with a `keep_state`); all are closed at teardown."""
+    yield from chain_store_model.store_opener(tmp_path)
 
 
 def started_chain(store: ChainStore, seed: int) -> RandomChain:
