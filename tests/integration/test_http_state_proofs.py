@@ -20,9 +20,7 @@ routes all of 127/8 to lo).
 from __future__ import annotations
 
 import hashlib
-import http.client
 import itertools
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +41,8 @@ from node.http.costs import REQUEST_COST, changed_keys_cost, state_proof_cost
 from node.http.state_proofs import CORRUPT_PROOFS_VARIABLE, MAX_CHANGES, MAX_KEY_BYTES
 from tests.e2e.node_process import NodeProcess, is_error_body, wait_until
 from tests.integration.signing_client import SigningClient, sealed_address
+from tests.integration.test_http_work_limits import Answer
+from tests.integration.test_http_work_limits import call as call_from
 
 pytestmark = pytest.mark.integration
 
@@ -75,28 +75,10 @@ _sources = (f"127.0.{20 + n // 250}.{n % 250 + 1}" for n in itertools.count())
 # --- HTTP from a chosen source address ------------------------------------------------------
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
 def call(node: NodeProcess, path: str, source: str = "127.0.0.1", method: str = "GET",
          body: bytes | None = None) -> Answer:
-    """One request from the loopback address `source` on a fresh connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=DEADLINE_S,
-                                            source_address=(source, 0))
-    try:
-        headers = {"Content-Type": "application/msgpack"} if body is not None else {}
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-        answer_headers = {name.lower(): value for name, value in response.getheaders()}
-    finally:
-        connection.close()
-    is_json = answer_headers.get("content-type", "").startswith("application/json")
-    return Answer(response.status, answer_headers, json.loads(raw) if is_json else raw)
+    """One request from the loopback address `source` on a fresh connection (msgpack body)."""
+    return call_from(node, method, path, source, body, "application/msgpack" if body is not None else None)
 
 
 def ok(node: NodeProcess, path: str, source: str = "127.0.0.1") -> Any:
