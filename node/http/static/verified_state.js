@@ -103,12 +103,12 @@ async function check(context, proof, key) {
       return client.verifyTarget(headerBytes(block.header), commit, height);
     });
     if (client.applied >= entry.client.applied) entry.client = client;
-    return verified;
+    return {verified, changePoints: client.changePoints};  // the client that checked this header
   });
   entry.queue = run.catch(() => null);
-  const verified = await run;
+  const {verified, changePoints} = await run;
   const parsed = await step("state proof (R36)", () => verifyStateProof(proof, key, height, verified.header.state_root));
-  return {verified, parsed, pinned, expected, changePoints: entry.client.changePoints};
+  return {verified, parsed, pinned, expected, changePoints};
 }
 
 function decoded(value) {
