@@ -137,6 +137,39 @@ class StorageConfig:
     keep_state: int = 1000
     """State proofs are served for the last this many heights (R40, ≥ 1): older versions'
     undo records are deleted (node/state_history.py)."""
+    keep_blocks: int = 0
+    """Blocks kept (R40): 0 keeps every block (an archive node, the default for every node,
+    validators included); N ≥ `keep_state` keeps the last N. Older blocks, their receipts,
+    transaction index entries and account histories are deleted in the background
+    (node/pruning.py); the headers and commits of change points (R37), of the oldest kept
+    snapshot and of the head are kept forever. Reads of pruned data answer 410 `pruned`."""
+
+
+@dataclass(frozen=True)
+class StatesyncConfig:
+    """State sync (R39): serving snapshots, and joining a chain from one (docs/operations.md)."""
+
+    enable: bool = False
+    """Join by state sync: a node whose database is still at genesis restores the newest
+    snapshot its peers offer (its header verified by the light client, R37, from this
+    home's genesis), then continues by block sync. Ignored once the node has blocks."""
+    snapshot_interval: int = 0
+    """Write a snapshot of the state after every height that is a multiple of this (0: none),
+    in the background, and serve it to joining peers over P2P and HTTP."""
+    snapshot_keep: int = 2
+    """Snapshots kept on disk (the newest ones); older ones are deleted."""
+    discovery_time_s: int = 5
+    """Seconds a joining node collects snapshot offers from its peers before choosing one
+    (it waits longer, up to `discovery_timeout_s`, while no snapshot is offered at all)."""
+    discovery_timeout_s: int = 120
+    """Seconds a joining node waits for any peer to offer a usable snapshot before it gives
+    up and falls back to block sync from genesis (logged as an error)."""
+    chunk_request_timeout_s: int = 10
+    """Seconds a joining node waits for a requested chunk before asking another peer
+    (the silent peer is charged, R32)."""
+    chunk_fetchers: int = 8
+    """Chunk requests a joining node keeps in flight at once, spread over the peers that
+    serve the chosen manifest (each chunk is at most 1 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +218,8 @@ class NodeConfig:
     """The mempool."""
     storage: StorageConfig = field(default_factory=StorageConfig)
     """The database."""
+    statesync: StatesyncConfig = field(default_factory=StatesyncConfig)
+    """Snapshots and joining by state sync."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     """Building proposals."""
     signatures: SignaturesConfig = field(default_factory=SignaturesConfig)
@@ -198,6 +233,7 @@ _SECTIONS = {
     "p2p": P2pConfig,
     "mempool": MempoolConfig,
     "storage": StorageConfig,
+    "statesync": StatesyncConfig,
     "consensus": ConsensusConfig,
     "signatures": SignaturesConfig,
     "log": LogConfig,
@@ -235,9 +271,17 @@ _POSITIVE = {
     "storage.write_buffer_bytes",
     "storage.cache_bytes",
     "storage.keep_state",
+    "statesync.snapshot_keep",
+    "statesync.discovery_time_s",
+    "statesync.discovery_timeout_s",
+    "statesync.chunk_request_timeout_s",
+    "statesync.chunk_fetchers",
     "consensus.block_time_budget_ms",
 }
-_NON_NEGATIVE = {"http.rate_per_ip", "storage.bloom_filter_bits", "signatures.worker_processes"}
+_NON_NEGATIVE = {
+    "http.rate_per_ip", "storage.bloom_filter_bits", "signatures.worker_processes",
+    "storage.keep_blocks", "statesync.snapshot_interval",
+}
 _PORTS = {"http.port", "p2p.port"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -436,7 +480,18 @@ def effective_config(home: Path, environ: Mapping[str, str] | None = None,
     config = load_config(home)
     if environ is not None:
         config = apply_environment(config, environ)
-    return apply_overrides(config, overrides)
+    return check_config(apply_overrides(config, overrides))
+
+
+def check_config(config: NodeConfig) -> NodeConfig:
+    """`config` if its options agree with each other, else `ConfigError` saying which do not."""
+    storage = config.storage
+    if storage.keep_blocks and storage.keep_blocks < storage.keep_state:
+        raise ConfigError(
+            f"storage.keep_blocks = {storage.keep_blocks} is below storage.keep_state = {storage.keep_state}: "
+            "keep_blocks is 0 (every block) or at least keep_state (R40)"
+        )
+    return config
 
 
 def config_to_json(config: NodeConfig) -> dict[str, Any]:

@@ -59,6 +59,11 @@ ORDERS_BY_STATE = b"X"
 """X ‖ length(1) ‖ state ‖ position → order entry."""
 REVIEWS_BY_SHOP = b"V"
 """V ‖ shop_id(32) ‖ position of the review_submit tx → order_id(32)."""
+OBJECT_POSITIONS = b"I"
+"""I ‖ object id (the hash of the tx that created a shop, listing or order, or of a
+review_submit) → its position(12). Kept as long as the object is (never pruned, R40), so
+that its index entries are found again when it changes after its block was pruned, or on
+a node that joined by state sync and never had that block (node/state_restore.py)."""
 
 POSITION_BYTES = 12
 """height(8, big-endian) ‖ index(4, big-endian)."""
@@ -93,6 +98,10 @@ class IndexSource(Protocol):
 
     def tx_location(self, tx_hash: bytes) -> TxLocator | None:
         """Where a committed transaction is."""
+        ...
+
+    def object_position(self, object_id: bytes) -> bytes | None:
+        """The position recorded for an object (`OBJECT_POSITIONS`), or None."""
         ...
 
 
@@ -216,17 +225,24 @@ def state_prefix(state: str) -> bytes:
 
 
 class _Positions:
-    """Positions of creating transactions: this block's, else the committed tx index."""
+    """Positions of creating transactions: this block's, else the recorded object
+    positions, else the committed tx index."""
 
     def __init__(self, source: IndexSource, result: BlockResult) -> None:
         self.source = source
         height = result.block.header.height
         self.in_block = {tx.hash: encode_position(height, index) for index, tx in enumerate(result.transactions)}
+        self.created: dict[bytes, bytes] = {}
+        """Objects whose creating tx is in this block: id → position, to record (`OBJECT_POSITIONS`)."""
 
     def of(self, tx_hash: bytes, height_hint: int = 0) -> bytes:
         position = self.in_block.get(tx_hash)
         if position is not None:
+            self.created[tx_hash] = position
             return position
+        recorded = self.source.object_position(tx_hash)
+        if recorded is not None:
+            return recorded
         location = self.source.tx_location(tx_hash)
         if location is None:
             return encode_position(height_hint, UNKNOWN_INDEX)
@@ -349,6 +365,8 @@ def block_index_writes(source: IndexSource, result: BlockResult) -> IndexWrites:
         old.update(_record_entries(family, object_id, source.get(key), positions))
         new.update(_record_entries(family, object_id, value, positions))
     new.update(_account_entries(source, result))
+    for object_id, position in positions.created.items():
+        new[OBJECT_POSITIONS + object_id] = position
     puts = {key: value for key, value in new.items() if old.get(key) != value}
     deletes = sorted(key for key in old if key not in new)
     return IndexWrites(puts, deletes)

@@ -37,7 +37,7 @@ from marketplace_tx.rules.state_tree import (
 )
 from marketplace_tx.rules.validators import validators_hash
 from marketplace_tx.speedups import decode_trusted
-from node.indexer import block_index_writes
+from node.indexer import OBJECT_POSITIONS, block_index_writes
 
 STATE = b"S"
 """S ‖ state key → state value (marketplace_tx.rules.state_keys)."""
@@ -62,13 +62,27 @@ marketplace_tx.rules.state_tree: position = depth(2) ‖ path prefix)."""
 UNDO = b"Du"
 """Du ‖ height(8) → canonical list [[key, value before that block or nil], …] sorted by
 key: the undo record of the block, kept for the last `keep_state` heights (R40)."""
+HEADERS = b"Dh"
+"""Dh ‖ height(8) → canonical header of a block whose body this node does not keep but
+whose header it must (R40): a change point whose block was pruned or that state sync
+verified, and the snapshot height a state-synced node started from. Its commit stays
+under `C`."""
 CHANGE_POINTS = b"J"
 """J ‖ height(8) → canonical sorted list of the next set's addresses, for every block
 whose next_validators_hash differs from its validators_hash (a change point, R37)."""
 META = b"M"
-"""M ‖ name → metadata: head, genesis hash, chain id (`M state_base` is reserved)."""
+"""M ‖ name → metadata: head, genesis hash, state base, oldest kept block, restore marker."""
 
 HEAD_KEY = META + b"head"
+STATE_BASE_KEY = META + b"state_base"
+"""height(8): the snapshot height a state-synced node restored (R39); absent on a node
+that started from genesis. Nothing below it was ever stored here (410 `pruned`)."""
+OLDEST_BLOCK_KEY = META + b"oldest_block"
+"""height(8): the oldest height whose block is stored (R40, node/pruning.py); absent: 1."""
+RESTORE_KEY = META + b"restore"
+"""Present while a state-sync restore is under way (node/state_restore.py owns its value).
+While it is, the state and tree hold a partial snapshot and the head is still genesis:
+nothing may read the state (the node serves /status and snapshots only)."""
 GENESIS_HASH_KEY = META + b"genesis_hash"
 GENESIS_STATE_ROOT_KEY = META + b"genesis_state_root"
 """The state root after genesis (no header holds it: proofs at height 0 are checked against it)."""
@@ -179,6 +193,8 @@ class ChainStore:
                 )
             head = self.head()
             assert head is not None
+            if self.restoring:
+                return head  # a state-sync restore was interrupted: node/state_restore.py resumes or wipes it
             self._check_tree(head)
             self._prune_undo(head.height)
             return head
@@ -221,6 +237,33 @@ class ChainStore:
         """The last final block (height 0: genesis), or None before `initialize`."""
         raw = self.db.get(HEAD_KEY)
         return None if raw is None else _decode_tip(raw)
+
+    @property
+    def restoring(self) -> bool:
+        """True while a state-sync restore is under way (`RESTORE_KEY`): the state is partial."""
+        return self.db.get(RESTORE_KEY) is not None
+
+    def state_base(self) -> int | None:
+        """The snapshot height this node was state-synced from (R39), or None (from genesis)."""
+        raw = self.db.get(STATE_BASE_KEY)
+        return None if raw is None else struct.unpack(">Q", raw)[0]
+
+    def oldest_block_height(self) -> int:
+        """The oldest height whose block is stored (R40): 1 on an unpruned node from genesis,
+        state base + 1 after state sync, higher once pruned."""
+        raw = self.db.get(OLDEST_BLOCK_KEY)
+        if raw is not None:
+            return struct.unpack(">Q", raw)[0]
+        base = self.state_base()
+        return 1 if base is None else base + 1
+
+    def header(self, height: int) -> Header | None:
+        """The header at `height`: of a stored block, or kept alone (`HEADERS`), or None."""
+        raw = self.db.get(_height_key(BLOCK, height))
+        if raw is not None:
+            return header_of_block(raw)
+        raw = self.db.get(_height_key(HEADERS, height))
+        return None if raw is None else Header.from_map(decode_trusted(raw))
 
     # --- writing a block -------------------------------------------------------------
 
@@ -306,6 +349,10 @@ class ChainStore:
         raw = self.db.get(BLOCK_HASH + block_hash)
         return None if raw is None else struct.unpack(">Q", raw)[0]
 
+    def object_position(self, object_id: bytes) -> bytes | None:
+        """The index position recorded for a shop, listing, order or review (node/indexer.py)."""
+        return self.db.get(OBJECT_POSITIONS + object_id)
+
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:
         """Where a committed transaction is, or None."""
         raw = self.db.get(TX_INDEX + tx_hash)
@@ -374,9 +421,13 @@ class ReadView:
         return None if raw is None else _decode_tip(raw)
 
     def header(self, height: int) -> Header | None:
-        """The header of the stored block at `height` (without decoding its transactions)."""
+        """The header at `height` (without decoding the block's transactions): of a stored
+        block, or kept alone (`HEADERS`: change points and the state-sync base, R40)."""
         raw = self._snapshot.get(_height_key(BLOCK, height))
-        return None if raw is None else header_of_block(raw)
+        if raw is not None:
+            return header_of_block(raw)
+        raw = self._snapshot.get(_height_key(HEADERS, height))
+        return None if raw is None else Header.from_map(decode_trusted(raw))
 
     def genesis_state_root(self) -> bytes | None:
         """The state root after genesis."""

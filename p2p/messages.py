@@ -25,13 +25,28 @@ APPLICATION_KINDS = (
     "peers",
     "block_request",
     "block_response",
+    "snapshots_request",
+    "snapshots",
+    "manifest_request",
+    "manifest",
+    "chunk_request",
+    "chunk",
+    "light_changes_request",
+    "light_changes",
+    "header_request",
+    "header",
 )
-"""Kinds of R32 that carry the node's data (`peers` is consumed by p2p itself)."""
+"""Kinds of R32 and R39 that carry the node's data (`peers` is consumed by p2p itself).
+
+State sync (R39, docs/p2p.md): `snapshots_request` → `snapshots`, `manifest_request` →
+`manifest`, `chunk_request` → `chunk`; and, to verify a snapshot's header by the light
+client (R37) without HTTP, `light_changes_request` → `light_changes` and
+`header_request` → `header` (this implementation's, the page is silent)."""
 
 GOSSIP_KINDS = frozenset({"txs", "proposal", "block", "vote", "evidence"})
 """Kinds flooded through the network: deduplicated by the seen-cache, never relayed twice.
 
-The others (`status`, `peers`, `block_request`, `block_response`) are point-to-point:
+The others (`status`, `peers`, the requests and their answers) are point-to-point:
 a repeated request or status is legitimate and is delivered again.
 """
 

@@ -136,6 +136,16 @@ def check_manifest(manifest: Manifest) -> None:
 def check_chunk(manifest: Manifest, index: int, raw: bytes) -> list[tuple[bytes, bytes]]:
     """The entries of chunk `index` if `raw` is that chunk of `manifest` (R39), else
     `InvalidSnapshot`; cheap checks (size, shape, order, prefix, count) before the hash."""
+    entries = read_chunk(manifest, index, raw)
+    if subtree_root(entries, manifest.chunk_depth) != manifest.chunks[index].hash:
+        raise InvalidSnapshot(f"chunk {index} does not hash to the manifest's")
+    return entries
+
+
+def read_chunk(manifest: Manifest, index: int, raw: bytes) -> list[tuple[bytes, bytes]]:
+    """The entries of chunk `index` after R39's cheap checks only (size, canonical
+    encoding, shape, count, order, prefix): the caller still checks the hash
+    (`check_chunk`, or `snapshot_tree.check_chunk_tree`, which hashes while it builds)."""
     if not 0 <= index < len(manifest.chunks):
         raise InvalidSnapshot(f"chunk {index} is not in the manifest")
     if len(raw) > MAX_CHUNK_BYTES:
@@ -160,6 +170,4 @@ def check_chunk(manifest: Manifest, index: int, raw: bytes) -> list[tuple[bytes,
             raise InvalidSnapshot(f"chunk {index}, entry {position}: key not under the chunk's prefix")
         entries.append((key, value))
         previous = key
-    if subtree_root(entries, manifest.chunk_depth) != expected.hash:
-        raise InvalidSnapshot(f"chunk {index} does not hash to the manifest's")
     return entries

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -304,6 +304,21 @@ def update_tree(reader: TreeReader, changes: Mapping[bytes, bytes | None]) -> Tr
             batch.put(ROOT_POSITION, new_root)
         root = record_hash(new_root)
     return TreeUpdate(root, batch.puts, frozenset(batch.deletes))
+
+
+def build_subtree(depth: int, entries: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, dict[bytes, bytes]]:
+    """The records of a subtree at `depth` holding exactly `entries` (key, value), all under
+    one path prefix of `depth` bits: its own record (None if empty) and every record below
+    it by position, as they sit in the whole tree. Restoring a snapshot chunk (R39) writes
+    these; `record_hash` of its own record is T(entries, depth)."""
+    batch = _Batch(MemoryTree(), {})
+    located = []
+    for key, value in entries:
+        path = _sha256(key).digest()
+        located.append((int.from_bytes(path, "big"), path, _sha256(value).digest()))
+    located.sort()
+    record = batch.build(depth, located)
+    return record, batch.puts
 
 
 def prove_key(reader: TreeReader, key: bytes, value: bytes | None, height: int) -> StateProof:
