@@ -333,15 +333,21 @@ def account_tx_value(tx: Any, receipt: Any) -> bytes:
     return codec.encode(value)
 
 
+def account_history_keys(tx: Any, receipt: Any, order: Order | None, height: int, index: int) -> list[bytes]:
+    """The account-history keys (`ACCOUNT_TXS`) the transaction at (`height`, `index`) writes:
+    one per participant. node/pruning.py deletes the same keys when the block is pruned (R40)."""
+    position = encode_position(height, index)
+    return [ACCOUNT_TXS + address + position for address in participants(tx, receipt, order)]
+
+
 def _account_entries(source: IndexSource, result: BlockResult) -> dict[bytes, bytes]:
     entries: dict[bytes, bytes] = {}
     height = result.block.header.height
     for index, (tx, receipt) in enumerate(zip(result.transactions, result.receipts, strict=True)):
         order = _order_after_block(source, result, tx.payload.get("order_id"))
-        position = encode_position(height, index)
         value = account_tx_value(tx, receipt)
-        for address in participants(tx, receipt, order):
-            entries[ACCOUNT_TXS + address + position] = value
+        for key in account_history_keys(tx, receipt, order, height, index):
+            entries[key] = value
     return entries
 
 
