@@ -10,6 +10,9 @@ Nothing else reads the environment for faults. The default plan has no fault.
   deadlines and mempool expiry all see it.
 - `MARKETCHAIN_TEST_FAULT=equivocate`: the validator also signs and gossips a
   conflicting prevote in every round, so that the others catch it as evidence (R27).
+- `MARKETCHAIN_TEST_RESTORE_CRASH=POINT`: the state-sync restore kills its own process
+  (SIGKILL) at that point: `begin`, `wipe`, `chunk:<k>`, `before_finish`, `after_finish`
+  (node/state_restore.py, kill -9 tests).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ CLOCK_SKEW_VARIABLE = "MARKETCHAIN_TEST_CLOCK_SKEW_MS"
 """Environment variable: test-only offset (ms) added to the node's clock."""
 FAULT_VARIABLE = "MARKETCHAIN_TEST_FAULT"
 """Environment variable: test-only misbehaviour (`equivocate`)."""
+RESTORE_CRASH_VARIABLE = "MARKETCHAIN_TEST_RESTORE_CRASH"
+"""Environment variable: test-only crash point of the state-sync restore (node/state_restore.py)."""
 
 Clock = Callable[[], int]
 """A source of time in ms since the Unix epoch."""
@@ -43,6 +48,8 @@ class FaultPlan:
     """Added to the node's clock (ms; negative for a clock behind), R28 tests."""
     equivocate: bool = False
     """Sign a conflicting prevote besides every prevote, bypassing the sign guard (R27 tests)."""
+    restore_crash: str | None = None
+    """Where the state-sync restore kills its process (`StateRestore`'s `crash_at`), kill -9 tests."""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> FaultPlan:
@@ -61,7 +68,10 @@ class FaultPlan:
         equivocate = environ.get(FAULT_VARIABLE) == "equivocate"
         if equivocate:
             log.warning("TEST FAULT ACTIVE: this validator will equivocate")
-        return cls(clock_skew_ms=skew, equivocate=equivocate)
+        restore_crash = environ.get(RESTORE_CRASH_VARIABLE) or None
+        if restore_crash:
+            log.warning("TEST FAULT ACTIVE: the state-sync restore will kill this node at %s", restore_crash)
+        return cls(clock_skew_ms=skew, equivocate=equivocate, restore_crash=restore_crash)
 
     def clock(self) -> Clock:
         """The node's clock under this plan: the wall clock plus the skew."""
