@@ -14,7 +14,8 @@ batch** as the block (docs/storage.md has the key table). They are derived from
 Every index key ends with a 12-byte **position**: height(8) ‖ index(4) of the
 transaction that created the object (its id is that transaction's hash, R9), or of
 the transaction itself for account histories. Positions order entries by creation
-and make the opaque paging cursors of the API.
+and make the opaque paging cursors of the API. Objects restored by state sync have no
+transaction here: `restored_index_writes` gives them height ‖ (chunk << 16 | ordinal).
 """
 
 from __future__ import annotations
@@ -224,6 +225,14 @@ def state_prefix(state: str) -> bytes:
 # --- deriving the entries of one record -------------------------------------------------
 
 
+class PositionSource(Protocol):
+    """Where the positions of objects' creating transactions come from."""
+
+    def of(self, tx_hash: bytes, height_hint: int = 0) -> bytes:
+        """The 12-byte position of the object (or review) created by `tx_hash`."""
+        ...
+
+
 class _Positions:
     """Positions of creating transactions: this block's, else the recorded object
     positions, else the committed tx index."""
@@ -249,12 +258,12 @@ class _Positions:
         return encode_position(location.height, location.index)
 
 
-def _shop_entries(shop_id: bytes, shop: Shop, positions: _Positions) -> dict[bytes, bytes]:
+def _shop_entries(shop_id: bytes, shop: Shop, positions: PositionSource) -> dict[bytes, bytes]:
     position = positions.of(shop_id, shop.height)
     return {SHOPS + position: shop_id, SHOPS_BY_OWNER + shop.owner + position: shop_id}
 
 
-def _listing_entries(listing_id: bytes, listing: Listing, positions: _Positions) -> dict[bytes, bytes]:
+def _listing_entries(listing_id: bytes, listing: Listing, positions: PositionSource) -> dict[bytes, bytes]:
     position = positions.of(listing_id, listing.height)
     value = encode_listing_entry(listing_id, listing)
     entries = {LISTINGS + position: value, LISTINGS_BY_SHOP + listing.shop_id + position: value}
@@ -265,7 +274,7 @@ def _listing_entries(listing_id: bytes, listing: Listing, positions: _Positions)
     return entries
 
 
-def _order_entries(order_id: bytes, order: Order, positions: _Positions) -> dict[bytes, bytes]:
+def _order_entries(order_id: bytes, order: Order, positions: PositionSource) -> dict[bytes, bytes]:
     position = positions.of(order_id, order.history[0]["height"] if order.history else 0)
     value = encode_order_entry(order_id, order)
     entries = {
@@ -285,7 +294,7 @@ _RECORD_TYPES: dict[bytes, Any] = {SHOP: Shop, LISTING: Listing, ORDER: Order}
 _ENTRY_FUNCTIONS = {SHOP: _shop_entries, LISTING: _listing_entries, ORDER: _order_entries}
 
 
-def _record_entries(family: bytes, object_id: bytes, raw: bytes | None, positions: _Positions) -> dict[bytes, bytes]:
+def _record_entries(family: bytes, object_id: bytes, raw: bytes | None, positions: PositionSource) -> dict[bytes, bytes]:
     if raw is None:
         return {}
     record = record_from_map(_RECORD_TYPES[family], codec.decode(raw))
@@ -376,6 +385,54 @@ def block_index_writes(source: IndexSource, result: BlockResult) -> IndexWrites:
     puts = {key: value for key, value in new.items() if old.get(key) != value}
     deletes = sorted(key for key in old if key not in new)
     return IndexWrites(puts, deletes)
+
+
+# --- records restored by state sync ---------------------------------------------------------
+
+
+MAX_RESTORED_ORDINAL = 0xFFFF
+"""A restored chunk's objects are numbered 0 … 65,535 in their positions' low 16 bits."""
+
+
+class _RestoredPositions:
+    """Positions of the objects of one restored chunk (node/state_restore.py, R39): the
+    creating block's transactions are not there, so the position is the object's creation
+    height from its record ‖ (chunk index << 16 | ordinal), the ordinal counting the chunk's
+    shops, listings, orders and reviews in key order. Unique (chunks differ in the high
+    16 bits, objects of a chunk in the low 16) and below every later block's positions;
+    objects created in one block may list in another order than on a node that executed it."""
+
+    def __init__(self, chunk_index: int) -> None:
+        self.base = chunk_index << 16
+        self.created: dict[bytes, bytes] = {}
+        """Every object numbered so far: id → position, to record (`OBJECT_POSITIONS`)."""
+
+    def of(self, tx_hash: bytes, height_hint: int = 0) -> bytes:
+        position = self.created.get(tx_hash)
+        if position is None:
+            if len(self.created) > MAX_RESTORED_ORDINAL:
+                raise ValueError(
+                    f"a restored chunk holds over {MAX_RESTORED_ORDINAL + 1} shops, listings, orders and reviews"
+                )
+            position = encode_position(height_hint, self.base | len(self.created))
+            self.created[tx_hash] = position
+        return position
+
+
+def restored_index_writes(chunk_index: int, entries: Iterable[tuple[bytes, bytes]]) -> IndexWrites:
+    """The read-index entries and object positions (`OBJECT_POSITIONS`) of the shops,
+    listings and orders (and their reviews) among a restored chunk's state `entries`, in
+    key order, positioned by `_RestoredPositions`. Account histories (`A`) are not restored:
+    the transactions are not in a snapshot. ValueError if the chunk holds over 65,536 objects."""
+    positions = _RestoredPositions(chunk_index)
+    puts: dict[bytes, bytes] = {}
+    for key, value in entries:
+        family = key[:1]
+        if family in _RECORD_TYPES and len(key) == 33:
+            puts.update(_record_entries(family, key[1:], value, positions))
+    for object_id, position in positions.created.items():
+        puts[OBJECT_POSITIONS + object_id] = position
+    return IndexWrites(puts, [])
 
 
 # --- reading an index --------------------------------------------------------------------
