@@ -198,19 +198,29 @@ class ChainStore:
             self._check_tree(head)
             self._prune_undo(head.height)
             return head
+        with self.db.write_batch(sync=True, transaction=True) as batch:
+            return self.write_genesis(batch, genesis)
+
+    def write_genesis(self, batch: Any, genesis: Genesis) -> ChainTip:
+        """Put the genesis state, its tree, the genesis metadata and the genesis head into
+        `batch` (`initialize`; node/state_restore.py's `abandon` writes it back the same way)."""
         tip, changes = genesis_changes(genesis)
         tree = update_tree(MemoryTree(), changes)
         if tree.root != tip.state_root:
             raise StorageError(f"the genesis tree root {tree.root.hex()} is not its state root {tip.state_root.hex()}")
-        with self.db.write_batch(sync=True, transaction=True) as batch:
-            for key, value in changes.items():
-                if value is not None:
-                    batch.put(STATE + key, value)
-            _write_tree(batch, tree)
-            batch.put(GENESIS_HASH_KEY, genesis.hash)
-            batch.put(GENESIS_STATE_ROOT_KEY, tip.state_root)
-            batch.put(HEAD_KEY, _encode_tip(tip))
+        for key, value in changes.items():
+            if value is not None:
+                batch.put(STATE + key, value)
+        _write_tree(batch, tree)
+        batch.put(GENESIS_HASH_KEY, genesis.hash)
+        batch.put(GENESIS_STATE_ROOT_KEY, tip.state_root)
+        batch.put(HEAD_KEY, _encode_tip(tip))
         return tip
+
+    def forget_cached_tree(self) -> None:
+        """Drop the cached upper tree records: the tree was rewritten outside `commit_block`
+        (node/state_restore.py)."""
+        self._tree_cache.clear()
 
     def _check_tree(self, head: ChainTip) -> None:
         """The stored tree's root must be the head's state root (R35), or nothing can be proven."""
@@ -523,6 +533,11 @@ def header_of_block(raw: bytes) -> Header:
             return Header.from_map(unpacker.unpack())
         unpacker.skip()
     raise StorageError("a stored block has no header")
+
+
+def encode_head(tip: ChainTip) -> bytes:
+    """The value of `HEAD_KEY` for `tip` (node/state_restore.py writes a restored head)."""
+    return _encode_tip(tip)
 
 
 def _encode_tip(tip: ChainTip) -> bytes:
