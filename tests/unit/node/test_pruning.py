@@ -1,0 +1,190 @@
+"""Pruning (R40, node/pruning.py) on a real LevelDB with real blocks: exactly the blocks
+below min(head − keep_blocks + 1, floor) go, with every key they wrote (B, K, T, R, E, A,
+C except at change points), and nothing else; change points keep header and commit so that
+light clients still verify; batches are bounded and a stop between them leaves a store whose
+oldest-block key says exactly what exists.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+
+import pytest
+
+import node.storage as storage
+from consensus.commit import verify_commit
+from marketplace_tx.chain.block import Header
+from marketplace_tx.primitives import codec
+from node.indexer import ACCOUNT_TXS, OBJECT_POSITIONS, decode_position
+from node.pruning import Pruner, history_is_partial, is_pruned_height, kept_blocks_message
+from node.state_history import change_points
+from node.storage import ChainStore
+from tests.unit.node.chain_store_model import ALICE, VALIDATOR
+from tests.unit.node.state_history_chain import (
+    SECOND_VALIDATOR,
+    RandomChain,
+    started_chain,
+    store_opener,
+)
+
+open_store = store_opener
+"""ChainStores on the test's tmp_path (a fixture)."""
+
+HEIGHT_PREFIXES = (storage.BLOCK, storage.COMMIT, storage.RECEIPTS, storage.BLOCK_EVENTS, storage.HEADERS)
+
+
+def long_chain(store: ChainStore, seed: int = 7) -> RandomChain:
+    """About 40 blocks of random transactions with two change points (a validator added, then removed)."""
+    chain = started_chain(store, seed=seed)
+    chain.commit([chain.sign(ALICE, "transfer", {"to": SECOND_VALIDATOR.address, "amount": 10_000})])
+    chain.random_blocks(4)
+    chain.commit(chain.vote("add", (VALIDATOR,)))
+    chain.random_blocks(6)
+    chain.commit(chain.vote("remove", (VALIDATOR, SECOND_VALIDATOR)))
+    chain.random_blocks(26)
+    return chain
+
+
+def everything(store: ChainStore) -> dict[bytes, bytes]:
+    """Every key of the database."""
+    return dict(store.db.iterator())
+
+
+def height_of(key: bytes) -> int:
+    return struct.unpack(">Q", key[len(key) - 8:] if key[:2] == storage.HEADERS else key[1:9])[0]
+
+
+def keys_of_block(chain: RandomChain, height: int) -> set[bytes]:
+    """Every key block `height` wrote that pruning must delete (commit aside)."""
+    result = chain.results[height - 1]
+    packed = struct.pack(">Q", height)
+    keys = {storage.BLOCK + packed, storage.RECEIPTS + packed, storage.BLOCK_HASH + result.block.hash}
+    keys |= {storage.TX_INDEX + tx.hash for tx in result.transactions}
+    return keys
+
+
+def check_consistent(store: ChainStore, chain: RandomChain) -> int:
+    """The oldest-block key says exactly which blocks exist; returns it."""
+    oldest = store.oldest_block_height()
+    for height in range(1, chain.head.height + 1):
+        result = chain.results[height - 1]
+        assert (store.block_bytes(height) is not None) == (height >= oldest), height
+        assert (store.height_of_block(result.block.hash) is not None) == (height >= oldest), height
+        for tx in result.transactions:
+            assert (store.tx_location(tx.hash) is not None) == (height >= oldest), height
+    for key in store.db.iterator(prefix=ACCOUNT_TXS, include_value=False):
+        assert decode_position(key[-12:])[0] >= oldest
+    return oldest
+
+
+def test_exactly_the_blocks_below_the_kept_range_go_with_every_key_they_wrote(
+    open_store: Callable[..., ChainStore],
+) -> None:
+    store = open_store(keep_state=5)
+    chain = long_chain(store)
+    head = chain.head.height
+    points_before = change_points(store, 0, 100)[0]
+    point_heights = {point.height for point in points_before}
+    assert len(point_heights) == 2
+    before = everything(store)
+    pruner = Pruner(store, keep_blocks=10, floor=lambda: None)
+    assert pruner.prune() == head - 10
+    after = everything(store)
+    oldest = head - 9
+    assert store.oldest_block_height() == oldest and check_consistent(store, chain) == oldest
+    expected_gone: set[bytes] = set()
+    for height in range(1, oldest):
+        expected_gone |= keys_of_block(chain, height)
+        if height not in point_heights:
+            expected_gone.add(storage.COMMIT + struct.pack(">Q", height))
+    expected_gone |= {key for key in before if key[:1] == ACCOUNT_TXS and decode_position(key[-12:])[0] < oldest}
+    expected_gone |= {key for key in before if key[:1] == storage.BLOCK_EVENTS and height_of(key) < oldest}
+    assert set(before) - set(after) == expected_gone
+    added = {key: value for key, value in after.items() if before.get(key) != value}
+    headers = {storage.HEADERS + struct.pack(">Q", height): codec.encode(chain.results[height - 1].block.header.to_map())
+               for height in point_heights if height < oldest}
+    assert added == {**headers, storage.OLDEST_BLOCK_KEY: struct.pack(">Q", oldest)}
+    assert all(key[:1] != OBJECT_POSITIONS for key in expected_gone)
+    # the kept blocks are whole, the head's commit stays, and the light client's points answer
+    for height in range(oldest, head + 1):
+        assert store.block(height) is not None and store.commit(height) == chain.commits[height - 1]
+    assert change_points(store, 0, 100)[0] == points_before
+    for point in points_before:
+        header = Header.from_map(codec.decode(point.header))
+        assert header == store.header(point.height) == chain.results[point.height - 1].block.header
+        signers = [member.address for member in chain.sets[header.validators_hash]]
+        verify_commit(point.commit, header.chain_id, header.hash, point.height, signers)
+    assert pruner.prune() == 0  # nothing more is due
+
+
+def test_a_floor_keeps_the_blocks_from_the_oldest_snapshot_on(open_store: Callable[..., ChainStore]) -> None:
+    store = open_store(keep_state=3)
+    chain = long_chain(store, seed=8)
+    pruner = Pruner(store, keep_blocks=5, floor=lambda: 12)
+    pruner.prune()
+    assert store.oldest_block_height() == 12 and check_consistent(store, chain) == 12
+    assert Pruner(store, keep_blocks=0, floor=lambda: None).prune() == 0  # an archive node prunes nothing
+    assert store.oldest_block_height() == 12
+
+
+def test_batches_are_bounded_and_a_stop_between_them_leaves_a_consistent_store(
+    open_store: Callable[..., ChainStore],
+) -> None:
+    store = open_store(keep_state=3)
+    chain = long_chain(store, seed=9)
+    head = chain.head.height
+    seen: list[int] = []
+
+    def stop_after_three(oldest: int) -> None:
+        seen.append(oldest)
+        assert check_consistent(store, chain) == oldest
+        if len(seen) == 3:
+            raise RuntimeError("stopped between batches")
+
+    pruner = Pruner(store, keep_blocks=4, floor=lambda: None, batch_blocks=3, batch_keys=40,
+                    between_batches=stop_after_three)
+    with pytest.raises(RuntimeError):
+        pruner.prune()
+    assert 0 < pruner.largest_batch_keys <= 40  # no block of this chain writes more than 40 keys
+    assert all(0 < later - earlier <= 3 for earlier, later in zip([1, *seen], seen, strict=False))
+    assert check_consistent(store, chain) == seen[-1] < head - 3
+    resumed = Pruner(store, keep_blocks=4, floor=lambda: None, batch_blocks=3, batch_keys=40)
+    resumed.prune()
+    assert check_consistent(store, chain) == head - 3
+    assert 0 < resumed.largest_batch_keys <= 40 and resumed.batches_written >= (head - 3 - seen[-1]) / 3
+
+
+def test_the_background_job_follows_the_head_and_stops(open_store: Callable[..., ChainStore]) -> None:
+    store = open_store(keep_state=2)
+    chain = started_chain(store, seed=10)
+    chain.random_blocks(5)
+    pruner = Pruner(store, keep_blocks=3, floor=lambda: None)
+    pruner.start()
+    try:
+        for _ in range(10):
+            chain.commit(chain.random_transactions(3))
+            pruner.after_block(chain.head.height)
+        deadline = time.monotonic() + 60
+        while store.oldest_block_height() != chain.head.height - 2:
+            assert time.monotonic() < deadline, "the pruner did not catch up"
+            time.sleep(0.02)
+    finally:
+        pruner.stop()
+    assert pruner.oldest_block._value.get() == chain.head.height - 2
+    assert check_consistent(store, chain) == chain.head.height - 2
+
+
+def test_messages_say_what_the_node_keeps(open_store: Callable[..., ChainStore]) -> None:
+    store = open_store(keep_state=2)
+    chain = started_chain(store, seed=11)
+    chain.random_blocks(8)
+    assert not history_is_partial(store) and not is_pruned_height(store, 1)
+    Pruner(store, keep_blocks=3, floor=lambda: None).prune()
+    assert kept_blocks_message(store) == "this node keeps blocks 6 … 8; older ones are pruned"
+    assert history_is_partial(store) and is_pruned_height(store, 5) and not is_pruned_height(store, 6)
+    store.db.put(storage.STATE_BASE_KEY, struct.pack(">Q", 5))
+    assert kept_blocks_message(store) == (
+        "this node keeps blocks 6 … 8; it was state-synced from height 5 and never had older ones"
+    )
