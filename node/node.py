@@ -36,6 +36,7 @@ from node.http.services import HttpServices, NodeIdentity, NodeRuntime
 from node.logging_setup import log_fields
 from node.mempool_journal import JOURNAL_FILE, JournalEntry, JournalKeeper, MempoolJournal
 from node.peer_actions import NetworkPeerActions
+from node.pruning import Pruner
 from node.sign_guard import SignGuard
 from node.signature_workers import SignatureWorkers
 from node.storage import ChainStore
@@ -87,6 +88,8 @@ class Node:
         """Final blocks, tx results and order changes for `GET /events`."""
         self.metrics = NodeMetrics()
         """This node's Prometheus metrics (`GET /metrics`)."""
+        self.pruner = Pruner(self.store, storage.keep_blocks, self._pruning_floor, self.metrics.registry)
+        """Deletes blocks older than `[storage] keep_blocks` in the background (R40; node/pruning.py)."""
         self.mempool = Mempool(
             self.genesis.chain_id,
             self.genesis.params,
@@ -232,6 +235,12 @@ class Node:
 
     # --- transactions ----------------------------------------------------------------
 
+    def _pruning_floor(self) -> int | None:
+        """The oldest snapshot this node serves (`self.snapshots`, node/snapshot_store.py), or
+        None: pruning keeps the blocks from it on, whose header and commit it serves (R40)."""
+        snapshots = getattr(self, "snapshots", None)
+        return None if snapshots is None else snapshots.oldest_height()
+
     def _pending_entries(self) -> list[JournalEntry]:
         """The pending transactions as journal records, in the order to admit them again."""
         return [JournalEntry(tx.raw, admitted_ms) for tx, admitted_ms in self.mempool.pending()]
@@ -318,6 +327,7 @@ class Node:
         if self.sign_guard is not None and height % 100 == 0:
             self.sign_guard.prune(height)
             self.store.prune_proposals(height - 10)
+        self.pruner.after_block(height)
 
         async def announce() -> None:
             async with self.new_block:
@@ -336,6 +346,7 @@ class Node:
         await self.http.start()
         await self.peers.start()
         await self.driver.start()
+        self.pruner.start()
         tip = self.store.head()
         validator = self.validator_address.hex() if self.validator_address else "no"
         log.info(
@@ -365,6 +376,7 @@ class Node:
             await self.journal.stop()
         await self.peers.stop()
         self.workers.stop(wait=True)
+        self.pruner.stop()
         self.store.close()
         log.info("node %s stopped", self.config.moniker,
                  extra=log_fields(event="node_stopped", moniker=self.config.moniker))
