@@ -171,3 +171,31 @@ def read_chunk(manifest: Manifest, index: int, raw: bytes) -> list[tuple[bytes, 
         entries.append((key, value))
         previous = key
     return entries
+
+
+def manifest_from_map(value: Any) -> Manifest:
+    """The manifest a decoded canonical map describes (what a peer sent), with shape checks
+    only: `InvalidSnapshot` names what is wrong. The caller still runs `check_manifest`
+    against a state_root it verified itself (R37, R39)."""
+    if not isinstance(value, dict) or set(value) != {"chunk_depth", "chunks", "height", "state_root"}:
+        raise InvalidSnapshot("a manifest is the map {chunk_depth, chunks, height, state_root}")
+    depth, chunks, height, state_root = value["chunk_depth"], value["chunks"], value["height"], value["state_root"]
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_CHUNK_DEPTH:
+        raise InvalidSnapshot(f"chunk_depth must be an integer 0..{MAX_CHUNK_DEPTH}")
+    if isinstance(height, bool) or not isinstance(height, int) or height < 0:
+        raise InvalidSnapshot("height must be an integer ≥ 0")
+    if not isinstance(state_root, bytes) or len(state_root) != 32:
+        raise InvalidSnapshot("state_root must be 32 bytes")
+    if not isinstance(chunks, list) or len(chunks) != 1 << depth:
+        raise InvalidSnapshot(f"chunk_depth {depth} needs a list of {1 << depth} chunks")
+    summaries = []
+    for index, chunk in enumerate(chunks):
+        if not isinstance(chunk, dict) or set(chunk) != {"count", "hash"}:
+            raise InvalidSnapshot(f"chunks[{index}] is the map {{count, hash}}")
+        count, digest = chunk["count"], chunk["hash"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_CHUNK_COUNT:
+            raise InvalidSnapshot(f"chunks[{index}].count must be an integer below 2^32")
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise InvalidSnapshot(f"chunks[{index}].hash must be 32 bytes")
+        summaries.append(ChunkSummary(count, digest))
+    return Manifest(depth, tuple(summaries), height, state_root)
