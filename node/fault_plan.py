@@ -13,6 +13,8 @@ Nothing else reads the environment for faults. The default plan has no fault.
 - `MARKETCHAIN_TEST_RESTORE_CRASH=POINT`: the state-sync restore kills its own process
   (SIGKILL) at that point: `begin`, `wipe`, `chunk:<k>`, `before_finish`, `after_finish`
   (node/state_restore.py, kill -9 tests).
+- `MARKETCHAIN_TEST_SNAPSHOT_FAULT=corrupt_chunk|wrong_manifest|unfinal|silent`: the node
+  serves snapshots as a hostile peer (node/snapshot_serving.py), for the state-sync tests.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ FAULT_VARIABLE = "MARKETCHAIN_TEST_FAULT"
 """Environment variable: test-only misbehaviour (`equivocate`)."""
 RESTORE_CRASH_VARIABLE = "MARKETCHAIN_TEST_RESTORE_CRASH"
 """Environment variable: test-only crash point of the state-sync restore (node/state_restore.py)."""
+SNAPSHOT_FAULT_VARIABLE = "MARKETCHAIN_TEST_SNAPSHOT_FAULT"
+"""Environment variable: test-only hostile snapshot serving (node/snapshot_serving.py)."""
+SNAPSHOT_FAULTS = frozenset({"corrupt_chunk", "wrong_manifest", "unfinal", "silent"})
+"""The values `SNAPSHOT_FAULT_VARIABLE` may take."""
 
 Clock = Callable[[], int]
 """A source of time in ms since the Unix epoch."""
@@ -50,6 +56,9 @@ class FaultPlan:
     """Sign a conflicting prevote besides every prevote, bypassing the sign guard (R27 tests)."""
     restore_crash: str | None = None
     """Where the state-sync restore kills its process (`StateRestore`'s `crash_at`), kill -9 tests."""
+    snapshot_fault: str | None = None
+    """Serve snapshots as a hostile peer (`corrupt_chunk`, `wrong_manifest`, `unfinal`,
+    `silent`; node/snapshot_serving.py), R39 tests of a joining node."""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> FaultPlan:
@@ -71,7 +80,15 @@ class FaultPlan:
         restore_crash = environ.get(RESTORE_CRASH_VARIABLE) or None
         if restore_crash:
             log.warning("TEST FAULT ACTIVE: the state-sync restore will kill this node at %s", restore_crash)
-        return cls(clock_skew_ms=skew, equivocate=equivocate, restore_crash=restore_crash)
+        snapshot_fault = environ.get(SNAPSHOT_FAULT_VARIABLE) or None
+        if snapshot_fault is not None and snapshot_fault not in SNAPSHOT_FAULTS:
+            log.warning("%s=%r is not one of %s; ignored", SNAPSHOT_FAULT_VARIABLE, snapshot_fault,
+                        ", ".join(sorted(SNAPSHOT_FAULTS)))
+            snapshot_fault = None
+        elif snapshot_fault is not None:
+            log.warning("TEST FAULT ACTIVE: this node serves snapshots as a hostile peer (%s)", snapshot_fault)
+        return cls(clock_skew_ms=skew, equivocate=equivocate, restore_crash=restore_crash,
+                   snapshot_fault=snapshot_fault)
 
     def clock(self) -> Clock:
         """The node's clock under this plan: the wall clock plus the skew."""
