@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from marketplace_tx.rules.state import State
 from marketplace_tx.rules.state_keys import PUNISHED, VALIDATOR_VOTES
 from marketplace_tx.rules.validators import proposer_for, scheduled_changes, set_at, validators_hash
 from node.http.costs import MAX_LIST_TX_IDS, body_cost, rows_cost, transactions_cost, tx_ids_cost
-from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware, found
+from node.http.errors import MAX_BODY_KEY, ApiError, error_middleware, found, pruned
 from node.http.events import add_event_routes
 from node.http.json_view import to_json
 from node.http.limits import LIMITS_KEY, RequestLimits, charge, limits_middleware
@@ -34,8 +34,11 @@ from node.http.marketplace import account_marketplace_view, add_marketplace_rout
 from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
 from node.http.openapi import MSGPACK_MEDIA_TYPES, check_routes, get_openapi
 from node.http.params import HEIGHT_MAX, page_limit, path_height, path_hex32, query_integer
-from node.http.services import SERVICES_KEY, HttpServices
+from node.http.services import SERVICES_KEY, HttpServices, NodeRuntime
 from node.http.state_proofs import add_state_proof_routes
+from node.http.state_sync_gate import state_sync_gate
+from node.pruning import history_is_partial, is_pruned_height, kept_blocks_message
+from node.storage import TxLocation
 
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 TX_HASH_ROUTE = "/txs/{hash:(?!batch$)[^{}/]+}"
@@ -70,8 +73,7 @@ async def get_status(request: web.Request) -> web.Response:
             "moniker": runtime.identity.moniker,
             "validator": validator.hex() if validator else None,
             "peers": len(runtime.peers.peers()),
-            "syncing": runtime.sync.syncing,
-            "sync": runtime.sync.progress(),
+            **_sync_fields(runtime),
             "consensus": {"height": consensus.height, "round": consensus.round,
                           "step": str(consensus.step), "started": consensus.started},
             "p2p": f"{runtime.identity.p2p_host}:{runtime.peers.listen_port}",
@@ -81,6 +83,15 @@ async def get_status(request: web.Request) -> web.Response:
             "version": runtime.identity.version,
         }
     )
+
+
+def _sync_fields(runtime: NodeRuntime) -> dict[str, Any]:
+    """`syncing` (a boolean, or "state" while a snapshot is restored, R39) and the progress."""
+    state_sync = runtime.state_sync()
+    if state_sync is not None:
+        return {"syncing": "state", "chunks": state_sync["chunks"], "sync": runtime.sync.progress(),
+                "state_sync": state_sync}
+    return {"syncing": runtime.sync.syncing, "sync": runtime.sync.progress()}
 
 
 # --- transactions -------------------------------------------------------------------
@@ -189,9 +200,8 @@ async def get_tx(request: web.Request) -> web.Response:
     pending = services.mempool.get(tx_hash)
     if pending is not None:
         return web.json_response({**tx_view(pending), "status": "pending"})
-    location = found(services.store.tx_location(tx_hash), f"transaction {tx_hash.hex()}")
-    block = services.store.block(location.height)
-    assert block is not None
+    location = found(_tx_location(services, tx_hash), f"transaction {tx_hash.hex()}")
+    block = _block_at(services, location.height)
     tx = services.decode_committed(block.txs[location.index])
     receipt = services.store.receipts(location.height)[location.index]
     return web.json_response(
@@ -211,9 +221,8 @@ async def get_tx_proof(request: web.Request) -> web.Response:
     """`GET /txs/{hash}/proof`: the Merkle path of a committed transaction to its block's tx_root."""
     services = _services(request)
     tx_hash = path_hex32(request, "hash")
-    location = found(services.store.tx_location(tx_hash), f"committed transaction {tx_hash.hex()}")
-    block = services.store.block(location.height)
-    assert block is not None
+    location = found(_tx_location(services, tx_hash), f"committed transaction {tx_hash.hex()}")
+    block = _block_at(services, location.height)
     charge(request, tx_ids_cost(len(block.txs)), f"a proof in a block of {len(block.txs)} transactions")
     hashes = [services.hash_of(raw) for raw in block.txs]
     return web.json_response(
@@ -227,6 +236,16 @@ async def get_tx_proof(request: web.Request) -> web.Response:
             "path": [item.hex() for item in inclusion_path(hashes, location.index)],
         }
     )
+
+
+def _tx_location(services: HttpServices, tx_hash: bytes) -> TxLocation | None:
+    """Where a committed transaction is; 410 `pruned` if it is not found on a node that lacks
+    old blocks (pruned or state-synced, R40): it may be in one of them, the node cannot tell."""
+    location = services.store.tx_location(tx_hash)
+    if location is None and history_is_partial(services.store):
+        raise pruned(f"transaction {tx_hash.hex()} is not known here and may be in an older block: "
+                     f"{kept_blocks_message(services.store)}")
+    return location
 
 
 # --- blocks -------------------------------------------------------------------------
@@ -249,7 +268,13 @@ def block_view(services: HttpServices, block: Block) -> dict[str, Any]:
 
 
 def _block_at(services: HttpServices, height: int) -> Block:
-    return found(services.store.block(height), f"block at height {height}")
+    return found(services.store.block(height) or _not_kept(services, height, "block"), f"block at height {height}")
+
+
+def _not_kept(services: HttpServices, height: int, what: str) -> None:
+    """Raise 410 `pruned` if block `height` is older than this node keeps (R40); else return."""
+    if is_pruned_height(services.store, height):
+        raise pruned(f"the {what} of height {height} is not kept: {kept_blocks_message(services.store)}")
 
 
 def _charged_view(request: web.Request, block: Block) -> dict[str, Any]:
@@ -277,7 +302,7 @@ async def get_block_raw(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/raw`: canonical block bytes."""
     services = _services(request)
     height = path_height(request)
-    raw = found(services.store.block_bytes(height), f"block at height {height}")
+    raw = found(services.store.block_bytes(height) or _not_kept(services, height, "block"), f"block at height {height}")
     return web.Response(body=raw, content_type="application/msgpack")
 
 
@@ -285,7 +310,7 @@ async def get_block_commit(request: web.Request) -> web.Response:
     """`GET /blocks/{height}/commit`: the precommits that finalized the block."""
     services = _services(request)
     height = path_height(request)
-    commit = found(services.store.commit(height), f"commit for height {height}")
+    commit = found(services.store.commit(height) or _not_kept(services, height, "commit"), f"commit for height {height}")
     return web.json_response(to_json(commit.to_map()))
 
 
@@ -293,7 +318,9 @@ async def list_blocks(request: web.Request) -> web.Response:
     """`GET /blocks?before=&limit=`: newest first; `next` is the cursor for the next page.
 
     A page embeds at most `MAX_LIST_TX_IDS` transaction ids: it ends before the block that
-    would pass them (it always holds one block), and `next` continues from there."""
+    would pass them (it always holds one block), and `next` continues from there. On a node
+    that lacks old blocks (R40) the list stops at the oldest kept one and says so with
+    `pruned_below`; a page entirely below it is 410 `pruned`."""
     services = _services(request)
     tip = services.store.head()
     assert tip is not None
@@ -301,13 +328,28 @@ async def list_blocks(request: web.Request) -> web.Response:
     limit = page_limit(request)
     charge(request, rows_cost(limit), f"a page of {limit} blocks")
     top = min(before - 1, tip.height)
-    heights = range(top, max(top - limit, 0), -1)
-    page = blocks_within((_block_at(services, height) for height in heights), MAX_LIST_TX_IDS)
+    oldest = services.store.oldest_block_height()
+    if top >= 1:
+        _not_kept(services, top, "block")
+    heights = range(top, max(top - limit, oldest - 1), -1)
+    page = blocks_within(_kept_blocks(services, heights), MAX_LIST_TX_IDS)
     tx_ids = sum(len(block.txs) for block in page)
     charge(request, tx_ids_cost(tx_ids), f"a page of blocks with {tx_ids} transactions")
     lowest = page[-1].header.height if page else 1
-    return web.json_response({"blocks": [block_view(services, block) for block in page],
-                              "next": lowest if lowest > 1 else None})
+    body: dict[str, Any] = {"blocks": [block_view(services, block) for block in page],
+                            "next": lowest if lowest > oldest else None}
+    if oldest > 1 and lowest <= oldest:
+        body["pruned_below"] = oldest
+    return web.json_response(body)
+
+
+def _kept_blocks(services: HttpServices, heights: Iterable[int]) -> Iterator[Block]:
+    """The blocks at `heights`, read lazily, until one is missing (pruned meanwhile)."""
+    for height in heights:
+        block = services.store.block(height)
+        if block is None:
+            return
+        yield block
 
 
 def blocks_within(blocks: Iterable[Block], max_tx_ids: int) -> list[Block]:
@@ -418,7 +460,7 @@ def build_app(services: HttpServices) -> web.Application:
     """The aiohttp application of the API; it serves exactly the routes node/http/openapi.py documents."""
     limits = RequestLimits(services.limits)
     app = web.Application(
-        middlewares=[metrics_middleware, limits_middleware(limits), error_middleware],
+        middlewares=[metrics_middleware, limits_middleware(limits), error_middleware, state_sync_gate],
         client_max_size=services.limits.max_body_bytes,
     )
     app[SERVICES_KEY] = services

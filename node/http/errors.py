@@ -4,7 +4,8 @@ API-level codes beside those of R12 (docs/api.md): `not_found` (unknown route, b
 transaction), `invalid_query` (a path or query parameter that does not parse),
 `body_too_large` (413), `unsupported_media_type` (415), `method_not_allowed` (405),
 `request_timeout` (408: headers or body not sent in time; the connection is closed),
-`rate_limited` (429, with `Retry-After` when waiting helps) and, for a node bug only,
+`rate_limited` (429, with `Retry-After` when waiting helps), `pruned` (410: data this node
+no longer keeps or, after state sync, never had; R40) and, for a node bug only,
 `internal` (500). A 405 answer carries an `Allow` header listing the methods its path supports.
 """
 
@@ -47,6 +48,12 @@ def found(record: Record | None, what: str) -> Record:
     if record is None:
         raise ApiError(404, "not_found", f"no {what}")
     return record
+
+
+def pruned(message: str) -> ApiError:
+    """The 410 `pruned` answer (R40): `message` says what is asked and what the node keeps
+    (node/pruning.py `kept_blocks_message`), never a wrong or empty answer."""
+    return ApiError(410, "pruned", message)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

@@ -385,18 +385,27 @@ async def get_item(request: web.Request) -> web.Response:
 
 
 async def list_account_txs(request: web.Request) -> web.Response:
-    """`GET /accounts/{address}/txs?limit=&cursor=`: newest first."""
+    """`GET /accounts/{address}/txs?limit=&cursor=`: newest first. On a node that lacks old
+    blocks (R40) the history holds the kept blocks' transactions only: its last page says
+    `"pruned_below": oldest kept height`."""
     address = path_hex32(request, "address")
     limit, cursor = page_limit(request), page_cursor(request)
     charge(request, rows_cost(limit), f"a page of {limit} transactions")
+    store = _services(request).store
+    oldest = store.oldest_block_height()
 
-    def accept(value: bytes, position: bytes) -> dict[str, Any]:
+    def accept(value: bytes, position: bytes) -> dict[str, Any] | None:
         height, index = indexer.decode_position(position)
+        if height < oldest:  # being pruned right now
+            return None
         return {**to_json(codec.decode(value)), "height": height, "index": index}
 
-    with _services(request).store.read_view() as view:
+    with store.read_view() as view:
         txs, next_cursor = indexer.scan_page(view, indexer.ACCOUNT_TXS + address, cursor, limit, accept)
-    return web.json_response({"txs": txs, "next": next_cursor})
+    body: dict[str, Any] = {"txs": txs, "next": next_cursor}
+    if next_cursor is None and oldest > 1:
+        body["pruned_below"] = oldest
+    return web.json_response(body)
 
 
 def add_marketplace_routes(app: web.Application) -> None:

@@ -81,6 +81,9 @@ def page(plural: str, item: dict[str, Any]) -> dict[str, Any]:
 
 
 INTEGER = {"type": "integer", "minimum": 0}
+PRUNED_BELOW = {"type": "integer", "minimum": 2,
+                "description": "On the last page of a node that lacks older blocks (pruned or state-synced, "
+                               "R40): the oldest height it keeps; older entries are not listed."}
 SIGNED = {"type": "integer"}
 STRING = {"type": "string"}
 BOOLEAN = {"type": "boolean"}
@@ -174,16 +177,19 @@ def _schemas() -> dict[str, Any]:
                           "next": nullable({"type": "integer", "minimum": 2,
                                             "description": "Pass as `before` for the next page. A page ends "
                                                            "early once its blocks hold 10,000 transaction "
-                                                           "ids."})}),
+                                                           "ids."}),
+                          "pruned_below": PRUNED_BELOW}, required=("blocks", "next")),
         "Reputation": obj(reputation),
         "Account": obj({"id": HEX32, "address": HEX32, "balance": INTEGER, "nonce": INTEGER,
                         "pending_nonce": INTEGER, "roles": {"type": "array", "items": STRING},
                         "role_grants": ANY_OBJECT,
                         "points": {"type": "object", "additionalProperties": INTEGER},
                         "reputation": nullable(ref("Reputation"))}),
-        "AccountTxList": page("txs", obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING,
-                                          "sender": HEX32, "ok": BOOLEAN, "code": STRING},
-                                         required=("hash", "height", "index", "type", "sender", "ok"))),
+        "AccountTxList": obj({"txs": {"type": "array", "items": obj(
+                                  {"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING,
+                                   "sender": HEX32, "ok": BOOLEAN, "code": STRING},
+                                  required=("hash", "height", "index", "type", "sender", "ok"))},
+                              "next": ref("Cursor"), "pruned_below": PRUNED_BELOW}, required=("txs", "next")),
         "ShopStats": obj(shop_stats),
         "Shop": obj({"id": HEX32, **record_properties(Shop), "reputation": ref("Reputation"),
                      "stats": ref("ShopStats"), "listing_count": INTEGER, "active_listing_count": INTEGER,
@@ -297,7 +303,9 @@ _ERROR_DESCRIPTIONS = {
     "413": "`body_too_large`",
     "408": "`request_timeout`: the body was not sent within `[http] body_timeout_s`; the connection is closed",
     "415": "`unsupported_media_type`",
-    "410": "`pruned`: a height older than the node keeps (`[storage] keep_state`, R40)",
+    "410": "`pruned`: older than the node keeps (`[storage] keep_state` for state proofs, `keep_blocks` for "
+           "blocks, commits and transactions) or, after state sync, never had (R40); the message says what "
+           "it keeps",
     "429": "`rate_limited`: the client address spent its budget of request units (with `Retry-After`), "
            "or a connection or event stream cap",
     "500": "`internal`: a node bug only",
@@ -384,21 +392,21 @@ OPERATIONS: tuple[Operation, ...] = (
               "transactions", json_body(ref("TxBatchResults")), errors=("400", "408", "413", "415"),
               body=_tx_body("TxBatchBody")),
     Operation("GET", "/txs/{hash}", "getTx", "A pending or committed transaction with its result.", "transactions",
-              json_body(ref("Tx")), (HASH,)),
+              json_body(ref("Tx")), (HASH,), errors=("400", "404", "410")),
     Operation("GET", "/txs/{hash}/proof", "getTxProof", "Merkle inclusion path of a committed transaction (R7).",
-              "transactions", json_body(ref("TxProof")), (HASH,)),
+              "transactions", json_body(ref("TxProof")), (HASH,), errors=("400", "404", "410")),
     Operation("GET", "/blocks", "listBlocks", "Final blocks, newest first.", "blocks", json_body(ref("BlockList")),
               (query("before", HEIGHT_SCHEMA, "Only heights below this."), LIMIT),
-              errors=("400",)),
+              errors=("400", "410")),
     Operation("GET", "/blocks/latest", "getLatestBlock", "The last final block.", "blocks", json_body(ref("Block")),
-              errors=("404",)),
+              errors=("404", "410")),
     Operation("GET", "/blocks/{height}", "getBlock", "A final block: header, tx hashes, commits.", "blocks",
-              json_body(ref("Block")), (HEIGHT,)),
+              json_body(ref("Block")), (HEIGHT,), errors=("400", "404", "410")),
     Operation("GET", "/blocks/{height}/raw", "getBlockRaw", "The canonical block bytes (R24).", "blocks",
               {"description": "OK", "content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}}},
-              (HEIGHT,)),
+              (HEIGHT,), errors=("400", "404", "410")),
     Operation("GET", "/blocks/{height}/commit", "getBlockCommit", "The precommits that finalized a block.", "blocks",
-              json_body(ref("Commit")), (HEIGHT,)),
+              json_body(ref("Commit")), (HEIGHT,), errors=("400", "404", "410")),
     Operation("GET", "/accounts/{address}", "getAccount", "Balance, nonce, roles, points and merchant reputation.",
               "accounts", json_body(ref("Account")), (ADDRESS,), errors=("400",)),
     Operation("GET", "/accounts/{address}/txs", "listAccountTxs",
