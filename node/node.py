@@ -39,6 +39,10 @@ from node.peer_actions import NetworkPeerActions
 from node.pruning import Pruner
 from node.sign_guard import SignGuard
 from node.signature_workers import SignatureWorkers
+from node.snapshot_serving import REQUEST_KINDS as SNAPSHOT_REQUEST_KINDS
+from node.snapshot_serving import SnapshotServer
+from node.snapshot_store import SnapshotStore
+from node.snapshot_writer import SnapshotWriter
 from node.storage import ChainStore
 from p2p.config import PeerManagerConfig
 from p2p.peer_manager import PeerManager
@@ -90,6 +94,15 @@ class Node:
         """This node's Prometheus metrics (`GET /metrics`)."""
         self.pruner = Pruner(self.store, storage.keep_blocks, self._pruning_floor, self.metrics.registry)
         """Deletes blocks older than `[storage] keep_blocks` in the background (R40; node/pruning.py)."""
+        statesync = home.config.statesync
+        self.snapshots = SnapshotStore(
+            home.data_directory / "snapshots", statesync.snapshot_keep
+        ) if statesync.snapshot_interval else None
+        """The snapshots this node writes and serves (`[statesync] snapshot_interval`, R39), if any."""
+        self.snapshot_writer = SnapshotWriter(
+            self.store, self.snapshots, statesync.snapshot_interval, self.metrics.registry
+        ) if self.snapshots is not None else None
+        """Writes a snapshot after every `snapshot_interval`-th height, in a background thread."""
         self.mempool = Mempool(
             self.genesis.chain_id,
             self.genesis.params,
@@ -135,6 +148,8 @@ class Node:
             self.peers, lambda: self.store.head().height, lambda peer, height: self.sync.peer_height(peer, height)
         )
         """Penalize, relay to and sync from peers (R30, R32), for the parts that judge their messages."""
+        self.snapshot_server = SnapshotServer(self.snapshots, self.store, self.peer_actions, faults.snapshot_fault)
+        """Answers peers' snapshot, manifest, chunk, change-point and header requests (R39)."""
         self.driver = ConsensusDriver(
             store=self.store,
             mempool=self.mempool,
@@ -260,6 +275,7 @@ class Node:
 
     def _on_peer_disconnected(self, peer: bytes) -> None:
         self.sync.peer_gone(peer)
+        self.snapshot_server.forget(peer)
 
     def _on_message(self, peer: bytes, kind: str, body: Any) -> Awaitable[None] | None:
         """Hand a peer's message to its part; consensus messages return an awaitable that
@@ -282,6 +298,8 @@ class Node:
             self.sync.serve(peer, body)
         elif kind == "block_response":
             self.sync.receive(peer, body)
+        elif kind in SNAPSHOT_REQUEST_KINDS:
+            self.snapshot_server.serve(peer, kind, body)
 
     # --- blocks ----------------------------------------------------------------------
 
@@ -328,6 +346,8 @@ class Node:
             self.sign_guard.prune(height)
             self.store.prune_proposals(height - 10)
         self.pruner.after_block(height)
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.after_block(height)
 
         async def announce() -> None:
             async with self.new_block:
@@ -347,6 +367,8 @@ class Node:
         await self.peers.start()
         await self.driver.start()
         self.pruner.start()
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.start()
         tip = self.store.head()
         validator = self.validator_address.hex() if self.validator_address else "no"
         log.info(
@@ -377,6 +399,8 @@ class Node:
         await self.peers.stop()
         self.workers.stop(wait=True)
         self.pruner.stop()
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.stop()
         self.store.close()
         log.info("node %s stopped", self.config.moniker,
                  extra=log_fields(event="node_stopped", moniker=self.config.moniker))
