@@ -221,6 +221,7 @@ class Node:
                 metrics=self.metrics,
                 limits=self.config.http,
                 runtime=self.runtime,
+                snapshots=self.snapshots,
             ),
             self.config.http.host,
             self.config.http.port,

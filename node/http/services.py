@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from node.events import EventHub
     from node.http.metrics import NodeMetrics
     from node.signature_workers import SignatureWorkers
+    from node.snapshot_store import SnapshotStore
     from node.storage import ChainStore
     from p2p.peer_manager import PeerManager
 
@@ -119,6 +120,10 @@ class NodeRuntime:
     """The LevelDB directory (its size on disk is a metric)."""
     started_at: float
     """When this process started (s since the epoch)."""
+    state_sync: Callable[[], dict[str, Any] | None] = lambda: None
+    """The progress of the state sync under way (node/state_sync.py), or None when the node
+    is not restoring a snapshot: while it is, `/status` says `"syncing": "state"` and reads
+    of the state answer 503 `syncing` (node/http/state_sync_gate.py)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,8 @@ class HttpServices:
     """The `[http]` configuration: body, batch and rate limits."""
     runtime: NodeRuntime
     """The live parts `/status` reports."""
+    snapshots: SnapshotStore | None = None
+    """The snapshots this node serves (`GET /snapshots*`, R39), or None if it writes none."""
 
     @staticmethod
     def hash_of(raw: bytes) -> bytes:
