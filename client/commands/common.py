@@ -181,11 +181,14 @@ NONCE_HINTS = {
 
 
 def client_error_text(error: ClientError, nonce_given: bool = False) -> str:
-    """`code: message [node URL] (hint)`: a node error as one line of advice, its money figures in MKT."""
+    """`code: message [node URL] (hint)`: a node error as one line of advice, its money figures in MKT
+    (a 410 reads "pruned on this node: <what the node keeps>")."""
     hint = NONCE_HINTS[nonce_given] if error.code == "bad_nonce" else CLIENT_ERROR_HINTS.get(error.code, "")
     if error.code == "not_found" and not ID_LOOKUP.match(error.message):
         hint = ""
     where = f" [node {error.node}]" if error.node and error.code != "unreachable" else ""
+    if error.code == "pruned":  # 410 (R40): the node no longer keeps it, or never had it (state sync)
+        return f"pruned on this node: {error.message}{where}"
     return f"{error.code}: {render_money_message(error.message)}{where}{hint}"
 
 

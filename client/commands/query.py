@@ -151,7 +151,8 @@ def page_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def print_page(view: dict[str, Any], plural: str, table: Callable[[list[Any]], str], as_json: bool,
                empty: str) -> None:
-    """One page of a list: its table (or `empty`), and how to get the next page."""
+    """One page of a list: its table (or `empty`), how to get the next page, and whether older
+    entries are pruned on this node (`pruned_below`, R40)."""
     if as_json:
         echo_json(view)
         return
@@ -159,6 +160,8 @@ def print_page(view: dict[str, Any], plural: str, table: Callable[[list[Any]], s
     click.echo(table(items) if items else empty)
     if view.get("next") is not None:
         click.echo(f"\nmore: repeat with --cursor {view['next']}")
+    if view.get("pruned_below") is not None:
+        click.echo(f"\nolder ones are pruned on this node: it keeps blocks from height {view['pruned_below']} on")
 
 
 @query.command("shops")
