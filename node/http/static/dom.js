@@ -205,6 +205,9 @@ export function loading(text = "Loading…") {
 
 /** The API's own error code and message, never a stack trace. */
 export function errorBox(error) {
+  if (error && error.code === "pruned") {  // 410 (R40): older than this node keeps, or before its state sync
+    return h("div", {class: "error pruned", role: "alert"}, h("b", null, "Pruned on this node"), ": ", error.message);
+  }
   const code = error && error.code ? `${error.code}: ` : "";
   return h("div", {class: "error", role: "alert"}, h("b", null, "Error "), code, error ? error.message : "unknown");
 }

@@ -80,6 +80,7 @@ export async function accountPage(context) {
     sold.items.length ? section("Orders received", table(["order", "state", "shop", "qty", "total", "placed"], sold.items.map((order) => orderRow(order, shopNames)))) : null,
     section("History", table(["hash", "type", "block", "sender", "result"], historyRows,
       {class: "history", empty: "No transactions."}), pager,
+      history.pruned_below ? note(`Older transactions are pruned on this node: it keeps blocks from height ${history.pruned_below} on.`) : null,
     note("Transactions the account sent, is named in, or that act on its orders; newest first.")),
   );
 }

@@ -166,5 +166,6 @@ export async function blocksPage(context) {
     list.next ? h("a", {href: `#/blocks?before=${list.next}`}, "older →") : null);
   return page("Blocks", before ? `below ${before}` : "newest first",
     table(["height", "hash", "time", "txs", "proposer"], rows, {empty: "No blocks yet."}), pager,
+    list.pruned_below ? note(`Older blocks are pruned on this node: it keeps blocks from height ${list.pruned_below} on.`) : null,
     note("Blocks are made only when transactions wait or a deadline falls due (R29); each is final once committed."));
 }
