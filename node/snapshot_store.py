@@ -148,6 +148,18 @@ class SnapshotStore:
             return None
         return raw if len(raw) == length else None
 
+    def chunk_length(self, height: int, index: int) -> int | None:
+        """How many bytes chunk `index` of snapshot `height` is (from the index, without reading it)."""
+        where = self._chunk_place(height, index)
+        return None if where is None else where[1]
+
+    def manifest_length(self, height: int) -> int | None:
+        """How many bytes the manifest of snapshot `height` is, or None."""
+        try:
+            return (self._path(height) / MANIFEST_FILE).stat().st_size
+        except OSError:
+            return None
+
     def _chunk_place(self, height: int, index: int) -> tuple[int, int] | None:
         """(offset, length) of a chunk in the `chunks` file, from the cached index."""
         index_rows = self._indexes.get(height)

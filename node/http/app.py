@@ -35,6 +35,7 @@ from node.http.metrics import METRICS_KEY, get_metrics, metrics_middleware
 from node.http.openapi import MSGPACK_MEDIA_TYPES, check_routes, get_openapi
 from node.http.params import HEIGHT_MAX, page_limit, path_height, path_hex32, query_integer
 from node.http.services import SERVICES_KEY, HttpServices, NodeRuntime
+from node.http.snapshots import add_snapshot_routes
 from node.http.state_proofs import add_state_proof_routes
 from node.http.state_sync_gate import state_sync_gate
 from node.pruning import history_is_partial, is_pruned_height, kept_blocks_message
@@ -481,6 +482,7 @@ def build_app(services: HttpServices) -> web.Application:
     app.router.add_get("/validators", get_validators)
     add_marketplace_routes(app)
     add_state_proof_routes(app)
+    add_snapshot_routes(app)
     add_event_routes(app, services)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/openapi.json", get_openapi)

@@ -14,6 +14,7 @@ requests alone, and pays BEFORE the work is done:
 | a state proof (`/state/proof`, `/accounts/{a}/proof`, …: one path of the tree) | `STATE_PROOF_COST` = 1 | before it is built |
 | each height an old-height proof reaches back (one block's undo record read) | `STATE_HEIGHT_COST` = 0.05 | from `?height=` and the head, before the undo records are read |
 | each key those blocks changed (its path of the tree re-hashed to rebuild the old version) | `STATE_KEY_COST` = 0.05 | once the undo records are counted, before the tree is rebuilt |
+| each `SNAPSHOT_BYTES_PER_UNIT` (64 KiB) of a snapshot manifest or chunk (`/snapshots/{H}/manifest`, `/snapshots/{H}/chunks/{i}`, R39) | 1 | from the file's index, before it is read |
 
 At the defaults (200 units per second, bursts of 1,000) one address may make 200 plain
 requests per second, or submit 20,000 transactions per second (more than the node can
@@ -49,6 +50,9 @@ STATE_KEY_COST = 0.05
 """Units per key changed since an old-height proof's height: the old version is rebuilt by
 re-hashing each such key's path: ~100 µs of CPU and ~900 bytes of memory per key
 (bench/state_tree.py, docs/performance.md), five times a transaction's admission charge."""
+SNAPSHOT_BYTES_PER_UNIT = 64 * 1024
+"""Bytes of a snapshot manifest or chunk served over HTTP that cost one unit (read from disk
+and sent): a 1 MiB chunk costs 16, so one address gets at most ~12 MiB/s at the defaults."""
 MAX_LIST_TX_IDS = 10_000
 """Most transaction ids one page of `GET /blocks` embeds: the page ends before the block that
 would pass it (a page always holds at least one block, whose ids `max_block_txs` bounds)."""
@@ -57,6 +61,11 @@ would pass it (a page always holds at least one block, whose ids `max_block_txs`
 def body_cost(size: int) -> float:
     """Units for a request body of `size` bytes."""
     return size / BODY_BYTES_PER_UNIT
+
+
+def snapshot_bytes_cost(size: int) -> float:
+    """Units for serving `size` bytes of a snapshot manifest or chunk."""
+    return size / SNAPSHOT_BYTES_PER_UNIT
 
 
 def transactions_cost(count: int) -> float:
