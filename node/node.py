@@ -43,6 +43,9 @@ from node.snapshot_serving import REQUEST_KINDS as SNAPSHOT_REQUEST_KINDS
 from node.snapshot_serving import SnapshotServer
 from node.snapshot_store import SnapshotStore
 from node.snapshot_writer import SnapshotWriter
+from node.state_restore import StateRestore
+from node.state_sync import StateSync
+from node.state_sync_mode import STATE_SYNC_ANSWERS, StateSyncMode, state_sync_needed
 from node.storage import ChainStore
 from p2p.config import PeerManagerConfig
 from p2p.peer_manager import PeerManager
@@ -88,6 +91,11 @@ class Node:
         )
         """The LevelDB database."""
         self.store.initialize(self.genesis)
+        try:
+            joining = state_sync_needed(self.store, home.config.statesync, home.data_directory)
+        except Exception:
+            self.store.close()
+            raise
         self.events = EventHub()
         """Final blocks, tx results and order changes for `GET /events`."""
         self.metrics = NodeMetrics()
@@ -145,9 +153,22 @@ class Node:
         )
         """The peer-to-peer layer (R31, R32)."""
         self.peer_actions = NetworkPeerActions(
-            self.peers, lambda: self.store.head().height, lambda peer, height: self.sync.peer_height(peer, height)
+            self.peers, lambda: self.store.head().height, self._peer_height
         )
         """Penalize, relay to and sync from peers (R30, R32), for the parts that judge their messages."""
+        self.joining = StateSyncMode(StateSync(
+            genesis=self.genesis, config=home.config.statesync,
+            restore=StateRestore(self.store, faults.restore_crash), send=self.peers.send, peers=self.peer_actions,
+            connected=lambda: [info.node_address for info in self.peers.peers()], registry=self.metrics.registry,
+        ), lambda peer, height: self.sync.peer_height(peer, height),
+            json_logs=home.config.log.format == "json") if joining else None
+        """The state sync under way (node/state_sync_mode.py), or None: block sync and consensus
+        wait for it (R39)."""
+        self._join_task: asyncio.Task[None] | None = None
+        self.stop_requested = asyncio.Event()
+        """Set by SIGTERM/SIGINT (`run_node`) or by a failed state sync."""
+        self.failure: str | None = None
+        """Why the node stopped by itself (a state sync that failed), for the exit message."""
         self.snapshot_server = SnapshotServer(self.snapshots, self.store, self.peer_actions, faults.snapshot_fault)
         """Answers peers' snapshot, manifest, chunk, change-point and header requests (R39)."""
         self.driver = ConsensusDriver(
@@ -208,6 +229,7 @@ class Node:
             validator_address=lambda: self.validator_address,
             database_directory=home.data_directory / "chain.db",
             started_at=self.started_at,
+            state_sync=lambda: None if self.joining is None else self.joining.progress(),
         )
         """The live parts `/status` and the scrape metrics report."""
         self.metrics.watch(self.runtime)
@@ -232,7 +254,7 @@ class Node:
     def validator_address(self) -> bytes | None:
         """This node's validator address, if its key is in the current set."""
         key = self.validator_key
-        if key is None:
+        if key is None or self.joining is not None:  # no state to read yet while joining
             return None
         tip = self.store.head()
         return key.address if key.address in set_at(State(self.store), tip.height + 1) else None
@@ -270,17 +292,36 @@ class Node:
         tip = self.store.head()
         return {"height": tip.height, "block_hash": tip.block_hash}
 
+    def _peer_height(self, peer: bytes, height: int) -> None:
+        """A peer's claimed height: to block sync, or kept for it while a state sync runs."""
+        if self.joining is not None:
+            self.joining.heard(peer, height)
+        else:
+            self.sync.peer_height(peer, height)
+
     def _on_peer_connected(self, peer: bytes) -> None:
         self.peers.send(peer, "status", self._status_body())
+        if self.joining is not None:
+            self.joining.peer_connected(peer)
         self.driver.send_current_messages(peer, self.peers.send)
 
     def _on_peer_disconnected(self, peer: bytes) -> None:
         self.sync.peer_gone(peer)
+        if self.joining is not None:
+            self.joining.peer_gone(peer)
         self.snapshot_server.forget(peer)
 
     def _on_message(self, peer: bytes, kind: str, body: Any) -> Awaitable[None] | None:
         """Hand a peer's message to its part; consensus messages return an awaitable that
         the peer's dispatch waits for (back-pressure while the driver's queue is full)."""
+        if kind in STATE_SYNC_ANSWERS:
+            if self.joining is not None:
+                self.joining.receive(peer, kind, body)
+            else:
+                self.peer_actions.penalize(peer, 5, f"unsolicited {kind}")  # this node asks nothing (R32)
+            return None
+        if self.joining is not None and kind in ("txs", "proposal", "vote", "evidence"):
+            return None  # no state to check them against until the snapshot is restored (R39)
         if kind == "txs":
             self._receive_txs(peer, body)
         elif kind == "proposal":
@@ -360,16 +401,14 @@ class Node:
 
     async def start(self) -> None:
         """Admit the mempool journal's transactions again, open the HTTP API and the P2P
-        listener, then start consensus."""
-        if self.journal is not None:
-            await self.journal.restore(self.admission.readmit, self.mempool.limits.ttl_ms)
-            self.journal.start()
+        listener, then start consensus; when joining by state sync, consensus and the rest
+        start once the snapshot is restored (`_join`)."""
         await self.http.start()
         await self.peers.start()
-        await self.driver.start()
-        self.pruner.start()
-        if self.snapshot_writer is not None:
-            self.snapshot_writer.start()
+        if self.joining is None:
+            await self._start_chain()
+        else:
+            self._join_task = asyncio.get_running_loop().create_task(self._join(self.joining))
         tip = self.store.head()
         validator = self.validator_address.hex() if self.validator_address else "no"
         log.info(
@@ -389,8 +428,41 @@ class Node:
             ),
         )
 
+    async def _start_chain(self) -> None:
+        """What reads the state and blocks: the mempool journal, consensus, pruning, snapshots."""
+        if self.journal is not None:
+            await self.journal.restore(self.admission.readmit, self.mempool.limits.ttl_ms)
+            self.journal.start()
+        await self.driver.start()
+        self.pruner.start()
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.start()
+
+    async def _join(self, joining: StateSyncMode) -> None:
+        """Join by state sync (R39), then block sync from H + 1 and consensus; a failure of
+        the restore itself (not of a peer) is logged and stops the node."""
+        async def then() -> None:
+            self.joining = None
+            self._committed_accounts.clear()
+            await self._start_chain()
+
+        try:
+            await joining.run(then)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("state sync failed; stopping (a restart resumes or starts over)",
+                          extra=log_fields(event="statesync_error"))
+            self.failure = "state sync failed (see the log); a restart resumes or starts over"
+            self.stop_requested.set()
+
     async def stop(self) -> None:
         """Stop serving and gossiping, stop consensus, close the database."""
+        if self._join_task is not None and not self._join_task.done():
+            self._join_task.cancel()
+            await asyncio.gather(self._join_task, return_exceptions=True)
+        if self.joining is not None:
+            await self.joining.state_sync.idle()  # a chunk batch being written finishes first
         await self.http.stop()
         self.sync.stop()
         await self.driver.stop()
@@ -411,13 +483,14 @@ async def run_node(home: Home) -> None:
     """Run a node until SIGTERM or SIGINT, then stop cleanly; test-only faults are read
     from the environment here, once (node/fault_plan.py)."""
     node = Node(home, FaultPlan.from_environment(os.environ))
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stop.set)
+        loop.add_signal_handler(signal_number, node.stop_requested.set)
     try:
         await node.start()
-        await stop.wait()
+        await node.stop_requested.wait()
         log.info("stopping", extra=log_fields(event="node_stopping"))
     finally:
         await node.stop()
+    if node.failure is not None:
+        raise SystemExit(f"marketchain: {node.failure}")

@@ -107,8 +107,8 @@ class Restorer(Protocol):
     def finish(self) -> Any:
         """Store the tree above the chunks, the header and the head at H; returns the `ChainTip`."""
 
-    def abandon(self) -> None:
-        """Wipe the partial restore and write the genesis state back."""
+    def abandon(self, genesis: Genesis) -> Any:
+        """Wipe the partial restore and write `genesis`'s state back."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ class StateSync:
         self._fetch: tuple[SnapshotKey, ChunkFetcher] | None = None
         self._wake = asyncio.Event()
         self._manifest_failed = False
+        self._thread: asyncio.Future[Any] | None = None
         self._started = clock()
 
     # --- reports ----------------------------------------------------------------------
@@ -274,13 +275,25 @@ class StateSync:
 
     # --- the run ----------------------------------------------------------------------
 
+    async def _in_thread(self, function: Callable[..., Any], *arguments: Any) -> Any:
+        """Run blocking work (a chunk check, a restore batch) off the loop; a cancelled caller
+        does not cut it short (`idle` waits for it before the database closes)."""
+        task = asyncio.ensure_future(asyncio.to_thread(function, *arguments))
+        self._thread = task
+        return await asyncio.shield(task)
+
+    async def idle(self) -> None:
+        """Wait until no blocking work of this state sync is running."""
+        if self._thread is not None:
+            await asyncio.gather(self._thread, return_exceptions=True)
+
     async def run(self) -> int | None:
         """Restore a verified snapshot; its height (block sync continues from H + 1), or None
         if no usable snapshot was found within `discovery_timeout_s` (the store is at genesis)."""
         self._started = self.clock()
         for peer in self.connected():
             self.peer_connected(peer)
-        pending = await asyncio.to_thread(self.restore.pending)
+        pending = await self._in_thread(self.restore.pending)
         if pending is not None:
             height = await self._resume(pending)
             if height is not None:
@@ -302,8 +315,8 @@ class StateSync:
         log.error("state sync: no peer offered a snapshot that verified within %d s; block sync from genesis "
                   "instead", self.config.discovery_timeout_s,
                   extra=log_fields(event="statesync_failed", timeout_s=self.config.discovery_timeout_s))
-        if await asyncio.to_thread(self.restore.pending) is not None:
-            await asyncio.to_thread(self.restore.abandon)
+        if await self._in_thread(self.restore.pending) is not None:
+            await self._in_thread(self.restore.abandon, self.genesis)
         return None
 
     async def _sleep_until(self, moment: float) -> None:
@@ -357,7 +370,7 @@ class StateSync:
         if chosen is None:
             return None
         manifest, manifest_peers = chosen
-        await asyncio.to_thread(self.restore.begin, manifest, verified.header_bytes, verified.commit_bytes,
+        await self._in_thread(self.restore.begin, manifest, verified.header_bytes, verified.commit_bytes,
                                 verified.change_points)
         self.chunks_total, self.chunks_done = len(manifest.chunks), 0
         self.metrics.chosen(self.chunks_total, 0)
@@ -423,7 +436,7 @@ class StateSync:
             after = page.next
         try:
             commit: Commit = decode_commit(header_answer.commit)
-            header = await asyncio.to_thread(verify_header, self.genesis, changes, header_answer.header, commit,
+            header = await self._in_thread(verify_header, self.genesis, changes, header_answer.header, commit,
                                              height)
         except (LightClientError, InvalidBlock) as error:
             return str(error)
@@ -487,7 +500,7 @@ class StateSync:
         finally:
             self._fetch = None
         self.phase = "finishing"
-        await asyncio.to_thread(self.restore.finish)
+        await self._in_thread(self.restore.finish)
         self.phase = "done"
         log.info("state sync: restored the state of height %d in %.1f s; block sync continues from %d",
                  key.height, self.clock() - self._started, key.height + 1,
@@ -508,11 +521,11 @@ class StateSync:
     async def _check_and_write(self, manifest: Manifest, fetcher: ChunkFetcher, index: int, peer: bytes,
                                raw: bytes) -> None:
         try:
-            tree = await asyncio.to_thread(check_chunk_tree, manifest, index, raw)
+            tree = await self._in_thread(check_chunk_tree, manifest, index, raw)
         except InvalidSnapshot as error:
             self._bad_chunk(fetcher, index, peer, str(error))
             return
-        await asyncio.to_thread(self.restore.write_chunk, index, tree)
+        await self._in_thread(self.restore.write_chunk, index, tree)
         fetcher.written(index)
         self.chunks_done += 1
         self.metrics.chunk_done()
