@@ -53,8 +53,13 @@ API_ERROR_CODES = (
     "request_timeout",
     "bad_request",
     "internal",
+    "syncing",
 )
 """Codes of the API itself (node/http/errors.py), beside those of R12."""
+STATUS_REQUIRED = ("chain_id", "genesis_hash", "height", "latest_block_hash", "latest_block_time", "state_root",
+                   "node_id", "moniker", "validator", "peers", "syncing", "sync", "consensus", "p2p",
+                   "mempool_size", "min_fee", "version", "params")
+"""`/status` fields always present (`chunks` and `state_sync` only during state sync)."""
 ERROR_CODES = tuple(dict.fromkeys(ADMISSION_CODES + RULE_CODES + API_ERROR_CODES))
 """Every `error.code` a response may carry."""
 
@@ -148,11 +153,17 @@ def _schemas() -> dict[str, Any]:
             "chain_id": STRING, "genesis_hash": HEX32, "height": INTEGER,
             "latest_block_hash": nullable(HEX32), "latest_block_time": nullable(INTEGER), "state_root": HEX32,
             "node_id": HEX32, "moniker": STRING, "validator": nullable(HEX32), "peers": INTEGER,
-            "syncing": BOOLEAN, "sync": obj({"height": INTEGER, "target": INTEGER, "syncing": BOOLEAN}),
+            "syncing": {"anyOf": [BOOLEAN, {"type": "string", "enum": ["state"]}],
+                        "description": "A boolean (block sync, R30), or \"state\" while a snapshot is restored (R39)."},
+            "sync": obj({"height": INTEGER, "target": INTEGER, "syncing": BOOLEAN}),
+            "chunks": {"type": "string", "pattern": "^[0-9]+/[0-9]+$",
+                       "description": "While `syncing` is \"state\": chunks of the snapshot written / in all."},
+            "state_sync": {"type": "object", "description": "While `syncing` is \"state\": phase, height, "
+                                                            "chunks_done, chunks_total, offering_peers."},
             "consensus": obj({"height": INTEGER, "round": INTEGER, "step": STRING, "started": BOOLEAN}),
             "p2p": STRING, "mempool_size": INTEGER, "min_fee": INTEGER, "version": STRING,
             "params": {"type": "object", "description": "The chain parameters of genesis (PROTOCOL §9), as in genesis.json: what a client checks a transaction against before signing."},
-        }),
+        }, required=STATUS_REQUIRED),
         "TxBody": obj({"tx": TX_HEX}, description="Or the canonical bytes as `application/msgpack`."),
         "TxBatchBody": obj({"txs": {"type": "array", "items": TX_HEX, "maxItems": DEFAULT_MAX_BATCH_TXS,
                                     "description": "At most `[http] max_batch_txs` (default 10000) items."}},
@@ -309,6 +320,8 @@ _ERROR_DESCRIPTIONS = {
     "429": "`rate_limited`: the client address spent its budget of request units (with `Retry-After`), "
            "or a connection or event stream cap",
     "500": "`internal`: a node bug only",
+    "503": "`syncing`: the node is joining by state sync (R39) and has no state to read yet; the message "
+           "gives the progress (with `Retry-After`)",
 }
 
 
@@ -353,7 +366,7 @@ class Operation:
         """The operation object."""
         responses = {self.status: self.success}
         responses.update({status: {"$ref": f"#/components/responses/E{status}"}
-                          for status in (*self.errors, "405", "429", "500")})
+                          for status in (*self.errors, "405", "429", "500", "503")})
         operation: dict[str, Any] = {"operationId": self.operation_id, "summary": self.summary,
                                      "tags": [self.tag], "responses": responses}
         if self.parameters:
