@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -200,6 +201,9 @@ class StateRestore:
         self.chunks_written = 0
         """Chunk batches this object wrote (the `chunk:<k>` crash point counts them)."""
         self._progress: RestoreProgress | None = None
+        self._lock = threading.Lock()
+        """One write at a time (the joiner may call from worker threads): a wipe never runs
+        beside a chunk's batch."""
 
     def _crash(self, point: str) -> None:
         if self.crash_at == point:
@@ -237,6 +241,10 @@ class StateRestore:
     def begin(self, manifest: Manifest, header: bytes, commit: bytes, change_points: Sequence[ChangePoint]) -> None:
         """Start restoring `manifest` (header and commit: canonical bytes the joiner verified,
         R37), replacing the genesis state or any earlier partial restore."""
+        with self._lock:
+            self._begin(manifest, header, commit, change_points)
+
+    def _begin(self, manifest: Manifest, header: bytes, commit: bytes, change_points: Sequence[ChangePoint]) -> None:
         head = self.store.head()
         if head is None:
             raise StorageError("initialize the store with its genesis before a restore")
@@ -272,6 +280,10 @@ class StateRestore:
     def write_chunk(self, index: int, tree: ChunkTree) -> None:
         """Write chunk `index` (checked by `check_chunk_tree` against the marker's manifest)
         and everything derived from it in one synced batch. Writing it again changes nothing."""
+        with self._lock:
+            self._write_chunk(index, tree)
+
+    def _write_chunk(self, index: int, tree: ChunkTree) -> None:
         progress = self._current()
         manifest = progress.manifest
         if not 0 <= index < len(manifest.chunks):
@@ -299,6 +311,10 @@ class StateRestore:
     def finish(self) -> ChainTip:
         """Complete the tree, check its root is the manifest's state_root (StorageError if
         not), and make the store a normal store at head H in one synced batch."""
+        with self._lock:
+            return self._finish()
+
+    def _finish(self) -> ChainTip:
         progress = self._current()
         manifest = progress.manifest
         depth, count = manifest.chunk_depth, len(manifest.chunks)
@@ -355,6 +371,10 @@ class StateRestore:
     def abandon(self, genesis: Genesis) -> ChainTip:
         """Give up the restore: wipe it and write `genesis`'s state back (the store is then
         the fresh genesis store it was). StorageError if no restore is under way."""
+        with self._lock:
+            return self._abandon(genesis)
+
+    def _abandon(self, genesis: Genesis) -> ChainTip:
         progress = self.pending()
         if progress is None:
             raise StorageError("no state-sync restore is under way")
