@@ -42,6 +42,8 @@ class Arrival(Enum):
     """Asked, but already received from someone (a late answer after a re-route): ignored."""
     NO_ROOM = "no_room"
     """Would pass the byte budget: dropped, asked again later (not the peer's fault)."""
+    FROM_BAD_PEER = "from_bad_peer"
+    """From a peer already found sending a bad chunk: dropped unchecked (charged once only)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class ChunkFetcher:
         """A chunk answer with bytes: keep it for checking, or say why not."""
         if not self.asked(index, peer):
             return Arrival.UNSOLICITED
+        if peer in self.bad_peers:
+            return Arrival.FROM_BAD_PEER
         if index not in self._remaining or index in self._waiting or index in self._taken:
             return Arrival.DUPLICATE
         if self._waiting or self._taken:
@@ -229,6 +233,9 @@ class ChunkFetcher:
             self.waiting_bytes -= len(self._waiting.pop(index).raw)
         self.bad_peers.add(peer)
         self.peer_gone(peer)
+        for other in [other for other, received in self._waiting.items() if received.peer == peer]:
+            self.waiting_bytes -= len(self._waiting.pop(other).raw)  # unchecked: it is not believed
+            heapq.heappush(self._missing, other)
         if index in self._remaining:
             heapq.heappush(self._missing, index)
         return len(self.bad_peers) >= BAD_PEERS_TO_DROP_MANIFEST

@@ -1,0 +1,229 @@
+"""The joiner (node/state_sync.py, PROTOCOL R37, R39) against in-process peers that serve a
+real snapshot of a real chain: honest ones, and ones hostile in one way each.
+
+The header is verified by the light client from the chain's genesis, every chunk against
+the manifest; a peer is charged only for what it sent itself (R32, R39).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marketplace_tx.chain.genesis import Genesis
+from marketplace_tx.rules.snapshots import Manifest
+from node.config import StatesyncConfig
+from node.state_sync import (
+    PENALTY_BAD_CHUNK,
+    PENALTY_BAD_HEADER,
+    PENALTY_BAD_MANIFEST,
+    PENALTY_MALFORMED,
+    PENALTY_SILENT,
+    PENALTY_UNSOLICITED,
+    StateSync,
+)
+from tests.unit.node.snapshot_chain import crowded_chain
+from tests.unit.node.state_sync_peers import (
+    FakePeer,
+    Network,
+    Penalties,
+    RecordingRestore,
+    Snapshot,
+)
+
+DEPTH = 3
+"""8 chunks."""
+FAST = StatesyncConfig(enable=True, discovery_time_s=0, discovery_timeout_s=4, chunk_request_timeout_s=1,
+                       chunk_fetchers=4)
+"""Short times, so that silent peers and give-ups are seen within seconds."""
+
+
+@pytest.fixture(scope="module")
+def chain_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Genesis, Snapshot]]:
+    """A real chain of a few blocks over ~300 accounts, and the snapshot of its head."""
+    chain = crowded_chain(Path(tmp_path_factory.mktemp("state_sync")) / "chain.db", extra_accounts=300, blocks=2)
+    try:
+        yield chain.genesis, Snapshot.of(chain.store, DEPTH)
+    finally:
+        chain.store.close()
+
+
+def peer_id(number: int) -> bytes:
+    """A made-up node address."""
+    return bytes([number]) * 32
+
+
+def joiner(genesis: Genesis, peers: dict[bytes, FakePeer], restore: RecordingRestore | None = None,
+           config: StatesyncConfig = FAST) -> tuple[StateSync, Network, Penalties, RecordingRestore]:
+    """A StateSync wired to fake peers."""
+    network, penalties = Network(peers), Penalties()
+    restore = restore if restore is not None else RecordingRestore()
+    state_sync = StateSync(genesis=genesis, config=config, restore=restore, send=network.send, peers=penalties,
+                           connected=network.connected)
+    network.receive = state_sync.receive
+    return state_sync, network, penalties, restore
+
+
+def run(state_sync: StateSync) -> int | None:
+    """Run the state sync to its end (generous deadline)."""
+    return asyncio.run(asyncio.wait_for(state_sync.run(), 60))
+
+
+def test_joins_from_honest_peers_spreading_chunks(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    peers = {peer_id(number): FakePeer(snapshot) for number in (1, 2, 3)}
+    state_sync, _, penalties, restore = joiner(genesis, peers)
+    assert run(state_sync) == snapshot.manifest.height
+    assert restore.finished and sorted(restore.written) == list(range(1 << DEPTH))
+    assert restore.begun == [snapshot.manifest]
+    assert penalties.given == []
+    assert sum(1 for peer in peers.values() if peer.chunk_requests) >= 2  # parallel, over several peers
+    assert state_sync.progress()["chunks"] == f"{1 << DEPTH}/{1 << DEPTH}"
+
+
+def test_a_header_that_does_not_verify_costs_its_server_and_another_peer_is_used(
+        chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    liar, honest = peer_id(1), peer_id(2)
+    state_sync, _, penalties, restore = joiner(genesis, {liar: FakePeer(snapshot, "bad_header"),
+                                                         honest: FakePeer(snapshot)})
+    assert run(state_sync) == snapshot.manifest.height
+    assert PENALTY_BAD_HEADER in penalties.of(liar)
+    assert penalties.of(honest) == []
+    assert restore.finished
+
+
+def test_a_manifest_not_folding_to_the_verified_root_is_refused(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    liar, honest = peer_id(1), peer_id(2)
+    peers = {liar: FakePeer(snapshot, "wrong_manifest"), honest: FakePeer(snapshot)}
+    state_sync, _, penalties, restore = joiner(genesis, peers)
+    assert run(state_sync) == snapshot.manifest.height
+    assert penalties.of(liar) == [PENALTY_BAD_MANIFEST]
+    assert peers[liar].chunk_requests == []  # not in the fetch set
+    assert restore.begun == [snapshot.manifest]
+
+
+def test_a_bad_chunk_costs_its_sender_who_is_not_asked_again(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    liar = peer_id(1)
+    peers = {liar: FakePeer(snapshot, "corrupt_chunk"), peer_id(2): FakePeer(snapshot), peer_id(3): FakePeer(snapshot)}
+    state_sync, _, penalties, restore = joiner(genesis, peers)
+    asked_when_charged: list[int] = []
+    record = penalties.penalize
+
+    def penalize(peer: bytes, penalty: float, reason: str) -> None:
+        asked_when_charged.append(len(peers[liar].chunk_requests))
+        record(peer, penalty, reason)
+
+    penalties.penalize = penalize  # type: ignore[method-assign]
+    assert run(state_sync) == snapshot.manifest.height
+    assert penalties.of(liar) == [PENALTY_BAD_CHUNK]  # once, though it had more chunks in flight
+    assert len(peers[liar].chunk_requests) == asked_when_charged[0]  # never asked again
+    assert penalties.of(peer_id(2)) == penalties.of(peer_id(3)) == []
+    assert sorted(restore.written) == list(range(1 << DEPTH))  # its chunk fetched elsewhere
+    assert state_sync.metrics.bad_chunks._value.get() == 1
+
+
+def test_bad_chunks_from_two_peers_drop_the_manifest(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    first, second = peer_id(1), peer_id(2)
+    peers = {first: FakePeer(snapshot, "corrupt_chunk"), second: FakePeer(snapshot, "corrupt_chunk"),
+             peer_id(3): FakePeer(snapshot)}
+    state_sync, _, penalties, restore = joiner(genesis, peers)
+    assert run(state_sync) is None  # the only snapshot offered was dropped: block sync from genesis
+    assert PENALTY_BAD_CHUNK in penalties.of(first) and PENALTY_BAD_CHUNK in penalties.of(second)
+    assert PENALTY_BAD_MANIFEST in penalties.of(peer_id(3))  # "whoever served it" (R39)
+    assert not restore.finished
+    assert state_sync.progress()["phase"] == "failed"
+
+
+def test_a_silent_peer_is_charged_and_its_chunks_rerouted(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    silent = peer_id(1)
+    peers = {silent: FakePeer(snapshot, "silent_chunks"), peer_id(2): FakePeer(snapshot)}
+    state_sync, _, penalties, restore = joiner(genesis, peers)
+    assert run(state_sync) == snapshot.manifest.height
+    assert penalties.of(silent) and set(penalties.of(silent)) == {PENALTY_SILENT}
+    assert penalties.of(peer_id(2)) == []
+    assert sorted(restore.written) == list(range(1 << DEPTH))
+
+
+def test_newest_height_offered_by_two_peers_wins(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    height = snapshot.manifest.height
+    lone = peer_id(9)
+    fake_offer = {"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height + 1000}
+    honest_offer = {"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height}
+    peers = {peer_id(1): FakePeer(snapshot), peer_id(2): FakePeer(snapshot),
+             lone: FakePeer(snapshot, offers=[fake_offer, honest_offer])}
+    state_sync, network, penalties, _ = joiner(genesis, peers)
+    assert run(state_sync) == height
+    asked = [body["height"] for _, kind, body in network.sent if kind == "header_request"]
+    assert asked[0] == height  # the height two peers offer is tried before the newer lone claim
+    assert penalties.of(lone) == []
+
+
+def test_a_resumed_restore_fetches_only_the_missing_chunks(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+
+    class Progress:
+        manifest: Manifest = snapshot.manifest
+        header, commit, change_points = snapshot.header, snapshot.commit, ()
+        done = frozenset({0, 1, 2})
+
+    restore = RecordingRestore(pending_progress=Progress())
+    peers = {peer_id(1): FakePeer(snapshot), peer_id(2): FakePeer(snapshot)}
+    state_sync, network, penalties, _ = joiner(genesis, peers, restore)
+    assert run(state_sync) == snapshot.manifest.height
+    asked = sorted(body["index"] for _, kind, body in network.sent if kind == "chunk_request")
+    assert asked == list(range(3, 1 << DEPTH))
+    assert restore.begun == [] and restore.finished
+    assert not [kind for _, kind, _ in network.sent if kind == "header_request"]  # the marker's header was verified
+
+
+def test_no_usable_snapshot_gives_up_and_abandons_a_partial_restore(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+
+    class Progress:
+        manifest = Manifest(DEPTH, snapshot.manifest.chunks, snapshot.manifest.height + 7, bytes(32))
+        header, commit, change_points, done = b"", b"", (), frozenset()
+
+    restore = RecordingRestore(pending_progress=Progress())
+    config = StatesyncConfig(enable=True, discovery_time_s=0, discovery_timeout_s=1, chunk_request_timeout_s=1)
+    state_sync, _, _, _ = joiner(genesis, {peer_id(1): FakePeer(snapshot, "silent")}, restore, config)
+    assert run(state_sync) is None
+    assert restore.abandoned
+
+
+def test_unsolicited_and_malformed_answers_are_charged(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    stranger = peer_id(7)
+    state_sync, _, penalties, _ = joiner(genesis, {})
+    body: dict[str, Any] = {"chunk": snapshot.chunks[0], "chunk_depth": DEPTH, "height": 5, "index": 0}
+
+    async def main() -> None:
+        state_sync.receive(stranger, "chunk", body)
+        state_sync.receive(stranger, "manifest", {"chunk_depth": DEPTH, "height": 5, "manifest": b"x"})
+        state_sync.receive(stranger, "header", {"height": 5})
+        state_sync.receive(stranger, "light_changes", {"changes": []})
+        state_sync.receive(stranger, "snapshots", {"snapshots": []})
+        state_sync.receive(stranger, "chunk", {"index": "zero"})
+
+    asyncio.run(main())
+    assert penalties.of(stranger) == [PENALTY_UNSOLICITED] * 5 + [PENALTY_MALFORMED]
+
+
+def test_an_offer_list_over_the_bound_is_malformed(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    flooder = peer_id(1)
+    offers = [{"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height} for height in range(1, 18)]
+    config = StatesyncConfig(enable=True, discovery_time_s=0, discovery_timeout_s=1, chunk_request_timeout_s=1)
+    state_sync, _, penalties, _ = joiner(genesis, {flooder: FakePeer(snapshot, offers=offers)}, config=config)
+    assert run(state_sync) is None
+    assert penalties.of(flooder) == [PENALTY_MALFORMED]
+    assert len(state_sync.book) == 0
