@@ -23,6 +23,7 @@ from marketplace_tx.rules.snapshots import (
     manifest_from_map,
 )
 from node import snapshot_serving
+from node.fault_plan import SNAPSHOT_FAULT_VARIABLE, FaultPlan
 from node.snapshot_serving import SnapshotServer
 from node.snapshot_store import SnapshotStore
 from node.snapshot_writer import SnapshotWriter
@@ -253,3 +254,13 @@ def test_fault_silent_answers_only_snapshots_request(served) -> None:  # type: i
     server.serve(HONEST, "manifest_request", {"chunk_depth": info.chunk_depth, "height": info.height})
     server.serve(HONEST, "header_request", {"height": chain.head.height})
     assert [kind for kind, _ in peers.answers(HONEST)] == ["snapshots"]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("corrupt_chunk", "corrupt_chunk"), ("wrong_manifest", "wrong_manifest"), ("unfinal", "unfinal"),
+    ("silent", "silent"), ("", None), ("lie", None),
+])
+def test_fault_plan_reads_the_snapshot_fault_once(setting: str, expected: str | None) -> None:
+    plan = FaultPlan.from_environment({SNAPSHOT_FAULT_VARIABLE: setting})
+    assert plan.snapshot_fault == expected
+    assert FaultPlan.from_environment({}).snapshot_fault is None
