@@ -193,7 +193,7 @@ def subscribers(node: NodeProcess) -> float:
 # --- OpenAPI ---------------------------------------------------------------------------------
 
 
-SAMPLES = {"hash": "00" * 32, "id": "00" * 32, "address": "00" * 32, "height": "1", "name": "missing.js"}
+SAMPLES = {"hash": "00" * 32, "id": "00" * 32, "address": "00" * 32, "height": "1", "name": "missing.js", "index": "0"}
 
 
 def schema_validator(document: dict[str, Any], name: str) -> Draft202012Validator:
