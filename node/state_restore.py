@@ -41,7 +41,7 @@ import signal
 import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from marketplace_tx.chain.block import Header, decode_commit
@@ -200,7 +200,8 @@ class StateRestore:
         """Most keys one wipe batch deletes."""
         self.chunks_written = 0
         """Chunk batches this object wrote (the `chunk:<k>` crash point counts them)."""
-        self._progress: RestoreProgress | None = None
+        self._marker: tuple[bytes, RestoreProgress] | None = None
+        """The marker's bytes as last read or written here, decoded (re-read when they differ)."""
         self._lock = threading.Lock()
         """One write at a time (the joiner may call from worker threads): a wipe never runs
         beside a chunk's batch."""
@@ -223,18 +224,26 @@ class StateRestore:
         return _decode_marker(raw, done)
 
     def _current(self) -> RestoreProgress:
-        """The restore under way, its wipe finished (finishing it first if a stop cut it short)."""
-        progress = self._progress or self.pending()
-        if progress is None:
+        """The restore under way as the store says now (never a stale copy: another object may
+        have abandoned or finished it), its wipe finished (finishing it first if a stop cut
+        it short). Its `done` is not read here."""
+        raw = self.store.db.get(RESTORE_KEY)
+        if raw is None:
             raise StorageError("no state-sync restore is under way")
+        if self._marker is None or self._marker[0] != raw:
+            self._marker = (raw, _decode_marker(raw, frozenset()))
+        progress = self._marker[1]
         if not progress.wiped:
             self._wipe()
-            progress = RestoreProgress(
-                progress.manifest, progress.header, progress.commit, progress.change_points, frozenset(), True
-            )
-            self.store.db.put(RESTORE_KEY, _encode_marker(progress), sync=True)
-        self._progress = progress
+            progress = replace(progress, done=frozenset(), wiped=True)
+            self._write_marker(progress)
         return progress
+
+    def _write_marker(self, progress: RestoreProgress) -> None:
+        """Write the marker, synced."""
+        raw = _encode_marker(progress)
+        self.store.db.put(RESTORE_KEY, raw, sync=True)
+        self._marker = (raw, progress)
 
     # --- starting and wiping ------------------------------------------------------------
 
@@ -252,8 +261,7 @@ class StateRestore:
             raise StorageError(f"the store already holds blocks up to {head.height}: state sync starts from genesis")
         _check_snapshot(manifest, header, commit, change_points)
         progress = RestoreProgress(manifest, header, commit, tuple(change_points), frozenset(), False)
-        self.store.db.put(RESTORE_KEY, _encode_marker(progress), sync=True)  # first: a stop from here on is "restoring"
-        self._progress = progress
+        self._write_marker(progress)  # first: a stop from here on is "restoring"
         self._crash("begin")
         self._current()
 
@@ -353,7 +361,7 @@ class StateRestore:
                 batch.delete(_chunk_mark(index))
             batch.delete(RESTORE_KEY)
         self.store.forget_cached_tree()
-        self._progress = None
+        self._marker = None
         self._crash("after_finish")
         return tip
 
@@ -380,15 +388,11 @@ class StateRestore:
             raise StorageError("no state-sync restore is under way")
         if self.store.db.get(GENESIS_HASH_KEY) != genesis.hash:
             raise StorageError("the store belongs to another genesis")
-        unwiped = RestoreProgress(
-            progress.manifest, progress.header, progress.commit, progress.change_points, frozenset(), False
-        )
-        self.store.db.put(RESTORE_KEY, _encode_marker(unwiped), sync=True)  # done marks no longer count
-        self._progress = unwiped
+        self._write_marker(replace(progress, done=frozenset(), wiped=False))  # done marks no longer count
         self._wipe()
         with self.store.db.write_batch(sync=True, transaction=True) as batch:
             tip = self.store.write_genesis(batch, genesis)
             batch.delete(RESTORE_KEY)
         self.store.forget_cached_tree()
-        self._progress = None
+        self._marker = None
         return tip

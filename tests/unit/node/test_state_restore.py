@@ -328,6 +328,23 @@ def test_abandon_gives_back_the_genesis_store(
         StateRestore(store).abandon(make_genesis())
 
 
+def test_a_restore_abandoned_or_finished_elsewhere_is_not_written_to(
+    source: MarketChain, open_store: Callable[[str], ChainStore]
+) -> None:
+    snapshot = snapshot_at(source, 2)
+    store = joiner(open_store)
+    first = StateRestore(store)
+    first.begin(snapshot.manifest, snapshot.header, snapshot.commit, ())
+    first.write_chunk(0, snapshot.tree(0))
+    StateRestore(store).abandon(make_genesis())  # e.g. the node gave up through another object
+    genesis_store = everything(store)
+    with pytest.raises(StorageError, match="no state-sync restore is under way"):
+        first.write_chunk(1, snapshot.tree(1))
+    with pytest.raises(StorageError, match="no state-sync restore is under way"):
+        first.finish()
+    assert everything(store) == genesis_store
+
+
 def test_an_interrupted_abandon_is_still_restoring_and_counts_no_chunk(
     source: MarketChain, open_store: Callable[[str], ChainStore]
 ) -> None:
