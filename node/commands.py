@@ -40,6 +40,7 @@ from node.config import (
     NodeConfig,
     Override,
     P2pConfig,
+    StatesyncConfig,
     config_to_json,
     effective_config,
     environment_variable,
@@ -157,12 +158,15 @@ def home_passphrase(passphrase_file: Path | None, *, new: bool) -> str:
               help="In an existing home, rewrite config.toml only (keys, genesis and data are kept).")
 @click.option("--encrypt", is_flag=True,
               help="Write the node and validator keys encrypted with a passphrase (Argon2id moderate).")
+@click.option("--state-sync", "state_sync", is_flag=True,
+              help="Join the chain of --genesis by state sync (R39): writes [statesync] enable = true.")
 @passphrase_file_option
 def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port: int, p2p_port: int,
                  moniker: str, params: tuple[str, ...], fund: tuple[str, ...], force: bool, encrypt: bool,
-                 passphrase_file: Path | None) -> None:
+                 state_sync: bool, passphrase_file: Path | None) -> None:
     """Create a node home in a new or empty directory: config.toml, node key, validator key and genesis."""
-    config = NodeConfig(moniker=moniker, http=HttpConfig(port=http_port), p2p=P2pConfig(port=p2p_port))
+    config = NodeConfig(moniker=moniker, http=HttpConfig(port=http_port), p2p=P2pConfig(port=p2p_port),
+                        statesync=StatesyncConfig(enable=state_sync))
     if home.exists() and not home.is_dir():
         _fail(f"--home {home} is a file, not a directory")
     if passphrase_file is not None and not encrypt:
@@ -190,6 +194,8 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
             home, chain_id=chain_id, genesis=genesis, params=_parse_params(params),
             http=config.http, p2p=config.p2p, moniker=moniker, accounts=accounts, passphrase=passphrase,
         )
+        if state_sync:
+            rewrite_config(home, config)  # init_home writes the defaults; this adds [statesync] enable
     except ConfigError as error:
         _fail(str(error))
     assert created.validator_key is not None
@@ -201,6 +207,7 @@ def init_command(home: Path, chain_id: str, genesis_file: Path | None, http_port
         ("node_id", created.node_key.address.hex()),
         ("http", f"http://127.0.0.1:{http_port}"),
         ("keys", "encrypted with the passphrase (Argon2id moderate)" if encrypt else "plain (no passphrase)"),
+        *([("state_sync", "enabled: joins from a verified snapshot of its peers (R39)")] if state_sync else []),
     ]))
     click.echo("\n" + funding_summary(created.genesis, created.validator_key.address,
                                       home / VALIDATOR_KEY_FILE))

@@ -445,6 +445,11 @@ class Node:
             self.joining = None
             self._committed_accounts.clear()
             await self._start_chain()
+            validator = self.validator_address
+            log.info("block sync continues from height %d; consensus started (validator=%s)",
+                     self.store.head().height + 1, validator.hex() if validator else "no",
+                     extra=log_fields(event="statesync_handover", height=self.store.head().height,
+                                      validator=validator.hex() if validator else "no"))
 
         try:
             await joining.run(then)
