@@ -182,7 +182,7 @@ def test_a_restored_store_is_the_source_at_the_snapshot_and_follows_its_next_blo
 
 
 def test_a_restored_store_reopens_with_its_tree_checked(
-    source: MarketChain, open_store: Callable[[str], ChainStore], tmp_path: Path
+    source: MarketChain, open_store: Callable[[str], ChainStore]
 ) -> None:
     store = joiner(open_store)
     restore(store, snapshot_at(source, 3))
