@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class SnapshotStore:
         """How many of the newest snapshots stay (`[statesync] snapshot_keep`)."""
         self._infos: dict[int, SnapshotInfo] = {}
         self._indexes: dict[int, list[tuple[int, int]]] = {}
+        self._cache_lock = threading.Lock()  # the writer thread publishes while readers read
         self.directory.mkdir(parents=True, exist_ok=True)
 
     # --- reading ---------------------------------------------------------------------
@@ -169,9 +171,10 @@ class SnapshotStore:
             except (OSError, CodecError):
                 return None
             index_rows = [(int(row[0]), int(row[1])) for row in decoded]
-            self._indexes[height] = index_rows
-            while len(self._indexes) > self.keep + 1:
-                del self._indexes[next(iter(self._indexes))]
+            with self._cache_lock:
+                self._indexes[height] = index_rows
+                while len(self._indexes) > self.keep + 1:
+                    del self._indexes[next(iter(self._indexes))]
         if not 0 <= index < len(index_rows):
             return None
         offset, length = index_rows[index]
@@ -194,15 +197,13 @@ class SnapshotStore:
             shutil.rmtree(final)
         os.replace(temporary, final)
         _fsync_directory(self.directory)
-        self._infos.pop(height, None)
-        self._indexes.pop(height, None)
+        self._forget(height)
         self.prune()
 
     def prune(self) -> None:
         """Delete every published snapshot but the newest `keep`."""
         for height in self.heights()[self.keep:]:
-            self._infos.pop(height, None)
-            self._indexes.pop(height, None)
+            self._forget(height)
             shutil.rmtree(self._path(height), ignore_errors=True)
             log.info("snapshot %d deleted (snapshot_keep = %d)", height, self.keep)
         _fsync_directory(self.directory)
@@ -213,6 +214,12 @@ class SnapshotStore:
             if entry.startswith(TEMPORARY_PREFIX):
                 shutil.rmtree(self.directory / entry, ignore_errors=True)
                 log.info("removed the unfinished snapshot directory %s", entry)
+
+    def _forget(self, height: int) -> None:
+        """Drop what is cached of snapshot `height`."""
+        with self._cache_lock:
+            self._infos.pop(height, None)
+            self._indexes.pop(height, None)
 
     def _path(self, height: int) -> Path:
         return self.directory / str(height)

@@ -151,11 +151,30 @@ def test_keep_n_newest(chain: RandomChain, tmp_path: Path) -> None:
     assert len(index) == snapshots.list()[0].chunks
 
 
-def test_stop_abandons_a_running_job(chain: RandomChain, tmp_path: Path) -> None:
+def test_stop_abandons_a_running_job_and_nothing_starts_after(chain: RandomChain, tmp_path: Path) -> None:
     snapshots = SnapshotStore(tmp_path / "snapshots", keep=2)
-    writer = SnapshotWriter(chain.store, snapshots, interval=chain.head.height)
-    writer._stopping.set()  # the job sees the stop at its first check
-    writer._stopping.clear()
+    writer = SnapshotWriter(chain.store, snapshots, interval=chain.head.height, target_chunk_bytes=3_000)
+    started = threading.Event()
+    original = writer._check_stop
+
+    def check_stop(number: int) -> None:
+        started.set()
+        original(0)  # every entry checks, so the stop is seen at once
+
+    writer._check_stop = check_stop  # type: ignore[method-assign]
+    release = threading.Event()
+    measured = writer.write
+
+    def held_write(job_height, view):  # type: ignore[no-untyped-def]
+        release.wait(DEADLINE_S)
+        return measured(job_height, view)
+
+    writer.write = held_write  # type: ignore[method-assign]
+    writer.after_block(chain.head.height)
+    assert writer.busy
+    writer._stopping.set()
+    release.set()
     writer.stop()
+    assert started.is_set() and not writer.busy
     writer.after_block(chain.head.height)  # after stop: nothing starts
     assert not writer.busy and snapshots.list() == []
