@@ -400,3 +400,18 @@ def test_the_wipe_covers_every_read_index() -> None:
     families = {value for value in vars(indexer).values() if isinstance(value, bytes) and value.isupper()}
     assert families and families <= set(WIPED_PREFIXES)
     assert {storage.STATE, storage.TREE} <= set(WIPED_PREFIXES)
+
+
+def test_crash_points_come_from_the_fault_plan_and_a_misspelt_one_is_refused(
+    open_store: Callable[[str], ChainStore]
+) -> None:
+    from node.fault_plan import RESTORE_CRASH_VARIABLE, FaultPlan
+
+    assert FaultPlan.from_environment({RESTORE_CRASH_VARIABLE: "chunk:3"}).restore_crash == "chunk:3"
+    assert FaultPlan.from_environment({}).restore_crash is None
+    store = joiner(open_store)
+    for point in ("begin", "wipe", "chunk:0", "chunk:12", "before_finish", "after_finish", None):
+        StateRestore(store, point)
+    for point in ("chunk", "chunk:x", "finish", "Begin"):
+        with pytest.raises(ValueError, match="crash_at must be one of"):
+            StateRestore(store, point)
