@@ -259,6 +259,7 @@ class SnapshotWriter:
             for number, (key, value) in enumerate(unpacker):
                 self._check_stop(number)
                 by_chunk[chunk_index(key, depth)].append((key, value))
+        path.unlink()  # the disk used stays about one copy of the state
         return by_chunk
 
     def _write_chunk(
