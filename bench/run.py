@@ -22,7 +22,11 @@ It measures, in this order and all in the same run:
   attack ÷ unattacked (target ≥ 0.7) and each phase's largest node RSS growth (< 64 MiB);
 - `tree`: the state tree (bench/state_tree.py): root update µs per changed key in trees of
   10,000 to 1,000,000 accounts (LevelDB and memory), proof size and time at the largest
-  (targets ≤ 2 KB and < 5 ms), tree bytes per account, proofs 10/100/1,000 heights back.
+  (targets ≤ 2 KB and < 5 ms), tree bytes per account, proofs 10/100/1,000 heights back;
+- `statesync`: a chain of `--statesync-txs` transfers over `--statesync-accounts` accounts
+  (1,000,000 and 100,000) joined by a fresh node by block sync and by state sync
+  (bench/state_sync.py): wall time to a node that serves correct state and follows the
+  chain (target: state sync ≤ 10 % of block sync) and the joiner's peak RSS (≤ 300 MB).
 
 Every node runs on 127.0.0.1 and is stopped in a `finally` block. The table is printed
 and written to bench/results/run.json. Numbers on a shared machine are noisy.
@@ -49,6 +53,7 @@ from typing import Any
 
 import marketplace
 import state_machine
+import state_sync
 import state_tree
 import under_attack
 
@@ -61,7 +66,7 @@ from tests.e2e.harness import ports as harness_ports  # noqa: E402
 from tests.e2e.harness.processes import child_pids  # noqa: E402
 
 PYTHON = sys.executable
-SCENARIOS = ("state", "single", "memory", "sync", "market", "four", "attack", "tree")
+SCENARIOS = ("state", "single", "memory", "sync", "market", "four", "attack", "tree", "statesync")
 TARGETS = {
     "single": 0.40,
     "four": 0.10,
@@ -341,6 +346,8 @@ def table(results: dict[str, Any], yardstick: float) -> list[list[str]]:
             lines.append([f"state machine: {name}", str(rate), f"{rate / yardstick:.3f}", "", "", "", *target])
     if "tree" in results:
         lines.extend(state_tree.rows(results["tree"], yardstick))
+    if "statesync" in results:
+        lines.extend(state_sync.rows(results["statesync"], yardstick))
     if "memory" in results:
         entry = results["memory"]
         lines.append([f"node RSS after {entry['txs_in_chain']} txs", f"{entry['rss_mb']} MB", "", "", "", "",
@@ -383,6 +390,9 @@ def main() -> None:
                         help="state tree sizes in accounts, comma-separated (proofs at the largest)")
     parser.add_argument("--tree-history-blocks", type=int, default=1001,
                         help="blocks committed before the old-height proofs (1,000 back needs 1,001)")
+    parser.add_argument("--statesync-txs", type=int, default=1_000_000, help="transfers of the state-sync chain")
+    parser.add_argument("--statesync-accounts", type=int, default=100_000,
+                        help="accounts of the state-sync chain (senders + recipients)")
     parser.add_argument("--base-port", type=int, default=0,
                         help="first of the 100 loopback ports used (default: a free range from 36000 up)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the node directories here")
@@ -412,6 +422,9 @@ def main() -> None:
         steps.append(("four", lambda: {"four": scenario_four(arguments, work)}))
     if "tree" in arguments.only:
         steps.append(("tree", lambda: {"tree": scenario_tree(arguments, work)}))
+    if "statesync" in arguments.only:
+        plan = state_sync.ChainPlan(arguments.statesync_txs, arguments.statesync_accounts, 1000, 4000)
+        steps.append(("statesync", lambda: {"statesync": state_sync.run(work / "statesync", plan, signers=1)}))
     if "attack" in arguments.only:
         steps.append(("attack", lambda: {"attack": under_attack.run(work, arguments.attack_txs, arguments.senders)}))
     try:
