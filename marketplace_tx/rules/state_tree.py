@@ -310,15 +310,35 @@ def build_subtree(depth: int, entries: Iterable[tuple[bytes, bytes]]) -> tuple[b
     """The records of a subtree at `depth` holding exactly `entries` (key, value), all under
     one path prefix of `depth` bits: its own record (None if empty) and every record below
     it by position, as they sit in the whole tree. Restoring a snapshot chunk (R39) writes
-    these; `record_hash` of its own record is T(entries, depth)."""
-    batch = _Batch(MemoryTree(), {})
+    these; `record_hash` of its own record is T(entries, depth). Each entry is hashed once
+    and each node once (the same records `update_tree` writes, without reading any)."""
     located = []
     for key, value in entries:
         path = _sha256(key).digest()
         located.append((int.from_bytes(path, "big"), path, _sha256(value).digest()))
     located.sort()
-    record = batch.build(depth, located)
-    return record, batch.puts
+    paths = [entry[0] for entry in located]
+    puts: dict[bytes, bytes] = {}
+
+    def build(level: int, low: int, high: int) -> bytes:
+        if high - low == 1:
+            _, path, value_hash = located[low]
+            return _LEAF_TAG + path + value_hash
+        shift = 255 - level
+        middle = bisect_left(paths, ((paths[low] >> shift) | 1) << shift, low, high)
+        hashes = []
+        for start, stop in ((low, middle), (middle, high)):
+            if start == stop:
+                hashes.append(EMPTY)
+                continue
+            child = build(level + 1, start, stop)
+            puts[position(level + 1, located[start][1])] = child
+            hashes.append(_sha256(child).digest())
+        return _INTERNAL_TAG + hashes[0] + hashes[1]
+
+    if not located:
+        return None, puts
+    return build(depth, 0, len(located)), puts
 
 
 def prove_key(reader: TreeReader, key: bytes, value: bytes | None, height: int) -> StateProof:
