@@ -11,25 +11,35 @@ A node with `[statesync] snapshot_interval = 2` and 2,500 funded accounts in gen
   does not have is 404 `not_found`, never 500.
 - A chunk is charged by its bytes before it is read (1 unit per 64 KiB): a client with a
   small budget gets one chunk and then 429 `rate_limited`, while another address is served.
+- Over P2P (a peer speaking the real handshake): the snapshot's header verifies by the light
+  client (R37) from the genesis, the manifest folds to its root and every chunk checks; a
+  chunk asked 1,000 times is answered once, and malformed requests get the peer banned.
 
 Requests that must not share a budget come from their own 127.x.y.z source address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from marketplace_tx.chain.block import decode_block
+from consensus.light_client import verify_header
+from marketplace_tx.chain.block import decode_block, decode_commit
+from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.transaction import Transaction, sign_transaction
 from marketplace_tx.primitives import codec
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.rules.snapshots import check_chunk, check_manifest, manifest_from_map
 from marketplace_tx.rules.state_keys import account_key
 from node.http.costs import REQUEST_COST, snapshot_bytes_cost
+from p2p.channel import SecureChannel
+from p2p.handshake import handshake
+from p2p.messages import decode_message, encode_message
 from tests.e2e.node_process import NodeProcess, is_error_body, wait_until
 from tests.integration.test_http_work_limits import Answer
 from tests.integration.test_http_work_limits import call as call_from
@@ -167,3 +177,97 @@ def test_a_chunk_is_charged_by_its_bytes_before_it_is_read(node: NodeProcess) ->
     assert_error(answer, 429, "rate_limited")
     assert int(answer.headers["retry-after"]) >= 1
     assert call(node, "/snapshots", next(_sources)).status == 200  # another address is served
+
+
+# --- the same snapshots over P2P, from a peer speaking the real handshake -------------------------
+
+
+async def _peer(node: NodeProcess, source_host: str) -> SecureChannel:
+    """A handshaken P2P connection to the node from `source_host` (its own /24 per test)."""
+    status = call(node, "/status").body
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.p2p_port, local_addr=(source_host, 0))
+    result = await handshake(reader, writer, node_key=KeyPair.generate(), chain_id=status["chain_id"],
+                             genesis_hash=bytes.fromhex(status["genesis_hash"]), initiator=True, timeout_s=30.0)
+    return result.channel
+
+
+async def _ask(channel: SecureChannel, kind: str, body: Any, answer_kind: str) -> Any:
+    """Send one request and return the body of the first answer of `answer_kind`."""
+    await channel.send(encode_message(kind, body))
+    while True:
+        message = decode_message(await asyncio.wait_for(channel.receive(), DEADLINE_S))
+        if message.kind == answer_kind:
+            return message.body
+
+
+async def _drain(channel: SecureChannel, quiet_s: float = 3.0) -> list[tuple[str, Any]]:
+    messages = []
+    while True:
+        try:
+            message = decode_message(await asyncio.wait_for(channel.receive(), quiet_s))
+        except Exception:  # quiet, or closed by the node
+            return messages
+        messages.append((message.kind, message.body))
+
+
+def test_a_peer_fetches_and_verifies_a_snapshot_over_p2p(node: NodeProcess) -> None:
+    genesis = Genesis.from_json(call(node, "/genesis").body)
+
+    async def scenario() -> None:
+        channel = await _peer(node, "127.0.71.1")
+        try:
+            offers = (await _ask(channel, "snapshots_request", {}, "snapshots"))["snapshots"]
+            newest = offers[0]
+            height, depth = newest["height"], newest["chunk_depth"]
+            header = await _ask(channel, "header_request", {"height": height}, "header")
+            changes = await _ask(channel, "light_changes_request", {"after": 0, "limit": 32}, "light_changes")
+            assert changes == {"changes": []}  # one validator, never changed
+            verified = verify_header(genesis, [], header["header"], decode_commit(header["commit"]), height)
+            answer = await _ask(channel, "manifest_request", {"chunk_depth": depth, "height": height}, "manifest")
+            manifest = manifest_from_map(codec.decode(answer["manifest"]))
+            assert manifest.state_root == verified.header.state_root
+            check_manifest(manifest)
+            for index in range(newest["chunks"]):
+                chunk = await _ask(channel, "chunk_request",
+                                   {"chunk_depth": depth, "height": height, "index": index}, "chunk")
+                check_chunk(manifest, index, chunk["chunk"])
+            absent = await _ask(channel, "manifest_request", {"chunk_depth": depth, "height": 1}, "manifest")
+            assert "manifest" not in absent
+        finally:
+            await channel.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_repeating_and_malforming_requests_gets_one_answer_and_loses_score(node: NodeProcess) -> None:
+    newest = listed(node)[0]
+    request = encode_message("chunk_request", {"chunk_depth": newest["chunk_depth"], "height": newest["height"],
+                                               "index": 0})
+    malformed = encode_message("chunk_request", {"chunk_depth": 17, "height": newest["height"], "index": 0})
+
+    async def scenario() -> list[tuple[str, Any]]:
+        channel = await _peer(node, "127.0.72.1")
+        try:
+            for _ in range(4):
+                for _ in range(250):  # paced under the 1,000 messages/s rate limit
+                    await channel.send(request)
+                await asyncio.sleep(0.5)
+            for _ in range(12):  # 12 × 10 score: banned
+                await channel.send(malformed)
+        except OSError:  # closed by the node
+            pass
+        received = await _drain(channel)
+        await channel.close()
+        return received
+
+    received = asyncio.run(scenario())
+    assert [kind for kind, _ in received if kind == "chunk"] == ["chunk"]
+
+    def banned() -> bool:
+        answer = call(node, "/metrics")
+        text = answer.body.decode() if isinstance(answer.body, bytes) else str(answer.body)
+        return answer.status == 200 and any(
+            line.startswith("marketchain_p2p_bans_total ") and float(line.split()[1]) >= 1
+            for line in text.splitlines())
+
+    wait_until(banned, DEADLINE_S, "the peer sending malformed chunk requests is banned")
