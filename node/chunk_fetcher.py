@@ -95,6 +95,8 @@ class ChunkFetcher:
         self._taken_bytes: dict[int, int] = {}
         self.bad_peers: set[bytes] = set()
         """Peers whose chunk failed against the manifest (never asked again)."""
+        self.not_serving: set[bytes] = set()
+        """Peers that answered a chunk request without the chunk (they lost the snapshot)."""
 
     # --- state ------------------------------------------------------------------------
 
@@ -198,6 +200,7 @@ class ChunkFetcher:
     def not_served(self, peer: bytes, index: int) -> None:
         """`peer` answered without the chunk (it no longer has the snapshot): stop asking it."""
         self.peers.discard(peer)
+        self.not_serving.add(peer)
         request = self.in_flight.get(index)
         if request is not None and request.peer == peer:
             self._give_back(index)

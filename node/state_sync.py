@@ -37,21 +37,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consensus.light_client import LightClientError, VerifiedHeader, verify_header
-from marketplace_tx.chain.block import Commit, decode_commit
 from marketplace_tx.chain.change_point import ChangePoint
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.primitives import codec
-from marketplace_tx.primitives.errors import CodecError, InvalidBlock
 from marketplace_tx.rules.snapshot_tree import ChunkTree, check_chunk_tree
 from marketplace_tx.rules.snapshots import (
     MAX_CHUNK_BYTES,
     InvalidSnapshot,
     Manifest,
-    check_manifest,
     manifest_from_map,
 )
 from node.chunk_fetcher import ChunkFetcher
@@ -60,19 +55,17 @@ from node.logging_setup import log_fields
 from node.peer_actions import PeerActions, Send
 from node.snapshot_choice import MalformedOffer, ManifestVotes, OfferBook, SnapshotKey, parse_offers
 from node.state_sync_answers import (
-    LIGHT_CHANGES_PAGE,
     MalformedAnswer,
-    parse_changes_page,
     parse_chunk_answer,
     parse_header_answer,
     parse_manifest_answer,
 )
+from node.state_sync_header import Verified, manifest_problem, verify_from
 from node.state_sync_metrics import StateSyncMetrics
+from node.state_sync_requests import Requests
 
 log = logging.getLogger("marketchain.statesync")
 
-MAX_CHANGE_POINTS = 10_000
-"""Change points accepted below a snapshot height; more and the serving peer is not believed."""
 HEADER_PEERS_TRIED = 3
 """Offering peers asked, one after the other, for a candidate's header before it is given up."""
 PENALTY_BAD_HEADER = 20.0
@@ -109,20 +102,6 @@ class Restorer(Protocol):
 
     def abandon(self, genesis: Genesis) -> Any:
         """Wipe the partial restore and write `genesis`'s state back."""
-
-
-@dataclass(frozen=True)
-class Verified:
-    """A candidate whose header verified by R37, with what the restore records."""
-
-    header: VerifiedHeader
-    """The verified header (its state_root is trusted)."""
-    header_bytes: bytes
-    """Its canonical bytes."""
-    commit_bytes: bytes
-    """The canonical commit that finalized it."""
-    change_points: tuple[ChangePoint, ...]
-    """The change points below it that were walked."""
 
 
 class ManifestDropped(Exception):
@@ -162,8 +141,9 @@ class StateSync:
         self.chunks_total = 0
         """Chunks of the manifest being restored (0 until one is chosen)."""
         self._offers_asked: set[bytes] = set()
-        self._waiting: dict[tuple[bytes, str, Any], asyncio.Future[Any]] = {}
-        self._asked: set[tuple[bytes, str, Any]] = set()
+        self._offers_answered: set[bytes] = set()
+        self.requests = Requests(send, config.chunk_request_timeout_s)
+        """Requests sent and the answers they wait for (node/state_sync_requests.py)."""
         self._fetch: tuple[SnapshotKey, ChunkFetcher] | None = None
         self._wake = asyncio.Event()
         self._manifest_failed = False
@@ -190,10 +170,8 @@ class StateSync:
         """A peer disconnected: its offers are gone, its chunk requests re-routed."""
         self.book.forget_peer(peer)
         self._offers_asked.discard(peer)
-        for key in [key for key in self._waiting if key[0] == peer]:
-            future = self._waiting.pop(key)
-            if not future.done():
-                future.set_result(None)
+        self._offers_answered.discard(peer)
+        self.requests.peer_gone(peer)
         if self._fetch is not None:
             self._fetch[1].peer_gone(peer)
         self._wake.set()
@@ -207,8 +185,8 @@ class StateSync:
                 self._receive_offers(peer, body)
             elif kind == "header":
                 self._resolve(peer, kind, parse_header_answer(body).height, body)
-            elif kind == "light_changes":
-                self._resolve_changes(peer, body)
+            elif kind == "light_changes":  # the answer does not name its `after`: the waiting one
+                self._resolve(peer, kind, self.requests.waiting_key(peer, kind), body)
             elif kind == "manifest":
                 answer = parse_manifest_answer(body)
                 self._resolve(peer, kind, (answer.height, answer.chunk_depth), answer)
@@ -218,34 +196,24 @@ class StateSync:
             self.peers.penalize(peer, PENALTY_MALFORMED, f"{kind} malformed: {error}")
 
     def _receive_offers(self, peer: bytes, body: Any) -> None:
-        if peer not in self._offers_asked:
+        if peer not in self._offers_answered and peer in self._offers_asked:
+            self._offers_answered.add(peer)  # one answer per request: a repeat is unsolicited
+        else:
             self.peers.penalize(peer, PENALTY_UNSOLICITED, "unsolicited snapshots")
             return
         self.book.offer(peer, parse_offers(body))
         self._wake.set()
 
     def _resolve(self, peer: bytes, kind: str, key: Any, answer: Any) -> None:
-        future = self._waiting.pop((peer, kind, key), None)
-        if future is None:
-            if (peer, kind, key) not in self._asked:
-                self.peers.penalize(peer, PENALTY_UNSOLICITED, f"unsolicited {kind}")
-            return  # else a late answer to a request given up on: ignored
-        if not future.done():
-            future.set_result(answer)
-
-    def _resolve_changes(self, peer: bytes, body: Any) -> None:
-        for key in self._waiting:
-            if key[0] == peer and key[1] == "light_changes":
-                self._resolve(peer, "light_changes", key[2], body)  # parsed against its `after`
-                return
-        self.peers.penalize(peer, PENALTY_UNSOLICITED, "unsolicited light_changes")
+        if not self.requests.resolve(peer, kind, key, answer):
+            self.peers.penalize(peer, PENALTY_UNSOLICITED, f"unsolicited {kind}")
 
     def _receive_chunk(self, peer: bytes, body: Any) -> None:
         answer = parse_chunk_answer(body)
         current = self._fetch
         if current is None or (answer.height, answer.chunk_depth) != (current[0].height, current[0].chunk_depth) \
                 or not current[1].asked(answer.index, peer):
-            if (peer, "chunk", (answer.height, answer.chunk_depth, answer.index)) not in self._asked:
+            if not self.requests.was_asked(peer, "chunk", (answer.height, answer.chunk_depth, answer.index)):
                 self.peers.penalize(peer, PENALTY_UNSOLICITED, f"unsolicited chunk {answer.index}")
             return
         fetcher = current[1]
@@ -256,22 +224,6 @@ class StateSync:
         else:
             fetcher.arrived(peer, answer.index, answer.chunk)
         self._wake.set()
-
-    async def _ask(self, peer: bytes, kind: str, body: dict[str, Any], answer_kind: str, key: Any) -> Any:
-        """Send a request and wait for its answer (None: not sent, peer gone, or timed out)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        slot = (peer, answer_kind, key)
-        if slot in self._waiting or not self.send(peer, kind, body):
-            return None
-        self._waiting[slot] = future
-        self._asked.add(slot)
-        try:
-            return await asyncio.wait_for(future, self.config.chunk_request_timeout_s)
-        except TimeoutError:
-            return None
-        finally:
-            if self._waiting.get(slot) is future:
-                del self._waiting[slot]
 
     # --- the run ----------------------------------------------------------------------
 
@@ -305,6 +257,9 @@ class StateSync:
                 height = await self._try(key)
                 if height is not None:
                     return height
+                if self.chunks_total:  # a restore was begun and failed: wait as long again for another
+                    deadline = max(deadline, self.clock() + self.config.discovery_timeout_s)
+                    self.chunks_total = self.chunks_done = 0
             if self.clock() >= deadline:
                 return await self._give_up()
             self.phase = "discovering"
@@ -398,7 +353,7 @@ class StateSync:
     async def _verify(self, key: SnapshotKey) -> Verified | None:
         """The candidate's header verified by R37 through an offering peer, or None."""
         for peer in self.book.offering(key)[:HEADER_PEERS_TRIED]:
-            verified = await self._verify_from(peer, key.height)
+            verified = await verify_from(self.requests, self.genesis, peer, key.height, self._in_thread)
             if isinstance(verified, Verified):
                 return verified
             if verified is not None:
@@ -409,41 +364,8 @@ class StateSync:
             self.book.refuse(peer, key)
         return None
 
-    async def _verify_from(self, peer: bytes, height: int) -> Verified | str | None:
-        """`Verified`, or why it failed (the peer is charged), or None (no answer: not charged)."""
-        answer = await self._ask(peer, "header_request", {"height": height}, "header", height)
-        if answer is None or answer.get("header") is None:
-            return None
-        header_answer = parse_header_answer(answer)
-        assert header_answer.header is not None and header_answer.commit is not None
-        changes: list[ChangePoint] = []
-        after = 0
-        while True:
-            body = await self._ask(peer, "light_changes_request", {"after": after, "limit": LIGHT_CHANGES_PAGE},
-                                   "light_changes", after)
-            if body is None:
-                return None
-            try:
-                page = parse_changes_page(body, after)
-            except MalformedAnswer as error:
-                return f"light_changes: {error}"
-            changes.extend(change for change in page.changes if change.height < height)
-            if len(changes) > MAX_CHANGE_POINTS:
-                return f"more than {MAX_CHANGE_POINTS} change points below height {height}"
-            reached = page.changes and page.changes[-1].height >= height
-            if page.next is None or reached:
-                break
-            after = page.next
-        try:
-            commit: Commit = decode_commit(header_answer.commit)
-            header = await self._in_thread(verify_header, self.genesis, changes, header_answer.header, commit,
-                                             height)
-        except (LightClientError, InvalidBlock) as error:
-            return str(error)
-        return Verified(header, header_answer.header, header_answer.commit, tuple(changes))
-
     async def _manifest_of(self, peer: bytes, key: SnapshotKey) -> bytes | None:
-        answer = await self._ask(peer, "manifest_request", {"chunk_depth": key.chunk_depth, "height": key.height},
+        answer = await self.requests.ask(peer, "manifest_request", {"chunk_depth": key.chunk_depth, "height": key.height},
                                  "manifest", (key.height, key.chunk_depth))
         return None if answer is None else answer.manifest
 
@@ -456,7 +378,7 @@ class StateSync:
             if raw is None:
                 self.book.refuse(peer, key)  # does not have it (any more): not asked for it again
                 continue
-            problem = _manifest_problem(raw, key, verified.header.header.state_root)
+            problem = manifest_problem(raw, key, verified.header.header.state_root)
             if problem is not None:
                 self.metrics.bad_manifest()
                 self.peers.penalize(peer, PENALTY_BAD_MANIFEST, f"manifest of height {key.height}: {problem}")
@@ -489,11 +411,11 @@ class StateSync:
                 if received is not None:
                     await self._check_and_write(manifest, fetcher, received.index, received.peer, received.raw)
                     continue
-                if fetcher.stuck:
+                if fetcher.stuck:  # they left or lost the snapshot: no one is charged
                     log.warning("state sync: no peer left that serves the manifest of height %d", key.height,
                                 extra=log_fields(event="statesync_no_peers", height=key.height))
-                    for peer in manifest_peers:
-                        self.book.refuse(peer, key)
+                    for peer in fetcher.not_serving | fetcher.bad_peers:
+                        self.book.refuse(peer, key)  # those that left may offer it again when back
                     return None
                 deadline = fetcher.next_deadline()
                 await self._wait(deadline if deadline is not None else self.clock() + WAKE_INTERVAL_S)
@@ -514,7 +436,7 @@ class StateSync:
         for index, peer in fetcher.next_requests(now):
             body = {"chunk_depth": key.chunk_depth, "height": key.height, "index": index}
             if self.send(peer, "chunk_request", body):
-                self._asked.add((peer, "chunk", (key.height, key.chunk_depth, index)))
+                self.requests.note(peer, "chunk", (key.height, key.chunk_depth, index))
             else:
                 fetcher.unsent(index, peer)
 
@@ -539,16 +461,3 @@ class StateSync:
         if fetcher.bad(index, peer):
             self._manifest_failed = True  # the fetch loop raises ManifestDropped
 
-
-def _manifest_problem(raw: bytes, key: SnapshotKey, state_root: bytes) -> str | None:
-    """Why `raw` is not a manifest of `key` folding to the verified `state_root` (R39), or None."""
-    try:
-        manifest = manifest_from_map(codec.decode(raw))
-        if (manifest.height, manifest.chunk_depth) != (key.height, key.chunk_depth):
-            return "it is not for the snapshot asked for"
-        if manifest.state_root != state_root:
-            return "its state_root is not the verified header's"
-        check_manifest(manifest)
-    except (CodecError, InvalidSnapshot) as error:
-        return str(error)
-    return None
