@@ -36,6 +36,7 @@ from typing import Any
 from marketplace_tx.chain.block import Header
 from marketplace_tx.primitives import codec
 from marketplace_tx.rules.snapshots import MAX_CHUNK_DEPTH, ChunkSummary, Manifest
+from node.fault_plan import SNAPSHOT_FAULTS
 from node.peer_actions import PeerActions
 from node.snapshot_store import SnapshotStore
 from node.state_history import change_points
@@ -58,8 +59,8 @@ PENALTY_MALFORMED = 10.0
 """Score a peer loses for a request whose body breaks the shape or bounds above."""
 PENALTY_QUEUE_FULL = 2.0
 """Score a peer loses for a request while `max_streamed_per_peer` answers already wait."""
-FAULTS = frozenset({"corrupt_chunk", "wrong_manifest", "unfinal", "silent"})
-"""Test-only misbehaviours (`MARKETCHAIN_TEST_SNAPSHOT_FAULT`)."""
+FAULTS = SNAPSHOT_FAULTS
+"""Test-only misbehaviours (`MARKETCHAIN_TEST_SNAPSHOT_FAULT`, node/fault_plan.py)."""
 UNFINAL_DISTANCE = 1000
 """`unfinal`: the made-up snapshot is this many heights above the head."""
 REQUEST_KINDS = frozenset(
@@ -203,16 +204,16 @@ class SnapshotServer:
         """The canonical manifest of snapshot (height, depth), or None if this node has none."""
         if self.fault == "unfinal" and height == self._unfinal_height() and depth == 0:
             return _made_up_manifest(height).encode()
-        manifest = self._manifest(depth, height)
-        if manifest is None:
+        if self.snapshots is None or not self._offers(depth, height):
             return None
         if self.fault == "wrong_manifest":
-            return _wrong_manifest(manifest).encode()
-        return manifest.encode()
+            manifest = self.snapshots.manifest(height)
+            return None if manifest is None else _wrong_manifest(manifest).encode()
+        return self.snapshots.manifest_bytes(height)
 
     def chunk_bytes(self, depth: int, height: int, index: int) -> bytes | None:
         """The canonical bytes of chunk `index` of snapshot (height, depth), or None."""
-        if self.snapshots is None or self._manifest(depth, height) is None:
+        if self.snapshots is None or not self._offers(depth, height):
             return None
         raw = self.snapshots.chunk_bytes(height, index)
         if raw is not None and self.fault == "corrupt_chunk":
@@ -245,11 +246,10 @@ class SnapshotServer:
             return {}
         return {"commit": commit.encode(), "header": codec.encode(header.to_map())}
 
-    def _manifest(self, depth: int, height: int) -> Manifest | None:
-        if self.snapshots is None:
-            return None
-        manifest = self.snapshots.manifest(height)
-        return manifest if manifest is not None and manifest.chunk_depth == depth else None
+    def _offers(self, depth: int, height: int) -> bool:
+        """Whether snapshot (height, depth) is published here (its summary is cached: no decode)."""
+        info = None if self.snapshots is None else self.snapshots.info(height)
+        return info is not None and info.chunk_depth == depth
 
     # --- test faults -----------------------------------------------------------------
 
