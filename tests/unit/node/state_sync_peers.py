@@ -54,7 +54,7 @@ class FakePeer:
     snapshot: Snapshot
     """What it serves."""
     fault: str | None = None
-    """None, `corrupt_chunk`, `wrong_manifest`, `bad_header`, `silent_chunks`, `silent`."""
+    """None, `corrupt_chunk`, `wrong_manifest`, `bad_header`, `endless_changes`, `silent_chunks`, `silent`."""
     offers: list[dict[str, Any]] | None = None
     """The `snapshots` body's list (default: its snapshot)."""
     chunk_requests: list[int] = field(default_factory=list)
@@ -75,6 +75,8 @@ class FakePeer:
                 header = header[:-3] + bytes(3)  # not what the validators signed
             return "header", {"commit": snapshot.commit, "header": header, "height": body["height"]}
         if kind == "light_changes_request":
+            if self.fault == "endless_changes":  # one height a page, forever
+                return "light_changes", {"changes": [], "next": body["after"] + 1}
             return "light_changes", {"changes": []}
         if kind == "manifest_request":
             served = manifest

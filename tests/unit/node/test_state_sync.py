@@ -26,6 +26,7 @@ from node.state_sync import (
     PENALTY_UNSOLICITED,
     StateSync,
 )
+from node.state_sync_header import MAX_CHANGE_PAGES
 from tests.unit.node.snapshot_chain import crowded_chain
 from tests.unit.node.state_sync_peers import (
     FakePeer,
@@ -227,3 +228,31 @@ def test_an_offer_list_over_the_bound_is_malformed(chain_snapshot: tuple[Genesis
     assert run(state_sync) is None
     assert penalties.of(flooder) == [PENALTY_MALFORMED]
     assert len(state_sync.book) == 0
+
+
+def test_change_points_paged_without_end_cost_the_peer(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    pager, honest = peer_id(1), peer_id(2)
+    state_sync, network, penalties, restore = joiner(genesis, {pager: FakePeer(snapshot, "endless_changes"),
+                                                               honest: FakePeer(snapshot)})
+    assert run(state_sync) == snapshot.manifest.height
+    pages = [body for peer, kind, body in network.sent if peer == pager and kind == "light_changes_request"]
+    assert len(pages) == MAX_CHANGE_PAGES  # bounded, not one request per height
+    assert penalties.of(pager) == [PENALTY_BAD_HEADER]
+    assert restore.finished
+
+
+def test_a_repeated_offer_answer_is_unsolicited(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    chatty = peer_id(1)
+    state_sync, _, penalties, _ = joiner(genesis, {chatty: FakePeer(snapshot)})
+    offer = {"snapshots": [{"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": snapshot.manifest.height}]}
+
+    async def main() -> None:
+        state_sync.peer_connected(chatty)
+        await asyncio.sleep(0.05)  # its one answer arrives
+        for _ in range(3):
+            state_sync.receive(chatty, "snapshots", offer)
+
+    asyncio.run(main())
+    assert penalties.of(chatty) == [PENALTY_UNSOLICITED] * 3
