@@ -5,8 +5,9 @@ transaction), `invalid_query` (a path or query parameter that does not parse),
 `body_too_large` (413), `unsupported_media_type` (415), `method_not_allowed` (405),
 `request_timeout` (408: headers or body not sent in time; the connection is closed),
 `rate_limited` (429, with `Retry-After` when waiting helps), `pruned` (410: data this node
-no longer keeps or, after state sync, never had; R40) and, for a node bug only,
-`internal` (500). A 405 answer carries an `Allow` header listing the methods its path supports.
+no longer keeps or, after state sync, never had; R40), `syncing` (503, with `Retry-After`: the
+node is joining by state sync and has no state to read yet; node/http/state_sync_gate.py)
+and, for a node bug only, `internal` (500). A 405 answer carries an `Allow` header listing the methods its path supports.
 """
 
 from __future__ import annotations
