@@ -2,10 +2,11 @@
 reproduce `make_manifest` over the same state at several depths (a depth above 8 forced by
 a small target), chunks stay under the written bound, a write that fails or stops midway
 publishes nothing, and the background job reads the state as of its height whatever is
-committed next."""
+committed next; the protocol's snapshot vectors reproduce from a LevelDB holding their entries."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from marketplace_tx.rules.snapshots import (
     make_manifest,
     split_chunks,
 )
-from node import snapshot_writer
+from marketplace_tx.rules.state_transition import ChainTip
+from node import snapshot_writer, storage
 from node.snapshot_store import SnapshotStore
 from node.snapshot_writer import SnapshotWriter, choose_depth
+from node.storage import ChainStore
 from tests.unit.node.snapshot_chain import crowded_chain
 from tests.unit.node.state_history_chain import RandomChain
 
@@ -178,3 +181,28 @@ def test_stop_abandons_a_running_job_and_nothing_starts_after(chain: RandomChain
     assert started.is_set() and not writer.busy
     writer.after_block(chain.head.height)  # after stop: nothing starts
     assert not writer.busy and snapshots.list() == []
+
+
+VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "protocol-v2-state.json").read_text())
+"""The v2 state vectors: R39 manifests the writer's files must reproduce byte for byte."""
+
+
+@pytest.mark.parametrize("index", range(len(VECTORS["snapshots"])))
+def test_writer_reproduces_the_protocol_vectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: int) -> None:
+    vector = VECTORS["snapshots"][index]
+    tree = next(tree for tree in VECTORS["trees"] if tree["name"] == vector["tree"])
+    store = ChainStore(tmp_path / "db")
+    try:
+        for key, value in tree["entries"]:
+            store.db.put(storage.STATE + bytes.fromhex(key), bytes.fromhex(value))
+        root = bytes.fromhex(vector["state_root"])
+        store.db.put(storage.HEAD_KEY, storage._encode_tip(ChainTip(5, bytes(32), 0, root)))
+        monkeypatch.setattr(snapshot_writer, "choose_depth", lambda total, target: vector["chunk_depth"])
+        snapshots = SnapshotStore(tmp_path / "snapshots", keep=1)
+        with store.read_view() as view:
+            manifest = SnapshotWriter(store, snapshots, interval=5).write(5, view)
+    finally:
+        store.close()
+    assert manifest is not None and manifest.chunk_depth == vector["chunk_depth"]
+    assert [{"count": chunk.count, "hash": chunk.hash.hex()} for chunk in manifest.chunks] == vector["chunks"]
+    assert snapshots.manifest_bytes(5) == manifest.encode()
