@@ -176,7 +176,7 @@ def read_chunk(manifest: Manifest, index: int, raw: bytes) -> list[tuple[bytes, 
 def manifest_from_map(value: Any) -> Manifest:
     """The manifest a decoded canonical map describes (what a peer sent), with shape checks
     only: `InvalidSnapshot` names what is wrong. The caller still runs `check_manifest`
-    against a state_root it verified itself (R37, R39)."""
+    against the state_root of a header it verified itself by the light client (R39)."""
     if not isinstance(value, dict) or set(value) != {"chunk_depth", "chunks", "height", "state_root"}:
         raise InvalidSnapshot("a manifest is the map {chunk_depth, chunks, height, state_root}")
     depth, chunks, height, state_root = value["chunk_depth"], value["chunks"], value["height"], value["state_root"]
