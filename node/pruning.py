@@ -27,21 +27,23 @@ the message `kept_blocks_message` gives.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from marketplace_tx.chain.block import decode_block
+from marketplace_tx.chain.block import Header
 from marketplace_tx.chain.receipts import Receipt
-from marketplace_tx.chain.transaction import decode_transaction
 from marketplace_tx.primitives import codec
 from marketplace_tx.rules.order_records import Order
 from marketplace_tx.rules.records import record_from_map
 from marketplace_tx.rules.state_keys import order_key
+from marketplace_tx.speedups import decode_trusted
 from node.indexer import ACCOUNT_TXS, account_history_keys
 from node.logging_setup import log_fields
 from node.storage import (
@@ -100,6 +102,24 @@ def history_is_partial(store: ChainStore) -> bool:
 
 
 # --- the pruner -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredTransaction:
+    """What pruning reads of a stored transaction: enough to find the keys it wrote."""
+
+    hash: bytes
+    """SHA-256 of its bytes (R9): its `T` key."""
+    sender: bytes
+    """Its sender: an account-history row."""
+    payload: dict[str, Any]
+    """Its payload: the accounts it names (node/indexer.py `participants`)."""
+
+    @classmethod
+    def of(cls, raw: bytes) -> StoredTransaction:
+        """Read transaction bytes this node stored in a block (already checked when final)."""
+        body = decode_trusted(raw)
+        return cls(hashlib.sha256(raw).digest(), body["sender"], body["payload"])
 
 
 @dataclass
@@ -256,19 +276,19 @@ class Pruner:
         raw = db.get(_height_key(BLOCK, height))
         if raw is None:  # never stored here (cannot happen above the state base): nothing else to find
             return deletes, None
-        block = decode_block(raw, len(raw))
-        deletes.append(BLOCK_HASH + block.hash)
+        block = decode_trusted(raw)  # bytes this node wrote itself (speedups.decode_trusted)
+        header = Header.from_map(block["header"])
+        deletes.append(BLOCK_HASH + header.hash)
         raw_receipts = db.get(_height_key(RECEIPTS, height))
-        receipts = [] if raw_receipts is None else [Receipt.from_map(item) for item in codec.decode(raw_receipts)]
-        for index, raw_tx in enumerate(block.txs):
-            tx = decode_transaction(raw_tx, len(raw_tx))
+        receipts = [] if raw_receipts is None else [Receipt.from_map(item) for item in decode_trusted(raw_receipts)]
+        for index, raw_tx in enumerate(block["txs"]):
+            tx = StoredTransaction.of(raw_tx)
             deletes.append(TX_INDEX + tx.hash)
             if index < len(receipts):
                 deletes.extend(account_history_keys(tx, receipts[index], self._order(tx.payload), height, index))
-        header = codec.encode(block.header.to_map()) if change_point else None
-        return deletes, header
+        return deletes, codec.encode(header.to_map()) if change_point else None
 
-    def _order(self, payload: dict) -> Order | None:
+    def _order(self, payload: dict[str, Any]) -> Order | None:
         """The order a transaction acts on, as stored now: its buyer and merchant never change,
         so they name the same accounts the block's account-history rows were written for."""
         order_id = payload.get("order_id")
