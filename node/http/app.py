@@ -204,7 +204,11 @@ async def get_tx(request: web.Request) -> web.Response:
     location = found(_tx_location(services, tx_hash), f"transaction {tx_hash.hex()}")
     block = _block_at(services, location.height)
     tx = services.decode_committed(block.txs[location.index])
-    receipt = services.store.receipts(location.height)[location.index]
+    receipts = services.store.receipts(location.height)
+    if location.index >= len(receipts):  # pruned since the block was read (R40)
+        _not_kept(services, location.height, "block")
+        raise ApiError(404, "not_found", f"no receipt of transaction {tx_hash.hex()}")
+    receipt = receipts[location.index]
     return web.json_response(
         {
             **tx_view(tx),
