@@ -69,7 +69,8 @@ log = logging.getLogger("marketchain.statesync")
 HEADER_PEERS_TRIED = 3
 """Offering peers asked, one after the other, for a candidate's header before it is given up."""
 PENALTY_BAD_HEADER = 20.0
-"""A snapshot offered at a height whose header (or the change points below it) does not verify (R37)."""
+"""A snapshot offered at a height whose header (or the change points below it) does not verify
+(R37), or above the head the peer itself announced (a height not final anywhere)."""
 PENALTY_BAD_MANIFEST = 50.0
 """A manifest that is not for the verified header or does not fold to its state_root (R39); also
 each server of a manifest dropped because chunks from two peers failed against it."""
@@ -132,6 +133,9 @@ class StateSync:
         """`marketchain_statesync_*` (node/state_sync_metrics.py)."""
         self.book = OfferBook()
         """What each peer offers."""
+        self.claimed_height: Callable[[bytes], int | None] = lambda peer: None
+        """The head height a peer announced (`status`), if heard: it offers no snapshot above it
+        (node/state_sync_mode.py sets it)."""
         self.phase = "discovering"
         """discovering, verifying, fetching, finishing, done, or failed (for `/status`)."""
         self.height: int | None = None
@@ -201,7 +205,14 @@ class StateSync:
         else:
             self.peers.penalize(peer, PENALTY_UNSOLICITED, "unsolicited snapshots")
             return
-        self.book.offer(peer, parse_offers(body))
+        offers = parse_offers(body)
+        head = self.claimed_height(peer)
+        if head is not None and any(offer.height > head for offer in offers):
+            highest = max(offer.height for offer in offers)
+            self.peers.penalize(peer, PENALTY_BAD_HEADER, f"offers a snapshot of height {highest} above its own "
+                                                          f"head {head}: not final")
+            offers = [offer for offer in offers if offer.height <= head]
+        self.book.offer(peer, offers)
         self._wake.set()
 
     def _resolve(self, peer: bytes, kind: str, key: Any, answer: Any) -> None:

@@ -62,6 +62,7 @@ class StateSyncMode:
                                          bar=not json_logs and sys.stderr.isatty())
         """The log lines and the terminal bar."""
         self._heard: dict[bytes, int] = {}
+        state_sync.claimed_height = self._heard.get
 
     def progress(self) -> dict[str, Any] | None:
         """The state sync's progress while it runs (for `/status` and the 503s), else None."""

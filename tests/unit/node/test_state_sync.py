@@ -256,3 +256,17 @@ def test_a_repeated_offer_answer_is_unsolicited(chain_snapshot: tuple[Genesis, S
 
     asyncio.run(main())
     assert penalties.of(chatty) == [PENALTY_UNSOLICITED] * 3
+
+
+def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    height = snapshot.manifest.height
+    liar = peer_id(1)
+    unfinal = {"chunk_depth": 0, "chunks": 1, "height": height + 1000}
+    honest_offer = {"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height}
+    peers = {liar: FakePeer(snapshot, offers=[unfinal, honest_offer]), peer_id(2): FakePeer(snapshot)}
+    state_sync, network, penalties, _ = joiner(genesis, peers)
+    state_sync.claimed_height = {liar: height, peer_id(2): height}.get  # their status: head = height
+    assert run(state_sync) == height
+    assert penalties.of(liar) == [PENALTY_BAD_HEADER]
+    assert all(body["height"] == height for _, kind, body in network.sent if kind == "header_request")
