@@ -7,9 +7,13 @@ oldest-block key says exactly what exists.
 
 from __future__ import annotations
 
+import signal
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +25,7 @@ from node.indexer import ACCOUNT_TXS, OBJECT_POSITIONS, decode_position
 from node.pruning import Pruner, history_is_partial, is_pruned_height, kept_blocks_message
 from node.state_history import change_points
 from node.storage import ChainStore
+from tests.paths import REPO_ROOT
 from tests.unit.node.chain_store_model import ALICE, VALIDATOR
 from tests.unit.node.state_history_chain import (
     SECOND_VALIDATOR,
@@ -188,3 +193,25 @@ def test_messages_say_what_the_node_keeps(open_store: Callable[..., ChainStore])
     assert kept_blocks_message(store) == (
         "this node keeps blocks 6 … 8; it was state-synced from height 5 and never had older ones"
     )
+
+
+@pytest.mark.parametrize(("where", "after"), [("between", 1), ("between", 4), ("anywhere", 30), ("anywhere", 120)])
+def test_a_kill_9_while_pruning_leaves_a_store_that_says_what_it_holds(
+    open_store: Callable[..., ChainStore], tmp_path: Path, where: str, after: int,
+) -> None:
+    """Each batch is one synced atomic LevelDB batch with the oldest-block key: a process
+    killed between batches or anywhere inside one leaves every block from the oldest-block
+    key on whole and none below; a new pruner finishes the job."""
+    store = open_store("killed", keep_state=3)
+    chain = long_chain(store, seed=12)
+    store.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.unit.node.pruning_kill", str(tmp_path / "killed"), "4", "2", where, str(after)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    reopened = open_store("killed", keep_state=3)
+    stopped_at = check_consistent(reopened, chain)
+    if where == "between":
+        assert 1 < stopped_at < chain.head.height - 3  # killed half-way
+    Pruner(reopened, keep_blocks=4, floor=lambda: None).prune()
+    assert check_consistent(reopened, chain) == chain.head.height - 3
