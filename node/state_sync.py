@@ -77,7 +77,7 @@ each server of a manifest dropped because chunks from two peers failed against i
 PENALTY_BAD_CHUNK = 50.0
 """A chunk that fails against the manifest its sender served itself (R39)."""
 PENALTY_SILENT = 5.0
-"""A chunk request unanswered within `chunk_request_timeout_s`."""
+"""A request (header, change points, manifest, chunk) unanswered within `chunk_request_timeout_s`."""
 PENALTY_UNSOLICITED = 5.0
 """An answer to a request this node did not send to that peer (R32)."""
 PENALTY_MALFORMED = 10.0
@@ -146,7 +146,7 @@ class StateSync:
         """Chunks of the manifest being restored (0 until one is chosen)."""
         self._offers_asked: set[bytes] = set()
         self._offers_answered: set[bytes] = set()
-        self.requests = Requests(send, config.chunk_request_timeout_s)
+        self.requests = Requests(send, config.chunk_request_timeout_s, self._silent)
         """Requests sent and the answers they wait for (node/state_sync_requests.py)."""
         self._fetch: tuple[SnapshotKey, ChunkFetcher] | None = None
         self._wake = asyncio.Event()
@@ -214,6 +214,11 @@ class StateSync:
             offers = [offer for offer in offers if offer.height <= head]
         self.book.offer(peer, offers)
         self._wake.set()
+
+    def _silent(self, peer: bytes, kind: str) -> None:
+        """A request left unanswered for `chunk_request_timeout_s` (a peer that offered a
+        snapshot and then serves nothing is charged like one that sends no chunk)."""
+        self.peers.penalize(peer, PENALTY_SILENT, f"{kind} not answered in time")
 
     def _resolve(self, peer: bytes, kind: str, key: Any, answer: Any) -> None:
         if not self.requests.resolve(peer, kind, key, answer):

@@ -10,6 +10,7 @@ one request per (peer, kind, key) waits at a time.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from node.peer_actions import Send
@@ -21,11 +22,14 @@ Slot = tuple[bytes, str, Any]
 class Requests:
     """Requests in flight and every request sent, for matching answers."""
 
-    def __init__(self, send: Send, timeout_s: float) -> None:
+    def __init__(self, send: Send, timeout_s: float,
+                 on_timeout: Callable[[bytes, str], None] = lambda peer, kind: None) -> None:
         self.send = send
         """Send one message to one peer."""
         self.timeout_s = timeout_s
         """Seconds an answer may take."""
+        self.on_timeout = on_timeout
+        """Called with (peer, request kind) when a request goes unanswered for `timeout_s`."""
         self._waiting: dict[Slot, asyncio.Future[Any]] = {}
         self._asked: set[Slot] = set()
 
@@ -48,6 +52,7 @@ class Requests:
         try:
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError:
+            self.on_timeout(peer, kind)
             return None
         finally:
             if self._waiting.get(slot) is future:

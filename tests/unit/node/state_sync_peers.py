@@ -54,7 +54,8 @@ class FakePeer:
     snapshot: Snapshot
     """What it serves."""
     fault: str | None = None
-    """None, `corrupt_chunk`, `wrong_manifest`, `bad_header`, `endless_changes`, `silent_chunks`, `silent`."""
+    """None, `corrupt_chunk`, `wrong_manifest`, `bad_header`, `endless_changes`, `silent_manifest`,
+    `silent_chunks`, `silent`."""
     offers: list[dict[str, Any]] | None = None
     """The `snapshots` body's list (default: its snapshot)."""
     chunk_requests: list[int] = field(default_factory=list)
@@ -79,6 +80,8 @@ class FakePeer:
                 return "light_changes", {"changes": [], "next": body["after"] + 1}
             return "light_changes", {"changes": []}
         if kind == "manifest_request":
+            if self.fault == "silent_manifest":
+                return None
             served = manifest
             if self.fault == "wrong_manifest":
                 served = Manifest(manifest.chunk_depth, manifest.chunks, manifest.height, bytes(32))

@@ -270,3 +270,14 @@ def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapsho
     assert run(state_sync) == height
     assert penalties.of(liar) == [PENALTY_BAD_HEADER]
     assert all(body["height"] == height for _, kind, body in network.sent if kind == "header_request")
+
+
+def test_a_peer_that_offers_then_serves_no_manifest_is_charged(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    mute = peer_id(1)
+    peers = {mute: FakePeer(snapshot, "silent_manifest"), peer_id(2): FakePeer(snapshot)}
+    state_sync, _, penalties, restore = joiner(genesis, peers)
+    assert run(state_sync) == snapshot.manifest.height
+    assert penalties.of(mute) == [PENALTY_SILENT]
+    assert peers[mute].chunk_requests == []
+    assert restore.finished
