@@ -3,6 +3,8 @@ serves meanwhile (node/http/state_sync_gate.py), and `init --state-sync`."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from node.commands import init_command
 from node.config import ConfigError, StatesyncConfig
 from node.http.state_sync_gate import is_open_while_syncing, syncing_message
 from node.state_sync_mode import state_sync_needed
+from node.state_sync_progress import ProgressReporter, progress_bar, progress_line
 from node.storage import RESTORE_KEY, ChainStore
 from tests.unit.node.snapshot_chain import crowded_chain, crowded_genesis
 
@@ -71,3 +74,25 @@ def test_init_state_sync_writes_enable(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     assert CliRunner().invoke(init_command, ["--home", str(plain)]).exit_code == 0
     assert "[statesync]\nenable = false" in (plain / "config.toml").read_text()
+
+
+def test_progress_is_a_line_and_a_bar() -> None:
+    fetching = {"phase": "fetching", "height": 5000, "chunks_done": 12, "chunks_total": 64}
+    assert progress_line(fetching, 3.25) == "state sync: 12/64 chunks (18 %) of height 5000, 3.2 chunks/s"
+    assert progress_bar(fetching, 0).startswith("[#####" + "." * 25 + "] state sync: 12/64")
+    assert "discovering" in progress_line({"phase": "discovering", "offering_peers": 2}, 0)
+
+
+def test_the_terminal_bar_is_redrawn_in_place_and_ended() -> None:
+    stream = io.StringIO()
+    progress = {"phase": "fetching", "height": 9, "chunks_done": 1, "chunks_total": 2}
+
+    async def main() -> None:
+        reporter = ProgressReporter(lambda: progress, stream, bar=True)
+        reporter.start()
+        await asyncio.sleep(1.2)
+        reporter.stop()
+
+    asyncio.run(main())
+    text = stream.getvalue()
+    assert text.startswith("\r[") and "1/2 chunks (50 %) of height 9" in text and text.endswith("\n")
