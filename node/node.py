@@ -165,6 +165,7 @@ class Node:
         """The state sync under way (node/state_sync_mode.py), or None: block sync and consensus
         wait for it (R39)."""
         self._join_task: asyncio.Task[None] | None = None
+        self._joined: StateSyncMode | None = None
         self.stop_requested = asyncio.Event()
         """Set by SIGTERM/SIGINT (`run_node`) or by a failed state sync."""
         self.failure: str | None = None
@@ -315,8 +316,9 @@ class Node:
         """Hand a peer's message to its part; consensus messages return an awaitable that
         the peer's dispatch waits for (back-pressure while the driver's queue is full)."""
         if kind in STATE_SYNC_ANSWERS:
-            if self.joining is not None:
-                self.joining.receive(peer, kind, body)
+            joining = self.joining or self._joined  # after it: late answers ignored, others charged
+            if joining is not None:
+                joining.receive(peer, kind, body)
             else:
                 self.peer_actions.penalize(peer, 5, f"unsolicited {kind}")  # this node asks nothing (R32)
             return None
@@ -442,7 +444,7 @@ class Node:
         """Join by state sync (R39), then block sync from H + 1 and consensus; a failure of
         the restore itself (not of a peer) is logged and stops the node."""
         async def then() -> None:
-            self.joining = None
+            self.joining, self._joined = None, joining
             self._committed_accounts.clear()
             await self._start_chain()
             validator = self.validator_address
