@@ -277,8 +277,7 @@ class Node:
     def _pruning_floor(self) -> int | None:
         """The oldest snapshot this node serves (`self.snapshots`, node/snapshot_store.py), or
         None: pruning keeps the blocks from it on, whose header and commit it serves (R40)."""
-        snapshots = getattr(self, "snapshots", None)
-        return None if snapshots is None else snapshots.oldest_height()
+        return None if self.snapshots is None else self.snapshots.oldest_height()
 
     def _pending_entries(self) -> list[JournalEntry]:
         """The pending transactions as journal records, in the order to admit them again."""
