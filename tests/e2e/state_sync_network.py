@@ -120,13 +120,12 @@ class StateSyncTestnet(Testnet):
         self.nodes.append(node)
         return node
 
-    def add_snapshot_server(self, name: str, fault: str | None = None, peers: Iterable[int] | None = None,
-                            writes_snapshots: bool = True) -> NodeHandle:
-        """A full node that block-syncs from the validators and writes snapshots like them
-        (unless not `writes_snapshots`), started with the test fault `fault` (None: honest)."""
+    def add_snapshot_server(self, name: str, fault: str | None = None,
+                            peers: Iterable[int] | None = None) -> NodeHandle:
+        """A full node that block-syncs from the validators and writes snapshots like them,
+        started with the test fault `fault` (None: an honest one)."""
         chosen = list(range(self.manifest.validators)) if peers is None else list(peers)
-        interval = self.snapshot_interval if writes_snapshots else 0
-        node = self.add_node(name, chosen, {"statesync": {"snapshot_interval": interval}})
+        node = self.add_node(name, chosen, {"statesync": {"snapshot_interval": self.snapshot_interval}})
         self.start(node.index, {SNAPSHOT_FAULT_VARIABLE: fault} if fault else {})
         return node
 

@@ -42,7 +42,7 @@ def test_fresh_node_state_syncs_then_follows_a_live_four_validator_testnet_and_a
         base, chunks = snapshot["height"], snapshot["chunks"]
         assert chunks >= 2, f"the load should make a snapshot of several chunks: {snapshot}"
 
-        joiner = net.add_joiner("joiner", range(4), use_init_flag=False)
+        joiner = net.add_joiner("joiner", range(4), use_init_flag=True)
         net.start(joiner.index)
         seen = net.wait_state_synced(joiner.index, head)
         for status in seen:

@@ -8,11 +8,12 @@ snapshot of several chunks, and per case a full node started with the test fault
   (cheap checks pass, the hash does not): charged 50, never asked again;
 - `wrong_manifest`: a manifest for the honest height whose first chunk hash is changed,
   so it does not fold to the verified root: charged 50;
-- `unfinal`: a made-up snapshot 1000 heights above the head, with a header that cannot
-  verify by R37: charged 20 (this one writes no real snapshot, so that the honest height
-  is offered once too and the made-up, higher one is tried first);
-- `silent`: offers the honest snapshot and never sends a chunk: charged 5 per chunk
-  past `chunk_request_timeout_s`, the chunk asked elsewhere.
+- `unfinal`: besides its honest snapshots, a made-up one 1000 heights above the head
+  (with a header that cannot verify by R37): charged 20, even though the honest height,
+  offered by two peers, is chosen first;
+- `silent`: offers the honest snapshot, then answers no manifest, header or chunk
+  request: charged 5 per request left unanswered past `chunk_request_timeout_s`, the
+  snapshot fetched from the others.
 
 A fresh joiner peered with one honest validator and the hostile peer only (so that the
 hostile offer is always considered and its chunks always asked for) completes from the
@@ -35,15 +36,6 @@ pytestmark = pytest.mark.integration
 
 PENALTIES = {"corrupt_chunk": 50, "wrong_manifest": 50, "unfinal": 20, "silent": 5}
 """What the joiner charges each hostile peer (contract.md, the joiner's punishments)."""
-
-KNOWN_UNCHARGED = {
-    "silent": "product bug (reported to the lead): a peer that offers a snapshot and then answers no "
-              "manifest_request/header_request is only refused for that snapshot, never charged; the joiner "
-              "(node/state_sync.py) charges PENALTY_SILENT only for a chunk_request left unanswered, and the "
-              "`silent` fault (node/snapshot_serving.py) is silent from the manifest on, so it is never asked "
-              "for a chunk (issue 15: a peer that serves nothing at all is punished)",
-}
-"""Faults whose charge the product does not make yet (the rest of the case is still checked first)."""
 
 
 @dataclass
@@ -82,13 +74,10 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 @pytest.mark.parametrize("fault", sorted(PENALTIES))
 def test_joiner_completes_from_honest_peers_and_charges_the_hostile_one(network: Network, fault: str) -> None:
     net, load = network.net, network.load
-    # `unfinal` serves no real snapshot, so that its made-up height is the joiner's only
-    # other candidate (a height two peers offer is tried first and would pass it over).
-    hostile = net.add_snapshot_server(f"hostile_{fault}", fault, writes_snapshots=fault != "unfinal")
+    hostile = net.add_snapshot_server(f"hostile_{fault}", fault)
     joiner = None
     try:
-        if fault != "unfinal":  # the others offer the honest snapshot height, which it must hold too
-            net.wait_common_snapshot([0, hostile.index], at_least=2, height=network.base)
+        net.wait_common_snapshot([0, hostile.index], at_least=2, height=network.base)
         joiner = net.add_joiner(f"joiner_{fault}", [0, hostile.index])
         net.start(joiner.index)
         net.wait_state_synced(joiner.index, network.head)
@@ -105,8 +94,6 @@ def test_joiner_completes_from_honest_peers_and_charges_the_hostile_one(network:
 
         charged = net.penalties(joiner, hostile)
         expected = f"loses {PENALTIES[fault]:g} "
-        if fault in KNOWN_UNCHARGED and not any(expected in line for line in charged):
-            pytest.xfail(KNOWN_UNCHARGED[fault])
         assert any(expected in line for line in charged), (
             f"{joiner.name} did not charge {hostile.name} {PENALTIES[fault]} (R32); its lines about it: {charged}\n"
             f"{joiner.log_tail()}")
