@@ -33,6 +33,7 @@ from tests.unit.node.state_history_chain import (
     started_chain,
     store_opener,
 )
+from tests.unit.node.state_restore_market import build_market, play_later
 
 open_store = store_opener
 """ChainStores on the test's tmp_path (a fixture)."""
@@ -215,3 +216,32 @@ def test_a_kill_9_while_pruning_leaves_a_store_that_says_what_it_holds(
         assert 1 < stopped_at < chain.head.height - 3  # killed half-way
     Pruner(reopened, keep_blocks=4, floor=lambda: None).prune()
     assert check_consistent(reopened, chain) == chain.head.height - 3
+
+
+READ_INDEX_PREFIXES = frozenset(b"HOGLYWFUNQXVI")
+"""The marketplace read indexes and object positions (node/indexer.py): never pruned."""
+
+
+def test_a_pruned_market_keeps_its_read_indexes_and_later_changes_find_old_objects(
+    open_store: Callable[..., ChainStore],
+) -> None:
+    """Shops, listings, orders and reviews created in pruned blocks keep every index entry;
+    blocks after pruning that change them (an order accepted, a listing re-titled, a review
+    replied to) update the same entries as on an archive node; the account-history rows of
+    pruned blocks (orders' buyers and merchants included) are all gone."""
+    archive, pruned = open_store("archive"), open_store("pruned")
+    archive_chain, pruned_chain = build_market(archive), build_market(pruned)
+    Pruner(pruned, keep_blocks=1, floor=lambda: None).prune()
+    oldest = pruned.oldest_block_height()
+    assert oldest == pruned_chain.results[-1].block.header.height > 2
+    play_later(archive_chain)
+    play_later(pruned_chain)
+    kept, full = everything(pruned), everything(archive)
+    assert {key: value for key, value in kept.items() if key[0] in READ_INDEX_PREFIXES} == {
+        key: value for key, value in full.items() if key[0] in READ_INDEX_PREFIXES}
+    assert {key: value for key, value in kept.items() if key[:1] == storage.STATE} == {
+        key: value for key, value in full.items() if key[:1] == storage.STATE}
+    history = [key for key in full if key[:1] == ACCOUNT_TXS]
+    assert {key for key in kept if key[:1] == ACCOUNT_TXS} == {
+        key for key in history if decode_position(key[-12:])[0] >= oldest}
+    assert any(decode_position(key[-12:])[0] < oldest for key in history)
