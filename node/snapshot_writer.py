@@ -15,7 +15,7 @@ the size of the state:
    files by the first bits of its chunk index (buffered in memory up to
    `BUCKET_BUFFER_BYTES` in all, then appended to the files);
 3. **chunk**: bucket by bucket (in prefix order), the entries are split into their chunks,
-   sorted, hashed (T(entries, d), R39) and appended to the `chunks` file; a chunk over
+   sorted, hashed (T(entries, d), R39; `chunk_hash`) and appended to the `chunks` file; a chunk over
    `MAX_WRITTEN_CHUNK_BYTES` (an unlucky split) makes the writer start over at d + 1.
 
 The manifest must fold up to the state_root of the stored head at h before anything is
@@ -29,11 +29,13 @@ snapshot is missing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -43,7 +45,7 @@ import msgpack
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from marketplace_tx.primitives import codec
-from marketplace_tx.primitives.sparse_merkle import subtree_root
+from marketplace_tx.primitives.sparse_merkle import EMPTY
 from marketplace_tx.rules.snapshots import (
     MAX_CHUNK_DEPTH,
     ChunkSummary,
@@ -74,6 +76,9 @@ STATE_END = b"\xff"
 """Above every state key (their first byte is a family tag letter, R35)."""
 
 
+_sha256 = hashlib.sha256
+
+
 class _ChunkTooLarge(Exception):
     """A chunk came out over the written bound: start over one level deeper."""
 
@@ -88,6 +93,31 @@ def choose_depth(total_bytes: int, target_bytes: int = TARGET_CHUNK_BYTES) -> in
     while depth < MAX_CHUNK_DEPTH and total_bytes > target_bytes << depth:
         depth += 1
     return depth
+
+
+def chunk_hash(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
+    """T(entries, depth) of R35/R39 for a chunk's entries: the same value as
+    `sparse_merkle.subtree_root` (tests check it), ~3x faster: each entry is hashed once,
+    the paths are sorted as integers, and each level splits an index range by bisection
+    instead of copying lists."""
+    located = []
+    for key, value in entries:
+        path = _sha256(key).digest()
+        located.append((int.from_bytes(path, "big"), _sha256(b"\x00" + path + _sha256(value).digest()).digest()))
+    located.sort()
+    numbers = [number for number, _ in located]
+    leaves = [leaf for _, leaf in located]
+
+    def subtree(low: int, high: int, level: int) -> bytes:
+        if high - low == 1:
+            return leaves[low]
+        if high == low:
+            return EMPTY
+        shift = 255 - level
+        split = bisect_left(numbers, ((numbers[low] >> shift) | 1) << shift, low, high)
+        return _sha256(b"\x01" + subtree(low, split, level + 1) + subtree(split, high, level + 1)).digest()
+
+    return subtree(0, len(located), depth)
 
 
 class SnapshotWriter:
@@ -272,7 +302,7 @@ class SnapshotWriter:
             raise _ChunkTooLarge
         places.append([chunks_file.tell(), len(raw)])
         chunks_file.write(raw)
-        summaries.append(ChunkSummary(len(entries), subtree_root(entries, depth)))
+        summaries.append(ChunkSummary(len(entries), chunk_hash(entries, depth)))
 
     def _check_stop(self, number: int) -> None:
         if number % STOP_CHECK_ENTRIES == 0 and self._stopping.is_set():

@@ -7,12 +7,14 @@ committed next; the protocol's snapshot vectors reproduce from a LevelDB holding
 from __future__ import annotations
 
 import json
+import random
 import threading
 from pathlib import Path
 
 import pytest
 
 from marketplace_tx.primitives import codec
+from marketplace_tx.primitives.sparse_merkle import subtree_root
 from marketplace_tx.rules.snapshots import (
     check_chunk,
     check_manifest,
@@ -23,7 +25,7 @@ from marketplace_tx.rules.snapshots import (
 from marketplace_tx.rules.state_transition import ChainTip
 from node import snapshot_writer, storage
 from node.snapshot_store import SnapshotStore
-from node.snapshot_writer import SnapshotWriter, choose_depth
+from node.snapshot_writer import SnapshotWriter, choose_depth, chunk_hash
 from node.storage import ChainStore
 from tests.unit.node.snapshot_chain import crowded_chain
 from tests.unit.node.state_history_chain import RandomChain
@@ -46,6 +48,16 @@ def _write(chain: RandomChain, snapshots: SnapshotStore, target: int, max_chunk:
     writer = SnapshotWriter(chain.store, snapshots, interval=1, target_chunk_bytes=target, max_chunk_bytes=max_chunk)
     with chain.store.read_view() as view:
         return writer.write(chain.head.height, view)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3, 8, 12])
+def test_chunk_hash_is_the_reference_subtree_root(depth: int) -> None:
+    rng = random.Random(depth)
+    for size in (0, 1, 2, 3, 17, 400):
+        entries = sorted({rng.randbytes(rng.randint(1, 40)): rng.randbytes(rng.randint(0, 30))
+                          for _ in range(size)}.items())
+        for chunk in split_chunks(entries, depth):
+            assert chunk_hash(chunk, depth) == subtree_root(chunk, depth)
 
 
 def test_choose_depth_keeps_the_average_chunk_under_the_target() -> None:
@@ -109,7 +121,7 @@ def test_a_manifest_that_does_not_fold_to_the_head_root_is_not_published(
     chain: RandomChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     snapshots = SnapshotStore(tmp_path / "snapshots", keep=2)
-    monkeypatch.setattr(snapshot_writer, "subtree_root", lambda entries, depth: b"\x07" * 32)
+    monkeypatch.setattr(snapshot_writer, "chunk_hash", lambda entries, depth: b"\x07" * 32)
     assert _write(chain, snapshots, target=40_000) is None
     assert snapshots.list() == []
 
