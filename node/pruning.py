@@ -20,7 +20,8 @@ Work is done in **bounded batches** (`BATCH_BLOCKS` blocks or `BATCH_KEYS` delet
 whichever comes first; always at least one block), each one atomic and synced together
 with the new `OLDEST_BLOCK_KEY`: a crash between (or inside) batches leaves a store whose
 oldest-block key says exactly which blocks exist. Deleted ranges are compacted once
-`COMPACT_AFTER_KEYS` keys were deleted since the last compaction, so that disk really
+`COMPACT_AFTER_KEYS` keys were deleted since the last compaction (the hash-keyed indexes
+only once `keep_blocks` more blocks were pruned: `Pruner.compact`), so that disk really
 shrinks (docs/storage.md). Reads of what is gone answer 410 `pruned` (node/http/), with
 the message `kept_blocks_message` gives.
 """
@@ -172,6 +173,7 @@ class Pruner:
         """The most keys one batch deleted (for tests of the bound)."""
         self._deleted_since_compaction = 0
         self._compact_from: int | None = None
+        self._pruned_since_full_compaction = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -184,8 +186,9 @@ class Pruner:
         self.oldest_block = Gauge(
             "marketchain_oldest_block_height", "The oldest block height this node keeps (R40).", registry=registry
         )
-        """Gauge of the oldest kept block height."""
-        self.oldest_block.set(store.oldest_block_height())
+        """Gauge of the oldest kept block height, read from the store at each scrape (also
+        right after a state sync on an archive node, which never prunes)."""
+        self.oldest_block.set_function(store.oldest_block_height)
 
     # --- the background job ------------------------------------------------------------
 
@@ -308,24 +311,31 @@ class Pruner:
         self.batches_written += 1
         self.largest_batch_keys = max(self.largest_batch_keys, len(batch.deletes))
         self._deleted_since_compaction += len(batch.deletes)
+        self._pruned_since_full_compaction += batch.last - batch.first + 1
         if self._compact_from is None:
             self._compact_from = batch.first
         blocks = batch.last - batch.first + 1
         self.pruned_blocks.inc(blocks)
-        self.oldest_block.set(batch.last + 1)
         log.debug("pruned blocks %d … %d", batch.first, batch.last,
                   extra=log_fields(event="blocks_pruned", first=batch.first, last=batch.last, keys=len(batch.deletes)))
 
     def compact(self) -> None:
-        """Compact the key ranges pruning deleted from, so that their disk space is freed:
-        the height-keyed ranges from the first height pruned since the last compaction, and
-        the hash-keyed indexes (`K`, `T`) and the account histories (`A`) whole."""
+        """Compact the key ranges pruning deleted from, so that their disk space is freed.
+
+        The height-keyed ranges (`B`, `C`, `R`, `E`) from the first height pruned since the
+        last compaction: only deleted data is rewritten. The hash-keyed indexes (`K`, `T`)
+        and the account histories (`A`) spread their deleted keys among the kept ones, so
+        they are compacted whole, and only once at least `keep_blocks` blocks were pruned
+        since they last were: the kept data rewritten is then no more than the deleted data
+        dropped (amortized, each deleted key costs O(1) rewriting)."""
         db = self.store.db
         first = 1 if self._compact_from is None else self._compact_from
         stop = self.store.oldest_block_height()
         for prefix in (BLOCK, COMMIT, RECEIPTS, BLOCK_EVENTS):
             db.compact_range(start=_height_key(prefix, first), stop=_height_key(prefix, stop))
-        for prefix in (BLOCK_HASH, TX_INDEX, ACCOUNT_TXS):
-            db.compact_range(start=prefix, stop=bytes([prefix[0] + 1]))
         self._deleted_since_compaction = 0
         self._compact_from = None
+        if self._pruned_since_full_compaction >= self.keep_blocks:
+            for prefix in (BLOCK_HASH, TX_INDEX, ACCOUNT_TXS):
+                db.compact_range(start=prefix, stop=bytes([prefix[0] + 1]))
+            self._pruned_since_full_compaction = 0

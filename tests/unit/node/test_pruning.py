@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import node.storage as storage
 from consensus.commit import verify_commit
@@ -166,7 +167,8 @@ def test_the_background_job_follows_the_head_and_stops(open_store: Callable[...,
     store = open_store(keep_state=2)
     chain = started_chain(store, seed=10)
     chain.random_blocks(5)
-    pruner = Pruner(store, keep_blocks=3, floor=lambda: None)
+    registry = CollectorRegistry()
+    pruner = Pruner(store, keep_blocks=3, floor=lambda: None, registry=registry)
     pruner.start()
     try:
         for _ in range(10):
@@ -178,7 +180,8 @@ def test_the_background_job_follows_the_head_and_stops(open_store: Callable[...,
             time.sleep(0.02)
     finally:
         pruner.stop()
-    assert pruner.oldest_block._value.get() == chain.head.height - 2
+    assert registry.get_sample_value("marketchain_oldest_block_height") == chain.head.height - 2
+    assert registry.get_sample_value("marketchain_pruned_blocks_total") == chain.head.height - 3
     assert check_consistent(store, chain) == chain.head.height - 2
 
 
