@@ -86,6 +86,7 @@ def sync_summary(status: dict[str, Any]) -> dict[str, Any]:
     sync = status.get("sync") or {}
     height = int(sync.get("height", status.get("height", 0)))
     target = max(int(sync.get("target", 0)), height)
+    state_sync = {"state_sync": status.get("state_sync") or {}} if status.get("syncing") == "state" else {}
     return {
         "height": height,
         "target": target,
@@ -93,11 +94,18 @@ def sync_summary(status: dict[str, Any]) -> dict[str, Any]:
         "percent": round(100.0 * height / target, 1) if target else 100.0,
         "syncing": bool(status.get("syncing", sync.get("syncing", False))),
         "peers": status.get("peers"),
+        **state_sync,  # only while the node restores a snapshot (R39)
     }
 
 
 def describe_sync(summary: dict[str, Any]) -> str:
-    """`synced at 120` or `syncing 40 of 120 (33.3%)`."""
+    """`synced at 120`, `syncing 40 of 120 (33.3%)`, or `state sync: restoring snapshot of height
+    5000: 12/64 chunks` while the node joins by state sync (R39)."""
+    state_sync = summary.get("state_sync")
+    if state_sync is not None:
+        if state_sync.get("height") is None:
+            return "state sync: looking for a snapshot"
+        return f"state sync: restoring snapshot of height {state_sync['height']}: {state_sync.get('chunks')} chunks"
     if summary["syncing"]:
         return f"syncing {summary['height']} of {summary['target']} ({summary['percent']}%)"
     return f"synced at {summary['height']}"

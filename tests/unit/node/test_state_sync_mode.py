@@ -96,3 +96,14 @@ def test_the_terminal_bar_is_redrawn_in_place_and_ended() -> None:
     asyncio.run(main())
     text = stream.getvalue()
     assert text.startswith("\r[") and "1/2 chunks (50 %) of height 9" in text and text.endswith("\n")
+
+
+def test_the_cli_sync_line_says_state_sync() -> None:
+    from client.progress import describe_sync, sync_summary
+
+    status = {"syncing": "state", "height": 0, "chunks": "3/8", "sync": {"height": 0, "target": 0, "syncing": False},
+              "state_sync": {"phase": "fetching", "height": 500, "chunks": "3/8"}}
+    summary = sync_summary(status)
+    assert summary["syncing"] is True  # `marketchain sync` keeps waiting
+    assert describe_sync(summary) == "state sync: restoring snapshot of height 500: 3/8 chunks"
+    assert "state_sync" not in sync_summary({"syncing": False, "height": 7})  # unchanged otherwise
