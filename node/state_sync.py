@@ -418,16 +418,26 @@ class StateSync:
                                self.config.chunk_request_timeout_s)
         self._fetch = (key, fetcher)
         self._manifest_failed = False
+        considered = set(manifest_peers)
+        recruiting: set[asyncio.Task[None]] = set()
+        stuck_since: float | None = None
         try:
             while not fetcher.finished:
                 if self._manifest_failed:
                     raise ManifestDropped(f"chunks from {len(fetcher.bad_peers)} peers failed")
+                for peer in self.book.offering(key):  # peers that came since: they serve the same bytes?
+                    if peer not in considered:
+                        considered.add(peer)
+                        task = asyncio.get_running_loop().create_task(self._recruit(peer, key, manifest, fetcher))
+                        recruiting.add(task)
+                        task.add_done_callback(recruiting.discard)
                 self._send_requests(key, fetcher)
                 received = fetcher.take()
                 if received is not None:
                     await self._check_and_write(manifest, fetcher, received.index, received.peer, received.raw)
                     continue
-                if fetcher.stuck:  # they left or lost the snapshot: no one is charged
+                stuck_since = (stuck_since or self.clock()) if fetcher.stuck else None
+                if stuck_since is not None and self.clock() - stuck_since >= self.config.discovery_timeout_s:
                     log.warning("state sync: no peer left that serves the manifest of height %d", key.height,
                                 extra=log_fields(event="statesync_no_peers", height=key.height))
                     for peer in fetcher.not_serving | fetcher.bad_peers:
@@ -437,6 +447,8 @@ class StateSync:
                 await self._wait(deadline if deadline is not None else self.clock() + WAKE_INTERVAL_S)
         finally:
             self._fetch = None
+            for task in list(recruiting):
+                task.cancel()
         self.phase = "finishing"
         await self._in_thread(self.restore.finish)
         self.phase = "done"
@@ -444,6 +456,22 @@ class StateSync:
                  key.height, self.clock() - self._started, key.height + 1,
                  extra=log_fields(event="statesync_done", height=key.height))
         return key.height
+
+    async def _recruit(self, peer: bytes, key: SnapshotKey, manifest: Manifest, fetcher: ChunkFetcher) -> None:
+        """A peer that offers the snapshot being fetched joins the fetch set if it serves the
+        same manifest bytes (a different manifest is refused like any other, R39)."""
+        raw = await self._manifest_of(peer, key)
+        if raw is None or peer in fetcher.bad_peers or peer in fetcher.not_serving:
+            return
+        if raw == manifest.encode():
+            fetcher.peers.add(peer)
+            self._wake.set()
+            return
+        problem = manifest_problem(raw, key, manifest.state_root)
+        if problem is not None:
+            self.metrics.bad_manifest()
+            self.peers.penalize(peer, PENALTY_BAD_MANIFEST, f"manifest of height {key.height}: {problem}")
+        self.book.refuse(peer, key)
 
     def _send_requests(self, key: SnapshotKey, fetcher: ChunkFetcher) -> None:
         now = self.clock()

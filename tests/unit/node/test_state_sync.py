@@ -281,3 +281,29 @@ def test_a_peer_that_offers_then_serves_no_manifest_is_charged(chain_snapshot: t
     assert penalties.of(mute) == [PENALTY_SILENT]
     assert peers[mute].chunk_requests == []
     assert restore.finished
+
+
+def test_when_the_only_server_leaves_a_newcomer_serving_the_same_manifest_takes_over(
+        chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    leaver, newcomer = peer_id(1), peer_id(2)
+    state_sync, network, penalties, restore = joiner(genesis, {leaver: FakePeer(snapshot)})
+    send = network.send
+
+    def send_then_leave(peer: bytes, kind: str, body: Any) -> bool:
+        if peer == leaver and kind == "chunk_request" and len(network.peers[leaver].chunk_requests) == 3:
+            del network.peers[leaver]  # it disconnects; another peer connects
+            network.peers[newcomer] = FakePeer(snapshot)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(state_sync.peer_gone, leaver)
+            loop.call_soon(state_sync.peer_connected, newcomer)
+            return False
+        return send(peer, kind, body)
+
+    network.send = send_then_leave  # type: ignore[method-assign]
+    state_sync.send = send_then_leave
+    state_sync.requests.send = send_then_leave
+    assert run(state_sync) == snapshot.manifest.height
+    assert restore.begun == [snapshot.manifest]  # one restore, not begun again
+    assert sorted(restore.written) == list(range(1 << DEPTH))
+    assert network.peers[newcomer].chunk_requests and penalties.given == []
