@@ -123,11 +123,24 @@ class StateSyncTestnet(Testnet):
     def add_snapshot_server(self, name: str, fault: str | None = None,
                             peers: Iterable[int] | None = None) -> NodeHandle:
         """A full node that block-syncs from the validators and writes snapshots like them,
-        started with the test fault `fault` (None: an honest one)."""
+        launched with the test fault `fault` (None: an honest one); see `wait_serving`."""
         chosen = list(range(self.manifest.validators)) if peers is None else list(peers)
         node = self.add_node(name, chosen, {"statesync": {"snapshot_interval": self.snapshot_interval}})
-        self.start(node.index, {SNAPSHOT_FAULT_VARIABLE: fault} if fault else {})
+        self.launch(node.index, {SNAPSHOT_FAULT_VARIABLE: fault} if fault else {})
         return node
+
+    def wait_serving(self, nodes: Iterable[NodeHandle]) -> None:
+        """Wait until each of `nodes` (started by `launch`) answers `/status` as itself."""
+        for node in nodes:
+            expected = node.node_id
+
+            def serving(node: NodeHandle = node, expected: str = expected) -> bool:
+                if not node.running:
+                    raise AssertionError(self.describe(f"{node.name} exited during start-up"))
+                status = node.try_status()
+                return status is not None and status.get("node_id") == expected
+
+            wait_until(serving, self.timeout, lambda node=node: self.describe(f"{node.name} serving {node.url}"))
 
     def add_joiner(self, name: str, peers: Iterable[int], use_init_flag: bool = False,
                    options: Mapping[str, Any] | None = None) -> NodeHandle:
@@ -255,18 +268,20 @@ class StateSyncTestnet(Testnet):
             assert status == 410 and body["error"]["code"] == "pruned", (height, status, body)
             assert body["error"]["message"], body
 
-    def assert_same_objects(self, joiner: NodeHandle, reference: NodeHandle, load: MarketLoad) -> int:
-        """The joiner and `reference`, at the same height, answer the same JSON for every
-        account, shop, listing, order and item the load touched, and the same sets for
-        list reads; returns that height."""
+    def assert_same_objects(self, joiner: NodeHandle, reference: NodeHandle, load: MarketLoad, every: int = 1) -> int:
+        """The joiner and `reference`, at the same height and state root, answer the same JSON
+        for every `every`-th account, shop, listing, order and item the load touched, and the
+        same sets for list reads; returns that height."""
         height = self.wait_same_height([joiner.index, reference.index])
+        roots = {node.name: node.status()["state_root"] for node in (joiner, reference)}
+        assert len(set(roots.values())) == 1, f"state roots differ at height {height}: {roots}"
         paths = [f"/accounts/{address.hex()}" for address in load.accounts()]
         paths += [f"/accounts/{self.address(name).hex()}" for name in self.keys]
         paths += [f"/shops/{shop.hex()}" for shop in load.shops]
         paths += [f"/listings/{listing.hex()}" for listing in [*load.listings, *load.catalog[::7]]]
         paths += [f"/orders/{order.id.hex()}" for order in load.orders]
         paths += [f"/items/{urllib.parse.quote(item, safe='')}" for item in load.items]
-        for path in paths:
+        for path in paths[::every]:
             mine, theirs = joiner.get_ok(path), reference.get_ok(path)
             assert mine == theirs, f"{path}: {joiner.name} {mine!r} != {reference.name} {theirs!r}"
         lists = ["/shops?limit=100", "/listings?q=tea&limit=100", "/listings?q=cups&limit=100",

@@ -1,7 +1,7 @@
 """State sync survives hostile snapshot peers (PROTOCOL R32, R37, R39; issue 15 point 4).
 
 One network of two validators that write snapshots, a market load whose state makes a
-snapshot of several chunks, and per case a full node started with the test fault
+snapshot of several chunks, and per fault a full node started with the test fault
 `MARKETCHAIN_TEST_SNAPSHOT_FAULT` that block-syncs and serves snapshots as a hostile peer:
 
 - `corrupt_chunk`: the honest manifest, but one value byte of every chunk flipped
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.harness.market_load import MarketLoad
+from tests.e2e.harness.testnet_node import NodeHandle
 from tests.e2e.state_sync_network import SNAPSHOT_INTERVAL, StateSyncTestnet
 from tests.e2e.testnet_harness import Manifest
 
@@ -52,6 +53,8 @@ class Network:
     """The newest snapshot height both validators offer."""
     chunks: int
     """Its number of chunks."""
+    hostile: dict[str, NodeHandle]
+    """A hostile snapshot server per fault, each peered with node1."""
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +71,17 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         head = net.advance_past_snapshot()
         snapshot = net.wait_common_snapshot([0, 1], at_least=2, height=head - head % SNAPSHOT_INTERVAL)
         assert snapshot["chunks"] >= 2, snapshot
-        yield Network(net, load, head, snapshot["height"], snapshot["chunks"])
+        # Peered with node1 only: every node here is on 127.0.0.1, and node0 must keep an
+        # inbound slot (p2p.max_inbound_per_ip = 4) for each joiner.
+        hostile = {fault: net.add_snapshot_server(f"hostile_{fault}", fault, peers=[1]) for fault in sorted(PENALTIES)}
+        net.wait_serving(hostile.values())
+        yield Network(net, load, head, snapshot["height"], snapshot["chunks"], hostile)
 
 
 @pytest.mark.parametrize("fault", sorted(PENALTIES))
 def test_joiner_completes_from_honest_peers_and_charges_the_hostile_one(network: Network, fault: str) -> None:
     net, load = network.net, network.load
-    hostile = net.add_snapshot_server(f"hostile_{fault}", fault)
+    hostile = network.hostile[fault]
     joiner = None
     try:
         net.wait_common_snapshot([0, hostile.index], at_least=2, height=network.base)
@@ -85,7 +92,7 @@ def test_joiner_completes_from_honest_peers_and_charges_the_hostile_one(network:
         assert net.metric(joiner, "marketchain_statesync_chunks_done") == network.chunks
 
         net.assert_blocks_agree(joiner, [net.node(1)], network.base + 1, network.head)
-        height = net.assert_same_objects(joiner, net.node(1), load)
+        height = net.assert_same_objects(joiner, net.node(1), load, every=3)
         net.assert_proofs_verify(joiner, net.node(1), load, height)
         problems = {name: lines for name, lines in net.log_problems().items() if name != hostile.name}
         assert not problems, f"tracebacks or errors in node logs: {problems}"
@@ -100,4 +107,3 @@ def test_joiner_completes_from_honest_peers_and_charges_the_hostile_one(network:
     finally:
         if joiner is not None and joiner.running:
             net.stop(joiner.index)
-        net.stop(hostile.index)
