@@ -49,6 +49,7 @@ def test_fresh_node_state_syncs_then_follows_a_live_four_validator_testnet_and_a
             if status.get("syncing") == "state":
                 match = re.fullmatch(r"(\d+)/(\d+)", status["chunks"])
                 assert match and int(match[1]) <= int(match[2]) in (0, chunks), status  # 0/0: not chosen yet
+        assert joiner.status()["syncing"] is False, "after state sync, `syncing` is a boolean again"
         assert net.metric(joiner, "marketchain_statesync_chunks_total") == chunks
         assert net.metric(joiner, "marketchain_statesync_chunks_done") == chunks
         assert net.metric(joiner, "marketchain_statesync_bad_chunks_total") == 0
