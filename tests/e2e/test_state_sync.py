@@ -53,6 +53,9 @@ def test_fresh_node_state_syncs_then_follows_a_live_four_validator_testnet_and_a
         assert net.metric(joiner, "marketchain_statesync_chunks_total") == chunks
         assert net.metric(joiner, "marketchain_statesync_chunks_done") == chunks
         assert net.metric(joiner, "marketchain_statesync_bad_chunks_total") == 0
+        restored = re.search(rf"restoring height {base} from (\d+) peers", joiner.log_path.read_text())
+        assert restored and int(restored[1]) >= 2, (
+            f"the joiner restores snapshot {base}, which several validators serve:\n{joiner.log_tail()}")
         net.assert_pruned_below(joiner, base)
         net.assert_blocks_agree(joiner, validators[:2], base + 1, head)
 
