@@ -442,6 +442,7 @@ class StateSync:
                                 extra=log_fields(event="statesync_no_peers", height=key.height))
                     for peer in fetcher.not_serving | fetcher.bad_peers:
                         self.book.refuse(peer, key)  # those that left may offer it again when back
+                    self.chunks_total = self.chunks_done = 0  # it waited already: no longer wait again
                     return None
                 deadline = fetcher.next_deadline()
                 await self._wait(deadline if deadline is not None else self.clock() + WAKE_INTERVAL_S)
