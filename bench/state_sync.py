@@ -386,7 +386,8 @@ def measure_join(kind: str, node: Node, source: dict[str, Any], follower: Follow
         phases.setdefault("http_up_s", elapsed())
         if status.get("syncing") == "state":
             phases.setdefault("state_sync_seen_s", elapsed())
-            phases.setdefault(f"{status.get('phase')}_from_s", elapsed())  # discovering, verifying, fetching, …
+            phase = (status.get("state_sync") or {}).get("phase")  # discovering, verifying, fetching, …
+            phases.setdefault(f"{phase}_from_s", elapsed())
             if status.get("chunks"):
                 progress["chunks"] = status["chunks"]
                 if not str(status["chunks"]).startswith("0/"):
@@ -431,6 +432,7 @@ def join(kind: str, directory: Path, source: dict[str, Any], follower: Follower,
          environment: Mapping[str, str]) -> dict[str, Any]:
     """Start a fresh joiner (`kind`: block or state), measure it, always stop it."""
     ports = harness_ports.free_base_port(2, source["http_port"] + 10)
+    shutil.rmtree(directory / f"{kind}-sync", ignore_errors=True)  # a kept work directory's earlier joiner
     home = joiner_home(directory / f"{kind}-sync", source, ports + 1, ports)
     head = {**source, "height": get_json(source["url"] + "/status")["height"]}  # earlier joiners' transfers too
     node = start_node(home, ports + 1, environment)
