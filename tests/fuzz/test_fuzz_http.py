@@ -98,7 +98,7 @@ def test_http_post_bodies(node: NodeProcess, body: bytes, content_type: str | No
 
 def path_values() -> dict[str, str]:
     return {"hash": "00" * 32, "id": "ab" * 32, "address": KEYS[1].address.hex(), "height": "1",
-            "name": "app.js"}
+            "name": "app.js", "index": "0"}
 
 
 GET_OPERATIONS = [operation for operation in OPERATIONS if operation.method == "GET"]

@@ -503,7 +503,7 @@ def test_the_served_api_has_no_write_operation_but_tx_submission(limited: NodePr
     document = call(limited, "GET", "/openapi.json", "127.0.0.7").body
     operations = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     assert {route for route in operations if route[0] != "GET"} == WRITE_ROUTES
-    values = {"hash": "00" * 32, "height": "1", "address": "00" * 32, "id": "00" * 32, "name": "app.js"}
+    values = {"hash": "00" * 32, "height": "1", "address": "00" * 32, "id": "00" * 32, "name": "app.js", "index": "0"}
     for index, (_, path) in enumerate(sorted(operations)):
         target = path.format(**values)
         for other in ("PUT", "DELETE", "PATCH", "POST"):
