@@ -160,6 +160,7 @@ class Node:
             genesis=self.genesis, config=home.config.statesync,
             restore=StateRestore(self.store, faults.restore_crash), send=self.peers.send, peers=self.peer_actions,
             connected=lambda: [info.node_address for info in self.peers.peers()], registry=self.metrics.registry,
+            expected_peers=len(home.config.p2p.persistent_peers),
         ), lambda peer, height: self.sync.peer_height(peer, height),
             json_logs=home.config.log.format == "json") if joining else None
         """The state sync under way (node/state_sync_mode.py), or None: block sync and consensus

@@ -114,7 +114,7 @@ class StateSync:
 
     def __init__(self, *, genesis: Genesis, config: StatesyncConfig, restore: Restorer, send: Send,
                  peers: PeerActions, connected: Callable[[], list[bytes]], registry: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, expected_peers: int = 0) -> None:
         self.genesis = genesis
         """The chain's genesis: the light client's only trust (R37)."""
         self.config = config
@@ -127,6 +127,10 @@ class StateSync:
         """Penalize peers (R32)."""
         self.connected = connected
         """The node addresses of the connected peers."""
+        self.expected_peers = expected_peers
+        """Peers this node is configured to keep (`persistent_peers`): once that many have
+        answered `snapshots_request` with a usable offer, discovery ends before
+        `discovery_time_s` (nothing more is coming that waiting would bring)."""
         self.clock = clock
         """Monotonic seconds."""
         self.metrics = StateSyncMetrics(registry)
@@ -266,7 +270,7 @@ class StateSync:
             height = await self._resume(pending)
             if height is not None:
                 return height
-        await self._sleep_until(self._started + self.config.discovery_time_s)
+        await self._discover()
         deadline = self._started + self.config.discovery_timeout_s
         while True:
             for key in self.book.candidates():
@@ -281,6 +285,17 @@ class StateSync:
             self.phase = "discovering"
             await self._wait(deadline)
 
+    async def _discover(self) -> None:
+        """Collect offers for `discovery_time_s`, or less once every peer asked (at least
+        `expected_peers` of them) has answered and a snapshot is offered."""
+        until = self._started + self.config.discovery_time_s
+        while self.clock() < until:
+            answered = self._offers_answered
+            if (answered and answered >= self._offers_asked and len(answered) >= self.expected_peers
+                    and self.book.candidates()):
+                return
+            await self._wait(until)
+
     async def _give_up(self) -> None:
         self.phase = "failed"
         log.error("state sync: no peer offered a snapshot that verified within %d s; block sync from genesis "
@@ -289,10 +304,6 @@ class StateSync:
         if await self._in_thread(self.restore.pending) is not None:
             await self._in_thread(self.restore.abandon, self.genesis)
         return None
-
-    async def _sleep_until(self, moment: float) -> None:
-        while self.clock() < moment:
-            await asyncio.sleep(min(WAKE_INTERVAL_S, moment - self.clock()))
 
     async def _wait(self, deadline: float) -> None:
         """Until something arrives, a second passes, or the deadline."""

@@ -8,6 +8,7 @@ the manifest; a peer is charged only for what it sent itself (R32, R39).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,12 @@ def peer_id(number: int) -> bytes:
 
 
 def joiner(genesis: Genesis, peers: dict[bytes, FakePeer], restore: RecordingRestore | None = None,
-           config: StatesyncConfig = FAST) -> tuple[StateSync, Network, Penalties, RecordingRestore]:
+           config: StatesyncConfig = FAST, expected_peers: int = 0) -> tuple[StateSync, Network, Penalties, RecordingRestore]:
     """A StateSync wired to fake peers."""
     network, penalties = Network(peers), Penalties()
     restore = restore if restore is not None else RecordingRestore()
     state_sync = StateSync(genesis=genesis, config=config, restore=restore, send=network.send, peers=penalties,
-                           connected=network.connected)
+                           connected=network.connected, expected_peers=expected_peers)
     network.receive = state_sync.receive
     return state_sync, network, penalties, restore
 
@@ -84,6 +85,25 @@ def test_joins_from_honest_peers_spreading_chunks(chain_snapshot: tuple[Genesis,
     assert penalties.given == []
     assert sum(1 for peer in peers.values() if peer.chunk_requests) >= 2  # parallel, over several peers
     assert state_sync.progress()["chunks"] == f"{1 << DEPTH}/{1 << DEPTH}"
+
+
+@pytest.mark.parametrize("expected_peers", [2, 3])
+def test_discovery_ends_early_once_every_expected_peer_offered(chain_snapshot: tuple[Genesis, Snapshot],
+                                                               expected_peers: int) -> None:
+    """With 2 persistent peers that both answer, the joiner does not sit out discovery_time_s;
+    with 3 expected and only 2 answering, it waits the whole discovery time."""
+    genesis, snapshot = chain_snapshot
+    peers = {peer_id(number): FakePeer(snapshot) for number in (1, 2)}
+    slow = StatesyncConfig(enable=True, discovery_time_s=20, discovery_timeout_s=60, chunk_request_timeout_s=5)
+    state_sync, _, _, restore = joiner(genesis, peers, config=slow, expected_peers=expected_peers)
+    started = time.monotonic()
+    if expected_peers == 2:
+        assert run(state_sync) == snapshot.manifest.height
+        assert time.monotonic() - started < 15 and restore.finished
+    else:
+        with pytest.raises(TimeoutError):
+            asyncio.run(asyncio.wait_for(state_sync.run(), 3))
+        assert restore.begun == []  # still collecting offers from the peer that has not answered
 
 
 def test_a_header_that_does_not_verify_costs_its_server_and_another_peer_is_used(
