@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,36 +17,10 @@ from node.block_sync import BlockSync
 from node.storage import ChainStore
 from p2p.messages import decode_message
 from tests.unit.node.chain_store_model import build_chain, make_genesis, store_opener
+from tests.unit.node.recording_peers import RecordingPeers
 
 ATTACKER = b"\x03" * 32
 HONEST = b"\x04" * 32
-
-
-class Peers:
-    """Streams into a list (up to `room` items per peer) and records penalties."""
-
-    def __init__(self, room: int = 64) -> None:
-        self.room = room
-        self.streamed: list[tuple[bytes, Callable[[], bytes | None]]] = []
-        self.sent: list[tuple[bytes, str, Any]] = []
-        self.penalties: list[tuple[bytes, float, str]] = []
-
-    def send(self, peer: bytes, kind: str, body: Any) -> bool:
-        self.sent.append((peer, kind, body))
-        return True
-
-    def stream(self, peer: bytes, producer: Callable[[], bytes | None]) -> bool:
-        if sum(1 for owner, _ in self.streamed if owner == peer) >= self.room:
-            return False
-        self.streamed.append((peer, producer))
-        return True
-
-    def penalize(self, peer: bytes, penalty: float, reason: str) -> None:
-        self.penalties.append((peer, penalty, reason))
-
-    def answers(self, peer: bytes) -> int:
-        return sum(1 for owner, _ in self.streamed if owner == peer) + sum(
-            1 for owner, kind, _ in self.sent if owner == peer and kind == "block_response")
 
 
 @pytest.fixture
@@ -61,7 +34,7 @@ def store(tmp_path: Path) -> Iterator[ChainStore]:
     next(opener, None)
 
 
-def make_sync(store: ChainStore, peers: Peers) -> BlockSync:
+def make_sync(store: ChainStore, peers: RecordingPeers) -> BlockSync:
     return BlockSync(
         store=store, chain_id=make_genesis().chain_id, params=make_genesis().params, send=peers.send,
         peers=peers, run_in_order=lambda job: None, on_block=lambda result: None,  # type: ignore[arg-type]
@@ -70,17 +43,17 @@ def make_sync(store: ChainStore, peers: Peers) -> BlockSync:
 
 
 def test_the_same_height_requested_4200_times_is_answered_once(store: ChainStore) -> None:
-    peers = Peers()
+    peers = RecordingPeers()
     sync = make_sync(store, peers)
     for _ in range(4200):
         sync.serve(ATTACKER, {"height": 3})
-    assert peers.answers(ATTACKER) == 1
+    assert peers.answer_count(ATTACKER) == 1
     sync.serve(HONEST, {"height": 3})  # another peer's request is its own
-    assert peers.answers(HONEST) == 1
+    assert peers.answer_count(HONEST) == 1
 
 
 def test_a_repeat_is_free_while_the_answer_waits_and_costs_once_it_was_sent(store: ChainStore) -> None:
-    peers = Peers()
+    peers = RecordingPeers()
     sync = make_sync(store, peers)
     sync.serve(HONEST, {"height": 3})
     sync.serve(HONEST, {"height": 3})  # an honest requester's retry after its timeout
@@ -90,11 +63,11 @@ def test_a_repeat_is_free_while_the_answer_waits_and_costs_once_it_was_sent(stor
     for _ in range(3):
         sync.serve(HONEST, {"height": 3})
     assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_REPEAT] * 3
-    assert peers.answers(HONEST) == 1
+    assert peers.answer_count(HONEST) == 1
 
 
 def test_the_answer_is_read_and_encoded_only_when_produced(store: ChainStore) -> None:
-    peers = Peers()
+    peers = RecordingPeers()
     sync = make_sync(store, peers)
     sync.serve(HONEST, {"height": 2})
     assert not peers.sent
@@ -107,7 +80,7 @@ def test_the_answer_is_read_and_encoded_only_when_produced(store: ChainStore) ->
 
 
 def test_requests_are_checked_cheaply_before_anything_is_read(store: ChainStore) -> None:
-    peers = Peers()
+    peers = RecordingPeers()
     sync = make_sync(store, peers)
     for body in ({"height": 0}, {"height": True}, {"height": "1"}, [], {"other": 1}):
         sync.serve(ATTACKER, body)
@@ -116,30 +89,30 @@ def test_requests_are_checked_cheaply_before_anything_is_read(store: ChainStore)
     for height in (6, 2**62):  # above our head: a height we never claimed
         sync.serve(ATTACKER, {"height": height})
     assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_BEYOND_HEAD] * 2
-    assert peers.answers(ATTACKER) == 0
+    assert peers.answer_count(ATTACKER) == 0
 
 
 def test_requests_beyond_the_waiting_answers_cost_the_peer(store: ChainStore) -> None:
-    peers = Peers(room=2)
+    peers = RecordingPeers(room=2)
     sync = make_sync(store, peers)
     for height in range(1, 6):
         sync.serve(ATTACKER, {"height": height})
-    assert peers.answers(ATTACKER) == 2
+    assert peers.answer_count(ATTACKER) == 2
     assert [penalty for _, penalty, _ in peers.penalties] == [block_serving.PENALTY_QUEUE_FULL] * 3
 
 
 def test_a_height_is_served_again_after_the_window(store: ChainStore, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    peers = Peers()
+    peers = RecordingPeers()
     sync = make_sync(store, peers)
     sync.server = block_serving.BlockServer(store, peers, clock=lambda: now[0])  # type: ignore[arg-type]
     sync.serve(HONEST, {"height": 1})
     now[0] += block_serving.REPEAT_WINDOW_S - 1
     sync.serve(HONEST, {"height": 1})
-    assert peers.answers(HONEST) == 1
+    assert peers.answer_count(HONEST) == 1
     now[0] += 2
     sync.serve(HONEST, {"height": 1})
-    assert peers.answers(HONEST) == 2
+    assert peers.answer_count(HONEST) == 2
     sync.peer_gone(HONEST)  # a reconnected peer starts afresh
     sync.serve(HONEST, {"height": 1})
-    assert peers.answers(HONEST) == 3
+    assert peers.answer_count(HONEST) == 3

@@ -6,7 +6,7 @@ the node does not have is an absent field, and the answers are what a joiner che
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,39 +27,12 @@ from node.fault_plan import SNAPSHOT_FAULT_VARIABLE, FaultPlan
 from node.snapshot_serving import SnapshotServer
 from node.snapshot_store import SnapshotStore
 from node.snapshot_writer import SnapshotWriter
-from p2p.messages import decode_message
+from tests.unit.node.recording_peers import RecordingPeers
 from tests.unit.node.snapshot_chain import crowded_chain
 from tests.unit.node.state_history_chain import VALIDATOR, RandomChain
 
 ATTACKER = b"\x03" * 32
 HONEST = b"\x04" * 32
-
-
-class Peers:
-    """Streams into a list (up to `room` waiting items per peer) and records penalties."""
-
-    def __init__(self, room: int = 64) -> None:
-        self.room = room
-        self.streamed: list[tuple[bytes, Callable[[], bytes | None]]] = []
-        self.penalties: list[tuple[bytes, float, str]] = []
-
-    def stream(self, peer: bytes, producer: Callable[[], bytes | None]) -> bool:
-        if sum(1 for owner, _ in self.streamed if owner == peer) >= self.room:
-            return False
-        self.streamed.append((peer, producer))
-        return True
-
-    def penalize(self, peer: bytes, penalty: float, reason: str) -> None:
-        self.penalties.append((peer, penalty, reason))
-
-    def answers(self, peer: bytes) -> list[tuple[str, Any]]:
-        """Produce (as the writer would) every answer queued for `peer`: (kind, body)."""
-        found = []
-        for owner, producer in self.streamed:
-            if owner == peer:
-                message = decode_message(producer())  # type: ignore[arg-type]
-                found.append((message.kind, message.body))
-        return found
 
 
 @pytest.fixture(name="served")
@@ -75,7 +48,7 @@ def served_fixture(tmp_path: Path) -> Iterator[tuple[RandomChain, SnapshotStore]
     chain.store.close()
 
 
-def _server(served: tuple[RandomChain, SnapshotStore], peers: Peers, fault: str | None = None) -> SnapshotServer:
+def _server(served: tuple[RandomChain, SnapshotStore], peers: RecordingPeers, fault: str | None = None) -> SnapshotServer:
     chain, snapshots = served
     return SnapshotServer(snapshots, chain.store, peers, fault=fault)  # type: ignore[arg-type]
 
@@ -100,7 +73,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("kind", "body"), MALFORMED)
 def test_each_malformed_request_costs_10_and_is_not_answered(served, kind: str, body: Any) -> None:  # type: ignore[no-untyped-def]
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers)
     server.serve(ATTACKER, kind, body)
     assert peers.streamed == []
@@ -109,7 +82,7 @@ def test_each_malformed_request_costs_10_and_is_not_answered(served, kind: str, 
 
 def test_snapshots_manifest_and_chunks_are_what_a_joiner_checks(served) -> None:  # type: ignore[no-untyped-def]
     chain, snapshots = served
-    peers = Peers(room=10_000)
+    peers = RecordingPeers(room=10_000)
     server = _server(served, peers)
     server.serve(HONEST, "snapshots_request", {})
     ((kind, body),) = peers.answers(HONEST)
@@ -130,7 +103,7 @@ def test_snapshots_manifest_and_chunks_are_what_a_joiner_checks(served) -> None:
 
 def test_unknown_snapshot_or_depth_answers_without_the_field(served) -> None:  # type: ignore[no-untyped-def]
     chain, snapshots = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers)
     info = snapshots.list()[0]
     server.serve(HONEST, "manifest_request", {"chunk_depth": info.chunk_depth, "height": info.height - 1})
@@ -145,7 +118,7 @@ def test_unknown_snapshot_or_depth_answers_without_the_field(served) -> None:  #
 
 def test_a_request_repeated_1000_times_is_answered_once(served) -> None:  # type: ignore[no-untyped-def]
     _, snapshots = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers)
     info = snapshots.list()[0]
     request = {"chunk_depth": info.chunk_depth, "height": info.height, "index": 0}
@@ -161,7 +134,7 @@ def test_a_request_repeated_1000_times_is_answered_once(served) -> None:  # type
 def test_repeat_window_expires_and_memory_per_peer_is_bounded(served, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     chain, _ = served
     now = [0.0]
-    peers = Peers(room=10**6)
+    peers = RecordingPeers(room=10**6)
     server = SnapshotServer(served[1], chain.store, peers, clock=lambda: now[0])  # type: ignore[arg-type]
     monkeypatch.setattr(snapshot_serving, "MAX_REMEMBERED_PER_PEER", 8)
     for height in range(1, 50):
@@ -178,7 +151,7 @@ def test_repeat_window_expires_and_memory_per_peer_is_bounded(served, monkeypatc
 
 def test_requests_beyond_the_streamed_queue_cost_2_and_are_dropped(served) -> None:  # type: ignore[no-untyped-def]
     _, snapshots = served
-    peers = Peers(room=4)
+    peers = RecordingPeers(room=4)
     server = _server(served, peers)
     info = snapshots.list()[0]
     for index in range(min(info.chunks, 10)):
@@ -189,7 +162,7 @@ def test_requests_beyond_the_streamed_queue_cost_2_and_are_dropped(served) -> No
 
 def test_light_changes_and_header_verify_by_the_light_client(served) -> None:  # type: ignore[no-untyped-def]
     chain, _ = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers)
     server.serve(HONEST, "light_changes_request", {"after": 0, "limit": 32})
     server.serve(HONEST, "header_request", {"height": chain.head.height})
@@ -208,7 +181,7 @@ def test_light_changes_and_header_verify_by_the_light_client(served) -> None:  #
 
 def test_fault_corrupt_chunk_fails_the_hash_check_only(served) -> None:  # type: ignore[no-untyped-def]
     _, snapshots = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers, "corrupt_chunk")
     info = snapshots.list()[0]
     manifest = snapshots.manifest(info.height)
@@ -221,7 +194,7 @@ def test_fault_corrupt_chunk_fails_the_hash_check_only(served) -> None:  # type:
 
 def test_fault_wrong_manifest_does_not_fold(served) -> None:  # type: ignore[no-untyped-def]
     _, snapshots = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers, "wrong_manifest")
     info = snapshots.list()[0]
     server.serve(HONEST, "manifest_request", {"chunk_depth": info.chunk_depth, "height": info.height})
@@ -232,7 +205,7 @@ def test_fault_wrong_manifest_does_not_fold(served) -> None:  # type: ignore[no-
 
 def test_fault_unfinal_offers_a_snapshot_whose_header_cannot_verify(served) -> None:  # type: ignore[no-untyped-def]
     chain, _ = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers, "unfinal")
     fake = chain.head.height + snapshot_serving.UNFINAL_DISTANCE
     server.serve(HONEST, "snapshots_request", {})
@@ -247,7 +220,7 @@ def test_fault_unfinal_offers_a_snapshot_whose_header_cannot_verify(served) -> N
 
 def test_fault_silent_answers_only_snapshots_request(served) -> None:  # type: ignore[no-untyped-def]
     chain, snapshots = served
-    peers = Peers()
+    peers = RecordingPeers()
     server = _server(served, peers, "silent")
     info = snapshots.list()[0]
     server.serve(HONEST, "snapshots_request", {})
