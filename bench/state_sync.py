@@ -79,6 +79,9 @@ RSS_TARGET_MB = 300
 SAMPLE_ACCOUNTS = 32
 """Accounts whose `/accounts/{a}` are compared between the joiner and the source."""
 JOIN_DEADLINE_S = 3600
+POLL_S = 0.5
+"""How often a joiner is asked for `/status`: each answer hashes the genesis again (~37 ms of the
+node's event loop with 1,001 genesis accounts), so polling faster would slow the joiner measured."""
 RESULTS = ROOT / "bench" / "results"
 PROFILE_VARIABLE = "MARKETCHAIN_BENCH_PROFILE"
 """When set, the joiner runs under cProfile and writes its profile to this path."""
@@ -286,7 +289,7 @@ def start_node(home: Path, http_port: int, environment: Mapping[str, str]) -> No
 
 
 def wait_for(condition: Callable[[], Any], what: str, node: Node, timeout: float = JOIN_DEADLINE_S) -> Any:
-    """Poll `condition` every 50 ms until it returns a true value; RuntimeError past `timeout`."""
+    """Poll `condition` every `POLL_S` until it returns a true value; RuntimeError past `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -295,7 +298,7 @@ def wait_for(condition: Callable[[], Any], what: str, node: Node, timeout: float
         node.check_alive()
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: not after {timeout:.0f} s; {node.log_tail()}")
-        time.sleep(0.05)
+        time.sleep(POLL_S)
 
 
 # --- the source and the joiners ----------------------------------------------------------
