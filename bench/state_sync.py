@@ -25,7 +25,8 @@ One run, one machine, beside the Ed25519 yardstick:
 
 Targets (issue 15): state sync ≤ 10 % of block sync's time; the joiner's peak RSS ≤ 300 MB.
 
-    .venv/bin/python bench/state_sync.py                                  # full size: ~15 min
+    .venv/bin/python bench/state_sync.py                                  # full size: build + ~10 min
+    .venv/bin/python bench/state_sync.py --keep DIR                       # keep it: a rerun reuses the chain
     .venv/bin/python bench/state_sync.py --chain-txs 100000 --accounts 10000
     .venv/bin/python bench/run.py --only statesync                        # inside the bench table
 """
