@@ -178,6 +178,21 @@ class StateSyncTestnet(Testnet):
         node.pid = None
         return code
 
+    def small_market(self, seed: str, per_merchant: int) -> tuple[MarketLoad, int, dict[str, Any]]:
+        """The two-validator modules' load: a market with `per_merchant` catalog entries per
+        merchant, payments and orders through fulfilment, then blocks past a snapshot height;
+        (the load, the head, the newest snapshot both validators offer)."""
+        validators = [self.node(0), self.node(1)]
+        load = self.market(seed=seed)
+        load.open_market(validators)
+        load.stock_catalog(validators, per_merchant=per_merchant)
+        load.payments(validators, per_buyer=5)
+        load.place_orders(validators, per_buyer=4)
+        load.fulfil(validators)
+        head = self.advance_past_snapshot()
+        snapshot = self.wait_common_snapshot([0, 1], at_least=2, height=head - head % self.snapshot_interval)
+        return load, head, snapshot
+
     def advance_past_snapshot(self) -> int:
         """Make blocks (one transfer each) until the head is past a snapshot height: at least
         one snapshot exists and a joiner has blocks to block-sync after it; the head."""

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.e2e.harness.config_file import edit_config
 from tests.e2e.harness.market_load import MarketLoad
 from tests.e2e.harness.processes import file_size
 from tests.e2e.harness.testnet_node import NodeHandle
 from tests.e2e.harness.waiting import wait_until
 from tests.e2e.state_sync_network import (
     RESTORE_CRASH_VARIABLE,
-    SNAPSHOT_INTERVAL,
     StateSyncTestnet,
 )
 from tests.e2e.testnet_harness import Manifest
@@ -61,15 +61,7 @@ class Network:
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """Two validators, a market load, a snapshot of at least four chunks on both."""
     with StateSyncTestnet(tmp_path_factory.mktemp("crash") / "net", Manifest(validators=2)) as net:
-        validators = [net.node(0), net.node(1)]
-        load = net.market(seed="crash")
-        load.open_market(validators)
-        load.stock_catalog(validators, per_merchant=45)
-        load.payments(validators, per_buyer=5)
-        load.place_orders(validators, per_buyer=4)
-        load.fulfil(validators)
-        head = net.advance_past_snapshot()
-        snapshot = net.wait_common_snapshot([0, 1], at_least=2, height=head - head % SNAPSHOT_INTERVAL)
+        load, head, snapshot = net.small_market("crash", per_merchant=45)
         assert snapshot["chunks"] >= 4, snapshot
         yield Network(net, load, head, snapshot["height"], snapshot["chunks"])
 
@@ -128,6 +120,10 @@ def test_restore_killed_at_each_point_resumes_and_completes(network: Network) ->
 def test_joiner_killed_from_outside_while_state_syncing_completes_after_a_restart(network: Network) -> None:
     net = network.net
     joiner = net.add_joiner("joiner_killed", [0, 1], options={"chunk_fetchers": 1})
+    # A third persistent peer where nothing listens: discovery cannot end early (every
+    # configured peer answered) and lasts its whole discovery_time_s, the window of the SIGTERM.
+    peers = [net.node(0).peer_address, net.node(1).peer_address, "00" * 32 + "@127.0.0.1:9"]
+    edit_config(joiner.home, {"p2p": {"persistent_peers": peers}})
 
     # First a SIGTERM while it discovers snapshots: a clean stop (`Testnet.stop` checks it).
     net.start(joiner.index)

@@ -30,7 +30,7 @@ import pytest
 
 from tests.e2e.harness.market_load import MarketLoad
 from tests.e2e.harness.testnet_node import NodeHandle
-from tests.e2e.state_sync_network import SNAPSHOT_INTERVAL, StateSyncTestnet
+from tests.e2e.state_sync_network import StateSyncTestnet
 from tests.e2e.testnet_harness import Manifest
 
 pytestmark = pytest.mark.integration
@@ -61,15 +61,7 @@ class Network:
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """Two validators, a market load, a snapshot of several chunks on both."""
     with StateSyncTestnet(tmp_path_factory.mktemp("hostile") / "net", Manifest(validators=2)) as net:
-        validators = [net.node(0), net.node(1)]
-        load = net.market(seed="hostile")
-        load.open_market(validators)
-        load.stock_catalog(validators, per_merchant=40)
-        load.payments(validators, per_buyer=5)
-        load.place_orders(validators, per_buyer=4)
-        load.fulfil(validators)
-        head = net.advance_past_snapshot()
-        snapshot = net.wait_common_snapshot([0, 1], at_least=2, height=head - head % SNAPSHOT_INTERVAL)
+        load, head, snapshot = net.small_market("hostile", per_merchant=40)
         assert snapshot["chunks"] >= 2, snapshot
         # Peered with node1 only: every node here is on 127.0.0.1, and node0 must keep an
         # inbound slot (p2p.max_inbound_per_ip = 4) for each joiner.
