@@ -108,14 +108,8 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def process_memory_mb(pid: int) -> dict[str, float]:
-    """Resident set size now and at its peak (VmHWM), in MB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = round(int(rest.split()[0]) / 1024, 1)
-    return {"rss_mb": values.get("VmRSS", 0.0), "peak_rss_mb": values.get("VmHWM", 0.0)}
+process_memory_mb = state_sync.memory_mb
+"""Resident set size now and at its peak (VmHWM) of a process, in MB."""
 
 
 def worker_memory_mb(pid: int) -> dict[str, float]:

@@ -25,17 +25,18 @@ BAR_WIDTH = 30
 """Characters of the bar itself."""
 
 
-def progress_line(progress: dict[str, Any], rate: float) -> str:
-    """The text of one progress report."""
+def progress_line(progress: dict[str, Any], rate: float | None) -> str:
+    """The text of one progress report (`rate` None: not measured yet)."""
     done, total = progress.get("chunks_done", 0), progress.get("chunks_total", 0)
     height = progress.get("height")
     if not total:
         return f"state sync: {progress.get('phase', 'discovering')} (offers from {progress.get('offering_peers', 0)} peers)"
     percent = 100 * done // total
-    return f"state sync: {done}/{total} chunks ({percent} %) of height {height}, {rate:.1f} chunks/s"
+    speed = "" if rate is None else f", {rate:.1f} chunks/s"
+    return f"state sync: {done}/{total} chunks ({percent} %) of height {height}{speed}"
 
 
-def progress_bar(progress: dict[str, Any], rate: float) -> str:
+def progress_bar(progress: dict[str, Any], rate: float | None) -> str:
     """The terminal bar: `[####......] ` followed by the progress line."""
     done, total = progress.get("chunks_done", 0), progress.get("chunks_total", 0)
     filled = BAR_WIDTH * done // total if total else 0
@@ -77,9 +78,11 @@ class ProgressReporter:
             await asyncio.sleep(BAR_INTERVAL_S if self.bar else LOG_INTERVAL_S)
             progress = self.progress()
             done = progress.get("chunks_done", 0)
+            rate: float | None = None  # chunks/s since the first report that knew the total
             if first_done is None and progress.get("chunks_total"):
                 first_done, started = done, self.clock()
-            rate = (done - (first_done or 0)) / max(self.clock() - started, 1e-6)
+            elif first_done is not None:
+                rate = (done - first_done) / max(self.clock() - started, 1e-6)
             if self.bar and self.stream is not None:
                 self.stream.write("\r" + progress_bar(progress, rate))
                 self.stream.flush()
@@ -88,4 +91,5 @@ class ProgressReporter:
                 if not self.bar:
                     log.info("%s", progress_line(progress, rate), extra=log_fields(
                         event="statesync_progress", height=progress.get("height"), chunks_done=done,
-                        chunks_total=progress.get("chunks_total", 0), chunks_per_second=round(rate, 1)))
+                        chunks_total=progress.get("chunks_total", 0),
+                        chunks_per_second=None if rate is None else round(rate, 1)))

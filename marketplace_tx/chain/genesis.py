@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from marketplace_tx.chain.params import Params
@@ -57,9 +58,10 @@ class Genesis:
             "validators": list(self.validators),
         }
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
-        """SHA-256 of the canonical genesis bytes; checked in every handshake (R33)."""
+        """SHA-256 of the canonical genesis bytes; checked in every handshake (R33). Computed
+        once per (immutable) document: `/status` reports it, and a genesis may hold many accounts."""
         return hashlib.sha256(codec.encode(self.to_map())).digest()
 
     def to_json(self) -> dict[str, Any]:

@@ -80,6 +80,7 @@ def test_progress_is_a_line_and_a_bar() -> None:
     fetching = {"phase": "fetching", "height": 5000, "chunks_done": 12, "chunks_total": 64}
     assert progress_line(fetching, 3.25) == "state sync: 12/64 chunks (18 %) of height 5000, 3.2 chunks/s"
     assert progress_bar(fetching, 0).startswith("[#####" + "." * 25 + "] state sync: 12/64")
+    assert progress_line(fetching, None) == "state sync: 12/64 chunks (18 %) of height 5000"  # no rate measured yet
     assert "discovering" in progress_line({"phase": "discovering", "offering_peers": 2}, 0)
 
 
