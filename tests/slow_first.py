@@ -29,6 +29,7 @@ MODULE_SECONDS: dict[str, float] = {
     "tests/e2e/test_cli_money.py": 70,
     "tests/e2e/test_state_sync_hostile.py": 70,
     "tests/e2e/test_multinode.py": 64,
+    "tests/integration/test_pruning_disk.py": 58,
     "tests/e2e/test_cli_testnet_partial.py": 52,
     "tests/e2e/test_state_sync.py": 45,
     "tests/e2e/test_state_sync_crash.py": 45,
