@@ -6,7 +6,7 @@ the pytest processes and every process they start, even where `PYTHONDONTWRITEBY
 is set (tests/bytecode_cache.py): workers and node processes then skip compiling.
 
 The collected tests are ordered longest module first (tests/slow_first.py), so that
-`make test`'s two pytest workers do not end with one of them running a minute-long
+`make test`'s pytest workers do not end with one of them running a minute-long
 test alone.
 
 pytest hides the output of passing tests. The crash-consistency and fuzz tests print

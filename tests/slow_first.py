@@ -1,4 +1,4 @@
-"""Longest test modules first, so that `make test`'s two workers finish together.
+"""Longest test modules first, so that `make test`'s workers finish together.
 
 pytest-xdist's `worksteal` mode hands each worker a contiguous share of the collected
 tests and lets an idle worker take half of what another still has queued, from the end.
