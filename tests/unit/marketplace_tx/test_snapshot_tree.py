@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketplace_tx.rules.snapshot_tree import check_chunk_tree, chunk_position, upper_tree
-from marketplace_tx.rules.snapshots import InvalidSnapshot, encode_chunk, make_manifest, split_chunks
+from marketplace_tx.rules.snapshots import (
+    InvalidSnapshot,
+    encode_chunk,
+    make_manifest,
+    split_chunks,
+)
 from marketplace_tx.rules.state_tree import MemoryTree, update_tree
 
 
