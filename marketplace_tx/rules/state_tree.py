@@ -306,12 +306,15 @@ def update_tree(reader: TreeReader, changes: Mapping[bytes, bytes | None]) -> Tr
     return TreeUpdate(root, batch.puts, frozenset(batch.deletes))
 
 
-def build_subtree(depth: int, entries: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, dict[bytes, bytes]]:
+def build_subtree(depth: int, entries: Iterable[tuple[bytes, bytes]],
+                  with_records: bool = True) -> tuple[bytes | None, dict[bytes, bytes]]:
     """The records of a subtree at `depth` holding exactly `entries` (key, value), all under
     one path prefix of `depth` bits: its own record (None if empty) and every record below
     it by position, as they sit in the whole tree. Restoring a snapshot chunk (R39) writes
     these; `record_hash` of its own record is T(entries, depth). Each entry is hashed once
-    and each node once (the same records `update_tree` writes, without reading any)."""
+    and each node once (the same records `update_tree` writes, without reading any).
+    `with_records=False` skips collecting the records below (only the hash is wanted:
+    a snapshot writer's chunk hash)."""
     located = []
     for key, value in entries:
         path = _sha256(key).digest()
@@ -332,7 +335,8 @@ def build_subtree(depth: int, entries: Iterable[tuple[bytes, bytes]]) -> tuple[b
                 hashes.append(EMPTY)
                 continue
             child = build(level + 1, start, stop)
-            puts[position(level + 1, located[start][1])] = child
+            if with_records:
+                puts[position(level + 1, located[start][1])] = child
             hashes.append(_sha256(child).digest())
         return _INTERNAL_TAG + hashes[0] + hashes[1]
 
