@@ -20,6 +20,7 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,19 @@ def _listed(body: Any) -> list[str]:
     assert isinstance(body, dict) and body.get("next") is None, f"a list of more than one page: {body!r}"[:300]
     items = next(value for key, value in body.items() if isinstance(value, list))
     return sorted(json.dumps(item, sort_keys=True) for item in items)
+
+
+@dataclass
+class MarketNetwork:
+    """A module's shared two-validator network (`StateSyncTestnet.small_market`) and what its load did."""
+
+    net: StateSyncTestnet
+    """Two validators with snapshots on."""
+    load: MarketLoad
+    """The market played through them."""
+    head: int
+    """The height the chain rests at (no load runs during the cases)."""
+    base: int
+    """The newest snapshot height both validators offer."""
+    chunks: int
+    """Its number of chunks."""

@@ -20,17 +20,16 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from tests.e2e.harness.config_file import edit_config
-from tests.e2e.harness.market_load import MarketLoad
 from tests.e2e.harness.processes import file_size
 from tests.e2e.harness.testnet_node import NodeHandle
 from tests.e2e.harness.waiting import wait_until
 from tests.e2e.state_sync_network import (
     RESTORE_CRASH_VARIABLE,
+    MarketNetwork,
     StateSyncTestnet,
 )
 from tests.e2e.testnet_harness import Manifest
@@ -41,20 +40,8 @@ DISABLED = {"MARKETCHAIN_STATESYNC_ENABLE": "false"}
 """The environment of a start with state sync disabled."""
 
 
-@dataclass
-class Network:
-    """The shared network of this module and what the load did."""
-
-    net: StateSyncTestnet
-    """Two validators with snapshots on."""
-    load: MarketLoad
-    """The market played through them."""
-    head: int
-    """The height the chain rests at."""
-    base: int
-    """The newest snapshot height both validators offer."""
-    chunks: int
-    """Its number of chunks."""
+Network = MarketNetwork
+"""This module's shared network."""
 
 
 @pytest.fixture(scope="module")

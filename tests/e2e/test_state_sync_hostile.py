@@ -28,9 +28,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.harness.market_load import MarketLoad
 from tests.e2e.harness.testnet_node import NodeHandle
-from tests.e2e.state_sync_network import StateSyncTestnet
+from tests.e2e.state_sync_network import MarketNetwork, StateSyncTestnet
 from tests.e2e.testnet_harness import Manifest
 
 pytestmark = pytest.mark.integration
@@ -40,19 +39,9 @@ PENALTIES = {"corrupt_chunk": 50, "wrong_manifest": 50, "unfinal": 20, "silent":
 
 
 @dataclass
-class Network:
-    """The shared network of this module and what the load did."""
+class Network(MarketNetwork):
+    """The shared network of this module, with its hostile snapshot servers."""
 
-    net: StateSyncTestnet
-    """Two validators with snapshots on."""
-    load: MarketLoad
-    """The market played through them."""
-    head: int
-    """The height the chain rests at (no load runs during the cases)."""
-    base: int
-    """The newest snapshot height both validators offer."""
-    chunks: int
-    """Its number of chunks."""
     hostile: dict[str, NodeHandle]
     """A hostile snapshot server per fault, each peered with node1."""
 
