@@ -22,12 +22,14 @@ REFUNDABLE_STATES = ("accepted", "shipped", "delivered", "return_requested", "di
 
 
 def apply_return_request(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """shipped, delivered → return_requested, by the buyer."""
+    """shipped, delivered → return_requested, by the buyer; never for a digital order (R41)."""
     order_id = payload["order_id"]
     order = require_order(state, order_id)
     if context.sender != order.buyer:
         raise RuleError("forbidden", "sender: only the order's buyer may request a return")
     require_state(order, ("shipped", "delivered"), "request a return of")
+    if order.digital:
+        raise RuleError("invalid_state", "payload.order_id: digital goods cannot be returned (R41)")
     origin = Origin.of_tx(context)
     moved = with_history(
         enter_state(order, "return_requested", origin, context.block.params), "return_request", origin,

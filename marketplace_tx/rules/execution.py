@@ -40,6 +40,7 @@ HANDLERS: dict[str, Handler] = {
     "order_reject": orders.apply_order_reject,
     "order_cancel": orders.apply_order_cancel,
     "order_ship": orders.apply_order_ship,
+    "order_deliver": orders.apply_order_deliver,
     "shipment_update": orders.apply_shipment_update,
     "order_confirm": orders.apply_order_confirm,
     "return_request": after_sales.apply_return_request,

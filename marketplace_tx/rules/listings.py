@@ -48,6 +48,8 @@ class Listing:
     """Search tags, ≤ 8 of ≤ 32 bytes."""
     metadata_hash: bytes | None = None
     """Hash of off-chain metadata (photos, specs)."""
+    digital: bool | None = None
+    """True if it sells digital goods delivered on chain by `order_deliver` (R41); absent otherwise."""
 
 
 def load_listing(state: State, listing_id: bytes) -> Listing | None:
@@ -69,8 +71,16 @@ def store_listing(state: State, listing_id: bytes, listing: Listing) -> None:
 
 
 def apply_listing_create(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """List goods in the sender's shop; with `item_ids`, stock must equal their number (R22)."""
+    """List goods in the sender's shop; with `item_ids`, stock must equal their number (R22).
+
+    `digital: true` (R41) with `item_ids` is `invalid_field`, checked first: it is a fault
+    of the payload alone (the schema step of the error precedence), though admission does
+    not check it (docs/protocol-decisions.md).
+    """
     item_ids = payload.get("item_ids", [])
+    digital = payload.get("digital", False)
+    if digital and item_ids:
+        raise RuleError("invalid_field", "payload.digital: a digital listing cannot sell unique items (item_ids)")
     if len(set(item_ids)) != len(item_ids):
         raise RuleError("invalid_field", "payload.item_ids: an item is listed twice")
     shop = require_shop(state, payload["shop_id"])
@@ -105,6 +115,7 @@ def apply_listing_create(state: State, context: TxContext, payload: dict[str, An
         item_ids=tuple(item_ids),
         tags=tuple(payload.get("tags", ())),
         metadata_hash=payload.get("metadata_hash"),
+        digital=True if digital else None,
     )
     store_listing(state, context.tx_hash, listing)
     origin = Origin.of_tx(context)

@@ -100,7 +100,7 @@ class Order:
     shipped_at: int | None = None
     """Block time it was shipped."""
     delivered_at: int | None = None
-    """Block time the carrier reported delivery."""
+    """Block time the carrier reported delivery, or of `order_deliver` for digital goods (R41)."""
     requested_at: int | None = None
     """Block time the return was requested."""
     opened_at: int | None = None
@@ -109,6 +109,10 @@ class Order:
     """Block time it reached a terminal state (starts the review window, R19)."""
     review: dict[str, Any] | None = None
     """The buyer's review `{rating, text?, time, height, reply?}` (R19)."""
+    digital: bool | None = None
+    """True if its listing sells digital goods (R41), copied at `order_place`; absent otherwise."""
+    delivery: bytes | None = None
+    """The goods sealed to the buyer's key by `order_deliver` (R41); opaque to nodes."""
 
 
 def load_order(state: State, order_id: bytes) -> Order | None:

@@ -1,4 +1,4 @@
-"""Placing and fulfilling orders: place, accept, reject, cancel, ship, shipment updates, confirm (§5).
+"""Placing and fulfilling orders: place, accept, reject, cancel, ship, deliver, shipment updates, confirm (§5, R41).
 
 Escrow: `order_place` moves `price × quantity − redeem_points` from the buyer into the
 order (R13); the settlement module pays it out when the order ends.
@@ -87,6 +87,7 @@ def apply_order_place(state: State, context: TxContext, payload: dict[str, Any])
         redeem_points=redeem,
         arbiter=arbiter,
         item_ids=item_ids,
+        digital=listing.digital,
     )
     order = with_history(enter_state(order, "placed", origin, context.block.params), "order_place", origin)
     store_order(state, context.tx_hash, order, None)
@@ -164,10 +165,25 @@ def apply_order_ship(state: State, context: TxContext, payload: dict[str, Any]) 
     if not has_role(state, carrier, "carrier"):
         raise RuleError("forbidden", "payload.carrier: does not hold the carrier role")
     require_state(order, ("placed", "accepted"), "ship")
+    if order.digital:
+        raise RuleError("invalid_state", "payload.order_id: a digital order is delivered by order_deliver, not shipped")
     changes: dict[str, Any] = {"carrier": carrier, "tracking": payload["tracking"]}
     if "shipping_for_carrier" in payload:
         changes["shipping_for_carrier"] = payload["shipping_for_carrier"]
     return _move(state, context, payload["order_id"], order, "shipped", "order_ship", **changes)
+
+
+def apply_order_deliver(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """placed, accepted → delivered for a digital order: the goods sealed to the buyer (R41).
+
+    From `placed` it accepts and delivers at once. The order keeps the sealed content
+    (`delivery`); `delivered_at` starts the confirm window, so silence completes it.
+    """
+    order = _merchant_order(state, context, payload, "deliver")
+    require_state(order, ("placed", "accepted"), "deliver")
+    if not order.digital:
+        raise RuleError("invalid_state", "payload.order_id: only a digital order is delivered by order_deliver")
+    return _move(state, context, payload["order_id"], order, "delivered", "order_deliver", delivery=payload["content"])
 
 
 def apply_shipment_update(state: State, context: TxContext, payload: dict[str, Any]) -> list[dict[str, Any]]:

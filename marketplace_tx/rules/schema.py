@@ -16,6 +16,11 @@ from marketplace_tx.chain.roles import ROLES
 from marketplace_tx.primitives.errors import RuleError
 from marketplace_tx.primitives.limits import INT64_MAX, INT64_MIN, UINT64_MAX
 
+MIN_DELIVERY_BYTES = 48
+"""Shortest `order_deliver.content`: a libsodium sealed box of one byte or more is 48+ bytes (R41)."""
+MAX_DELIVERY_BYTES = 4096
+"""Longest `order_deliver.content` (R41)."""
+
 SHIPMENT_STATUSES = ("picked_up", "in_transit", "out_for_delivery", "delivered", "exception")
 """The values of `shipment_update.status`."""
 
@@ -52,9 +57,9 @@ def bin32(required: bool = True) -> FieldSpec:
     return FieldSpec("bin32", required)
 
 
-def binary(maximum: int, required: bool = True) -> FieldSpec:
-    """Binary data of at most `maximum` bytes."""
-    return FieldSpec("bin", required, 0, maximum)
+def binary(maximum: int, required: bool = True, minimum: int = 0) -> FieldSpec:
+    """Binary data of `minimum`..`maximum` bytes."""
+    return FieldSpec("bin", required, minimum, maximum)
 
 
 def text(maximum: int, minimum: int = 0, required: bool = True, **extra: Any) -> FieldSpec:
@@ -139,6 +144,7 @@ SCHEMAS: dict[str, PayloadSchema] = {
             "item_ids": list_of(item_id(), 100),
             "tags": list_of(text(32), 8),
             "metadata_hash": bin32(required=False),
+            "digital": boolean(required=False),
         }
     ),
     "listing_update": PayloadSchema(
@@ -174,6 +180,9 @@ SCHEMAS: dict[str, PayloadSchema] = {
             "tracking": text(64),
             "shipping_for_carrier": binary(1024, required=False),
         }
+    ),
+    "order_deliver": PayloadSchema(
+        {"order_id": bin32(), "content": binary(MAX_DELIVERY_BYTES, minimum=MIN_DELIVERY_BYTES)}
     ),
     "shipment_update": PayloadSchema(
         {
@@ -257,6 +266,8 @@ def _check_value(name: str, spec: FieldSpec, value: Any) -> None:
             raise _invalid(name, "must be binary")
         if spec.maximum is not None and len(value) > spec.maximum:
             raise _invalid(name, f"must be at most {spec.maximum} bytes")
+        if spec.minimum and len(value) < spec.minimum:
+            raise _invalid(name, f"must be at least {spec.minimum} bytes")
     elif kind == "str":
         _check_text(name, spec, value)
     elif kind == "list":

@@ -34,7 +34,8 @@ def finish_order(
     completed: the whole escrow → merchant, points earned, items → buyer.
     cancelled, rejected, expired, refunded: the whole escrow → buyer.
     resolved: arbiter fee → arbiter, `buyer_amount` → buyer, the rest → merchant.
-    Every state but completed returns stock and items; redeemed points come back
+    Every state but completed returns stock and items, except after an `order_deliver`
+    (R41: delivered content is not taken back); redeemed points come back
     iff the merchant received nothing from an order that did not complete (R21).
     """
     escrow = order.escrow
@@ -59,7 +60,7 @@ def finish_order(
         for item_id in order.item_ids:
             sell_item(state, item_id, order.buyer, order_id, origin)
         add_points(state, order.shop_id, order.buyer, merchant_share * order.points_bps // 10000)
-    else:
+    elif order.delivery is None:
         return_stock(state, order.listing_id, order.quantity, order.item_ids)
     if merchant_share == 0 and order.redeem_points and new_state != "completed":
         # R21 "the merchant ends up receiving nothing": a sale that did not go through.

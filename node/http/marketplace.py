@@ -109,7 +109,8 @@ def listing_view(state: State, listing_id: bytes, listing: Listing, shop_names: 
     if listing.shop_id not in shop_names:
         shop = load_shop(state, listing.shop_id)
         shop_names[listing.shop_id] = shop.name if shop else None
-    return {"id": listing_id.hex(), **record_json(listing), "shop_name": shop_names[listing.shop_id]}
+    return {"id": listing_id.hex(), **record_json(listing), "digital": bool(listing.digital),
+            "shop_name": shop_names[listing.shop_id]}
 
 
 def review_view(order_id: bytes, buyer: bytes, review: dict[str, Any]) -> dict[str, Any]:
@@ -325,7 +326,7 @@ async def get_listing(request: web.Request) -> web.Response:
 
 
 def _order_json(services: HttpServices, order_id: bytes, order: Any) -> dict[str, Any]:
-    result = {"id": order_id.hex(), **record_json(order)}
+    result = {"id": order_id.hex(), **record_json(order), "digital": bool(order.digital)}
     window = services.genesis.params.review_window_ms
     result["review_deadline"] = order.ended_at + window if order.ended_at is not None else None
     return result

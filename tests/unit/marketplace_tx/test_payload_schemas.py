@@ -18,7 +18,7 @@ def _minimal_value(spec: FieldSpec) -> Any:
     if spec.kind == "bin32":
         return b"\x01" * 32
     if spec.kind == "bin":
-        return b""
+        return b"\x00" * spec.minimum
     if spec.kind in ("uint", "int"):
         return max(spec.minimum, 0) if spec.kind == "uint" else 0
     if spec.kind == "bool":
@@ -51,7 +51,7 @@ def test_schemas_cover_protocol_section_4() -> None:
         "transfer", "role_grant", "role_revoke", "validator_vote",
         "shop_create", "shop_update", "listing_create", "listing_update",
         "order_place", "order_accept", "order_reject", "order_cancel", "order_ship",
-        "shipment_update", "order_confirm", "return_request", "order_refund",
+        "order_deliver", "shipment_update", "order_confirm", "return_request", "order_refund",
         "dispute_open", "dispute_resolve", "review_submit", "review_reply",
         "item_register", "item_event", "item_transfer",
     }  # fmt: skip

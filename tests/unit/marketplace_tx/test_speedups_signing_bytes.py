@@ -102,7 +102,7 @@ def value_for(spec: FieldSpec) -> st.SearchStrategy[Any]:
     if spec.kind == "bin32":
         return st.binary(min_size=32, max_size=32)
     if spec.kind == "bin":
-        return st.binary(max_size=min(spec.maximum or 64, 64))
+        return st.binary(min_size=spec.minimum, max_size=max(spec.minimum, min(spec.maximum or 64, 64)))
     if spec.kind == "uint":
         return st.integers(spec.minimum, spec.maximum if spec.maximum is not None else UINT64_MAX)
     if spec.kind == "int":
@@ -165,7 +165,8 @@ ANY_ENVELOPES = st.builds(
 
 def value_of_every_kind(spec: FieldSpec) -> Any:
     """A valid value of every field, optional ones included (a large map)."""
-    values = {"bin32": b"\x05" * 32, "bin": b"\x00\xff", "int": -(2**40), "bool": True}
+    values = {"bin32": b"\x05" * 32, "bin": b"\x00\xff" * max(1, (spec.minimum + 1) // 2), "int": -(2**40),
+              "bool": True}
     if spec.kind in values:
         return values[spec.kind]
     if spec.kind == "uint":
