@@ -1,7 +1,7 @@
 """The command groups of the `marketchain` CLI that run on a user's machine.
 
 One module per group: `keys`, `testnet`, `devnet`, `tx` (with `tx_orders`, `tx_items`),
-`query`, `verify`, and `sync` (`node sync-status`); `common`, `types` and `sending` hold
+`query`, `verify`, `merchant`, and `sync` (`node sync-status`); `common`, `types` and `sending` hold
 what they share. None of them imports `node`: the commands that run a node in this
 process (`init`, `node start`, `config show`) live in `node.commands`, and `cli.py`
 hands them to `command_line` to assemble the whole CLI.
@@ -16,13 +16,14 @@ import click
 from client.commands.common import CommandGroup
 from client.commands.devnet import devnet
 from client.commands.keys import keys
+from client.commands.merchant import merchant
 from client.commands.query import query
 from client.commands.sync import sync_status
 from client.commands.testnet import testnet
 from client.commands.tx import tx
 from client.commands.verify import verify
 
-CLIENT_COMMANDS: tuple[click.Command, ...] = (keys, testnet, devnet, tx, query, verify)
+CLIENT_COMMANDS: tuple[click.Command, ...] = (keys, testnet, devnet, tx, query, verify, merchant)
 """The top-level commands that only read local files or talk to a node over HTTP."""
 
 
