@@ -134,15 +134,19 @@ def shop_update(shop_id: bytes, name: str | None = None, description: str | None
 
 def listing_create(shop_id: bytes, title: str, price: int, stock: int | None = None,
                    description: str | None = None, item_ids: Iterable[str] = (), tags: Iterable[str] = (),
-                   metadata_hash: bytes | None = None) -> dict[str, Any]:
-    """`listing_create`: with item ids, stock defaults to their number (R22)."""
+                   metadata_hash: bytes | None = None, digital: bool = False) -> dict[str, Any]:
+    """`listing_create`: with item ids, stock defaults to their number (R22); `digital` sells goods
+    delivered on chain by `order_deliver` (R41), never unique items."""
     item_ids = tuple(item_ids)
+    if digital and item_ids:
+        raise PayloadError("--digital", "a digital listing cannot sell unique items (--item-id) (R41)")
     if stock is None:
         if not item_ids:
             raise PayloadError("--stock", "required unless the listing sells unique items (--item-id)")
         stock = len(item_ids)
     return _compact({"shop_id": shop_id, "title": title, "description": description, "price": price,
-                     "stock": stock, "item_ids": item_ids, "tags": tuple(tags), "metadata_hash": metadata_hash})
+                     "stock": stock, "item_ids": item_ids, "tags": tuple(tags), "metadata_hash": metadata_hash,
+                     "digital": True if digital else None})
 
 
 def listing_update(listing_id: bytes, price: int | None = None, stock_delta: int | None = None,
@@ -181,6 +185,11 @@ def order_ship(order_id: bytes, carrier: bytes, tracking: str,
     """`order_ship`: optionally with the address re-sealed to the carrier."""
     return _compact({"order_id": order_id, "carrier": carrier, "tracking": tracking,
                      "shipping_for_carrier": shipping_for_carrier})
+
+
+def order_deliver(order_id: bytes, sealed: bytes) -> dict[str, Any]:
+    """`order_deliver`: digital goods already sealed to the buyer (`client.sealing.seal_content`, R41)."""
+    return {"order_id": order_id, "content": sealed}
 
 
 def shipment_update(order_id: bytes, status: str, location: str, note: str | None = None) -> dict[str, Any]:

@@ -122,3 +122,17 @@ def test_builders_refuse_empty_updates_and_listings_without_stock() -> None:
         payloads.listing_update(SHOP, tags=[])
     with pytest.raises(PayloadError, match="--stock"):
         payloads.listing_create(SHOP, "Tea", 1)
+
+
+def test_digital_listings_and_deliveries() -> None:
+    """R41: `digital` is absent unless set, never with unique items; `order_deliver` carries the box."""
+    digital = payloads.listing_create(SHOP, "Gift card 50", 50_000_000, 100, digital=True)
+    assert digital["digital"] is True and "item_ids" not in digital
+    assert "digital" not in payloads.listing_create(SHOP, "Tea", 1, 1)
+    check_payload("listing_create", digital)
+    with pytest.raises(PayloadError, match="--digital"):
+        payloads.listing_create(SHOP, "Cakes", 88, None, item_ids=("A",), digital=True)
+    sealed = bytes(60)
+    delivered = payloads.order_deliver(ORDER, sealed)
+    assert delivered == {"order_id": ORDER, "content": sealed}
+    check_payload("order_deliver", delivered)
