@@ -363,6 +363,9 @@ ORDER_PATHS: dict[str, tuple[str, ...]] = {
 }
 """The canonical way into every state of §5 (after `order_place`)."""
 
+SEALED_CONTENT = bytes(range(48)) * 2
+"""An `order_deliver.content` (R41): opaque bytes of a sealed box's shape (nodes never open it)."""
+
 NON_TERMINAL_STATES = ("placed", "accepted", "shipped", "delivered", "return_requested", "disputed")
 TERMINAL_STATES = ("completed", "cancelled", "rejected", "expired", "refunded", "resolved")
 ALL_STATES = NON_TERMINAL_STATES + TERMINAL_STATES
@@ -423,6 +426,7 @@ class Market:
                 "shipment_update",
                 {"status": "delivered", "location": "door"},
             ),
+            "deliver_digital": (self.merchant, "order_deliver", {"content": SEALED_CONTENT}),
             "confirm": (None, "order_confirm", {}),
             "return": (None, "return_request", {"reason": "broken"}),
             "refund": (self.merchant, "order_refund", {"amount": order.escrow}),
@@ -519,12 +523,15 @@ def new_market(
     points_bps: int = 100,
     max_redeem_bps: int = 5000,
     item_ids: Sequence[str] = (),
+    digital: bool = False,
 ) -> Market:
-    """A chain (new unless given) with one open shop and one listing."""
+    """A chain (new unless given) with one open shop and one listing (of digital goods, R41,
+    if `digital`)."""
     chain = chain or Chain()
     arbiters = (ARBITER,) if with_arbiter else ()
     shop_id = open_shop(chain, merchant, arbiters, points_bps, max_redeem_bps)
     if item_ids:
         register_items(chain, merchant, *item_ids)
-    listing_id = list_goods(chain, shop_id, merchant, price, len(item_ids) or stock, item_ids)
+    extra = {"digital": True} if digital else {}
+    listing_id = list_goods(chain, shop_id, merchant, price, len(item_ids) or stock, item_ids, **extra)
     return Market(chain, shop_id, listing_id, merchant, ARBITER if with_arbiter else None)
