@@ -25,7 +25,12 @@ from marketplace_tx.rules.items import Item
 from marketplace_tx.rules.listings import Listing
 from marketplace_tx.rules.order_records import ORDER_STATES, Order
 from marketplace_tx.rules.reputation import Reputation
-from marketplace_tx.rules.schema import ITEM_ID_PATTERN
+from marketplace_tx.rules.schema import (
+    ITEM_ID_PATTERN,
+    MAX_DELIVERY_BYTES,
+    MIN_DELIVERY_BYTES,
+    SCHEMAS,
+)
 from marketplace_tx.rules.shops import Shop
 from node.http.costs import STATE_HEIGHT_COST, STATE_KEY_COST, STATE_PROOF_COST
 from node.http.params import (
@@ -104,6 +109,15 @@ TX_HEX = {"type": "string", "minLength": 2, "maxLength": 2 * DEFAULT_MAX_TX_BYTE
                          "length, at most `max_tx_bytes` bytes (genesis parameter, default 16384). A transaction "
                          "that does not pass admission (R10) is 400 with its R12 code."}
 
+TX_TYPE = {"type": "string", "enum": list(SCHEMAS), "description": "A transaction type (PROTOCOL §4)."}
+"""Every transaction type the rules know (`order_deliver` since v2, R41)."""
+DIGITAL = {"type": "boolean", "description": "True if it sells (or buys) digital goods, delivered on chain "
+                                             "by `order_deliver` sealed to the buyer (R41); false for parcels."}
+DELIVERY = nullable({"type": "string", "pattern": "^([0-9a-f]{2})*$", "minLength": 2 * MIN_DELIVERY_BYTES,
+                     "maxLength": 2 * MAX_DELIVERY_BYTES,
+                     "description": "A digital order's content as `order_deliver` left it (R41): a sealed box "
+                                    "that only the buyer's key opens, as hex; null until delivered."})
+
 _FIELD_TYPES: dict[str, dict[str, Any]] = {
     "bytes": HEX,
     "int": SIGNED,
@@ -173,7 +187,7 @@ def _schemas() -> dict[str, Any]:
         "Receipt": obj({"ok": BOOLEAN, "code": STRING, "message": STRING, "events": {"type": "array", "items": ANY_OBJECT}},
                        required=("ok", "message", "events")),
         "Tx": obj({
-            "hash": HEX32, "status": {"type": "string", "enum": ["pending", "committed"]}, "type": STRING,
+            "hash": HEX32, "status": {"type": "string", "enum": ["pending", "committed"]}, "type": TX_TYPE,
             "sender": HEX32, "nonce": INTEGER, "fee": INTEGER, "chain_id": STRING, "payload": ANY_OBJECT, "sig": HEX,
             "height": INTEGER, "index": INTEGER, "block_hash": HEX32, "time": INTEGER, "result": ref("Receipt"),
         }, required=("hash", "status", "type", "sender", "nonce", "fee", "chain_id", "payload", "sig")),
@@ -197,7 +211,7 @@ def _schemas() -> dict[str, Any]:
                         "points": {"type": "object", "additionalProperties": INTEGER},
                         "reputation": nullable(ref("Reputation"))}),
         "AccountTxList": obj({"txs": {"type": "array", "items": obj(
-                                  {"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING,
+                                  {"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": TX_TYPE,
                                    "sender": HEX32, "ok": BOOLEAN, "code": STRING},
                                   required=("hash", "height", "index", "type", "sender", "ok"))},
                               "next": ref("Cursor"), "pruned_below": PRUNED_BELOW}, required=("txs", "next")),
@@ -218,9 +232,10 @@ def _schemas() -> dict[str, Any]:
                        "height": INTEGER, "reply": obj({"text": STRING, "time": INTEGER, "height": INTEGER})},
                       required=("order_id", "buyer", "rating", "time", "height")),
         "ReviewList": page("reviews", ref("Review")),
-        "Listing": obj({"id": HEX32, **record_properties(Listing), "shop_name": nullable(STRING)}),
+        "Listing": obj({"id": HEX32, **record_properties(Listing), "digital": DIGITAL, "shop_name": nullable(STRING)}),
         "ListingList": page("listings", ref("Listing")),
-        "Order": obj({"id": HEX32, **record_properties(Order), "review_deadline": nullable(SIGNED)}),
+        "Order": obj({"id": HEX32, **record_properties(Order), "digital": DIGITAL, "delivery": DELIVERY,
+                      "review_deadline": nullable(SIGNED)}),
         "OrderList": page("orders", ref("Order")),
         "Item": obj({"id": STRING, **record_properties(Item), "history": {"type": "array", "items": ANY_OBJECT}}),
         "Validators": obj({
@@ -254,12 +269,13 @@ def _schemas() -> dict[str, Any]:
         }, description="The genesis document (R33); its hash is `/status` `genesis_hash`."),
         "BlockEvent": obj({"height": INTEGER, "hash": HEX32, "time": INTEGER, "tx_count": INTEGER, "proposer": HEX32},
                           description="`event: block`, sent only on an unfiltered stream."),
-        "TxEvent": obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": STRING, "sender": HEX32,
+        "TxEvent": obj({"hash": HEX32, "height": INTEGER, "index": INTEGER, "type": TX_TYPE, "sender": HEX32,
                         "ok": BOOLEAN, "code": STRING},
                        required=("hash", "height", "index", "type", "sender", "ok"),
                        description="`event: tx`: a transaction's result in a final block."),
         "OrderEvent": obj({"order_id": HEX32, "from": nullable({"type": "string", "enum": list(ORDER_STATES)}),
-                           "to": {"type": "string", "enum": list(ORDER_STATES)}, "by": STRING, "height": INTEGER,
+                           "to": {"type": "string", "enum": list(ORDER_STATES)},
+                           "by": {"type": "string", "enum": [*SCHEMAS, "deadline"]}, "height": INTEGER,
                            "time": INTEGER, "tx": nullable(HEX32), "buyer": HEX32, "merchant": HEX32},
                           required=("order_id", "from", "to", "by", "height", "time", "tx"),
                           description="`event: order`: a state change; `by` is the tx type or `deadline` (R15)."),

@@ -53,10 +53,10 @@ def key(name: str) -> KeyPair:
     return KeyPair.from_seed(hashlib.sha256(b"test_events_metrics_openapi/" + name.encode()).digest())
 
 
-ALICE, CAROL, MERCHANT, BUYER, BUYER2, CARRIER = (
-    key(name) for name in ("alice", "carol", "merchant", "buyer", "buyer2", "carrier")
+ALICE, CAROL, MERCHANT, BUYER, BUYER2, CARRIER, SELLER = (
+    key(name) for name in ("alice", "carol", "merchant", "buyer", "buyer2", "carrier", "seller")
 )
-PEOPLE = (ALICE, CAROL, MERCHANT, BUYER, BUYER2, CARRIER)
+PEOPLE = (ALICE, CAROL, MERCHANT, BUYER, BUYER2, CARRIER, SELLER)
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +374,41 @@ def test_order_events_and_shop_stats(node: NodeProcess, signer: Signer) -> None:
         assert status == 400 and body["error"]["code"] == "invalid_query", bad
     status, body = node.get(f"/shops/{'11' * 32}/stats")
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_digital_listing_order_and_delivery_match_the_document(node: NodeProcess, signer: Signer) -> None:
+    """R41 in the document: `digital` is a boolean on listings and orders, `delivery` the
+    sealed content as hex or null, and `order_deliver` one of the transaction types."""
+    document = node.get_ok("/openapi.json")
+    schemas = document["components"]["schemas"]
+    assert schemas["Listing"]["properties"]["digital"]["type"] == "boolean"
+    assert schemas["Order"]["properties"]["digital"]["type"] == "boolean"
+    assert "order_deliver" in schemas["Tx"]["properties"]["type"]["enum"]
+    assert "order_deliver" in schemas["TxEvent"]["properties"]["type"]["enum"]
+    assert {"order_deliver", "deadline"} <= set(schemas["OrderEvent"]["properties"]["by"]["enum"])
+    validator = node.validator_key
+    signer.ok(signer.tx(validator, "role_grant", account=SELLER.address, role="merchant", evidence_hash=EVIDENCE))
+    shop_tx = signer.tx(SELLER, "shop_create", name="Code Shop", points_bps=0, max_redeem_bps=0)
+    signer.ok(shop_tx)
+    listing_tx = signer.tx(SELLER, "listing_create", shop_id=shop_tx.hash, title="Gift card", price=PRICE, stock=5,
+                           digital=True)
+    signer.ok(listing_tx)
+    order = signer.tx(BUYER2, "order_place", listing_id=listing_tx.hash, quantity=1, max_unit_price=PRICE,
+                      shipping=b"")
+    signer.ok(order)
+    placed = node.get_ok(f"/orders/{order.hash.hex()}")
+    assert placed["digital"] is True and placed["delivery"] is None
+    sealed = bytes(range(64))
+    [deliver] = signer.ok(signer.tx(SELLER, "order_deliver", order_id=order.hash, content=sealed))
+    schema_validator(document, "Tx").validate(deliver)
+    delivered = node.get_ok(f"/orders/{order.hash.hex()}")
+    assert delivered["state"] == "delivered" and delivered["delivery"] == sealed.hex()
+    schema_validator(document, "Order").validate(delivered)
+    schema_validator(document, "Listing").validate(node.get_ok(f"/listings/{listing_tx.hash.hex()}"))
+    schema_validator(document, "OrderList").validate(node.get_ok(f"/orders?shop={shop_tx.hash.hex()}"))
+    schema_validator(document, "ListingList").validate(node.get_ok(f"/listings?shop={shop_tx.hash.hex()}"))
+    for bad in ({**delivered, "digital": None}, {**delivered, "delivery": "zz"}):
+        assert not schema_validator(document, "Order").is_valid(bad), bad
 
 
 def test_subscriber_cap_answers_429(node: NodeProcess) -> None:

@@ -149,9 +149,23 @@ const AMOUNT_FIELDS = new Set(["amount", "price", "balance", "escrow", "fee", "b
 const TIME_FIELDS = new Set(["time", "deadline", "placed_at", "accepted_at", "shipped_at", "delivered_at",
   "requested_at", "opened_at", "ended_at", "created_at", "registered_at", "review_deadline"]);
 
+/**
+ * Fields that hold a digital order's goods sealed to its buyer (R41): `order_deliver`'s
+ * `content` and the order's `delivery`. The explorer shows their size, never their bytes.
+ */
+const SEALED_TO_BUYER = new Set(["content", "delivery"]);
+
+/** "delivered (sealed to the buyer, N bytes)" for a digital order's sealed content (hex). */
+export function sealedDelivery(contentHex) {
+  return h("span", {class: "sealed"}, `delivered (sealed to the buyer, ${integer(contentHex.length / 2)} bytes)`);
+}
+
 /** A value of a named field, rendered with the right link or unit. */
 export function field(name, value) {
   if (value === null || value === undefined) return h("span", {class: "muted"}, "-");
+  if (SEALED_TO_BUYER.has(name) && typeof value === "string") {
+    return h("span", {class: "sealed"}, `sealed to the buyer (${integer(value.length / 2)} bytes)`);
+  }
   if (Array.isArray(value)) {
     if (!value.length) return h("span", {class: "muted"}, "none");
     return h("span", {class: "list"}, value.map((item) => h("span", null, field(name, item))));
@@ -193,6 +207,11 @@ export function section(title, ...children) {
 
 export function badge(text, kind) {
   return h("span", {class: `badge ${kind || String(text).replace(/[^a-z_]/gi, "")}`}, text);
+}
+
+/** A "digital" badge after a digital listing's or order's name or state (R41), else nothing. */
+export function digitalBadge(record) {
+  return record && record.digital ? [" ", badge("digital", "digital")] : null;
 }
 
 export function result(ok, code) {

@@ -2,7 +2,8 @@
 // with their provenance chain.
 
 import {api, collect, shopName} from "./api.js";
-import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, section, table, time} from "./dom.js";
+import {ago, badge, digitalBadge, facts, field, h, hex, integer, link, mkt, note, page, sealedDelivery, section, table,
+  time} from "./dom.js";
 import {recordFacts, STATE_KEYS, verifiedSection} from "./verified_state.js";
 
 const ORDER_STATES = ["placed", "accepted", "shipped", "delivered", "return_requested", "disputed", "completed",
@@ -27,6 +28,11 @@ function details(entry) {
     h("dd", null, field(name, value))]));
 }
 
+/** What `order_deliver` left on a digital order (R41): its size, never its bytes. */
+function deliveryText(order) {
+  return order.delivery ? sealedDelivery(order.delivery) : h("span", {class: "muted"}, "delivered");
+}
+
 /** Every state change and shipment update in time order (R18), then the pending deadline. */
 function timeline(order) {
   const entries = order.history.map((entry, index) => ({...entry, index}))
@@ -40,7 +46,8 @@ function timeline(order) {
       h("div", {class: "what"},
         h("code", {class: "event-name"}, entry.event),
         changed ? [" ", state ? [badge(state), " → "] : null, badge(entry.state)] : [" ", h("span", {class: "muted"}, "(still "), badge(entry.state), h("span", {class: "muted"}, ")")],
-        entry.status ? [" ", h("span", {class: "status"}, entry.status.replace(/_/g, " "))] : null),
+        entry.status ? [" ", h("span", {class: "status"}, entry.status.replace(/_/g, " "))] : null,
+        entry.event === "order_deliver" ? [" ", deliveryText(order)] : null),
       details(Object.fromEntries(Object.entries(entry).filter(([name]) => !["status", "index"].includes(name)))),
       h("div", {class: "by"}, entry.tx === "deadline" ? badge("deadline", "deadline") : ["tx ", link("tx", entry.tx)])));
     state = entry.state;
@@ -76,7 +83,7 @@ export async function orderPage(context) {
     if (kind === "block" || kind === "resync" || (kind === "order" && data.order_id === orderId)) context.refresh();
   });
   const paid = order.total_price - order.redeem_points;
-  return page("Order", badge(order.state),
+  return page("Order", [badge(order.state), digitalBadge(order)],
     h("div", {class: "columns"},
       section("Order", facts([
         ["id", hex(order.id)],
@@ -86,6 +93,9 @@ export async function orderPage(context) {
         ["quantity", `${integer(order.quantity)} × ${mkt(order.unit_price)}`],
         ["buyer", link("account", order.buyer)], ["merchant", link("account", order.merchant)],
         ["arbiter", order.arbiter ? link("account", order.arbiter) : "none (unconditional returns)"],
+        order.digital && ["goods", [badge("digital", "digital"), " delivered on chain by the merchant's order_deliver (R41)"]],
+        order.digital && ["delivery", order.delivery ? [sealedDelivery(order.delivery), "; only the buyer's key opens it"]
+          : h("span", {class: "muted"}, "not delivered yet")],
         ["carrier", order.carrier ? [link("account", order.carrier), order.tracking ? ` · tracking ${order.tracking}` : ""] : "-"],
         ["items", order.item_ids.length ? field("item_ids", order.item_ids) : "-"],
         ["shipping address", order.shipping ? `sealed to the merchant (${order.shipping.length / 2} bytes); nodes never see it` : "-"],
@@ -111,7 +121,7 @@ export async function orderPage(context) {
         order.ended_at && ["ended", time(order.ended_at)],
       ]))),
     verifiedSection(context, `/orders/${orderId}/proof`, STATE_KEYS.order(orderId),
-      (record) => recordFacts(record, ["state", "escrow", "buyer", "merchant"])),
+      (record) => recordFacts(record, ["state", "escrow", "buyer", "merchant"])),  // never `delivery` (R41)
     section("Timeline", timeline(order)),
   );
 }
@@ -123,7 +133,7 @@ export async function ordersPage(context) {
   context.listen((kind) => kind === "order" && context.refresh());
   const chips = h("p", {class: "chips"}, h("a", {href: "#/orders", class: state ? "" : "active"}, "all"),
     ORDER_STATES.map((name) => h("a", {href: `#/orders?state=${name}`, class: name === state ? "active" : ""}, name.replace("_", " "))));
-  const rows = items.map((order) => [link("order", order.id), badge(order.state), link("shop", order.shop_id),
+  const rows = items.map((order) => [link("order", order.id), [badge(order.state), digitalBadge(order)], link("shop", order.shop_id),
     link("account", order.buyer), integer(order.quantity), mkt(order.total_price), mkt(order.escrow), ago(order.placed_at)]);
   return page("Orders", state ? state.replace("_", " ") : "newest first", chips,
     table(["order", "state", "shop", "buyer", "qty", "total", "escrow", "placed"], rows,

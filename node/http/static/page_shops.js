@@ -3,7 +3,8 @@
 
 import {api, collect, optional} from "./api.js";
 import {chart, gauge, stars} from "./charts.js";
-import {ago, badge, facts, field, h, hex, integer, link, mkt, note, page, percent, section, table, time} from "./dom.js";
+import {ago, badge, digitalBadge, facts, field, h, hex, integer, link, mkt, note, page, percent, section, table, time}
+  from "./dom.js";
 import {reputationFacts} from "./page_account.js";
 import {recordFacts, STATE_KEYS, verifiedSection} from "./verified_state.js";
 
@@ -16,7 +17,7 @@ function tagLinks(tags) {
 
 function listingRows(listings, withShop) {
   return listings.map((listing) => [
-    link("listing", listing.id, listing.title),
+    [link("listing", listing.id, listing.title), digitalBadge(listing)],
     withShop ? link("shop", listing.shop_id, listing.shop_name || undefined) : null,
     h("span", {class: "amount"}, mkt(listing.price)),
     listing.item_listing ? `${integer(listing.stock)} unique` : integer(listing.stock),
@@ -112,7 +113,7 @@ export async function shopPage(context) {
     section(`Reviews (${shop.reputation.rating_count})`, reviews.items.length
       ? reviews.items.map(reviewCard) : note("No reviews yet.")),
     section("Recent orders", table(["order", "state", "qty", "total", "placed"], orders.items.map((order) => [
-      link("order", order.id), badge(order.state), integer(order.quantity), mkt(order.total_price), ago(order.placed_at)]),
+      link("order", order.id), [badge(order.state), digitalBadge(order)], integer(order.quantity), mkt(order.total_price), ago(order.placed_at)]),
     {empty: "No orders yet."})),
   );
 }
@@ -176,11 +177,14 @@ export async function listingsPage(context) {
 export async function listingPage(context) {
   const listingId = context.params[0].toLowerCase();
   const listing = await api(`/listings/${listingId}`);
-  return page(listing.title, listing.active ? badge("active", "completed") : badge("inactive", "cancelled"),
+  return page(listing.title, [listing.active ? badge("active", "completed") : badge("inactive", "cancelled"),
+    digitalBadge(listing)],
     listing.description ? h("p", {class: "lead"}, listing.description) : null,
     section("Listing", facts([
       ["price", h("span", {class: "amount big"}, mkt(listing.price))],
       ["shop", link("shop", listing.shop_id, listing.shop_name || listing.shop_id)],
+      ["goods", listing.digital ? [badge("digital", "digital"), " digital: each order is delivered on chain, "
+        + "sealed to its buyer (R41)"] : "parcels, shipped by a carrier"],
       ["stock", integer(listing.stock)], ["sold", integer(listing.sold)],
       ["tags", tagLinks(listing.tags)],
       ["listed", [time(listing.created_at), " at ", link("block", listing.height)]],
