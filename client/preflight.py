@@ -7,7 +7,9 @@ and `--force` sends anyway. Checked here: balance including the fee (R10, R11), 
 sender's authority and role in the order (PROTOCOL §4), the order's state (§5) and
 deadline (R15), refund and ruling amounts (R14), stock, price, arbiter and points limits
 of `order_place` (R13, R21), reviews and their window (R19), shop and listing ownership,
-item ownership and custody (R22).
+item ownership and custody (R22), and digital goods (R41): `order_deliver` only on a
+digital order and with content that fits, `order_ship` and `return_request` never on one,
+a digital listing without unique items.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from client.formatting import format_amount, format_time
 from client.node_client import ClientError, NodeClient
 from marketplace_tx.rules.after_sales import REFUNDABLE_STATES
 from marketplace_tx.rules.reviews import REVIEWABLE_STATES
+from marketplace_tx.rules.schema import MAX_DELIVERY_BYTES, MIN_DELIVERY_BYTES
 
 
 class Refused(Exception):
@@ -60,6 +63,8 @@ ORDER_STEPS = {
     "order_reject": OrderStep(("placed", "accepted"), "merchant", "rejected", "escrow back to the buyer"),
     "order_cancel": OrderStep(("placed",), "buyer", "cancelled", "escrow back to the buyer"),
     "order_ship": OrderStep(("placed", "accepted"), "merchant", "shipped"),
+    "order_deliver": OrderStep(("placed", "accepted"), "merchant", "delivered",
+                               "escrow to the merchant when the buyer confirms or the confirm window ends"),
     "shipment_update": OrderStep(("shipped",), "carrier", None),
     "order_confirm": OrderStep(("shipped", "delivered", "return_requested"), "buyer", "completed",
                                "escrow to the merchant"),
@@ -136,8 +141,12 @@ def _rule_checks(reader: Reader, sender: bytes, tx_type: str, payload: dict[str,
                           "needs to open a shop", "ask a registrar for the merchant role (tx role-grant)")
         return 0, [f"opens shop {payload['name']!r} owned by {sender.hex()}"]
     if tx_type in ("shop_update", "listing_create"):
+        if payload.get("digital") and payload.get("item_ids"):
+            raise Refused("R41", "invalid_field", "payload.digital: a digital listing cannot sell unique items "
+                          "(item_ids)", "drop --item-id, or list the items without --digital")
         _require_shop_owner(reader, sender, payload["shop_id"])
-        return 0, [f"{tx_type.replace('_', ' ')} in shop {payload['shop_id'].hex()}"]
+        digital = " (digital: delivered on chain with order_deliver)" if payload.get("digital") else ""
+        return 0, [f"{tx_type.replace('_', ' ')} in shop {payload['shop_id'].hex()}{digital}"]
     if tx_type == "listing_update":
         return 0, _listing_update(reader, sender, payload)
     if tx_type == "order_place":
@@ -242,8 +251,34 @@ def _check_deadlines(reader: Reader, tx_type: str, order: dict[str, Any]) -> Non
                       "reviews are taken only within review_window_ms of the order's end")
 
 
+def _check_delivery_size(payload: dict[str, Any]) -> None:
+    """R41: `order_deliver.content` is a sealed box of 48..4096 bytes (the schema step, checked first, R12)."""
+    size = len(payload["content"])
+    if not MIN_DELIVERY_BYTES <= size <= MAX_DELIVERY_BYTES:
+        raise Refused("R41", "invalid_field", f"payload.content: {size} bytes; a sealed delivery is "
+                      f"{MIN_DELIVERY_BYTES} to {MAX_DELIVERY_BYTES} bytes",
+                      "seal 1 to 4048 bytes of content to the buyer (client.sealing.seal_content)")
+
+
+def _check_digital(tx_type: str, order: dict[str, Any]) -> None:
+    """R41, after the state check: `order_deliver` needs a digital order; `order_ship` and
+    `return_request` refuse one."""
+    digital = bool(order.get("digital"))
+    if tx_type == "order_deliver" and not digital:
+        raise Refused("R41", "invalid_state", "the order is not digital: only the goods of a digital listing are "
+                      "delivered on chain", "ship it instead (tx order-ship)")
+    if tx_type == "order_ship" and digital:
+        raise Refused("R41", "invalid_state", "the order is digital: it is delivered on chain, not shipped",
+                      "deliver it with tx order-deliver --content-file")
+    if tx_type == "return_request" and digital:
+        raise Refused("R41", "invalid_state", "digital goods cannot be returned",
+                      "ask the merchant for a refund, or open a dispute if the order names an arbiter")
+
+
 def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, Any]) -> list[str]:
     step = ORDER_STEPS[tx_type]
+    if tx_type == "order_deliver":
+        _check_delivery_size(payload)
     order = reader.read("order", payload["order_id"])
     party = step.party
     if tx_type == "dispute_open" and order["state"] == "return_requested" and sender.hex() == order["merchant"]:
@@ -254,6 +289,7 @@ def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, 
     if order["state"] not in step.states:
         raise Refused("§5", "invalid_state", f"the order is {order['state']}; {tx_type} needs "
                       f"{' or '.join(step.states)}", "look at the order with `marketchain query order ID`")
+    _check_digital(tx_type, order)
     _check_deadlines(reader, tx_type, order)
     escrow = order.get("escrow", 0)
     to = step.to
@@ -282,6 +318,8 @@ def _order_step(reader: Reader, sender: bytes, tx_type: str, payload: dict[str, 
         raise Refused("R19", "not_found" if not review else "already_exists",
                       "the order has no review yet" if not review else "the review already has a reply",
                       "reply once, after the buyer's review")
+    if tx_type == "order_deliver":
+        to = f"delivered; the goods sealed to the buyer ({len(payload['content'])} bytes)"
     change = f"{order['state']} → {to}" if to else f"stays {order['state']}"
     return [f"order {order['id']}: {change}" + (f"; {step.money}" if step.money else "")
             + (f" ({format_amount(payload['amount'])})" if tx_type == "order_refund" else "")]
