@@ -1,0 +1,102 @@
+"""What `marketchain merchant report` reads from a node: the shop, its orders, the merchant's fees.
+
+Only the node's public HTTP API (PROTOCOL §10): `GET /status` (the R15 windows),
+`GET /shops/{id}`, `GET /orders?shop=ID&limit=100` paged by `next` (each order carries its
+history, R18), and one `GET /txs/{hash}` per merchant transaction dated in the report's
+range (its fee). A node that answers 429 `rate_limited` is waited on and asked again
+(`RATE_LIMIT_WAITS` times at most), so a long report stays within the node's per-client
+budget instead of failing half way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any, TypeVar
+
+from client.merchant.report import DAY_MS, Report, build_report, day_start_ms, merchant_transactions
+from client.node_client import ClientError, NodeClient
+
+PAGE_SIZE = 100
+"""Orders per `GET /orders` page (the API's largest page)."""
+
+RATE_LIMIT_WAITS = 60
+"""How many times one request is retried after a 429 `rate_limited` answer before the report fails."""
+
+RATE_LIMIT_WAIT_SECONDS = 1.0
+"""How long to wait before asking again after a 429 (the node's `Retry-After` is 1 s)."""
+
+DEADLINE_WINDOWS = ("accept_window_ms", "ship_window_ms", "escrow_timeout_ms", "confirm_window_ms",
+                    "response_window_ms", "arbitration_window_ms")
+"""The R15 windows; their sum bounds how long after it was placed an order can still change."""
+
+Result = TypeVar("Result")
+
+
+def patiently(call: Callable[[], Result], sleep: Callable[[float], None] = time.sleep) -> Result:
+    """`call()`, retried after a pause while the node answers 429 `rate_limited`."""
+    for _ in range(RATE_LIMIT_WAITS):
+        try:
+            return call()
+        except ClientError as error:
+            if error.status != 429:
+                raise
+        sleep(RATE_LIMIT_WAIT_SECONDS)
+    return call()
+
+
+def longest_order_ms(client: NodeClient) -> int:
+    """The sum of the chain's R15 windows (from `GET /status` params): no order changes later
+    than this after it was placed."""
+    params = patiently(client.status).get("params") or {}
+    return sum(int(params.get(name, 0)) for name in DEADLINE_WINDOWS)
+
+
+def shop_orders(client: NodeClient, shop_id: str, placed_since_ms: int | None = None) -> Iterator[dict[str, Any]]:
+    """The shop's orders, newest first, page by page; stops at the first order placed before
+    `placed_since_ms` (the list is ordered by placement, so every later one is older)."""
+    cursor: str | None = None
+    while True:
+        path = f"/orders?shop={shop_id}&limit={PAGE_SIZE}" + (f"&cursor={cursor}" if cursor else "")
+        page = patiently(lambda path=path: client.get(path))
+        for order in page["orders"]:
+            if placed_since_ms is not None and order["placed_at"] < placed_since_ms:
+                return
+            yield order
+        cursor = page.get("next")
+        if not cursor:
+            return
+
+
+def transaction_fee(client: NodeClient, tx_hash: str, sender: str) -> int | None:
+    """The fee of `tx_hash` if the node knows it and `sender` sent it; None otherwise (pruned)."""
+    try:
+        view = patiently(lambda: client.tx(tx_hash))
+    except ClientError as error:
+        if error.code in ("not_found", "pruned"):
+            return None
+        raise
+    if view.get("sender") != sender or not isinstance(view.get("fee"), int):
+        return None
+    return view["fee"]
+
+
+def fetch_report(client: NodeClient, shop_id: str, since: date, until: date) -> Report:
+    """The shop's report over `since`..`until` from the node; `ClientError` as the node answers
+    (`not_found` for an unknown shop)."""
+    patiently(lambda: client.get(f"/shops/{shop_id}"))
+    first_ms = day_start_ms(since)
+    end_ms = day_start_ms(until) + DAY_MS
+    fees: dict[str, int | None] = {}
+
+    def with_fees() -> Iterator[dict[str, Any]]:
+        # One order at a time (a shop's orders are not all held in memory): its merchant
+        # transactions in the range have their fees looked up before `build_report` reads it.
+        for order in shop_orders(client, shop_id, first_ms - longest_order_ms(client)):
+            for transaction in merchant_transactions(order):
+                if first_ms <= transaction.time < end_ms and transaction.tx_hash not in fees:
+                    fees[transaction.tx_hash] = transaction_fee(client, transaction.tx_hash, order["merchant"])
+            yield order
+
+    return build_report(with_fees(), since, until, fees)

@@ -1,0 +1,1 @@
+"""Unit tests of client/merchant/ (the merchant agent, webhooks and reports)."""
