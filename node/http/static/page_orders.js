@@ -96,7 +96,8 @@ export async function orderPage(context) {
         order.digital && ["goods", [badge("digital", "digital"), " delivered on chain by the merchant's order_deliver (R41)"]],
         order.digital && ["delivery", order.delivery ? [sealedDelivery(order.delivery), "; only the buyer's key opens it"]
           : h("span", {class: "muted"}, "not delivered yet")],
-        ["carrier", order.carrier ? [link("account", order.carrier), order.tracking ? ` · tracking ${order.tracking}` : ""] : "-"],
+        ["carrier", order.carrier ? [link("account", order.carrier), order.tracking ? ` · tracking ${order.tracking}` : ""]
+          : order.digital ? "none: digital goods" : "-"],
         ["items", order.item_ids.length ? field("item_ids", order.item_ids) : "-"],
         ["shipping address", order.shipping ? `sealed to the merchant (${order.shipping.length / 2} bytes); nodes never see it` : "-"],
       ])),
