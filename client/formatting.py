@@ -186,6 +186,8 @@ def listing_view(listing: dict[str, Any]) -> str:
         ("description", listing.get("description") or "-"),
         ("tags", ", ".join(listing.get("tags") or []) or "-"),
     ]
+    if listing.get("digital"):
+        rows.append(("digital", "yes: delivered on chain, sealed to the buyer (R41)"))
     if listing.get("item_listing") or listing.get("item_ids"):
         rows.append(("unique items", ", ".join(listing.get("item_ids") or []) or "-"))
         if listing.get("reserved_items"):
@@ -200,18 +202,36 @@ def listings_table(listings: list[dict[str, Any]]) -> str:
     """Listings, one a line."""
     return column_table(
         ["listing id", "title", "shop", "price", "stock", "sold", "active", "tags"],
-        [[listing.get("id"), listing.get("title"), listing.get("shop_name", "-"),
+        [[listing.get("id"), listing_title(listing), listing.get("shop_name", "-"),
           format_short_amount(listing.get("price")), listing.get("stock"), listing.get("sold", 0),
           "yes" if listing.get("active") else "no", ",".join(listing.get("tags") or [])]
          for listing in listings],
     )
 
 
+def listing_title(listing: dict[str, Any]) -> str:
+    """A listing's title, marked `[digital]` when it sells digital goods (R41)."""
+    return f"{listing.get('title')} [digital]" if listing.get("digital") else str(listing.get("title"))
+
+
+def order_state(order: dict[str, Any]) -> str:
+    """An order's state, marked `(digital)` for an order of digital goods (R41)."""
+    return f"{order.get('state')} (digital)" if order.get("digital") else str(order.get("state"))
+
+
+def delivery_text(order: dict[str, Any]) -> str:
+    """What a digital order's delivery shows without a key: its size, never its content (R41)."""
+    delivery = order.get("delivery")
+    if delivery:
+        return f"delivered (sealed to the buyer, {len(delivery) // 2} bytes)"
+    return "not delivered yet"
+
+
 def orders_table(orders: list[dict[str, Any]]) -> str:
     """Orders, one a line."""
     return column_table(
         ["order id", "state", "qty", "total", "escrow", "deadline", "buyer"],
-        [[order.get("id"), order.get("state"), order.get("quantity"), format_short_amount(order.get("total_price")),
+        [[order.get("id"), order_state(order), order.get("quantity"), format_short_amount(order.get("total_price")),
           format_short_amount(order.get("escrow")), format_time(order.get("deadline")), order.get("buyer")]
          for order in orders],
     )
@@ -236,7 +256,7 @@ def order_view(order: dict[str, Any]) -> str:
     """One order: parties, money, logistics, deadline, history and review."""
     rows: list[tuple[str, Any]] = [
         ("order id", order.get("id")),
-        ("state", order.get("state")),
+        ("state", order_state(order)),
         ("buyer", order.get("buyer")),
         ("merchant", order.get("merchant")),
         ("shop id", order.get("shop_id")),
@@ -256,6 +276,8 @@ def order_view(order: dict[str, Any]) -> str:
     if order.get("item_ids"):
         rows.append(("items", ", ".join(order["item_ids"])))
     rows.append(("deadline", format_time(order.get("deadline")) if order.get("deadline") else "- (final)"))
+    if order.get("digital"):
+        rows.append(("delivery", delivery_text(order)))
     rows.append(("shipping", f"sealed to the merchant, {len(order.get('shipping') or '') // 2} bytes"))
     if order.get("shipping_for_carrier"):
         rows.append(("shipping for carrier", f"sealed to the carrier, {len(order['shipping_for_carrier']) // 2} bytes"))

@@ -22,6 +22,7 @@ from client.commands.common import (
 )
 from client.commands.sending import print_tx
 from client.commands.types import AMOUNT, ID, ITEM_ID
+from client.delivery import DeliveryError, open_delivery
 from client.events import follow_events
 from client.formatting import (
     account_txs_table,
@@ -43,6 +44,7 @@ from client.formatting import (
 from client.node_client import ClientError, NodeClient
 from client.progress import describe_sync, sync_summary
 from client.sealing import SealError, open_sealed
+from client.verification import VerificationFailed
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.rules.order_records import ORDER_STATES
 
@@ -307,6 +309,9 @@ def decrypt_shipping(order: dict[str, Any], key: KeyPair) -> tuple[str, str]:
                 return who, open_sealed(key, bytes.fromhex(box)).decode("utf-8", "replace")
             except SealError:
                 continue
+    if order.get("digital"):
+        fail(f"key {me} is not this order's buyer ({order.get('buyer')}): a digital order's goods are sealed to the "
+             "buyer's key only (R41); use the buyer's key")
     if me == order.get("carrier"):
         fail(f"key {me} is this order's carrier, but the merchant shipped without re-sealing the address "
               "for it (no shipping_for_carrier)")
@@ -315,27 +320,84 @@ def decrypt_shipping(order: dict[str, Any], key: KeyPair) -> tuple[str, str]:
           f"({order.get('carrier') or 'none yet'}); use one of their keys")
 
 
+def decrypt_delivery(client: NodeClient, order_id: bytes, order: dict[str, Any], key: KeyPair) -> bytes:
+    """The digital goods of `order` opened with the buyer's `key`, from the merchant's final
+    order_deliver transaction (R41); fails with one line when that cannot be done."""
+    try:
+        return call(open_delivery, client, key, order_id, order)
+    except DeliveryError as error:
+        fail(str(error))
+    except VerificationFailed as error:
+        fail(f"refusing to open the delivery: {error} (ask another node with --node)")
+
+
+def write_content(content: bytes, output: str) -> None:
+    """The opened goods, byte for byte, into `output` (`-`: stdout)."""
+    if output == "-":
+        click.get_binary_stream("stdout").write(content)
+        return
+    try:
+        with open(output, "wb") as handle:
+            handle.write(content)
+    except OSError as error:
+        fail(f"--output: cannot write {output}: {error.strerror or error}")
+
+
+def content_text(content: bytes) -> str | None:
+    """The goods as text (UTF-8), or None if they are not text."""
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 @query.command("order")
 @click.argument("order_id", type=ID)
-@click.option("--decrypt", is_flag=True, help="Open the sealed shipping address locally (merchant or carrier).")
+@click.option("--decrypt", is_flag=True, help="Open locally: the delivered goods of a digital order (the buyer's "
+              "key, R41), or the sealed shipping address (the merchant's or carrier's key, R13).")
 @click.option("--key", "key_reference", envvar="MARKETCHAIN_KEY", default=None,
-              help="With --decrypt: the merchant's or carrier's key (keystore name or key file).")
+              help="With --decrypt: the buyer's, merchant's or carrier's key (keystore name or key file).")
+@click.option("--output", default=None,
+              help="With --decrypt and the buyer's key: write the delivered goods to this file (`-`: raw to stdout).")
 @node_option
 @json_option
-def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, node_url: str, as_json: bool) -> None:
-    """An order: state, escrow, deadline, logistics, history, review."""
-    view = call(node_client(node_url).order, order_id)
-    address = None
+def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, output: str | None, node_url: str,
+                as_json: bool) -> None:
+    """An order: state, escrow, deadline, logistics, history, review; a digital order's goods
+    stay sealed unless --decrypt opens them with the buyer's key."""
+    if output is not None and not decrypt:
+        fail("--output needs --decrypt and the buyer's key")
+    if decrypt and not key_reference:
+        fail("--decrypt needs --key: the buyer's key (digital goods), or the merchant's or the carrier's key")
+    client = node_client(node_url)
+    view = call(client.order, order_id)
+    address = content = None
     if decrypt:
-        if not key_reference:
-            fail("--decrypt needs --key: the merchant's or the carrier's key")
-        who, address = decrypt_shipping(view, load_signing_key(key_reference or ""))
+        key = load_signing_key(key_reference or "")
+        if view.get("digital") and key.address.hex() == view.get("buyer"):
+            content = decrypt_delivery(client, order_id, view, key)
+        elif output is not None:
+            fail("--output writes a digital order's delivered goods: it needs the buyer's key")
+        else:
+            who, address = decrypt_shipping(view, key)
+    if content is not None and output is not None:
+        write_content(content, output)
+        if output == "-":
+            return
     if as_json:
-        echo_json({**view, "shipping_plaintext": address} if decrypt else view)
+        if content is not None:
+            echo_json({**view, "delivery_plaintext": content_text(content), "delivery_plaintext_hex": content.hex()})
+        else:
+            echo_json({**view, "shipping_plaintext": address} if decrypt else view)
         return
     click.echo(with_key_names(order_view(view)))
     if address is not None:
         click.echo(f"\nshipping address (opened locally with the {who}'s key):\n  {address}")
+    if content is not None:
+        text = content_text(content)
+        where = f"written to {output} ({len(content)} bytes)" if output else text if text is not None else \
+            f"(not text: {len(content)} bytes, hex) {content.hex()}; write them to a file with --output FILE"
+        click.echo(f"\ndelivered goods (opened locally with the buyer's key):\n  {where}")
 
 
 @query.command("item")

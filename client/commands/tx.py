@@ -127,14 +127,17 @@ def tx_shop_update(shop_id: bytes, name: str | None, description: str | None, po
 @click.option("--tag", "tags", multiple=True, help="A search tag ≤ 32 bytes (repeat; up to 8).")
 @click.option("--metadata-file", type=FILE, help="Photos/specs document; only its SHA-256 goes on chain.")
 @click.option("--metadata-hash", default=None, help="SHA-256 of the metadata, hex.")
+@click.option("--digital", is_flag=True,
+              help="Digital goods (codes, keys, files), delivered on chain sealed to the buyer with "
+                   "`tx order-deliver`, never shipped (R41); not with --item-id.")
 @tx_options
 def tx_listing_create(shop_id: bytes, title: str, price: int, stock: int | None, description: str | None,
                       item_ids: tuple[str, ...], tags: tuple[str, ...], metadata_file: Path | None,
-                      metadata_hash: str | None, **common: Any) -> None:
+                      metadata_hash: str | None, digital: bool, **common: Any) -> None:
     """List goods in your shop; its id is this transaction's hash."""
     digest = document_hash(metadata_file, metadata_hash, "--metadata-file/--metadata-hash")
     send("listing_create", build(payloads.listing_create, shop_id, title, price, stock, description, item_ids,
-                                 tags, digest), **common)
+                                 tags, digest, digital), **common)
 
 
 @tx.command("listing-update")

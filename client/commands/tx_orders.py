@@ -1,10 +1,13 @@
 """`marketchain tx order-…`: orders, logistics and after-sales (PROTOCOL §4; escrow R13, R17).
 
 The buyer's address is sealed locally to the merchant's key, and re-sealed by the merchant
-for the carrier: it never reaches the node in clear."""
+for the carrier: it never reaches the node in clear. Digital goods (R41) are sealed locally
+to the buyer's key by `order-deliver`."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import click
@@ -13,7 +16,8 @@ from client import payloads
 from client.commands.common import account_address, call, fail, load_signing_key, node_client
 from client.commands.sending import build, order_option, reason_option, send, tx_options
 from client.commands.types import AMOUNT, ID
-from client.sealing import SealError, open_sealed, seal_for
+from client.delivery import seal_delivery
+from client.sealing import MAX_CONTENT_BYTES, SealError, open_sealed, seal_for
 from client.verification import VerificationFailed, verify_order_placement
 from marketplace_tx.rules.schema import SHIPMENT_STATUSES
 
@@ -23,18 +27,27 @@ from marketplace_tx.rules.schema import SHIPMENT_STATUSES
 @click.option("--quantity", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--max-unit-price", type=AMOUNT, default=None,
               help="Refuse if the price rose above this, e.g. 12.5MKT (default: the price now).")
-@click.option("--ship-to", required=True,
-              help="Delivery address; sealed locally to the merchant's key, never sent in clear.")
+@click.option("--ship-to", default=None,
+              help="Delivery address; sealed locally to the merchant's key, never sent in clear "
+                   "(optional for a digital listing: then a note for the merchant, or nothing).")
 @click.option("--arbiter", default=None, help="One of the shop's arbiters (default: its first one).")
 @click.option("--redeem-points", type=click.IntRange(0), default=None, help="Loyalty points to spend (1 = 1 µMKT).")
 @tx_options
-def tx_order_place(listing_id: bytes, quantity: int, max_unit_price: int | None, ship_to: str, arbiter: str | None,
-                   redeem_points: int | None, **common: Any) -> None:
-    """Order from a listing, paying price × quantity into escrow (R13); the order id is this tx's hash."""
-    if not ship_to.strip():
+def tx_order_place(listing_id: bytes, quantity: int, max_unit_price: int | None, ship_to: str | None,
+                   arbiter: str | None, redeem_points: int | None, **common: Any) -> None:
+    """Order from a listing, paying price × quantity into escrow (R13); the order id is this tx's hash.
+
+    A digital listing's goods come sealed to your key (R41): open them with
+    `marketchain query order ID --decrypt --key YOU` once delivered."""
+    if ship_to is not None and not ship_to.strip():
         fail("--ship-to is empty: write the delivery address (it is sealed to the merchant, never sent in clear)")
     client = node_client(common["node_url"])
     listing = call(client.listing, listing_id)
+    if ship_to is None:
+        if not listing.get("digital"):
+            raise click.UsageError("Missing option '--ship-to': the delivery address of this parcel listing "
+                                   "(only a digital listing's order needs none)")
+        ship_to = ""
     shop = call(client.shop, bytes.fromhex(listing["shop_id"]))
     merchant = bytes.fromhex(shop["owner"])
     if max_unit_price is None:
@@ -109,6 +122,58 @@ def tx_order_ship(order_id: bytes, carrier: str, tracking: str, no_reseal: bool,
         except SealError as error:
             fail(f"cannot re-seal the shipping address: {error} (pass --no-reseal to ship without it)")
     send("order_ship", payloads.order_ship(order_id, carrier_address, tracking, for_carrier), key=key, **common)
+
+
+def read_content(source: str) -> bytes:
+    """The goods of `--content-file` (`-`: stdin), read no further than one byte past what fits (R41)."""
+    where = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            content = sys.stdin.buffer.read(MAX_CONTENT_BYTES + 1)
+        else:
+            with open(source, "rb") as handle:
+                content = handle.read(MAX_CONTENT_BYTES + 1)
+    except OSError as error:
+        fail(f"--content-file: cannot read {where}: {error.strerror or error}")
+    if not content:
+        fail(f"--content-file: {where} is empty: there is nothing to deliver")
+    if len(content) > MAX_CONTENT_BYTES:
+        size = f"{os.path.getsize(source)} bytes" if source != "-" else f"more than {MAX_CONTENT_BYTES} bytes"
+        fail(f"--content-file: {where} is {size}; at most {MAX_CONTENT_BYTES} bytes fit the 4096-byte "
+             "order_deliver content once sealed (R41): deliver a code, a key or a download link instead")
+    return content
+
+
+@click.command("order-deliver")
+@order_option
+@click.option("--content-file", required=True,
+              help=f"The goods (a code, licence key, ticket or link, ≤ {MAX_CONTENT_BYTES} bytes); `-` reads stdin. "
+                   "Sealed locally to the buyer's key: nodes never see it.")
+@tx_options
+def tx_order_deliver(order_id: bytes, content_file: str, **common: Any) -> None:
+    """Deliver a digital order's goods sealed to its buyer (merchant; from placed or accepted, R41).
+
+    The buyer's key is taken from the order_place transaction the buyer signed, proven final
+    by its block's commit signatures: a node that names another buyer is refused.
+    """
+    content = read_content(content_file)
+    key = load_signing_key(common["key_reference"])
+    client = node_client(common["node_url"])
+    order = call(client.order, order_id)
+    if not common["force"]:
+        if not order.get("digital"):
+            fail(f"invalid_state: order {order_id.hex()} is not a digital order (R41): ship it with "
+                 "`marketchain tx order-ship`; nothing was signed or sent")
+        if key.address.hex() != order.get("merchant"):
+            fail(f"forbidden: --key {key.address.hex()} is not this order's merchant ({order.get('merchant')}); "
+                 "sign with the merchant's key; nothing was signed or sent")
+    try:
+        sealed = call(seal_delivery, client, order_id, content, order)
+    except VerificationFailed as error:
+        fail(f"refusing to seal the goods: {error}; nothing was signed (ask another node with --node)")
+    except SealError as error:
+        fail(f"--content-file: {error}")
+    send("order_deliver", payloads.order_deliver(order_id, sealed), key=key, **common)
 
 
 @click.command("shipment-update")
@@ -197,7 +262,8 @@ def tx_review_reply(order_id: bytes, text: str, **common: Any) -> None:
 
 
 ORDER_COMMANDS = (
-    tx_order_place, tx_order_accept, tx_order_reject, tx_order_cancel, tx_order_ship, tx_shipment_update,
+    tx_order_place, tx_order_accept, tx_order_reject, tx_order_cancel, tx_order_ship, tx_order_deliver,
+    tx_shipment_update,
     tx_order_confirm, tx_return_request, tx_order_refund, tx_dispute_open, tx_dispute_resolve,
     tx_review_submit, tx_review_reply,
 )
