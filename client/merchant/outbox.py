@@ -64,6 +64,22 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def fitting_data(event_id: str, event_type: str, created: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data`, or, if its body would exceed `MAX_EVENT_BYTES` (a hostile node can serve a huge
+    order), `data` with `order` cut to `{"id"}` and `"truncated": true` (the receiver reads
+    the order from the node); ValueError if even that is too large."""
+    if len(event_body(event_id, event_type, created, data)) <= MAX_EVENT_BYTES:
+        return dict(data)
+    order = data.get("order")
+    trimmed = {**data, "order": {"id": order.get("id")} if isinstance(order, Mapping) else None,
+               "truncated": True}
+    size = len(event_body(event_id, event_type, created, trimmed))
+    if size > MAX_EVENT_BYTES:
+        raise ValueError(f"event {event_id} is {size} bytes; a webhook body is at most {MAX_EVENT_BYTES}")
+    logger.warning("webhook %s: the order's JSON is too large for a webhook; sent as its id only", event_id)
+    return trimmed
+
+
 class WebhookOutbox:
     """Events waiting to be POSTed to the merchant's webhook URL, kept in `directory`."""
 
@@ -91,23 +107,22 @@ class WebhookOutbox:
 
     def enqueue(self, event_id: str, event_type: str, data: Mapping[str, Any]) -> bool:
         """Keep an event for delivery (fsynced before returning); False if `event_id` was enqueued
-        before. ValueError if the id or type is not a short string or the body exceeds
-        `MAX_EVENT_BYTES`. Safe to call from any thread."""
+        before. An event larger than `MAX_EVENT_BYTES` is sent with its order cut to its id
+        (`fitting_data`). ValueError if the id or type is not a short string, or the event is
+        still too large. Safe to call from any thread."""
         if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
             raise ValueError(f"an event id is a string of 1..{MAX_EVENT_ID_CHARS} characters")
         if not isinstance(event_type, str) or not event_type:
             raise ValueError("an event type is a non-empty string")
         created = now_ms()
-        size = len(event_body(event_id, event_type, created, data))
-        if size > MAX_EVENT_BYTES:
-            raise ValueError(f"event {event_id} is {size} bytes; a webhook body is at most {MAX_EVENT_BYTES}")
+        data = fitting_data(event_id, event_type, created, data)
         with self._lock:
             if self.journal.knows(event_id):
                 return False
             if len(self.journal.pending) >= self.max_pending:
                 self._dead_on_arrival(event_id, event_type, created, data)
                 return True
-            event = self.journal.add(event_id, event_type, created, dict(data))
+            event = self.journal.add(event_id, event_type, created, data)
             self._schedule_at(event, 0.0)
         self._notify()
         return True

@@ -264,10 +264,22 @@ async def test_the_journal_is_compacted_and_still_remembers(receiver: WebhookRec
 def test_bad_events_are_refused(tmp_path: Path) -> None:
     outbox = WebhookOutbox(WebhookSettings("http://127.0.0.1:9/hooks", SECRET), tmp_path)
     with pytest.raises(ValueError, match="at most 65536"):
-        outbox.enqueue("evt_big", "order.placed", {"order": {"note": "x" * MAX_EVENT_BYTES}})
+        outbox.enqueue("evt_big", "order.placed", {"order": {}, "note": "x" * MAX_EVENT_BYTES})
     with pytest.raises(ValueError, match="event id"):
         outbox.enqueue("", "order.placed", {})
     with pytest.raises(ValueError, match="event id"):
         outbox.enqueue("e" * 129, "order.placed", {})
     assert outbox.pending_count() == 0
     assert not (tmp_path / DEAD_LETTERS_NAME).exists()
+
+
+async def test_an_order_too_large_for_a_webhook_is_sent_as_its_id(receiver: WebhookReceiver,
+                                                                 tmp_path: Path) -> None:
+    outbox = WebhookOutbox(settings_for(receiver), tmp_path)
+    huge = {"id": "ab" * 32, "history": [{"state": "placed", "note": "x" * 1000}] * 100}
+    async with Running(outbox):
+        assert outbox.enqueue("evt_huge", "order.placed", {"order": huge, "to": "placed", "height": 9})
+        await until(lambda: outbox.pending_count() == 0, "delivered")
+    body = receiver.delivered_events()["evt_huge"]
+    assert body["data"] == {"order": {"id": "ab" * 32}, "to": "placed", "height": 9, "truncated": True}
+    assert len(receiver.delivered["evt_huge"]) <= MAX_EVENT_BYTES
