@@ -12,7 +12,9 @@ a payload, sign it locally, send it and wait for its receipt, in a few lines.
 
 Modules: `node_client` (HTTP API), `payloads` (one builder per transaction type, §4),
 `transactions` (build, sign, send, wait), `keystore` (key files), `sealing` (shipping
-addresses sealed to a key, R13), `verification` (light-client proof checks),
+addresses sealed to a key, R13; digital goods sealed to the buyer, R41), `delivery` (digital
+goods sealed to the buyer proven by the signed order, opened from the merchant's signed
+delivery, R41), `verification` (light-client proof checks),
 `light_client` (R37: a header verified from the genesis file alone), `state_verification`
 (R36 state proofs checked against such a header: `verify_account`, `verify_order`, …),
 `formatting`, `progress`, `testnet`, `devnet`, and `commands` (the CLI's groups).
@@ -22,13 +24,14 @@ addresses sealed to a key, R13), `verification` (light-client proof checks),
 from __future__ import annotations
 
 from client import payloads
+from client.delivery import DeliveryError, open_delivery, seal_delivery, verify_delivery
 from client.formatting import format_amount, parse_amount
 from client.keystore import Keystore, KeystoreError
 from client.light_client import LightClientError, VerifiedHeader, verify_header
 from client.money import AmbiguousAmount, parse_money, render_money_message
 from client.node_client import DEFAULT_NODE_URL, ClientError, NodeClient
 from client.payloads import PayloadError
-from client.sealing import SealError, open_sealed, seal_for
+from client.sealing import MAX_CONTENT_BYTES, SealError, open_sealed, seal_content, seal_for
 from client.state_verification import (
     StateVerificationFailed,
     VerifiedState,
@@ -53,8 +56,10 @@ from marketplace_tx.rules.schema import check_payload
 
 __all__ = [
     "DEFAULT_NODE_URL",
+    "MAX_CONTENT_BYTES",
     "AmbiguousAmount",
     "ClientError",
+    "DeliveryError",
     "KeyPair",
     "Keystore",
     "KeystoreError",
@@ -73,17 +78,21 @@ __all__ = [
     "check_payload",
     "format_amount",
     "load_key",
+    "open_delivery",
     "open_sealed",
     "parse_amount",
     "parse_money",
     "payloads",
     "read_genesis_file",
     "render_money_message",
+    "seal_content",
+    "seal_delivery",
     "seal_for",
     "send",
     "send_and_wait",
     "sign_transaction",
     "verify_account",
+    "verify_delivery",
     "verify_header",
     "verify_item",
     "verify_listing",

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli import main
+from client.commands import command_line
 from client.formatting import listing_view, listings_table, order_view, orders_table
 from client.sealing import MAX_CONTENT_BYTES
 
 ORDER = "ab" * 32
+main = command_line()
 NOWHERE = "http://127.0.0.1:9"
 
 
