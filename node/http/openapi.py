@@ -21,16 +21,12 @@ from aiohttp import web
 
 from marketplace_tx.chain.block import Header
 from marketplace_tx.primitives.errors import ADMISSION_CODES, RULE_CODES
+from marketplace_tx.rules import schema as payload_schemas
 from marketplace_tx.rules.items import Item
 from marketplace_tx.rules.listings import Listing
 from marketplace_tx.rules.order_records import ORDER_STATES, Order
 from marketplace_tx.rules.reputation import Reputation
-from marketplace_tx.rules.schema import (
-    ITEM_ID_PATTERN,
-    MAX_DELIVERY_BYTES,
-    MIN_DELIVERY_BYTES,
-    SCHEMAS,
-)
+from marketplace_tx.rules.schema import ITEM_ID_PATTERN
 from marketplace_tx.rules.shops import Shop
 from node.http.costs import STATE_HEIGHT_COST, STATE_KEY_COST, STATE_PROOF_COST
 from node.http.params import (
@@ -109,12 +105,12 @@ TX_HEX = {"type": "string", "minLength": 2, "maxLength": 2 * DEFAULT_MAX_TX_BYTE
                          "length, at most `max_tx_bytes` bytes (genesis parameter, default 16384). A transaction "
                          "that does not pass admission (R10) is 400 with its R12 code."}
 
-TX_TYPE = {"type": "string", "enum": list(SCHEMAS), "description": "A transaction type (PROTOCOL §4)."}
+TX_TYPE = {"type": "string", "enum": list(payload_schemas.SCHEMAS), "description": "A transaction type (§4)."}
 """Every transaction type the rules know (`order_deliver` since v2, R41)."""
 DIGITAL = {"type": "boolean", "description": "True if it sells (or buys) digital goods, delivered on chain "
                                              "by `order_deliver` sealed to the buyer (R41); false for parcels."}
-DELIVERY = nullable({"type": "string", "pattern": "^([0-9a-f]{2})*$", "minLength": 2 * MIN_DELIVERY_BYTES,
-                     "maxLength": 2 * MAX_DELIVERY_BYTES,
+DELIVERY = nullable({"type": "string", "pattern": "^([0-9a-f]{2})*$", "minLength": 2 * payload_schemas.MIN_DELIVERY_BYTES,
+                     "maxLength": 2 * payload_schemas.MAX_DELIVERY_BYTES,
                      "description": "A digital order's content as `order_deliver` left it (R41): a sealed box "
                                     "that only the buyer's key opens, as hex; null until delivered."})
 
@@ -275,7 +271,7 @@ def _schemas() -> dict[str, Any]:
                        description="`event: tx`: a transaction's result in a final block."),
         "OrderEvent": obj({"order_id": HEX32, "from": nullable({"type": "string", "enum": list(ORDER_STATES)}),
                            "to": {"type": "string", "enum": list(ORDER_STATES)},
-                           "by": {"type": "string", "enum": [*SCHEMAS, "deadline"]}, "height": INTEGER,
+                           "by": {"type": "string", "enum": [*payload_schemas.SCHEMAS, "deadline"]}, "height": INTEGER,
                            "time": INTEGER, "tx": nullable(HEX32), "buyer": HEX32, "merchant": HEX32},
                           required=("order_id", "from", "to", "by", "height", "time", "tx"),
                           description="`event: order`: a state change; `by` is the tx type or `deadline` (R15)."),
