@@ -7,7 +7,9 @@ unique tea cakes, an inspector and a carrier add provenance events and the merch
 lists them; two buyers place orders that end up placed, accepted, shipped, delivered,
 return_requested, disputed, completed, cancelled, rejected, refunded and resolved. With
 the devnet's `accept_window_ms` of one minute the placed order then expires by the
-chain's own deadline (R15).
+chain's own deadline (R15). The bike shop also sells gift cards (a digital listing, R41):
+a buyer's order of one is left placed for the devnet's merchant agent
+(client/devnet_merchant.py), which delivers a code sealed to the buyer (issue 16).
 
 Seeding is fast: transactions are signed here with locally tracked nonces and sent in
 batches (`POST /txs/batch`); the seeder waits only between stages, where a transaction
@@ -59,6 +61,18 @@ ADDRESSES = {
 TEA_ITEMS = ("PUER-2019-0001", "PUER-2019-0002")
 """Unique items the producer registers and the tea shop lists."""
 
+GIFT_CARD_TITLE = "Gift card 25 MKT"
+"""The digital listing (R41) of the bike shop, whose orders the devnet's merchant agent delivers."""
+
+GIFT_CARD_PRICE = 25_000_000
+"""Its price, µMKT."""
+
+GIFT_CARD_STOCK = 100
+"""Its stock: one demo code per unit in the agent's inventory (client/devnet_merchant.py)."""
+
+DIGITAL_BUYER = "heidi"
+"""Who places the demo's digital order (erin is left for the reader's own, from the CLI)."""
+
 MKT = 1_000_000
 
 
@@ -82,6 +96,10 @@ class DemoData:
     """Unique item ids with provenance."""
     expiring_order: str = ""
     """The placed order that expires by deadline a minute after it was placed."""
+    digital_listing: str = ""
+    """The gift-card listing (digital, R41) of the bike shop."""
+    digital_order: str = ""
+    """The demo's digital order, placed for the merchant agent to deliver (issue 16)."""
     transactions: int = 0
     """How many transactions the demo sent."""
 
@@ -194,13 +212,18 @@ class _Demo:
         for owner, shop, title, price, stock, tags in goods:
             self.data.listings[title] = self.send(owner, "listing_create", payloads.listing_create(
                 bytes.fromhex(shop), title, price, stock, tags=tags, metadata_hash=_evidence(f"{title} photos")))
+        self.data.digital_listing = self.data.listings[GIFT_CARD_TITLE] = self.send(
+            "bob", "listing_create", payloads.listing_create(
+                bytes.fromhex(bikes), GIFT_CARD_TITLE, GIFT_CARD_PRICE, GIFT_CARD_STOCK,
+                "A code for 25 MKT of parts and lights, delivered on chain sealed to you (R41).",
+                tags=["gift", "digital"], digital=True))
         for item_id in TEA_ITEMS:
             self.send("frank", "item_register", payloads.item_register(
                 item_id, "Pu'er cake 357 g, 2019 spring, Bulang mountain", _evidence(f"{item_id} certificate")))
             self.send("frank", "item_event", payloads.item_event(
                 item_id, "harvested", "Bulang mountain, Yunnan", note="old-tree leaves, hand picked"))
             self.send("frank", "item_transfer", payloads.item_transfer(item_id, self.address["dave"], True))
-        self.seeder.stage("2 shops, 4 listings, 2 unique items")
+        self.seeder.stage("2 shops, 5 listings (1 digital), 2 unique items")
 
     def provenance_and_orders(self) -> None:
         """An inspector and the carrier add events, custody goes to the merchant; buyers order."""
@@ -223,7 +246,10 @@ class _Demo:
         for state, buyer, listing_id, price, quantity in plan:
             merchant = "alice" if listing_id in (tea, puer) else "bob"
             self.orders[state] = self.place(buyer, listing_id, price, quantity, merchant, merchant == "alice")
-        self.seeder.stage("inspection, custody, 11 orders")
+        # Left placed: the devnet's merchant agent delivers it (R41).
+        self.orders["digital"] = self.data.digital_order = self.place(
+            DIGITAL_BUYER, self.data.digital_listing, GIFT_CARD_PRICE, 1, "bob", False)
+        self.seeder.stage("inspection, custody, 12 orders (1 digital)")
 
     def fulfilment(self) -> None:
         """Merchants accept, ship (re-sealing for the carrier), reject, refund; a buyer cancels."""
@@ -311,6 +337,9 @@ def describe(demo: DemoData, url: str) -> str:
     lines += [f"  item     {item_id}" for item_id in demo.items]
     lines.append(f"  the placed order {demo.expiring_order[:16]}… expires by deadline about "
                  f"{DEMO_ACCEPT_WINDOW_MS // 1000} s after it was placed (accept_window_ms = {DEMO_ACCEPT_WINDOW_MS})")
+    if demo.digital_order:
+        lines.append(f"  the digital order {demo.digital_order[:16]}… ({GIFT_CARD_TITLE}) is delivered by the merchant "
+                     "agent within a block or two, a code sealed to the buyer (R41)")
     lines.append(f"  {demo.transactions} transactions; see them at {url}/")
     return "\n".join(lines)
 

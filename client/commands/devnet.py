@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -13,7 +14,17 @@ from typing import Any
 import click
 
 from client.commands.common import fail
-from client.devnet import DEMO_ACCEPT_WINDOW_MS, DemoError, describe, seed_demo_data
+from client.devnet import DEMO_ACCEPT_WINDOW_MS, DemoData, DemoError, describe, seed_demo_data
+from client.devnet_merchant import (
+    DEVNET_INVENTORY_PASSPHRASE,
+    GIFT_CARD_CODES,
+    merchant_directory,
+    start_agent,
+    stop_agent,
+    write_merchant_home,
+)
+from client.merchant.config import ConfigError
+from client.merchant.inventory_crypto import INVENTORY_PASSPHRASE_VARIABLE, InventoryError
 from client.node_client import ClientError
 from client.progress import Steps
 from client.testnet import TestnetError, create_testnet, read_testnet, start_testnet, stop_testnet
@@ -30,8 +41,34 @@ marketchain devnet is running ({node_count} node(s), chain marketchain-devnet)
   try           marketchain query shops --node {url}
                 marketchain query orders --buyer {accounts}/erin.json --node {url}
                 marketchain query listings --q tea --node {url}
-                marketchain query item PUER-2019-0001 --node {url}
-Press Ctrl-C to stop."""
+                marketchain query item PUER-2019-0001 --node {url}"""
+
+
+def _merchant_banner(home: Path, url: str, accounts: Path, demo: DemoData | None) -> str:
+    """How to watch the merchant agent, and to buy and open a gift card from the CLI."""
+    merchant = merchant_directory(home)
+    listing = demo.digital_listing if demo else "LISTING"
+    shop = demo.shops["Bob's Bikes"] if demo else "SHOP"
+    return f"""merchant agent  runs Bob's Bikes unattended: gift cards (a digital listing) delivered from
+                {GIFT_CARD_CODES} demo codes; config {merchant}/merchant.toml, log {merchant}/agent.log
+                (inventory passphrase: {INVENTORY_PASSPHRASE_VARIABLE}={DEVNET_INVENTORY_PASSPHRASE})
+  buy one       marketchain tx order-place --listing {listing} \\
+                  --key {accounts}/erin.json --node {url} --wait
+                (the agent delivers it within a block or two; ORDER is the hash printed{"" if demo else
+                "; LISTING: marketchain query listings --q gift"})
+  open it       marketchain query order ORDER --decrypt --key {accounts}/erin.json --node {url}
+  sales report  marketchain merchant report --shop {shop} --since {time.strftime("%Y-%m-%d", time.gmtime())} --node {url}"""
+
+
+def _start_merchant(directory: Path, url: str, demo: DemoData | None) -> subprocess.Popen[bytes] | None:
+    """Write the agent's config and codes (fresh devnet), then start the agent; None if it cannot run."""
+    try:
+        if demo is not None and demo.digital_listing:
+            write_merchant_home(directory, url, demo.shops["Bob's Bikes"], demo.digital_listing)
+        return start_agent(directory)
+    except (ConfigError, InventoryError, OSError) as error:
+        click.echo(f"the merchant agent cannot start: {error}", err=True)
+        return None
 
 
 @click.command("devnet")
@@ -71,21 +108,33 @@ def devnet(home: Path | None, node_count: int | None, base_port: int) -> None:
     signal.signal(signal.SIGINT, request_stop)
     url = nodes[0].http
     accounts = directory / "accounts"
+    agent: subprocess.Popen[bytes] | None = None
     try:
+        demo = None
         if fresh:
             click.echo("seeding demo data through real transactions…")
             started = time.monotonic()
             demo = seed_demo_data(url, accounts, click.echo)
             click.echo(f"seeded in {time.monotonic() - started:.1f} s\n")
             click.echo(describe(demo, url))
+        agent = _start_merchant(directory, url, demo)
         click.echo(_banner(len(nodes), url, accounts))
+        if agent is not None:
+            click.echo(_merchant_banner(directory, url, accounts, demo))
+        click.echo("Press Ctrl-C to stop.")
+        agent_reported = False
         while not stop_requested:
+            if agent is not None and agent.poll() is not None and not agent_reported:
+                click.echo(f"the merchant agent stopped (exit code {agent.returncode}); see "
+                           f"{merchant_directory(directory) / 'agent.log'}", err=True)
+                agent_reported = True
             time.sleep(0.2)
     except (ClientError, DemoError) as error:
         click.echo(f"demo data failed: {error}", err=True)
         failed = True
     finally:
         click.echo("\nstopping the devnet…")
+        stop_agent(agent)
         stop_testnet(directory)
         if temporary:
             shutil.rmtree(directory, ignore_errors=True)

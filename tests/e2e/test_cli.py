@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from client.commands import command_line
+from client.keystore import load_key_file
+from client.sealing import open_sealed
 from node.commands import COMMANDS, NODE_COMMANDS, USER_ERRORS
 from tests.e2e.node_process import free_base_port
 from tests.fast_keys import fast_key_derivation
@@ -273,10 +278,57 @@ def test_devnet_seeds_demo_data_and_stops_on_interrupt(tmp_path: Path) -> None:
         assert any("reply" in review for review in reviews), "a review with the merchant's reply"
         kinds = [entry["kind"] for entry in get("/items/PUER-2019-0001")["history"]]
         assert kinds[0] == "registered" and "inspected" in kinds and kinds[-1] == "sold"
+        _check_merchant_report(url, get)
+        _check_digital_order_delivered(text, tmp_path / "dev", get)
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=DEADLINE_SECONDS)
     assert process.returncode == 0, "".join(output) + rest
     assert "stopping the devnet" in rest
+    agent_pid = int((tmp_path / "dev" / "merchant" / "agent.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(agent_pid, 0)  # Ctrl-C of the devnet stopped its merchant agent
     description = json.loads((tmp_path / "dev" / "testnet.json").read_text())
     assert all(node["pid"] is None for node in description["nodes"])
+
+
+def _check_merchant_report(url: str, get: Any) -> None:
+    """`merchant report --csv` on the demo tea shop agrees with its orders on the chain (issue 16)."""
+    (tea,) = [shop["id"] for shop in get("/shops")["shops"] if shop["name"] == "Alice's Tea House"]
+    today = datetime.now(UTC).date()
+    for _ in range(5):  # again if the placed order expired (R15) while the report was read
+        orders = get(f"/orders?shop={tea}&limit=100")["orders"]
+        result = CliRunner().invoke(main, ["merchant", "report", "--shop", tea, "--since",
+                                           str(today - timedelta(days=1)), "--csv", "--node", url])
+        if orders == get(f"/orders?shop={tea}&limit=100")["orders"]:
+            break
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header, total = lines[0].split(","), dict(zip(lines[0].split(","), lines[-1].split(","), strict=True))
+    assert header[0] == "date" and total["date"] == "total" and len(lines) == 4, result.output
+    figures = {name: int(value) for name, value in total.items() if name != "date"}
+    assert figures["orders_placed"] == len(orders) == 8
+    assert figures["gross"] == sum(order["total_price"] for order in orders)
+    assert figures["escrow_released"] == sum(order["merchant_paid"] for order in orders)
+    assert figures["refunds"] == sum(order["refunded"] for order in orders)
+    assert figures["gross"] - figures["points_redeemed"] == (figures["escrow_released"] + figures["refunds"]
+                                                             + figures["arbiter_fees"]
+                                                             + sum(order["escrow"] for order in orders))
+    # Alice's 9 order transactions: 2 accepts, a refund, 5 shipments, a review reply.
+    assert figures["tx_fees"] == 9 * get("/status")["min_fee"]
+    unknown = CliRunner().invoke(main, ["merchant", "report", "--shop", "ab" * 32, "--since", str(today),
+                                        "--node", url])
+    assert unknown.exit_code == 1 and "no such shop" in unknown.output
+    bad = CliRunner().invoke(main, ["merchant", "report", "--shop", tea, "--since", "2026-02-30", "--node", url])
+    assert bad.exit_code == 1 and "is not a date of the form YYYY-MM-DD" in bad.output
+
+
+def _check_digital_order_delivered(text: str, home: Path, get: Any) -> None:
+    """The devnet's merchant agent delivers the demo gift-card order; its buyer opens a code (issue 16)."""
+    (order_id,) = re.findall(r"^  order +([0-9a-f]{64})  digital$", text, re.M)
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while (order := get(f"/orders/{order_id}"))["state"] != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert order["state"] == "delivered" and order["digital"] is True, order
+    heidi = load_key_file(home / "accounts" / "heidi.json", None)
+    assert open_sealed(heidi, bytes.fromhex(order["delivery"])).decode().startswith("GIFT-25-")
