@@ -1,4 +1,4 @@
-"""Invariants of the marketplace under random action sequences (R14–R17, R20, R22, R11).
+"""Invariants of the marketplace under random action sequences (R14–R17, R20, R22, R11, R41).
 
 A hypothesis state machine sends random marketplace transactions (valid and invalid,
 from the right party and from the wrong one) and jumps the clock at random, one block
@@ -9,7 +9,15 @@ per step; after every block it checks:
 - deadlines (R15, R16): every non-terminal order has a deadline after the last block
   time and exactly its schedule key; terminal orders have neither;
 - reputation (R20): the counters equal a recount from the orders themselves;
-- failed transactions (R11): a failed receipt changed nothing but the fee and nonce.
+- failed transactions (R11): a failed receipt changed nothing but the fee and nonce;
+- digital goods (R41): an order is digital iff its listing is; only a digital order holds a
+  delivery, and is never shipped or returned;
+- stock: a stock listing holds its initial stock plus the accepted `stock_delta`s minus the
+  units of open orders, of completed ones, and of every order that delivered content
+  (a delivered digital order never returns stock, however it ends).
+
+When a run ends, one block after every window (R15) ends every order (R16: funds are never
+stuck, every digital order ends), and the invariants hold once more.
 """
 
 from __future__ import annotations
@@ -84,11 +92,23 @@ NEXT_STEPS = {
     "disputed": ("resolve", "resolve", "refund_part", "resolve", "refund_all"),
 }
 """Actions worth trying in each state (most of them valid there)."""
+DIGITAL_NEXT_STEPS = {
+    **NEXT_STEPS,
+    "placed": ("deliver_digital", "accept", "deliver_digital", "cancel", "reject"),
+    "accepted": ("deliver_digital", "deliver_digital", "reject", "refund_part", "ship"),
+    "delivered": ("confirm", "dispute", "refund_part", "refund_all", "return"),
+}
+"""The same for a digital order (R41): delivered by `order_deliver`, never shipped nor returned."""
+CONTENT = bytes(range(64))
+"""What `order_deliver` carries (opaque to the chain)."""
+LAST_WINDOW_MS = 40 * DAY
+"""Longer than every R15 window of the default parameters."""
 
 
 @cache
 def snapshot() -> Chain:
-    """Two shops (one with an arbiter), a stock listing in each and an item listing."""
+    """Two shops (one with an arbiter), a stock listing and a digital one (R41) in each, and an
+    item listing."""
     chain = Chain()
     shop_a = open_shop(chain, MERCHANT, (ARBITER,), points_bps=500, max_redeem_bps=5000)
     shop_b = open_shop(chain, MERCHANT_2, (), points_bps=100, max_redeem_bps=10000)
@@ -96,6 +116,8 @@ def snapshot() -> Chain:
     register_items(chain, MERCHANT, "i1", "i2", "i3", "i4")
     list_goods(chain, shop_a, MERCHANT, price=2_500, item_ids=("i1", "i2", "i3", "i4"), stock=4)
     list_goods(chain, shop_b, MERCHANT_2, price=777, stock=1_000)
+    list_goods(chain, shop_a, MERCHANT, price=3_000, stock=5, digital=True)
+    list_goods(chain, shop_b, MERCHANT_2, price=450, stock=1_000, digital=True)
     return chain
 
 
@@ -150,6 +172,38 @@ def check_deadlines(chain: Chain, orders: dict[bytes, Order]) -> None:
             assert order.deadline is not None and order.deadline > chain.time
             expected.add(deadline_key(order.deadline, order_id))
     assert scheduled == expected
+
+
+def check_digital_goods(chain: Chain, orders: dict[bytes, Order]) -> None:
+    """R41: the flag follows the listing; only digital orders hold content, never shipped or returned."""
+    listings = decoded(chain, LISTING)
+    for order in orders.values():
+        assert bool(order.digital) == bool(listings[order.listing_id].get("digital"))
+        assert order.digital in (True, None)
+        if order.digital:
+            assert order.carrier is None and order.requested_at is None
+            assert all(entry["event"] != "return_request" for entry in order.history)
+        else:
+            assert order.delivery is None
+        if order.delivery is not None:
+            assert order.delivered_at is not None
+            assert order.state in ("delivered", "disputed", "completed", "refunded", "resolved")
+
+
+def check_stock(chain: Chain, orders: dict[bytes, Order], initial: dict[bytes, int],
+                deltas: dict[bytes, int]) -> None:
+    """Stock = initial + accepted deltas − units held by open, completed or delivered orders."""
+    held: dict[bytes, int] = defaultdict(int)
+    sold: dict[bytes, int] = defaultdict(int)
+    for order in orders.values():
+        if order.state not in TERMINAL_STATES or order.state == "completed" or order.delivery is not None:
+            held[order.listing_id] += order.quantity
+        if order.state == "completed":
+            sold[order.listing_id] += order.quantity
+    for listing_id, listing in decoded(chain, LISTING).items():
+        assert listing.get("sold", 0) == sold[listing_id]
+        if not listing["item_listing"]:
+            assert listing["stock"] == initial[listing_id] + deltas[listing_id] - held[listing_id]
 
 
 def recount(orders: dict[bytes, Order], arbiter_fee_bps: int) -> dict[bytes, dict[str, int]]:
@@ -217,6 +271,8 @@ class Marketplace(RuleBasedStateMachine):
         self.chain = snapshot().fork()
         self.order_ids = []
         self.listing_ids = sorted(decoded(self.chain, LISTING))
+        self.initial_stock = {listing_id: self.chain.listing(listing_id).stock for listing_id in self.listing_ids}
+        self.stock_deltas: dict[bytes, int] = defaultdict(int)
         self.shop_ids = sorted(decoded(self.chain, SHOP))
 
     # -------------------------------------------------------------- sending
@@ -308,6 +364,7 @@ class Marketplace(RuleBasedStateMachine):
             "ship": (merchant, "order_ship", {"carrier": CARRIER.address, "tracking": "T"}),
             "ship_badly": (merchant, "order_ship", {"carrier": buyer.address, "tracking": "T"}),
             "deliver": (carrier, "shipment_update", {"status": "delivered", "location": "door"}),
+            "deliver_digital": (merchant, "order_deliver", {"content": CONTENT}),
             "in_transit": (carrier, "shipment_update", {"status": "in_transit", "location": "hub"}),
             "confirm": (buyer, "order_confirm", {}),
             "return": (buyer, "return_request", {"reason": "r"}),
@@ -338,6 +395,7 @@ class Marketplace(RuleBasedStateMachine):
         "ship",
         "ship_badly",
         "deliver",
+        "deliver_digital",
         "in_transit",
         "confirm",
         "return",
@@ -368,7 +426,8 @@ class Marketplace(RuleBasedStateMachine):
         if not live:
             return
         order_id = live[pick % len(live)]
-        steps = NEXT_STEPS[self.chain.order(order_id).state]
+        order = self.chain.order(order_id)
+        steps = (DIGITAL_NEXT_STEPS if order.digital else NEXT_STEPS)[order.state]
         self.act(self.order_ids.index(order_id), steps[choice % len(steps)], None, share, step)
 
     def administer(
@@ -394,7 +453,8 @@ class Marketplace(RuleBasedStateMachine):
                 payload["price"] = max(1, self.chain.listing(listing_id).price + delta * 100)
             else:
                 payload["active"] = change == "activate"
-            self.send(_key_of(shop.owner) if owner else OUTSIDER, "listing_update", payload, step)
+            if self.send(_key_of(shop.owner) if owner else OUTSIDER, "listing_update", payload, step):
+                self.stock_deltas[listing_id] += payload.get("stock_delta", 0)
         elif kind == "shop":
             shop_id = self.shop_ids[index % len(self.shop_ids)]
             payload = {"shop_id": shop_id, "points_bps": points_bps, "open": change != "deactivate"}
@@ -405,7 +465,7 @@ class Marketplace(RuleBasedStateMachine):
                 step,
             )
         else:
-            item_id = f"i{index + 1}"
+            item_id = f"i{index % 4 + 1}"
             holder = _key_of(self.chain.item(item_id).owner) if owner else BUYER_2
             payload = {"item_id": item_id, "to": to.address, "custody_only": custody_only}
             self.send(holder, "item_transfer", payload, step)
@@ -420,7 +480,7 @@ class Marketplace(RuleBasedStateMachine):
     ARGUMENTS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "place": {
             "buyer": st.sampled_from(BUYERS),
-            "listing": st.integers(0, 2),
+            "listing": st.integers(0, 4),
             "quantity": st.integers(1, 3),
             "redeem": st.sampled_from((0,) * 8 + (10, 100, 400, 10**6)),
             "fault": st.sampled_from(
@@ -443,7 +503,7 @@ class Marketplace(RuleBasedStateMachine):
         },
         "administer": {
             "kind": st.sampled_from(("listing", "listing", "shop", "item")),
-            "index": st.integers(0, 3),
+            "index": st.integers(0, 4),
             "owner": st.sampled_from((True, True, False)),
             "delta": st.integers(-4, 4),
             "change": st.sampled_from(("stock", "stock", "price", "activate", "deactivate")),
@@ -473,6 +533,18 @@ class Marketplace(RuleBasedStateMachine):
         check_listings(chain, orders)
         check_deadlines(chain, orders)
         check_reputation(chain, orders)
+        check_digital_goods(chain, orders)
+        check_stock(chain, orders, self.initial_stock, self.stock_deltas)
+
+    def teardown(self) -> None:
+        """One block after every window ends every order, digital ones included (R15, R16)."""
+        if not hasattr(self, "chain"):
+            return
+        self.chain.advance(LAST_WINDOW_MS)
+        orders = all_orders(self.chain)
+        assert all(order.state in TERMINAL_STATES for order in orders.values())
+        assert self.chain.schedule() == []
+        self.invariants_hold()
 
 
 class _Overlay:
