@@ -40,6 +40,8 @@ def report(shop_id: str, since: str, until: str | None, as_csv: bool, node_url: 
     client = node_client(node_url)
     try:
         result = fetch_report(client, shop_id.lower(), first, last)
+    except ReportError as error:
+        fail(str(error))
     except ClientError as error:
         if error.code == "not_found":
             fail(f"--shop {shop_id.lower()}: no such shop on {client.base_url}")

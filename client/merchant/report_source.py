@@ -15,11 +15,22 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any, TypeVar
 
-from client.merchant.report import DAY_MS, Report, build_report, day_start_ms, merchant_transactions
+from client.merchant.report import (
+    DAY_MS,
+    Report,
+    ReportError,
+    build_report,
+    day_start_ms,
+    merchant_transactions,
+)
 from client.node_client import ClientError, NodeClient
 
 PAGE_SIZE = 100
 """Orders per `GET /orders` page (the API's largest page)."""
+
+MAX_REPORT_ORDERS = 1_000_000
+"""Most orders one report reads (10,000 pages): a node that pages on and on (a hostile one
+cannot make the report run or grow for ever) ends it with a `ReportError`."""
 
 RATE_LIMIT_WAITS = 60
 """How many times one request is retried after a 429 `rate_limited` answer before the report fails."""
@@ -57,16 +68,25 @@ def shop_orders(client: NodeClient, shop_id: str, placed_since_ms: int | None = 
     """The shop's orders, newest first, page by page; stops at the first order placed before
     `placed_since_ms` (the list is ordered by placement, so every later one is older)."""
     cursor: str | None = None
+    seen_cursors: set[str] = set()
+    read = 0
     while True:
         path = f"/orders?shop={shop_id}&limit={PAGE_SIZE}" + (f"&cursor={cursor}" if cursor else "")
         page = patiently(lambda path=path: client.get(path))
         for order in page["orders"]:
+            read += 1
+            if read > MAX_REPORT_ORDERS:
+                raise ReportError(f"the node listed more than {MAX_REPORT_ORDERS} orders for this range: "
+                                  "report a shorter one (--since, --until)")
             if placed_since_ms is not None and order["placed_at"] < placed_since_ms:
                 return
             yield order
         cursor = page.get("next")
         if not cursor:
             return
+        if cursor in seen_cursors:
+            raise ReportError(f"the node gave the cursor {cursor[:16]}… twice: its order list goes round in circles")
+        seen_cursors.add(cursor)
 
 
 def transaction_fee(client: NodeClient, tx_hash: str, sender: str) -> int | None:
@@ -84,7 +104,7 @@ def transaction_fee(client: NodeClient, tx_hash: str, sender: str) -> int | None
 
 def fetch_report(client: NodeClient, shop_id: str, since: date, until: date) -> Report:
     """The shop's report over `since`..`until` from the node; `ClientError` as the node answers
-    (`not_found` for an unknown shop)."""
+    (`not_found` for an unknown shop), `ReportError` if its answers make no sense or never end."""
     patiently(lambda: client.get(f"/shops/{shop_id}"))
     first_ms = day_start_ms(since)
     end_ms = day_start_ms(until) + DAY_MS
@@ -99,4 +119,8 @@ def fetch_report(client: NodeClient, shop_id: str, since: date, until: date) -> 
                     fees[transaction.tx_hash] = transaction_fee(client, transaction.tx_hash, order["merchant"])
             yield order
 
-    return build_report(with_fees(), since, until, fees)
+    try:
+        return build_report(with_fees(), since, until, fees)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ReportError(f"the node at {client.base_url} answered orders the report cannot read "
+                          f"({type(error).__name__}: {error})") from None

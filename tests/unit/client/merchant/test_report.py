@@ -173,6 +173,7 @@ class RecordedNode:
 
     def __init__(self, orders: list[dict[str, Any]], page: int, busy: int = 0) -> None:
         self.orders, self.page, self.busy, self.requests = orders, page, busy, []
+        self.base_url = "http://127.0.0.1:9"
 
     def get(self, path: str) -> Any:
         self.requests.append(path)
@@ -221,3 +222,39 @@ def test_rate_limited_requests_are_waited_on_then_given_up() -> None:
     node.busy = report_source.RATE_LIMIT_WAITS + 1
     with pytest.raises(ClientError, match="rate_limited"):
         report_source.patiently(lambda: node.get("/shops/x"), pauses.append)
+
+
+class EndlessNode(RecordedNode):
+    """A hostile node whose order list never ends: every page is full and names a new cursor."""
+
+    def get(self, path: str) -> Any:
+        if path.startswith("/shops/"):
+            return {"id": path[7:]}
+        start = int(path.split("cursor=")[1]) if "cursor=" in path else 0
+        self.requests.append(path)
+        fresh = [order("placed", 1, placed_at=T3) for _ in range(self.page)]
+        return {"orders": fresh, "next": str(start + self.page) if self.busy == 0 else "0"}
+
+
+def test_a_node_that_pages_for_ever_ends_the_report_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_source, "MAX_REPORT_ORDERS", 50)
+    node = EndlessNode([], page=10)
+    with pytest.raises(ReportError, match="more than 50 orders"):
+        report_source.fetch_report(node, "cc" * 32, DAY1, date(2026, 3, 3))  # type: ignore[arg-type]
+    assert len(node.requests) <= 6
+    circling = EndlessNode([], page=10, busy=1)  # "next" is always "0"
+    with pytest.raises(ReportError, match="twice"):
+        report_source.fetch_report(circling, "cc" * 32, DAY1, date(2026, 3, 3))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("page", [
+    {"orders": 7, "next": None},
+    {"orders": [{"placed_at": "yesterday"}], "next": None},
+    {"orders": [{**completed_with_points(), "total_price": "lots"}], "next": None},
+    b"<html>not json</html>",
+])
+def test_answers_the_report_cannot_read_are_a_clear_error(page: Any) -> None:
+    node = RecordedNode([], page=1)
+    node.get = lambda path: {"id": "x"} if path.startswith("/shops/") else page  # type: ignore[method-assign]
+    with pytest.raises(ReportError, match="answered orders the report cannot read"):
+        report_source.fetch_report(node, "cc" * 32, DAY1, date(2026, 3, 3))  # type: ignore[arg-type]
