@@ -9,7 +9,9 @@ the box of the final `order_deliver` transaction the order's merchant signed for
 order: a node cannot slip in goods of its own (a fake gift code) or swap the box.
 
 Without a genesis file the commit signatures are checked against the validator set the
-node names, as `verify tx` does without `--genesis` (docs/light-client.md).
+node names, as `verify tx` does without `--genesis` (docs/light-client.md). With one,
+`open_delivery` reads the box from the order's state record itself, proven (R36) against a
+header verified from the genesis (R37): what the chain holds, whoever serves it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from client.node_client import NodeClient
 from client.sealing import SealError, open_sealed, seal_content
+from client.state_verification import StateVerificationFailed, verify_order
 from client.verification import VerificationFailed, verify_order_placement, verify_transaction
 from marketplace_tx.chain.genesis import Genesis
 from marketplace_tx.chain.transaction import Transaction, decode_transaction
@@ -78,6 +81,22 @@ def verify_delivery(client: NodeClient, order_id: bytes, order: Mapping[str, Any
     return delivered
 
 
+def proven_delivery(client: NodeClient, genesis: Genesis, order_id: bytes, buyer: bytes) -> bytes:
+    """The sealed goods in the order's state record, proven (R36) against a header verified from
+    `genesis` (R37); `VerificationFailed` if the proof fails or the proven order has no delivery
+    for `buyer`."""
+    try:
+        record = verify_order(client, genesis, order_id).decoded()
+    except StateVerificationFailed as error:
+        raise VerificationFailed(f"the order's state proof does not verify: {error}") from None
+    if not isinstance(record, dict) or record.get("buyer") != buyer:
+        raise VerificationFailed(f"the proven order {order_id.hex()} is not an order of buyer {buyer.hex()}")
+    box = record.get("delivery")
+    if not isinstance(box, bytes):
+        raise VerificationFailed(f"the proven order {order_id.hex()} holds no delivery (the node said it did)")
+    return box
+
+
 def open_delivery(client: NodeClient, key: KeyPair, order_id: bytes, order: Mapping[str, Any] | None = None,
                   genesis: Genesis | None = None) -> bytes:
     """The digital goods delivered on `order_id`, opened locally with the buyer's `key` (R41).
@@ -96,9 +115,12 @@ def open_delivery(client: NodeClient, key: KeyPair, order_id: bytes, order: Mapp
     if not order.get("delivery"):
         raise DeliveryError(f"nothing was delivered yet: the order is {order.get('state')} (the merchant "
                             "delivers with order_deliver from placed or accepted)")
-    delivered = verify_delivery(client, order_id, order, genesis)
+    if genesis is not None:
+        box = proven_delivery(client, genesis, order_id, key.address)
+    else:
+        box = verify_delivery(client, order_id, order).payload["content"]
     try:
-        return open_sealed(key, delivered.payload["content"])
+        return open_sealed(key, box)
     except SealError:
         raise DeliveryError("the delivered box does not open with the buyer's key: the merchant sealed it to "
                             "another key; ask the merchant for a refund (or open a dispute if the order names "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -44,7 +45,7 @@ from client.formatting import (
 from client.node_client import ClientError, NodeClient
 from client.progress import describe_sync, sync_summary
 from client.sealing import SealError, open_sealed
-from client.verification import VerificationFailed
+from client.verification import GenesisFileError, VerificationFailed, read_genesis_file
 from marketplace_tx.primitives.crypto import KeyPair
 from marketplace_tx.rules.order_records import ORDER_STATES
 
@@ -320,11 +321,17 @@ def decrypt_shipping(order: dict[str, Any], key: KeyPair) -> tuple[str, str]:
           f"({order.get('carrier') or 'none yet'}); use one of their keys")
 
 
-def decrypt_delivery(client: NodeClient, order_id: bytes, order: dict[str, Any], key: KeyPair) -> bytes:
+def decrypt_delivery(client: NodeClient, order_id: bytes, order: dict[str, Any], key: KeyPair,
+                     genesis_file: Path | None) -> bytes:
     """The digital goods of `order` opened with the buyer's `key`, from the merchant's final
-    order_deliver transaction (R41); fails with one line when that cannot be done."""
+    order_deliver transaction, or with a genesis file from the proven order (R41, R36);
+    fails with one line when that cannot be done."""
     try:
-        return call(open_delivery, client, key, order_id, order)
+        genesis = read_genesis_file(genesis_file) if genesis_file is not None else None
+    except GenesisFileError as error:
+        fail(f"--genesis: {error}")
+    try:
+        return call(open_delivery, client, key, order_id, order, genesis)
     except DeliveryError as error:
         fail(str(error))
     except VerificationFailed as error:
@@ -359,14 +366,17 @@ def content_text(content: bytes) -> str | None:
               help="With --decrypt: the buyer's, merchant's or carrier's key (keystore name or key file).")
 @click.option("--output", default=None,
               help="With --decrypt and the buyer's key: write the delivered goods to this file (`-`: raw to stdout).")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --decrypt and the buyer's key: open the box of the order's state proven from this genesis "
+                   "(R36, R37) instead of the merchant's final order_deliver transaction.")
 @node_option
 @json_option
-def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, output: str | None, node_url: str,
-                as_json: bool) -> None:
+def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, output: str | None,
+                genesis_file: Path | None, node_url: str, as_json: bool) -> None:
     """An order: state, escrow, deadline, logistics, history, review; a digital order's goods
     stay sealed unless --decrypt opens them with the buyer's key."""
-    if output is not None and not decrypt:
-        fail("--output needs --decrypt and the buyer's key")
+    if (output is not None or genesis_file is not None) and not decrypt:
+        fail("--output and --genesis need --decrypt and the buyer's key")
     if decrypt and not key_reference:
         fail("--decrypt needs --key: the buyer's key (digital goods), or the merchant's or the carrier's key")
     client = node_client(node_url)
@@ -375,9 +385,9 @@ def query_order(order_id: bytes, decrypt: bool, key_reference: str | None, outpu
     if decrypt:
         key = load_signing_key(key_reference or "")
         if view.get("digital") and key.address.hex() == view.get("buyer"):
-            content = decrypt_delivery(client, order_id, view, key)
-        elif output is not None:
-            fail("--output writes a digital order's delivered goods: it needs the buyer's key")
+            content = decrypt_delivery(client, order_id, view, key, genesis_file)
+        elif output is not None or genesis_file is not None:
+            fail("--output and --genesis open a digital order's delivered goods: they need the buyer's key")
         else:
             who, address = decrypt_shipping(view, key)
     if content is not None and output is not None:

@@ -107,11 +107,16 @@ def test_a_digital_order_is_delivered_sealed_and_opened_only_by_its_buyer(digita
         assert refused.returncode == 1 and "is not this order's buyer" in refused.stderr
         assert CODE not in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
 
-    # A node that swaps in a box of its own sealed to the buyer (a fake code) is caught.
+    # A node that swaps in a box of its own sealed to the buyer (a fake code) is caught; with the
+    # genesis the box is the proven order's (R36), whatever the node's JSON says.
     fake = seal_content(bytes.fromhex(address_of(key["erin"])), b"FAKE-CODE").hex()
+    genesis = json.loads((digital_order["net"] / "testnet.json").read_text())["nodes"][0]["home"] + "/genesis.json"
     with lying_node(url, lambda order: {**order, "delivery": fake}) as liar:
         lied = cli("query", "order", order_id, "--decrypt", "--key", key["erin"], "--node", liar, check=False)
+        proven = cli("query", "order", order_id, "--decrypt", "--key", key["erin"], "--genesis", genesis,
+                     "--node", liar)
     assert lied.returncode == 1 and "refusing to open the delivery" in lied.stderr and "FAKE" not in lied.stdout
+    assert CODE in proven.stdout and "FAKE" not in proven.stdout
 
     no_return = cli("tx", "return-request", "--key", key["erin"], "--order", order_id, "--reason", "changed mind",
                     *node, check=False)

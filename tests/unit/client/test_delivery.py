@@ -78,3 +78,29 @@ def test_a_node_cannot_swap_the_box_or_its_sender(monkeypatch: pytest.MonkeyPatc
 def test_sealing_refuses_empty_content_before_asking_the_node() -> None:
     with pytest.raises(SealError, match="empty"):
         seal_delivery(None, ORDER_ID, b"")  # type: ignore[arg-type]
+
+
+class Proven:
+    """A `VerifiedState` stand-in: the decoded order record a state proof yielded."""
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+
+    def decoded(self) -> Any:
+        return self.record
+
+
+def test_with_a_genesis_the_box_comes_from_the_proven_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    genuine = seal_content(BUYER.address, CODE)
+    fake = seal_content(BUYER.address, b"FAKE-CODE-FROM-A-LYING-NODE")
+    node_view = {**delivered_order(genuine), "delivery": fake.hex(), "history": []}  # the node's JSON lies
+    proven = {"buyer": BUYER.address, "merchant": MERCHANT.address, "digital": True, "delivery": genuine}
+    monkeypatch.setattr(delivery, "verify_order", lambda client, genesis, order_id: Proven(proven))
+    assert open_delivery(None, BUYER, ORDER_ID, node_view, genesis=object()) == CODE  # type: ignore[arg-type]
+    monkeypatch.setattr(delivery, "verify_order", lambda client, genesis, order_id: Proven({**proven, "delivery": None}))
+    with pytest.raises(VerificationFailed, match="holds no delivery"):
+        open_delivery(None, BUYER, ORDER_ID, node_view, genesis=object())  # type: ignore[arg-type]
+    monkeypatch.setattr(delivery, "verify_order", lambda client, genesis, order_id: Proven(
+        {**proven, "buyer": STRANGER.address}))
+    with pytest.raises(VerificationFailed, match="is not an order of buyer"):
+        open_delivery(None, BUYER, ORDER_ID, node_view, genesis=object())  # type: ignore[arg-type]

@@ -47,7 +47,7 @@ def test_a_digital_listing_sells_no_unique_items_and_output_needs_decrypt() -> N
                                        "--key", "/nonexistent/merchant.json", "--node", NOWHERE])
     assert result.exit_code == 1 and "--digital: a digital listing cannot sell unique items" in result.output
     result = CliRunner().invoke(main, ["query", "order", ORDER, "--output", "code.txt", "--node", NOWHERE])
-    assert result.exit_code == 1 and "--output needs --decrypt" in result.output
+    assert result.exit_code == 1 and "--output and --genesis need --decrypt" in result.output
 
 
 def test_views_show_the_delivery_by_size_never_its_content() -> None:
