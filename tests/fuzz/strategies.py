@@ -180,11 +180,12 @@ VALID_PAYLOADS: dict[str, dict[str, Any]] = {
     "validator_vote": {"action": "add", "validator": KEYS[2].address},
     "shop_create": {"name": "shop", "points_bps": 100, "max_redeem_bps": 500, "arbiters": [KEYS[3].address]},
     "listing_create": {"shop_id": b"\x02" * 32, "title": "tea", "price": 10, "stock": 1,
-                       "item_ids": [ITEM], "tags": ["green"]},
+                       "item_ids": [ITEM], "tags": ["green"], "digital": True},  # admitted; the rule refuses (R41)
     "listing_update": {"listing_id": b"\x03" * 32, "stock_delta": -1},
     "order_place": {"listing_id": b"\x03" * 32, "quantity": 1, "max_unit_price": 10, "shipping": b"sealed",
                     "arbiter": KEYS[3].address},
     "order_ship": {"order_id": b"\x04" * 32, "carrier": KEYS[2].address, "tracking": "TRACK1"},
+    "order_deliver": {"order_id": b"\x04" * 32, "content": bytes(range(48))},
     "shipment_update": {"order_id": b"\x04" * 32, "status": "in_transit", "location": "Lyon"},
     "dispute_resolve": {"order_id": b"\x04" * 32, "buyer_amount": 3, "ruling": "split"},
     "review_submit": {"order_id": b"\x04" * 32, "rating": 5, "text": "good"},
@@ -200,9 +201,12 @@ def field_values(tx_type: str, name: str) -> st.SearchStrategy[Any]:
     """Values for one payload field: of its declared kind (in and out of bounds) or anything."""
     spec = SCHEMAS[tx_type].fields.get(name)
     kind = spec.kind if spec else "any"
+    binary = st.binary(max_size=1100)
+    if spec and spec.maximum and spec.maximum > 1100:  # e.g. order_deliver.content ≤ 4096 (R41)
+        binary |= st.binary(min_size=spec.maximum - 2, max_size=spec.maximum + 2)
     by_kind: dict[str, st.SearchStrategy[Any]] = {
         "bin32": HASH32 | st.binary(max_size=40),
-        "bin": st.binary(max_size=1100),
+        "bin": binary,
         "str": TEXT | st.text(min_size=60, max_size=300) | st.sampled_from(["merchant", "add", "delivered", "sold"]),
         "uint": SMALL_UINT,
         "int": CODEC_INT,
