@@ -121,13 +121,13 @@ class MerchantAgent:
     async def _follow(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         events = read_events(session, self.config.node_url, self.key.address, self.cursor.last_event_id)
         stopping = asyncio.ensure_future(stop.wait())
+        upcoming: asyncio.Future[NodeEvent] | None = None
         try:
             while True:
                 upcoming = asyncio.ensure_future(anext(events))
                 while not upcoming.done():
                     await asyncio.wait({upcoming, stopping}, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
                     if stop.is_set() and not upcoming.done():
-                        upcoming.cancel()
                         return
                     if not upcoming.done():
                         await self._tick()
@@ -140,6 +140,9 @@ class MerchantAgent:
                     return
         finally:
             stopping.cancel()
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()
+                await asyncio.gather(upcoming, return_exceptions=True)
             await events.aclose()
 
     async def _tick(self) -> None:
@@ -223,7 +226,9 @@ class MerchantAgent:
         if reservation is None:
             return
         if order.get("delivery"):
-            self.inventory.mark_used(order_id)
+            if reservation.status != "used":
+                self.inventory.mark_used(order_id)
+                log.info("order %s: delivered %d code(s) (seen on the chain)", order_id.hex(), len(reservation.codes))
         elif order.get("state") not in ("placed", "accepted"):
             self.inventory.release(order_id)
             log.info("order %s: %s without a delivery, %d code(s) free again", order_id.hex(), order.get("state"),
