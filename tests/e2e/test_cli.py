@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -332,3 +333,14 @@ def _check_digital_order_delivered(text: str, home: Path, get: Any) -> None:
     assert order["state"] == "delivered" and order["digital"] is True, order
     heidi = load_key_file(home / "accounts" / "heidi.json", None)
     assert open_sealed(heidi, bytes.fromhex(order["delivery"])).decode().startswith("GIFT-25-")
+    # The lines the devnet prints: erin buys a gift card from the CLI and opens the code the agent sent.
+    buy = re.search(r"^  buy one +marketchain (.+?) \\\n +(.+)$", text, re.M)
+    opening = re.search(r"^  open it +marketchain (.+)$", text, re.M)
+    assert buy and opening, text
+    placed = CliRunner().invoke(main, shlex.split(f"{buy[1]} {buy[2]}"))
+    assert placed.exit_code == 0, placed.output
+    (erin_order,) = re.findall(r"^order id: ([0-9a-f]{64})$", placed.output, re.M)
+    while get(f"/orders/{erin_order}")["state"] != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    opened = CliRunner().invoke(main, shlex.split(opening[1].replace("ORDER", erin_order)))
+    assert opened.exit_code == 0 and re.search(r"^  GIFT-25-[0-9A-F-]{14}$", opened.output, re.M), opened.output
