@@ -54,7 +54,7 @@ def _merchant_banner(home: Path, url: str, accounts: Path, demo: DemoData | None
                 (inventory passphrase: {INVENTORY_PASSPHRASE_VARIABLE}={DEVNET_INVENTORY_PASSPHRASE})
   buy one       marketchain tx order-place --listing {listing} \\
                   --key {accounts}/erin.json --node {url} --wait
-                (the agent delivers it within a block or two; ORDER is the hash printed{"" if demo else
+                (the agent delivers it within a block or two; ORDER is the "order id" it prints{"" if demo else
                 "; LISTING: marketchain query listings --q gift"})
   open it       marketchain query order ORDER --decrypt --key {accounts}/erin.json --node {url}
   sales report  marketchain merchant report --shop {shop} --since {time.strftime("%Y-%m-%d", time.gmtime())} --node {url}"""
