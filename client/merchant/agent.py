@@ -176,7 +176,10 @@ class MerchantAgent:
 
     def _enqueue(self, event_id: str, event_type: str, data: dict[str, Any]) -> None:
         if self.outbox is not None:
-            self.outbox.enqueue(event_id, event_type, data)
+            try:
+                self.outbox.enqueue(event_id, event_type, data)
+            except ValueError as error:  # an event too large for a webhook body: the agent goes on
+                log.error("webhook %s (%s) not enqueued: %s", event_id, event_type, error)
 
     # --- reconciling from the chain ---------------------------------------------------------
 

@@ -45,6 +45,7 @@ JOURNAL_FILE = "journal.jsonl"
 """The status journal in the inventory directory."""
 
 _BATCH_NAME = re.compile(r"(\d{6})\.json")
+_LISTING_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,9 @@ class Inventory:
 
     def counts(self) -> list[ListingCounts]:
         """Free / reserved / used codes per listing that has any, by listing id."""
-        listings = sorted(set(self._taken) | {path.name for path in self.directory.iterdir()
-                                              if path.is_dir()} if self.directory.is_dir() else set(self._taken))
+        folders = {path.name for path in self.directory.iterdir() if path.is_dir() and _LISTING_NAME.fullmatch(path.name)
+                   } if self.directory.is_dir() else set()
+        listings = sorted(set(self._taken) | folders)
         result = []
         for listing in listings:
             total = len(self._code_ids(listing))
