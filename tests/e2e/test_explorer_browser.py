@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 WAIT_SECONDS = 30
 """Generous deadline of every condition waited for in the browser."""
+STARTUP_DELIVERY_SECONDS = 120
+"""How long the devnet's merchant agent may take to deliver the demo digital order (R41)."""
 
 
 # --- the devnet ---------------------------------------------------------------------
@@ -273,6 +275,51 @@ def test_order_timeline(devnet: Devnet, explorer: Explorer) -> None:
     explorer.open(f"#/order/{resolved}")
     explorer.wait_for_text("dispute_resolve", "#timeline")
     assert "partly refunded: one of two tuocha missing" in explorer.text("#timeline")
+    explorer.assert_no_console_errors()
+
+
+def test_digital_order_shows_its_delivery_sealed_never_its_content(devnet: Devnet, explorer: Explorer) -> None:
+    """R41 in the explorer: the demo's digital order, delivered by the devnet's merchant
+    agent, shows a "digital" badge and "delivered (sealed to the buyer, N bytes)" in its
+    timeline, and no page shows the sealed bytes, not even as hex."""
+    order_id = devnet.orders["digital"]
+    [listing_id] = [identifier for title, identifier in devnet.listings.items() if title.startswith("Gift card")]
+    order = wait_until(lambda: (lambda order: order if order["delivery"] else None)(devnet.get(f"/orders/{order_id}")),
+                       timeout=STARTUP_DELIVERY_SECONDS, message="the devnet's agent to deliver the digital order")
+    content, size = order["delivery"], len(order["delivery"]) // 2
+    assert order["digital"] is True and order["listing_id"] == listing_id
+    deliver = next(entry for entry in order["history"] if entry["event"] == "order_deliver")
+
+    def no_content_shown(page: str) -> None:
+        html = explorer.driver.execute_script("return document.documentElement.outerHTML")
+        for start in range(0, len(content) - 32, 32):  # any 16 bytes of it, anywhere in the document
+            assert content[start:start + 32] not in html, f"{page} shows the sealed content"
+
+    explorer.open(f"#/order/{order_id}")
+    explorer.wait_for(lambda: explorer.count("#timeline li[data-event='order_deliver']") == 1, "the delivery step")
+    assert explorer.count("#view h1 .badge.digital") == 1, "a digital badge beside the state"
+    events = [item.get_attribute("data-event") for item in
+              explorer.driver.find_elements("css selector", "#timeline li.step")]
+    assert events[0] == "order_place" and "order_deliver" in events, events
+    assert f"delivered (sealed to the buyer, {size} bytes)" in explorer.text("#timeline li[data-event='order_deliver']")
+    assert explorer.count(f"#timeline li[data-event='order_deliver'] a[href='#/tx/{deliver['tx']}']") == 1
+    assert explorer.count(f"#timeline li[data-event='order_deliver'] a[href='#/block/{deliver['height']}']") == 1
+    explorer.wait_for(lambda: explorer.count("#state-check.checking") == 0, "the verified state section")
+    no_content_shown("the order page")
+    print("digital order page screenshot:", explorer.screenshot("digital-order"))
+
+    explorer.open(f"#/tx/{deliver['tx']}")
+    explorer.wait_for_text(f"sealed to the buyer ({size} bytes)")
+    assert "order_deliver" in explorer.text("#view h1")
+    no_content_shown("the order_deliver transaction page")
+
+    explorer.open(f"#/listing/{listing_id}")
+    explorer.wait_for_text("digital: each order is delivered on chain")
+    assert explorer.count("#view h1 .badge.digital") == 1
+    explorer.open(f"#/orders?state={order['state']}")
+    explorer.wait_for(lambda: explorer.count(f"#view tr:has(a[href='#/order/{order_id}']) .badge.digital") == 1,
+                      "the digital badge in the list of orders")
+    no_content_shown("the list of orders")
     explorer.assert_no_console_errors()
 
 
