@@ -148,8 +148,8 @@ async def test_a_dead_letter_after_retry_for_s_and_replay_delivers_it(receiver: 
         await until(lambda: outbox.pending_count() == 0, "given up")
     attempts = receiver.attempts_of(event_id)
     assert len(attempts) >= 2
-    assert attempts[-1].at - attempts[0].at >= 0.6 - 0.05, "retried until retry_for_s"
     [letter] = read_dead_letters(tmp_path)
+    assert letter.last_attempt >= letter.first_attempt + 600, "retried until retry_for_s"
     assert (letter.id, letter.type, letter.data, letter.attempts) == (event_id, event_type, data,
                                                                       len(attempts))
     assert letter.last_error == "HTTP 500"
@@ -241,8 +241,11 @@ async def test_posts_in_flight_are_bounded(receiver: WebhookReceiver, tmp_path: 
         receiver.release()
         await until(lambda: outbox.pending_count() == 0, "all delivered")
     assert receiver.max_in_flight == 3
-    assert [request.event_id for request in receiver.requests] == [order_event(n)[0] for n in range(12)], \
-        "first attempts go in enqueue order"
+    enqueued = [order_event(number)[0] for number in range(12)]
+    arrived = [enqueued.index(request.event_id) for request in receiver.requests]
+    assert sorted(arrived) == list(range(12))
+    assert all(position <= rank + 2 for rank, position in enumerate(arrived)), \
+        f"first attempts go in enqueue order, three at a time: {arrived}"
 
 
 async def test_the_journal_is_compacted_and_still_remembers(receiver: WebhookReceiver,
