@@ -265,6 +265,8 @@ class MerchantAgent:
         result = receipt["result"]
         if result["ok"]:
             log.info("order %s: accepted (tx %s)", order_id.hex(), receipt["hash"])
+            status = await self._call(self.client.status)
+            self._warn_if_due(await self._call(self.client.order, order_id), int(status.get("latest_block_time") or 0))
         else:
             log.info("order %s: accept failed: %s: %s", order_id.hex(), result["code"], result.get("message", ""))
 
@@ -338,10 +340,14 @@ class MerchantAgent:
         now = int(status.get("latest_block_time") or 0)
         async for order in self._orders("accepted"):
             if is_mine(order, self.config, me):
-                warning = self.warnings.due(order, now, self.config.warn_before_ms)
-                if warning is not None:
-                    event_id, data = warning
-                    self._enqueue(event_id, "order.deadline_warning", data)
-                    self.warnings.given(event_id, int(order["deadline"]), now)
-                    log.warning("order %s: accepted and not shipped; its deadline %d is %d s away",
-                                order["id"], order["deadline"], (int(order["deadline"]) - now) // 1000)
+                self._warn_if_due(order, now)
+
+    def _warn_if_due(self, order: dict[str, Any], now: int) -> None:
+        """One warning (log line and webhook) per deadline of an accepted parcel order that is near."""
+        warning = self.warnings.due(order, now, self.config.warn_before_ms)
+        if warning is not None:
+            event_id, data = warning
+            self._enqueue(event_id, "order.deadline_warning", data)
+            self.warnings.given(event_id, int(order["deadline"]), now)
+            log.warning("order %s: accepted and not shipped; its deadline %d is %d s away",
+                        order["id"], order["deadline"], (int(order["deadline"]) - now) // 1000)

@@ -30,13 +30,19 @@ MAX_AMOUNT = 2 * PRICE
 """`[accept] max_amount` of the agent: one or two units are accepted, three are not."""
 
 
+WARN_BEFORE_MS = 6 * 86_400_000
+"""`[agent] warn_before_ms`: longer than the default ship window (5 days), so that an accepted
+parcel order is warned about at once."""
+
+
 class Shop:
     """The module's market, the agent's config and the agent running now."""
 
     def __init__(self, network: MerchantNetwork, directory: Path) -> None:
         self.network = network
         self.state_dir = directory / "agent"
-        self.config = network.write_config(self.state_dir, accept={"auto": True, "max_amount": MAX_AMOUNT})
+        self.config = network.write_config(self.state_dir, accept={"auto": True, "max_amount": MAX_AMOUNT},
+                                           warn_before_ms=WARN_BEFORE_MS)
         self.agent: AgentProcess | None = None
         self.delivered: dict[bytes, int] = {}
         """Digital orders delivered so far → their buyer's index."""
@@ -98,6 +104,7 @@ def test_parcel_orders_are_accepted_up_to_max_amount_and_left_placed_above_it(sh
     small = network.place_order(network.buyers[1], network.parcel_listing, quantity=2)
     large = network.place_order(network.buyers[1], network.parcel_listing, quantity=3)
     network.wait_for_state(small, "accepted", agent)
+    agent.wait_for_log(f"order {small.hex()}: accepted and not shipped")
     agent.wait_for_log(f"order {large.hex()}: left for a person (escrow {3 * PRICE} µMKT is above [accept] max_amount")
     assert network.order(large)["state"] == "placed"
 
