@@ -134,8 +134,12 @@ class WebhookOutbox:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver pending and newly enqueued events until `stop` is set; POSTs still in flight
-        then are cancelled (those events are sent again by the next run)."""
+        then are cancelled (those events are sent again by the next run). One run at a time."""
         self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
+        with self._lock:
+            for event in self.journal.pending.values():
+                if event.due_s == float("inf"):  # cut short by the stop of an earlier run
+                    self._schedule_at(event, 0.0)
         tasks: dict[asyncio.Task[None], PendingEvent] = {}
         stopping = asyncio.ensure_future(stop.wait())
         try:

@@ -208,6 +208,19 @@ async def test_a_restart_neither_loses_nor_resends(receiver: WebhookReceiver, tm
     assert max(receiver.answered_ok.values()) == 1
 
 
+async def test_a_post_cut_short_by_stop_is_sent_by_the_next_run(receiver: WebhookReceiver,
+                                                                tmp_path: Path) -> None:
+    receiver.policy = lambda number, event_id, attempt: "hold" if attempt == 1 else "ok"
+    outbox = WebhookOutbox(settings_for(receiver), tmp_path)
+    async with Running(outbox):
+        outbox.enqueue(*order_event(7))
+        await until(lambda: receiver.in_flight == 1, "the first POST held")
+    assert outbox.pending_count() == 1
+    async with Running(outbox):
+        await until(lambda: outbox.pending_count() == 0, "sent again by the same outbox's next run")
+    assert [request.outcome for request in receiver.requests] == ["hold", "ok"]
+
+
 def always_ok_policy() -> Policy:
     return lambda number, event_id, attempt: "ok"
 
