@@ -27,7 +27,6 @@ from typing import Any
 import aiohttp
 
 from client import payloads
-from client.delivery import seal_delivery
 from client.events import NodeEvent
 from client.merchant import chain
 from client.merchant.config import MerchantConfig
@@ -40,8 +39,8 @@ from client.merchant.inventory import Inventory
 from client.merchant.inventory_crypto import InventoryError
 from client.merchant.stream import StreamError, read_events
 from client.node_client import ClientError, NodeClient
-from client.sealing import MAX_CONTENT_BYTES, SealError
-from client.verification import VerificationFailed
+from client.sealing import MAX_CONTENT_BYTES, SealError, seal_content
+from client.verification import VerificationFailed, verify_order_placement
 from marketplace_tx.primitives.crypto import KeyPair
 
 log = logging.getLogger("marketchain.merchant")
@@ -284,10 +283,18 @@ class MerchantAgent:
         """Reserve → seal → `order_deliver` → final → mark used; each step durable before the next."""
         if self.inventory is None:
             return
-        listing = bytes.fromhex(order["listing_id"])
+        try:  # the buyer, listing and quantity the buyer signed, not the node's word (R8, R9)
+            placement = await self._call(verify_order_placement, self.client, order_id, order)
+            listing, quantity = placement.payload["listing_id"], int(placement.payload["quantity"])
+            if listing.hex() != order["listing_id"] or listing not in self.config.digital_listings:
+                raise VerificationFailed(f"the buyer ordered from listing {listing.hex()}, not {order['listing_id']}")
+        except VerificationFailed as error:
+            log.error("order %s: the node's answer does not match what the buyer signed: %s; left for a person",
+                      order_id.hex(), error)
+            return
         reservation = self.inventory.reservation(order_id)
         if reservation is None:
-            reservation = self.inventory.reserve(listing, order_id, int(order["quantity"]))
+            reservation = self.inventory.reserve(listing, order_id, quantity)
             if reservation is None:
                 await self._reject(order_id, OUT_OF_STOCK_REASON)
                 return
@@ -304,8 +311,8 @@ class MerchantAgent:
             await self._reject(order_id, OUT_OF_STOCK_REASON)
             return
         try:
-            sealed = await self._call(seal_delivery, self.client, order_id, content, order)
-        except (SealError, VerificationFailed) as error:
+            sealed = seal_content(placement.sender, content)
+        except SealError as error:
             log.error("order %s: cannot seal the delivery to the buyer: %s; left for a person", order_id.hex(), error)
             return
         tx = await self._call(chain.submit, self.client, self.key, "order_deliver",
