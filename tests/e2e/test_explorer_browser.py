@@ -393,7 +393,8 @@ def test_errors_are_shown_and_a_phone_gets_no_sideways_scroll(devnet: Devnet, ex
 
     explorer.driver.set_window_size(400, 900)
     try:
-        for route in (f"#/order/{devnet.orders['return_requested']}", "", "#/shops"):
+        for route in (f"#/order/{devnet.orders['return_requested']}", f"#/order/{devnet.orders['digital']}", "",
+                      "#/shops"):
             explorer.open(route)
             explorer.wait_for(lambda: explorer.count("#view .page table, #view .page .timeline") >= 1, f"{route} on a phone")
             overflow = explorer.driver.execute_script(
