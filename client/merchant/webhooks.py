@@ -19,7 +19,7 @@ import json
 import math
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 SIGNATURE_HEADER = "Marketchain-Signature"
@@ -50,8 +50,9 @@ class WebhookSettings:
 
     url: str
     """The receiver's http(s) URL."""
-    secret: bytes
-    """HMAC-SHA256 key: the UTF-8 bytes of the configured secret (`whsec_...` as written)."""
+    secret: bytes = field(repr=False)
+    """HMAC-SHA256 key: the UTF-8 bytes of the configured secret (`whsec_...` as written);
+    left out of the settings' repr, so that a log line or a traceback never shows it."""
     retry_for_s: float = 86_400.0
     """An event still not delivered this long after its first attempt goes to the dead letters."""
     first_backoff_s: float = 1.0

@@ -221,6 +221,16 @@ async def test_a_post_cut_short_by_stop_is_sent_by_the_next_run(receiver: Webhoo
     assert [request.outcome for request in receiver.requests] == ["hold", "ok"]
 
 
+async def test_a_receiver_that_does_not_answer_times_out_and_is_retried(receiver: WebhookReceiver,
+                                                                        tmp_path: Path) -> None:
+    receiver.policy = lambda number, event_id, attempt: "hold" if attempt == 1 else "ok"
+    outbox = WebhookOutbox(settings_for(receiver, timeout_s=0.3), tmp_path)
+    async with Running(outbox):
+        outbox.enqueue(*order_event(8))
+        await until(lambda: outbox.pending_count() == 0, "delivered on the second attempt")
+    assert [request.outcome for request in receiver.requests] == ["hold", "ok"]
+
+
 def always_ok_policy() -> Policy:
     return lambda number, event_id, attempt: "ok"
 

@@ -80,6 +80,11 @@ def test_settings_from_a_table_with_defaults() -> None:
             settings.timeout_s) == (86_400.0, 1.0, 3_600.0, 10.0)
 
 
+def test_the_secret_is_not_in_the_settings_repr() -> None:
+    settings = WebhookSettings.from_table({"url": "https://shop.example/hooks", "secret": "whsec_hidden"}, {})
+    assert "whsec_hidden" not in repr(settings) and "hidden" not in str(settings)
+
+
 def test_settings_read_the_secret_from_the_environment() -> None:
     table = {"url": "http://127.0.0.1:8080/hooks", "secret_env": "SHOP_HOOK_SECRET", "retry_for_s": 60,
              "first_backoff_s": 0.5, "max_backoff_s": 30, "timeout_s": 5}
