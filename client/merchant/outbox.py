@@ -114,6 +114,9 @@ class WebhookOutbox:
             raise ValueError(f"an event id is a string of 1..{MAX_EVENT_ID_CHARS} characters")
         if not isinstance(event_type, str) or not event_type:
             raise ValueError("an event type is a non-empty string")
+        with self._lock:
+            if self.journal.knows(event_id):  # the cheap check first: repeats are common
+                return False
         created = now_ms()
         data = fitting_data(event_id, event_type, created, data)
         with self._lock:

@@ -231,6 +231,18 @@ async def test_a_receiver_that_does_not_answer_times_out_and_is_retried(receiver
     assert [request.outcome for request in receiver.requests] == ["hold", "ok"]
 
 
+async def test_events_enqueued_from_another_thread_are_sent(receiver: WebhookReceiver,
+                                                            tmp_path: Path) -> None:
+    outbox = WebhookOutbox(settings_for(receiver), tmp_path)
+    async with Running(outbox):
+        await until(lambda: outbox._loop is not None, "the run started")
+        results = await asyncio.gather(*(asyncio.to_thread(outbox.enqueue, *order_event(number))
+                                         for number in range(8)))
+        assert all(results)
+        await until(lambda: len(receiver.delivered) == 8, "all eight delivered")
+    assert outbox.pending_count() == 0
+
+
 def always_ok_policy() -> Policy:
     return lambda number, event_id, attempt: "ok"
 
