@@ -67,16 +67,17 @@ def run(key_reference: str, config_path: str) -> None:
         lock = open(config.state_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the agent's life
     except OSError as error:
         raise SetupError(f"cannot use state_dir {config.state_dir}: {error.strerror or error}") from None
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise SetupError(f"another merchant agent runs on {config.state_dir}") from None
-    try:
-        agent = MerchantAgent(config, key, open_inventory(config), open_outbox(config), crash_points,
-                              lock_path_of(key_reference, key.address))
-    except (CursorError, InventoryError) as error:
-        raise SetupError(str(error)) from None
-    asyncio.run(run_until_signalled(agent))
+    with lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SetupError(f"another merchant agent runs on {config.state_dir}") from None
+        try:
+            agent = MerchantAgent(config, key, open_inventory(config), open_outbox(config), crash_points,
+                                  lock_path_of(key_reference, key.address))
+        except (CursorError, InventoryError) as error:
+            raise SetupError(str(error)) from None
+        asyncio.run(run_until_signalled(agent))
 
 
 def check_shops(config: MerchantConfig, key: KeyPair) -> None:

@@ -120,3 +120,30 @@ def test_codes_commands_exit_2_on_a_bad_config_and_list_says_when_empty(tmp_path
     good = write(tmp_path, "")
     result = runner.invoke(merchant, ["codes", "list", "--config", str(good)])
     assert result.exit_code == 0 and "no codes imported yet" in result.output
+
+
+def test_merchant_run_exits_2_on_a_wrong_inventory_passphrase_or_a_second_agent(tmp_path: Path) -> None:
+    import fcntl
+    import json
+
+    import nacl.pwhash
+
+    from client.merchant.inventory_crypto import create_inventory_key
+    from marketplace_tx.primitives.crypto import KeyPair
+
+    key = KeyPair.from_seed(bytes([2]) * 32)
+    key_file = tmp_path / "merchant.json"
+    key_file.write_text(json.dumps({"address": key.address.hex(), "secret_seed": key.seed.hex()}))
+    config = write(tmp_path, f'[agent]\nstate_dir = "state"\n[[digital]]\nlisting = "{LISTING}"\n')
+    runner = CliRunner()
+    arguments = ["run", "--key", str(key_file), "--config", str(config)]
+    result = runner.invoke(merchant, arguments, env={"MARKETCHAIN_INVENTORY_PASSPHRASE": "whatever1"})
+    assert result.exit_code == 2 and "import them first" in result.output
+    create_inventory_key(tmp_path / "state" / "inventory", "the right one", nacl.pwhash.argon2id.OPSLIMIT_MIN,
+                         nacl.pwhash.argon2id.MEMLIMIT_MIN)
+    result = runner.invoke(merchant, arguments, env={"MARKETCHAIN_INVENTORY_PASSPHRASE": "the wrong one"})
+    assert result.exit_code == 2 and "wrong passphrase" in result.output
+    with open(tmp_path / "state" / "agent.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = runner.invoke(merchant, arguments, env={"MARKETCHAIN_INVENTORY_PASSPHRASE": "the right one"})
+    assert result.exit_code == 2 and "another merchant agent runs" in result.output
