@@ -102,6 +102,8 @@ class MerchantAgent:
                 first = True
                 while not stop.is_set():
                     try:
+                        if self.cursor.last_event_id is None:
+                            await self._start_cursor()
                         await self._reconcile(recover=first)
                         first = False
                         await self._follow(session, stop)
@@ -116,6 +118,14 @@ class MerchantAgent:
             if outbox_task is not None:
                 await outbox_task
         log.info("merchant agent stopped")
+
+    async def _start_cursor(self) -> None:
+        """On the very first start, anchor the cursor at the node's current block before acting
+        on open orders, so that every change from then on (the agent's own first accepts and
+        deliveries included) comes through the stream and reaches the webhooks."""
+        status = await self._call(self.client.status)
+        self.cursor.advance(f"{int(status['height'])}:0")
+        log.info("first start: following events from block %d on", int(status["height"]))
 
     async def _follow(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         events = read_events(session, self.config.node_url, self.key.address, self.cursor.last_event_id)

@@ -78,9 +78,9 @@ class Market:
         self.config = network.write_config(self.state_dir, accept={"auto": True}, webhook=webhook,
                                            warn_before_ms=10**12)
         network.import_codes(self.state_dir, [f"HOOK-{number}" for number in range(4)])
-        # The agent's first run starts the stream at "now" (no cursor yet): events between its
-        # start and its stream's connection would not be webhooks. Start it from the market's
-        # current height instead, so that every event of this test's orders is in its stream.
+        # The agent's first run anchors its cursor at the node's height when it starts; orders
+        # placed before that are not webhooks. Start it from the market's current height, so
+        # that every event of this test's orders (placed before the agent runs) is in its stream.
         Cursor(self.state_dir).advance(f"{network.client.status()['height']}:0")
 
     def agent(self) -> AgentProcess:

@@ -41,7 +41,7 @@ class StubNode:
         return {"orders": chosen, "next": None}
 
     def status(self) -> dict[str, Any]:
-        return {"latest_block_time": 5}
+        return {"latest_block_time": 5, "height": 42}
 
 
 class RecordingOutbox:
@@ -106,3 +106,13 @@ async def test_a_dropped_stream_ends_the_connection(tmp_path: Path) -> None:
     agent, _ = agent_with(tmp_path, [])
     with pytest.raises(StreamError, match="dropped"):
         await agent._handle(NodeEvent(None, "dropped", {"reason": "behind"}))
+
+
+async def test_a_first_start_anchors_the_cursor_at_the_nodes_height_and_persists_it(tmp_path: Path) -> None:
+    agent, _ = agent_with(tmp_path, [])
+    assert agent.cursor.last_event_id is None
+    await agent._start_cursor()
+    assert agent.cursor.last_event_id == "42:0"
+    from client.merchant.cursor import Cursor
+
+    assert Cursor(tmp_path).last_event_id == "42:0"  # on disk before any order is acted on
