@@ -71,6 +71,10 @@ class OfferBook:
         """Replace what `peer` offers (at most `MAX_OFFERS_PER_PEER`, the first kept)."""
         self._offers[peer] = frozenset(list(offers)[:MAX_OFFERS_PER_PEER])
 
+    def offers_of(self, peer: bytes) -> frozenset[SnapshotKey]:
+        """What `peer` offers now (empty if nothing)."""
+        return self._offers.get(peer, frozenset())
+
     def forget_peer(self, peer: bytes) -> None:
         """The peer disconnected: its offers are gone."""
         self._offers.pop(peer, None)

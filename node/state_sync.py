@@ -150,6 +150,8 @@ class StateSync:
         """Chunks of the manifest being restored (0 until one is chosen)."""
         self._offers_asked: set[bytes] = set()
         self._offers_answered: set[bytes] = set()
+        self._heads_unknown: set[bytes] = set()
+        """Peers whose offers came before their announced head: checked once it is heard."""
         self.requests = Requests(send, config.chunk_request_timeout_s, self._silent)
         """Requests sent and the answers they wait for (node/state_sync_requests.py)."""
         self._fetch: tuple[SnapshotKey, ChunkFetcher] | None = None
@@ -177,6 +179,7 @@ class StateSync:
     def peer_gone(self, peer: bytes) -> None:
         """A peer disconnected: its offers are gone, its chunk requests re-routed."""
         self.book.forget_peer(peer)
+        self._heads_unknown.discard(peer)
         self._offers_asked.discard(peer)
         self._offers_answered.discard(peer)
         self.requests.peer_gone(peer)
@@ -209,15 +212,25 @@ class StateSync:
         else:
             self.peers.penalize(peer, PENALTY_UNSOLICITED, "unsolicited snapshots")
             return
-        offers = parse_offers(body)
-        head = self.claimed_height(peer)
-        if head is not None and any(offer.height > head for offer in offers):
-            highest = max(offer.height for offer in offers)
-            self.peers.penalize(peer, PENALTY_BAD_HEADER, f"offers a snapshot of height {highest} above its own "
-                                                          f"head {head}: not final")
-            offers = [offer for offer in offers if offer.height <= head]
-        self.book.offer(peer, offers)
+        self.book.offer(peer, parse_offers(body))
+        self._heads_unknown.add(peer)
+        self._check_heads()
         self._wake.set()
+
+    def _check_heads(self) -> None:
+        """Offers above the head their peer announced are not final anywhere: charged and
+        dropped. A peer whose offers came before its `status` is checked once that is heard."""
+        for peer in list(self._heads_unknown):
+            head = self.claimed_height(peer)
+            if head is None:
+                continue
+            self._heads_unknown.discard(peer)
+            offers = self.book.offers_of(peer)
+            if any(offer.height > head for offer in offers):
+                highest = max(offer.height for offer in offers)
+                self.peers.penalize(peer, PENALTY_BAD_HEADER, f"offers a snapshot of height {highest} above its "
+                                                              f"own head {head}: not final")
+                self.book.offer(peer, [offer for offer in offers if offer.height <= head])
 
     def _silent(self, peer: bytes, kind: str) -> None:
         """A request left unanswered for `chunk_request_timeout_s` (a peer that offered a
@@ -273,6 +286,7 @@ class StateSync:
         await self._discover()
         deadline = self._started + self.config.discovery_timeout_s
         while True:
+            self._check_heads()
             for key in self.book.candidates():
                 height = await self._try(key)
                 if height is not None:
@@ -291,8 +305,9 @@ class StateSync:
         until = self._started + self.config.discovery_time_s
         while self.clock() < until:
             answered = self._offers_answered
+            self._check_heads()
             if (answered and answered >= self._offers_asked and len(answered) >= self.expected_peers
-                    and self.book.candidates()):
+                    and not self._heads_unknown & answered and self.book.candidates()):
                 return
             await self._wait(until)
 

@@ -10,13 +10,13 @@ from tests.e2e.harness import ports
 
 def test_ports_are_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ports, "_handed_out", set())
-    monkeypatch.setattr(ports, "LISTEN_PORTS", range(20000, 20040))
+    monkeypatch.setattr(ports, "LISTEN_PORTS", range(20000, 20400))
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    singles = [ports.free_port() for _ in range(20)]
+    singles = [ports.free_port() for _ in range(30)]
     base = ports.free_base_port(4)
     taken = singles + list(range(base, base + 4))
     assert len(set(taken)) == len(taken)
-    assert all(20000 <= port < 20040 for port in taken)
+    assert all(20000 <= port < 20400 for port in taken)
 
 
 def test_workers_draw_from_disjoint_slices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,12 +90,13 @@ def test_joins_from_honest_peers_spreading_chunks(chain_snapshot: tuple[Genesis,
 @pytest.mark.parametrize("expected_peers", [2, 3])
 def test_discovery_ends_early_once_every_expected_peer_offered(chain_snapshot: tuple[Genesis, Snapshot],
                                                                expected_peers: int) -> None:
-    """With 2 persistent peers that both answer, the joiner does not sit out discovery_time_s;
-    with 3 expected and only 2 answering, it waits the whole discovery time."""
+    """With 2 persistent peers that both answer (and whose heads were heard), the joiner does not
+    sit out discovery_time_s; with 3 expected and only 2 answering, it waits the whole discovery time."""
     genesis, snapshot = chain_snapshot
     peers = {peer_id(number): FakePeer(snapshot) for number in (1, 2)}
     slow = StatesyncConfig(enable=True, discovery_time_s=20, discovery_timeout_s=60, chunk_request_timeout_s=5)
     state_sync, _, _, restore = joiner(genesis, peers, config=slow, expected_peers=expected_peers)
+    state_sync.claimed_height = lambda peer: snapshot.manifest.height  # their status heard: heads known
     started = time.monotonic()
     if expected_peers == 2:
         assert run(state_sync) == snapshot.manifest.height
@@ -288,6 +289,30 @@ def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapsho
     state_sync, network, penalties, _ = joiner(genesis, peers)
     state_sync.claimed_height = {liar: height, peer_id(2): height}.get  # their status: head = height
     assert run(state_sync) == height
+    assert penalties.of(liar) == [PENALTY_BAD_HEADER]
+    assert all(body["height"] == height for _, kind, body in network.sent if kind == "header_request")
+
+
+def test_an_offer_that_came_before_the_peers_head_is_checked_once_the_head_is_heard(
+        chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    genesis, snapshot = chain_snapshot
+    height = snapshot.manifest.height
+    liar = peer_id(1)
+    unfinal = {"chunk_depth": 0, "chunks": 1, "height": height + 1000}
+    honest_offer = {"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height}
+    peers = {liar: FakePeer(snapshot, offers=[unfinal, honest_offer]), peer_id(2): FakePeer(snapshot)}
+    state_sync, network, penalties, _ = joiner(genesis, peers)
+    asked: list[bytes] = []
+
+    def claimed_height(peer: bytes) -> int | None:
+        asked.append(peer)
+        if peer == liar and asked.count(liar) == 1:
+            return None  # its offers arrive before its status
+        return height
+
+    state_sync.claimed_height = claimed_height
+    assert run(state_sync) == height
+    assert asked.count(liar) >= 2
     assert penalties.of(liar) == [PENALTY_BAD_HEADER]
     assert all(body["height"] == height for _, kind, body in network.sent if kind == "header_request")
 
