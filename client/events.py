@@ -34,26 +34,55 @@ class NodeEvent:
     """The event's JSON."""
 
 
-def parse_stream(lines: Iterator[str]) -> Iterator[NodeEvent]:
-    """Events from the lines of an SSE stream (comments and `retry:` skipped); bad JSON raises ValueError."""
-    event_id, kind, data = None, "message", []
-    for line in lines:
+class EventParser:
+    """Reads an SSE stream line by line and hands back each complete event (comments and
+    `retry:` skipped): shared by the blocking `parse_stream` and the merchant agent's
+    asyncio reader (client/merchant/stream.py)."""
+
+    def __init__(self) -> None:
+        """A parser between events."""
+        self._reset()
+
+    def _reset(self) -> None:
+        self._event_id: str | None = None
+        self._kind = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> NodeEvent | None:
+        """Take one line (its end of line optional); the event it completes, if any. An event
+        whose data is not JSON raises ValueError."""
         line = line.rstrip("\r\n")
         if not line:
-            if data:
-                yield NodeEvent(event_id, kind, json.loads("\n".join(data)))
-            event_id, kind, data = None, "message", []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "id":
-                event_id = value
-            elif name == "event":
-                kind = value
-            elif name == "data":
-                data.append(value)
+            event = None
+            if self._data:
+                event = NodeEvent(self._event_id, self._kind, json.loads("\n".join(self._data)))
+            self._reset()
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "id":
+            self._event_id = value
+        elif name == "event":
+            self._kind = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+    @property
+    def event_id(self) -> str | None:
+        """The id of the event being read, once its `id:` line came."""
+        return self._event_id
+
+
+def parse_stream(lines: Iterator[str]) -> Iterator[NodeEvent]:
+    """Events from the lines of an SSE stream (comments and `retry:` skipped); bad JSON raises ValueError."""
+    parser = EventParser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event
 
 
 def follow_events(base_url: str, account: bytes | None = None, last_event_id: str | None = None,

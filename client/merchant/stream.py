@@ -4,12 +4,11 @@ buffered here beyond it: an event larger than `MAX_EVENT_BYTES` ends the stream 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import aiohttp
 
-from client.events import NodeEvent
+from client.events import EventParser, NodeEvent
 
 READ_TIMEOUT_S = 60.0
 """A stream silent this long is given up (the node sends a keep-alive every 15 s)."""
@@ -32,27 +31,19 @@ async def read_events(session: aiohttp.ClientSession, base_url: str, account: by
                                timeout=timeout) as response:
             if response.status != 200:
                 raise StreamError(f"GET /events answered HTTP {response.status}: {(await response.text())[:200]}")
-            event_id, kind, data, size = None, "message", [], 0
+            parser, size = EventParser(), 0
             async for raw in response.content:
                 size += len(raw)
                 if size > MAX_EVENT_BYTES:
                     raise StreamError(f"the node sent an event larger than {MAX_EVENT_BYTES} bytes")
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not line:
-                    if data:
-                        try:
-                            yield NodeEvent(event_id, kind, json.loads("\n".join(data)))
-                        except ValueError:
-                            raise StreamError(f"the node sent an event that is not JSON (id {event_id})") from None
-                    event_id, kind, data, size = None, "message", [], 0
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "id":
-                    event_id = value
-                elif name == "event":
-                    kind = value
-                elif name == "data":
-                    data.append(value)
+                line = raw.decode("utf-8", errors="replace")
+                try:
+                    event = parser.feed(line)
+                except ValueError:
+                    raise StreamError(f"the node sent an event that is not JSON (id {parser.event_id})") from None
+                if not line.rstrip("\r\n"):
+                    size = 0
+                if event is not None:
+                    yield event
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         raise StreamError(f"event stream of {base_url}: {error or type(error).__name__}") from None

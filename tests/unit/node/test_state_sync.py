@@ -279,7 +279,8 @@ def test_a_repeated_offer_answer_is_unsolicited(chain_snapshot: tuple[Genesis, S
     assert penalties.of(chatty) == [PENALTY_UNSOLICITED] * 3
 
 
-def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+def joiner_with_an_unfinal_offer(chain_snapshot: tuple[Genesis, Snapshot]) -> tuple[Any, Any, Any, bytes, int]:
+    """A joiner whose peer 1 offers, beside the honest snapshot, one 1000 heights above its head."""
     genesis, snapshot = chain_snapshot
     height = snapshot.manifest.height
     liar = peer_id(1)
@@ -287,6 +288,11 @@ def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapsho
     honest_offer = {"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height}
     peers = {liar: FakePeer(snapshot, offers=[unfinal, honest_offer]), peer_id(2): FakePeer(snapshot)}
     state_sync, network, penalties, _ = joiner(genesis, peers)
+    return state_sync, network, penalties, liar, height
+
+
+def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapshot: tuple[Genesis, Snapshot]) -> None:
+    state_sync, network, penalties, liar, height = joiner_with_an_unfinal_offer(chain_snapshot)
     state_sync.claimed_height = {liar: height, peer_id(2): height}.get  # their status: head = height
     assert run(state_sync) == height
     assert penalties.of(liar) == [PENALTY_BAD_HEADER]
@@ -295,13 +301,7 @@ def test_an_offer_above_the_peers_own_head_costs_it_and_is_dropped(chain_snapsho
 
 def test_an_offer_that_came_before_the_peers_head_is_checked_once_the_head_is_heard(
         chain_snapshot: tuple[Genesis, Snapshot]) -> None:
-    genesis, snapshot = chain_snapshot
-    height = snapshot.manifest.height
-    liar = peer_id(1)
-    unfinal = {"chunk_depth": 0, "chunks": 1, "height": height + 1000}
-    honest_offer = {"chunk_depth": DEPTH, "chunks": 1 << DEPTH, "height": height}
-    peers = {liar: FakePeer(snapshot, offers=[unfinal, honest_offer]), peer_id(2): FakePeer(snapshot)}
-    state_sync, network, penalties, _ = joiner(genesis, peers)
+    state_sync, network, penalties, liar, height = joiner_with_an_unfinal_offer(chain_snapshot)
     asked: list[bytes] = []
 
     def claimed_height(peer: bytes) -> int | None:
