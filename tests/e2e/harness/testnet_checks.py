@@ -108,15 +108,15 @@ class TestnetChecks:
         """Wait until the selected nodes agree on the latest height and have empty mempools."""
         selected = self._select(nodes)
 
-        def agreed() -> int | None:
+        def agreed() -> tuple[int] | None:  # a tuple: height 0 is an answer too
             statuses = [node.try_status() for node in selected]
             if any(status is None for status in statuses):
                 return None
             heights = {status["height"] for status in statuses}  # type: ignore[index]
             idle = all(status["mempool_size"] == 0 for status in statuses)  # type: ignore[index]
-            return heights.pop() if len(heights) == 1 and idle else None
+            return (heights.pop(),) if len(heights) == 1 and idle else None
 
-        return wait_until(agreed, self.timeout, lambda: self.describe("same height, empty mempools"))
+        return wait_until(agreed, self.timeout, lambda: self.describe("same height, empty mempools"))[0]
 
     def wait_idle(self, nodes: Iterable[int] | None = None) -> int:
         """Wait until the selected nodes are idle (R29) at one height, twice in a row:
