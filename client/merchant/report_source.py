@@ -24,6 +24,7 @@ from client.merchant.report import (
     merchant_transactions,
 )
 from client.node_client import ClientError, NodeClient
+from marketplace_tx.rules.order_records import DEADLINE_FIELDS
 
 PAGE_SIZE = 100
 """Orders per `GET /orders` page (the API's largest page)."""
@@ -37,10 +38,6 @@ RATE_LIMIT_WAITS = 60
 
 RATE_LIMIT_WAIT_SECONDS = 1.0
 """How long to wait before asking again after a 429 (the node's `Retry-After` is 1 s)."""
-
-DEADLINE_WINDOWS = ("accept_window_ms", "ship_window_ms", "escrow_timeout_ms", "confirm_window_ms",
-                    "response_window_ms", "arbitration_window_ms")
-"""The R15 windows; their sum bounds how long after it was placed an order can still change."""
 
 Result = TypeVar("Result")
 
@@ -58,10 +55,10 @@ def patiently(call: Callable[[], Result], sleep: Callable[[float], None] = time.
 
 
 def longest_order_ms(client: NodeClient) -> int:
-    """The sum of the chain's R15 windows (from `GET /status` params): no order changes later
-    than this after it was placed."""
+    """The sum of the chain's R15 windows (from `GET /status` params, one per state in
+    `DEADLINE_FIELDS`): no order changes later than this after it was placed."""
     params = patiently(client.status).get("params") or {}
-    return sum(int(params.get(name, 0)) for name in DEADLINE_WINDOWS)
+    return sum(int(params.get(window, 0)) for _, window in DEADLINE_FIELDS.values())
 
 
 def shop_orders(client: NodeClient, shop_id: str, placed_since_ms: int | None = None) -> Iterator[dict[str, Any]]:
