@@ -91,11 +91,6 @@ def day_start_ms(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
-def day_of(time_ms: int) -> date:
-    """The UTC day of a block time."""
-    return datetime.fromtimestamp(time_ms / 1000, UTC).date()
-
-
 def check_range(since: date, until: date) -> None:
     """`ReportError` unless `since` ≤ `until` and the range is at most `MAX_REPORT_DAYS` long."""
     if since > until:
