@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from client.merchant.outbox_journal import encode_line, fsync_directory
+from client.keystore import fsync_directory
+from client.merchant.outbox_journal import encode_line
 
 DEAD_LETTERS_NAME = "dead-letters.jsonl"
 """The dead-letter file's name in the agent's state directory."""

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client.keystore import fsync_directory
+
 JOURNAL_NAME = "webhooks-journal.jsonl"
 """The journal's file name in the outbox directory."""
 
@@ -210,11 +212,3 @@ def encode_line(record: dict[str, Any]) -> bytes:
     """One journal line: compact JSON and a newline."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or a new file in `directory` durable."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
