@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nacl.pwhash
 
+from client.devnet import GIFT_CARD_STOCK
 from client.merchant.config import load_config
 from client.merchant.inventory import Inventory
 from client.merchant.inventory_crypto import INVENTORY_PASSPHRASE_VARIABLE, create_inventory_key
@@ -36,8 +37,8 @@ MERCHANT_DIRECTORY = "merchant"
 MERCHANT_ACCOUNT = "bob"
 """The dev account whose shop (Bob's Bikes, no arbiter) the agent runs."""
 
-GIFT_CARD_CODES = 100
-"""Demo codes imported: the gift-card listing's stock."""
+GIFT_CARD_CODES = GIFT_CARD_STOCK
+"""Demo codes imported: one per unit of the gift-card listing's stock."""
 
 PID_FILE = "agent.pid"
 """The running agent's process id, in the merchant folder (for scripts and tests)."""
