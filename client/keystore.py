@@ -30,6 +30,8 @@ import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
 
+from client import durable_files
+from client.durable_files import fsync_directory, write_atomically
 from marketplace_tx.primitives.crypto import ADDRESS_BYTES, SEED_BYTES, KeyPair
 
 KEYSTORE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_KEYSTORE"
@@ -56,8 +58,8 @@ libsodium's "moderate" (256 MiB). Read at call time, like `DEFAULT_OPSLIMIT`."""
 DIRECTORY_MODE = 0o700
 """Permissions of a keystore directory this module creates."""
 
-FILE_MODE = 0o600
-"""Permissions of every key file this module writes."""
+FILE_MODE = durable_files.FILE_MODE
+"""Permissions of every key file this module writes (0600)."""
 
 PASSPHRASE_ENVIRONMENT_VARIABLE = "MARKETCHAIN_PASSPHRASE"
 """Where the CLI (`keys new`, signing commands) and a node (`init --encrypt`, `node start`)
@@ -524,60 +526,9 @@ def _write_json_atomically(path: Path, document: dict[str, Any], *, overwrite: b
     Without `overwrite`, an existing `path` raises FileExistsError and is left untouched.
     """
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except OSError as error:
-        raise KeystoreError(f"cannot write key file {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)  # exactly 0600, whatever the umask
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            _rename_without_overwrite(temporary, path)
-    except FileExistsError:
-        _remove_quietly(temporary)
-        raise
-    except OSError as error:
-        _remove_quietly(temporary)
-        raise KeystoreError(f"cannot write key file {path}: {error.strerror or error}") from None
-    fsync_directory(path.parent)
-
-
-def _rename_without_overwrite(source: Path, target: Path) -> None:
-    """Move `source` to `target`, raising FileExistsError if `target` exists."""
-    try:
-        os.link(source, target)  # atomic, and fails if `target` exists
+        write_atomically(path, data, overwrite=overwrite)
     except FileExistsError:
         raise
-    except OSError:  # a file system without hard links: check, then rename
-        if target.exists():
-            raise FileExistsError(target) from None
-        os.replace(source, target)
-        return
-    os.unlink(source)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (where the platform allows it)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    except OSError as error:
+        raise KeystoreError(f"cannot write key file {path}: {error.strerror or error}") from None

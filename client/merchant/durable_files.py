@@ -1,5 +1,5 @@
-"""Durable writes for the merchant agent's state directory: a whole file replaced atomically
-(temporary file, fsync, rename, fsync of the directory) and an append-only journal of JSON
+"""Durable writes for the merchant agent's state directory (its files are mode 0600: they may say
+what a shop sold): a whole file replaced atomically (client/durable_files.py) and an append-only journal of JSON
 lines, each fsynced before the call returns. A kill -9 at any point leaves either the old or
 the new file, and a journal whose last line may be cut short (its reader skips it)."""
 
@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from client.keystore import fsync_directory
-
-FILE_MODE = 0o600
-"""Permissions of every file the agent writes (they may say what a shop sold)."""
+from client.durable_files import FILE_MODE, write_atomically
 
 DIRECTORY_MODE = 0o700
 """Permissions of the directories the agent creates."""
@@ -25,26 +21,6 @@ def ensure_directory(directory: Path) -> Path:
     """`directory`, created with mode 0700 (and its parents) if missing."""
     directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
     return directory
-
-
-def write_atomically(path: Path, data: bytes, overwrite: bool = True) -> None:
-    """Replace `path` with `data` durably; without `overwrite`, FileExistsError if it exists."""
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            os.link(temporary, path)  # fails if `path` exists
-            os.unlink(temporary)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
 
 
 def write_json_atomically(path: Path, document: Any, overwrite: bool = True) -> None:
