@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from client.keystore import fsync_directory
+from client.durable_files import write_atomically
 from client.merchant.outbox_journal import encode_line
 
 DEAD_LETTERS_NAME = "dead-letters.jsonl"
@@ -99,13 +99,10 @@ def remove_dead_letters(directory: Path, ids: set[str]) -> None:
     with locked(directory):
         if not path.exists():
             return
-        temporary = path.with_suffix(".tmp")
-        with open(path, "rb") as old, open(temporary, "wb") as new:
-            for line in old:
+        kept = bytearray()
+        with open(path, "rb") as file:
+            for line in file:
                 letter = parse_letter(line)
                 if letter is None or letter.id not in ids:
-                    new.write(line if line.endswith(b"\n") else line + b"\n")
-            new.flush()
-            os.fsync(new.fileno())
-        os.replace(temporary, path)
-        fsync_directory(directory)
+                    kept += line if line.endswith(b"\n") else line + b"\n"
+        write_atomically(path, bytes(kept))
