@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client.keystore import fsync_directory
+from client.durable_files import fsync_directory
 
 JOURNAL_NAME = "webhooks-journal.jsonl"
 """The journal's file name in the outbox directory."""
