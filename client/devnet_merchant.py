@@ -57,6 +57,11 @@ def config_path(home: Path) -> Path:
     return merchant_directory(home) / "merchant.toml"
 
 
+def log_path(home: Path) -> Path:
+    """`<home>/merchant/agent.log`: the agent's output."""
+    return merchant_directory(home) / "agent.log"
+
+
 def demo_codes(count: int) -> list[str]:
     """`count` distinct random gift-card codes, `GIFT-25-XXXX-XXXX-XXXX`."""
     codes: set[str] = set()
@@ -101,7 +106,7 @@ def start_agent(home: Path) -> subprocess.Popen[bytes] | None:
     if not path.exists():
         return None
     key_file = home / "accounts" / f"{MERCHANT_ACCOUNT}.json"
-    with open(merchant_directory(home) / "agent.log", "ab") as log:
+    with open(log_path(home), "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "merchant", "run", "--key", str(key_file), "--config", str(path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,

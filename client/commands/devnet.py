@@ -18,7 +18,8 @@ from client.devnet import DEMO_ACCEPT_WINDOW_MS, DemoData, DemoError, describe, 
 from client.devnet_merchant import (
     DEVNET_INVENTORY_PASSPHRASE,
     GIFT_CARD_CODES,
-    merchant_directory,
+    config_path,
+    log_path,
     start_agent,
     stop_agent,
     write_merchant_home,
@@ -46,11 +47,10 @@ marketchain devnet is running ({node_count} node(s), chain marketchain-devnet)
 
 def _merchant_banner(home: Path, url: str, accounts: Path, demo: DemoData | None) -> str:
     """How to watch the merchant agent, and to buy and open a gift card from the CLI."""
-    merchant = merchant_directory(home)
     listing = demo.digital_listing if demo else "LISTING"
     shop = demo.shops["Bob's Bikes"] if demo else "SHOP"
     return f"""merchant agent  runs Bob's Bikes unattended: gift cards (a digital listing) delivered from
-                {GIFT_CARD_CODES} demo codes; config {merchant}/merchant.toml, log {merchant}/agent.log
+                {GIFT_CARD_CODES} demo codes; config {config_path(home)}, log {log_path(home)}
                 (inventory passphrase: {INVENTORY_PASSPHRASE_VARIABLE}={DEVNET_INVENTORY_PASSPHRASE})
   buy one       marketchain tx order-place --listing {listing} \\
                   --key {accounts}/erin.json --node {url} --wait
@@ -125,8 +125,8 @@ def devnet(home: Path | None, node_count: int | None, base_port: int) -> None:
         agent_reported = False
         while not stop_requested:
             if agent is not None and agent.poll() is not None and not agent_reported:
-                click.echo(f"the merchant agent stopped (exit code {agent.returncode}); see "
-                           f"{merchant_directory(directory) / 'agent.log'}", err=True)
+                click.echo(f"the merchant agent stopped (exit code {agent.returncode}); see {log_path(directory)}",
+                           err=True)
                 agent_reported = True
             time.sleep(0.2)
     except (ClientError, DemoError) as error:
