@@ -7,7 +7,6 @@ from the node's HTTP API.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import click
@@ -16,9 +15,7 @@ from client.commands.common import client_error_text, fail, node_client, node_op
 from client.merchant.report import ReportError, check_range, parse_day, render_csv, render_table
 from client.merchant.report_source import fetch_report
 from client.node_client import ClientError
-
-SHOP_ID = re.compile(r"^[0-9a-fA-F]{64}$")
-"""A shop id: 64 hex characters (R5, R9)."""
+from client.payloads import parse_id
 
 
 @click.command("report")
@@ -29,7 +26,9 @@ SHOP_ID = re.compile(r"^[0-9a-fA-F]{64}$")
 @node_option
 def report(shop_id: str, since: str, until: str | None, as_csv: bool, node_url: str) -> None:
     """A shop's orders, escrow released, refunds, fees and points per UTC day (µMKT), with totals."""
-    if not SHOP_ID.match(shop_id):
+    try:
+        shop_hex = parse_id(shop_id, "--shop").hex()
+    except ValueError:
         fail(f"--shop {shop_id!r} is not a shop id (64 hex characters)")
     try:
         first = parse_day(since, "--since")
@@ -39,12 +38,12 @@ def report(shop_id: str, since: str, until: str | None, as_csv: bool, node_url: 
         fail(str(error))
     client = node_client(node_url)
     try:
-        result = fetch_report(client, shop_id.lower(), first, last)
+        result = fetch_report(client, shop_hex, first, last)
     except ReportError as error:
         fail(str(error))
     except ClientError as error:
         if error.code == "not_found":
-            fail(f"--shop {shop_id.lower()}: no such shop on {client.base_url}")
+            fail(f"--shop {shop_hex}: no such shop on {client.base_url}")
         fail(client_error_text(error))
     click.echo(render_csv(result) if as_csv else render_table(result), nl=not as_csv)
     if result.unknown_fees:
