@@ -204,11 +204,10 @@ class MerchantAgent:
                 if is_mine(order, self.config, me):
                     for change in changes_from_history(order, history_after):
                         self._enqueue(change.event_id, change.event_type, change.webhook_data(order))
-        for state in ("placed", "accepted"):
-            async for order in self._orders(state):
-                if is_mine(order, self.config, me):
-                    await self._act(order)
-        await self._check_deadlines()
+        async for order in self._orders("placed"):
+            if is_mine(order, self.config, me):
+                await self._act(order)
+        await self._check_deadlines(act=True)
 
     async def _orders(self, state: str | None) -> AsyncIterator[dict[str, Any]]:
         """The merchant's orders (in `state`, if given), newest first, one page in memory at a time."""
@@ -350,13 +349,17 @@ class MerchantAgent:
 
     # --- deadlines --------------------------------------------------------------------------
 
-    async def _check_deadlines(self) -> None:
+    async def _check_deadlines(self, act: bool = False) -> None:
+        """Warn about the accepted orders whose deadline is near; with `act` (a reconcile), act on
+        each first, so that the accepted orders are listed once."""
         self._last_deadline_check = asyncio.get_running_loop().time()
         me = self.key.address
         status = await self._call(self.client.status)
         now = int(status.get("latest_block_time") or 0)
         async for order in self._orders("accepted"):
             if is_mine(order, self.config, me):
+                if act:
+                    await self._act(order)
                 self._warn_if_due(order, now)
 
     def _warn_if_due(self, order: dict[str, Any], now: int) -> None:
