@@ -21,16 +21,6 @@ class CursorError(Exception):
     """The cursor file exists but cannot be read."""
 
 
-def event_height(event_id: str | None) -> int:
-    """The block height of a stream event id (0 for None)."""
-    if event_id is None:
-        return 0
-    match = EVENT_ID_PATTERN.fullmatch(event_id)
-    if match is None:
-        raise ValueError(f"{event_id!r} is not an event id height:sequence")
-    return int(match.group(1))
-
-
 def event_position(event_id: str) -> tuple[int, int]:
     """(height, sequence) of a stream event id, for comparing ids; ValueError if malformed."""
     match = EVENT_ID_PATTERN.fullmatch(event_id)
@@ -64,7 +54,7 @@ class Cursor:
     @property
     def height(self) -> int:
         """The height of the last event finished with (0 before the first)."""
-        return event_height(self.last_event_id)
+        return 0 if self.last_event_id is None else event_position(self.last_event_id)[0]
 
     def advance(self, event_id: str) -> None:
         """Persist `event_id` as finished with, unless the cursor is already at or past it."""
