@@ -38,11 +38,8 @@ import aiohttp
 
 from client.merchant.dead_letters import DeadLetter, append_dead_letter
 from client.merchant.outbox_journal import OutboxJournal, PendingEvent
-from client.merchant.webhook_sender import backoff_delay, new_session, post_event
+from client.merchant.webhook_sender import MAX_IN_FLIGHT, backoff_delay, new_session, post_event
 from client.merchant.webhooks import MAX_EVENT_BYTES, WebhookSettings, event_body
-
-MAX_IN_FLIGHT = 4
-"""POSTs at once."""
 
 MAX_PENDING = 10_000
 """Events waiting for delivery; beyond, new ones go straight to the dead letters."""

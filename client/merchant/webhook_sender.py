@@ -21,6 +21,9 @@ import aiohttp
 from client.merchant.dead_letters import DeadLetter, read_dead_letters, remove_dead_letters
 from client.merchant.webhooks import WebhookSettings, event_body, request_headers
 
+MAX_IN_FLIGHT = 4
+"""POSTs at once (the outbox's default, and the replay's)."""
+
 MAX_DOUBLINGS = 40
 """Doublings of the backoff ceiling considered (beyond, `max_backoff_s` holds anyway)."""
 
@@ -78,7 +81,7 @@ class ReplayResult:
 
 
 async def replay_dead_letters(settings: WebhookSettings, directory: Path,
-                              ids: list[str] | None, max_in_flight: int = 4) -> list[ReplayResult]:
+                              ids: list[str] | None, max_in_flight: int = MAX_IN_FLIGHT) -> list[ReplayResult]:
     """POST again the dead letters of `directory` (those of `ids`, or all if None), the same bodies
     freshly signed, and remove the delivered ones from the file. One result per id, in order."""
     letters = {letter.id: letter for letter in read_dead_letters(directory)}
