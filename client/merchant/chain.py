@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from client.node_client import ClientError, NodeClient
-from client.nonces import key_lock
+from client.nonces import NONCE_RETRIES, key_lock
 from client.transactions import build_transaction
 from marketplace_tx.chain.transaction import Transaction
 from marketplace_tx.primitives.crypto import KeyPair
-
-NONCE_RETRIES = 8
-"""How many times a `bad_nonce` refusal is retried with a re-read nonce."""
 
 PAGE_SIZE = 100
 """Orders read per request when the agent lists the merchant's orders."""
@@ -32,7 +29,7 @@ on this attempt (the order stays open and is looked at again on the next reconci
 
 def submit(client: NodeClient, key: KeyPair, tx_type: str, payload: dict[str, Any], lock: Path | None) -> Transaction:
     """Sign `payload` with the next nonce and submit it; the transaction the node holds.
-    Raises `ClientError` for any other refusal (or after `NONCE_RETRIES` bad nonces)."""
+    Raises `ClientError` for any other refusal (or after client.nonces' `NONCE_RETRIES` bad nonces)."""
     for attempt in range(NONCE_RETRIES + 1):
         try:
             if lock is None:
