@@ -33,7 +33,13 @@ from client.merchant.config import MerchantConfig
 from client.merchant.crash_points import CrashPoints
 from client.merchant.cursor import Cursor
 from client.merchant.deadline_warnings import DeadlineWarnings
-from client.merchant.decisions import OUT_OF_STOCK_REASON, decide, delivery_text, is_mine
+from client.merchant.decisions import (
+    OPEN_STATES,
+    OUT_OF_STOCK_REASON,
+    decide,
+    delivery_text,
+    is_mine,
+)
 from client.merchant.events import change_from_stream, changes_from_history
 from client.merchant.inventory import Inventory
 from client.merchant.inventory_crypto import InventoryError
@@ -240,7 +246,7 @@ class MerchantAgent:
             if reservation.status != "used":
                 self.inventory.mark_used(order_id)
                 log.info("order %s: delivered %d code(s) (seen on the chain)", order_id.hex(), len(reservation.codes))
-        elif order.get("state") not in ("placed", "accepted"):
+        elif order.get("state") not in OPEN_STATES:
             self.inventory.release(order_id)
             log.info("order %s: %s without a delivery, %d code(s) free again", order_id.hex(), order.get("state"),
                      len(reservation.codes))
@@ -313,7 +319,7 @@ class MerchantAgent:
         if reservation.status == "submitted" and reservation.tx and await self._earlier_delivery_final(reservation.tx):
             order = await self._call(self.client.order, order_id)
             await self._settle(order_id, order)
-            if order.get("state") not in ("placed", "accepted"):
+            if order.get("state") not in OPEN_STATES:
                 return
         content = delivery_text(self.inventory.code_texts(reservation.listing, reservation.codes))
         if len(content) > MAX_CONTENT_BYTES:
