@@ -29,6 +29,7 @@ from typing import Any
 import nacl.pwhash
 
 from client import payloads
+from client.keystore import write_plain_key
 from client.merchant.inventory import Inventory
 from client.merchant.inventory_crypto import create_inventory_key
 from client.node_client import NodeClient
@@ -62,12 +63,6 @@ AGENT_DEADLINE_S = 120.0
 """Generous deadline of every wait on the agent (a loaded 2-core machine)."""
 
 
-def write_plain_key(path: Path, key: KeyPair) -> Path:
-    """A plain dev key file (`{"address", "secret_seed"}`) of `key` at `path`."""
-    path.write_text(json.dumps({"address": key.address.hex(), "secret_seed": key.seed.hex()}))
-    return path
-
-
 class MerchantNetwork:
     """A node with a registrar, a merchant, its shop, a digital and a parcel listing, and buyers."""
 
@@ -82,8 +77,9 @@ class MerchantNetwork:
         """Funded buyers."""
         self.node = NodeProcess(directory / "node", fund={key.address: FUNDS for key in (self.merchant, *self.buyers)})
         """The node process."""
-        self.merchant_key_file = write_plain_key(directory / "merchant.json", self.merchant)
-        """The merchant's key file (`--key` of `merchant run`)."""
+        self.merchant_key_file = directory / "merchant.json"
+        """The merchant's key file (`--key` of `merchant run`), a plain dev key."""
+        write_plain_key(self.merchant_key_file, self.merchant)
         self.shop_id = b""
         """The shop (set by `start`)."""
         self.digital_listing = b""
@@ -150,18 +146,15 @@ class MerchantNetwork:
         return path
 
     @staticmethod
-    def create_inventory(state_dir: Path) -> None:
+    def create_inventory(state_dir: Path) -> bytes:
         """The inventory key of `state_dir`, with the weakest Argon2id limits (tests/fast_keys.py:
         a deliberate test setting; the agent reads the limits from the file)."""
-        create_inventory_key(state_dir / "inventory", INVENTORY_PASSPHRASE, nacl.pwhash.argon2id.OPSLIMIT_MIN,
-                             nacl.pwhash.argon2id.MEMLIMIT_MIN)
+        return create_inventory_key(state_dir / "inventory", INVENTORY_PASSPHRASE,
+                                    nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)
 
     def import_codes(self, state_dir: Path, codes: list[str]) -> None:
         """Add `codes` for the digital listing, in-process (the CLI's `codes add` is tested on its own)."""
-        self.create_inventory(state_dir)
-        from client.merchant.inventory_crypto import open_inventory_key
-
-        key = open_inventory_key(state_dir / "inventory", INVENTORY_PASSPHRASE)
+        key = self.create_inventory(state_dir)
         Inventory(state_dir / "inventory", key).add_codes(self.digital_listing, codes)
 
     # --- buyers -------------------------------------------------------------------------------
